@@ -1,0 +1,169 @@
+#include "common/key_codec.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace ferry {
+namespace {
+
+constexpr unsigned char kNull = 0x05;
+constexpr unsigned char kInt = 0x10;
+constexpr unsigned char kReal = 0x20;
+constexpr unsigned char kText = 0x30;
+constexpr unsigned char kBlob = 0x40;
+
+void AppendBigEndian(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint64_t ReadBigEndian(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+void AppendEscaped(const std::string& bytes, std::string* out) {
+  for (char c : bytes) {
+    out->push_back(c);
+    if (c == '\0') out->push_back(static_cast<char>(0xff));
+  }
+  out->push_back('\0');
+}
+
+}  // namespace
+
+void AppendKeyElement(const Value& v, std::string* out) {
+  switch (v.index()) {
+    case 0: out->push_back(static_cast<char>(kNull)); break;
+    case 1:
+      out->push_back(static_cast<char>(kInt));
+      AppendBigEndian(static_cast<uint64_t>(std::get<int64_t>(v)) ^ (uint64_t{1} << 63), out);
+      break;
+    case 2: {
+      double d = std::get<double>(v);
+      if (d == 0.0) d = 0.0;  // -0.0 sorts equal to 0.0 in SQLite
+      uint64_t bits;
+      std::memcpy(&bits, &d, sizeof bits);
+      bits = (bits & (uint64_t{1} << 63)) ? ~bits : bits | (uint64_t{1} << 63);
+      out->push_back(static_cast<char>(kReal));
+      AppendBigEndian(bits, out);
+      break;
+    }
+    case 3:
+      out->push_back(static_cast<char>(kText));
+      AppendEscaped(std::get<Text>(v).bytes, out);
+      break;
+    case 4:
+      out->push_back(static_cast<char>(kBlob));
+      AppendEscaped(std::get<Blob>(v).bytes, out);
+      break;
+  }
+}
+
+std::string EncodeKey(const Value* values, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) AppendKeyElement(values[i], &out);
+  return out;
+}
+
+Result<std::vector<Value>> DecodeKey(std::string_view encoded) {
+  std::vector<Value> out;
+  const auto* p = reinterpret_cast<const unsigned char*>(encoded.data());
+  const size_t n = encoded.size();
+  if (n == 0) return InvalidArgument("empty key");
+  size_t i = 0;
+  while (i < n) {
+    unsigned char tag = p[i++];
+    switch (tag) {
+      case kNull: out.emplace_back(Null{}); break;
+      case kInt:
+      case kReal: {
+        if (n - i < 8) return InvalidArgument("truncated number in key");
+        uint64_t bits = ReadBigEndian(p + i);
+        i += 8;
+        if (tag == kInt) {
+          out.emplace_back(static_cast<int64_t>(bits ^ (uint64_t{1} << 63)));
+        } else {
+          bits = (bits & (uint64_t{1} << 63)) ? bits & ~(uint64_t{1} << 63) : ~bits;
+          double d;
+          std::memcpy(&d, &bits, sizeof d);
+          out.emplace_back(d);
+        }
+        break;
+      }
+      case kText:
+      case kBlob: {
+        std::string bytes;
+        bool terminated = false;
+        while (i < n) {
+          unsigned char c = p[i++];
+          if (c != 0) {
+            bytes.push_back(static_cast<char>(c));
+            continue;
+          }
+          if (i < n && p[i] == 0xff) {
+            bytes.push_back('\0');
+            ++i;
+            continue;
+          }
+          terminated = true;
+          break;
+        }
+        if (!terminated) return InvalidArgument("unterminated string in key");
+        if (tag == kText) {
+          out.emplace_back(Text{std::move(bytes)});
+        } else {
+          out.emplace_back(Blob{std::move(bytes)});
+        }
+        break;
+      }
+      default: return InvalidArgument(fmt::format("unknown key element tag 0x{:02x}", tag));
+    }
+  }
+  return out;
+}
+
+std::string KeyToString(std::string_view encoded) {
+  if (encoded.empty()) return "";
+  auto decoded = DecodeKey(encoded);
+  if (!decoded.ok()) return "<malformed key>";
+  std::string out = "(";
+  bool first = true;
+  for (const Value& v : *decoded) {
+    if (!first) out += ", ";
+    first = false;
+    switch (v.index()) {
+      case 0: out += "NULL"; break;
+      case 1: out += std::to_string(std::get<int64_t>(v)); break;
+      case 2: out += fmt::format("{}", std::get<double>(v)); break;
+      case 3: {
+        const std::string& s = std::get<Text>(v).bytes;
+        out += '\'';
+        for (unsigned char c : s.substr(0, 64)) {
+          if (c < 0x20 || c == 0x7f) {
+            out += fmt::format("\\x{:02x}", c);
+          } else {
+            out += static_cast<char>(c);
+          }
+        }
+        if (s.size() > 64) out += "...";
+        out += '\'';
+        break;
+      }
+      case 4: {
+        const std::string& s = std::get<Blob>(v).bytes;
+        out += "x'";
+        for (size_t j = 0; j < s.size() && j < 32; ++j) {
+          out += fmt::format("{:02x}", static_cast<unsigned char>(s[j]));
+        }
+        if (s.size() > 32) out += "...";
+        out += '\'';
+        break;
+      }
+    }
+  }
+  return out + ")";
+}
+
+}  // namespace ferry

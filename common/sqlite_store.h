@@ -1,0 +1,134 @@
+// SqliteStore: the Store (common/store.h) for `sqlite:PATH`, the embedded
+// default on both sides of a migration.
+//
+// Opening:
+//   - kSource: opened SQLITE_OPEN_READONLY; the file must exist and be a SQLite
+//     database, else kInvalidArgument naming the path. The source's journal
+//     mode and contents are never changed.
+//   - kTarget: opened read-write, created if missing, switched to
+//     journal_mode=WAL and synchronous=FULL, and the metadata table is created
+//     at once, so an unwritable file or directory fails at Open with
+//     kInvalidArgument naming the path, before anything else happens.
+//
+// Keys: a table's key is its declared primary key (columns in PK order);
+// a table without one is keyed by its rowid, read and written through the
+// first of `rowid`, `_rowid_`, `oid` that is not a column name (RowidAlias).
+// All key comparisons happen in SQLite (row-value comparisons on the PK), so
+// every row falls into exactly one range; keys and bounds cross the interface
+// encoded with common/key_codec.h.
+//
+// Metadata table `__ferry_meta (key TEXT PRIMARY KEY, value)`:
+//   'version'                    the data version (integer)
+//   'boundary'                   the mirrored boundary (blob), absent = none
+//   'fence/<plan_id>/<range_id>' the highest epoch that wrote the range
+// It is never listed, and a TableSchema naming it is refused.
+//
+// A store opened as kSource refuses CreateSchema, WriteBatch and WriteMarker
+// with kFailedPrecondition (and is opened read-only besides).
+//
+// Prepared statements are cached per (table, statement shape) for the life of
+// the store; a batch never re-prepares. Memory is bounded by one batch.
+//
+// Thread safety: a SqliteStore is one SQLite connection; confine it to one
+// thread (or serialize all calls externally).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/sqlite_util.h"
+#include "common/status.h"
+#include "common/store.h"
+#include "common/value.h"
+
+namespace ferry {
+
+class SqliteStore : public Store {
+ public:
+  // Opens the SQLite file at `path` (no `sqlite:` prefix) in `role`; see the
+  // file comment for what is checked. Errors: kInvalidArgument for a missing,
+  // unreadable, unwritable or non-SQLite file (message names the path and the
+  // flag to check); kUnavailable for a transient failure (e.g. locked).
+  static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path, StoreRole role);
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // "sqlite:PATH".
+  std::string Describe() const override;
+
+  // User tables sorted by name: no sqlite_% tables, no metadata table, no
+  // views. Generated columns are not listed (the target recomputes them from
+  // create_sql). Fails with kInvalidArgument naming the table for a virtual
+  // table or a rowid table whose rowid aliases are all shadowed by columns.
+  Result<std::vector<TableSchema>> ListTables() override;
+
+  // One ordered pass over the keys. Split i is the key of row
+  // i * rows_per_range (0-based), i >= 1, so ranges are
+  // [split_{i-1}, split_i). Fails with kInvalidArgument if a primary-key
+  // column holds NULL, or if rows_per_range is 0.
+  Result<std::vector<std::string>> PlanSplits(const TableSchema& table, uint64_t rows_per_range,
+                                              uint64_t* rows) override;
+
+  // See Store::ReadBatch. Returns at least one row when any is left in the
+  // range, stops once out->bytes >= max_bytes. kInvalidArgument for a
+  // malformed bound / cursor or a key whose arity does not match the table.
+  Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
+                   size_t max_rows, size_t max_bytes, RowBatch* out) override;
+
+  // One transaction: the metadata table, then every table (from create_sql for
+  // dialect "sqlite", or from the column list with mapped types for
+  // "postgresql") and its indexes, each only if missing. An existing table
+  // whose column names differ (case-insensitively, in order) fails the whole
+  // call with kFailedPrecondition naming the table and the difference.
+  Status CreateSchema(const std::vector<TableSchema>& tables) override;
+
+  // One BEGIN IMMEDIATE transaction: checks and records the fence, then
+  // INSERT OR REPLACE of every row. kLeaseLost if a newer epoch is recorded
+  // for the range; kUnavailable for busy / full / I/O / read-only failures;
+  // kPermanent for constraint violations. On any error nothing is written.
+  Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
+
+  // nullopt when the metadata table or the 'version' key is absent.
+  // kFailedPrecondition when the stored version is not an integer.
+  Result<std::optional<int64_t>> ReadVersion() override;
+  Result<Marker> ReadMarker() override;
+  // Sets 'version' when marker.version has a value (an absent version leaves
+  // the stored one alone); sets 'boundary', or deletes it when empty.
+  Status WriteMarker(const Marker& marker) override;
+
+  // The column name a rowid-keyed table's rowid is read and written as: the
+  // first of rowid, _rowid_, oid that is not (case-insensitively) one of
+  // `columns`; empty if all three are shadowed.
+  static std::string RowidAlias(const std::vector<Column>& columns);
+
+ private:
+  class Txn;
+  enum class Lower { kNone, kInclusive, kExclusive };
+
+  SqliteStore(std::string path, StoreRole role, Db db);
+
+  // The prepared statement for `sql`, prepared on first use and kept for
+  // the life of the store (keyed by the SQL text, so a different schema under
+  // the same table name gets its own statement). Pointers stay valid.
+  Result<Stmt*> Cached(const std::string& sql);
+
+  Result<bool> MetaTableExists();
+  Result<std::optional<Value>> MetaGet(std::string_view key);
+  Status MetaPut(std::string_view key, const Value& value);
+  Status MetaDelete(std::string_view key);
+  Status CreateOneTable(const TableSchema& table);
+  Status RefuseWrite() const;  // for writes to a source
+
+  std::string path_;
+  StoreRole role_;
+  Db db_;
+  std::unordered_map<std::string, Stmt> stmts_;  // by SQL text
+};
+
+}  // namespace ferry

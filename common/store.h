@@ -1,0 +1,121 @@
+// The Store interface: what the coordinator and workers need from a legacy
+// (source) or new (target) store. Implementations: SqliteStore (sqlite:PATH)
+// and, later, PgStore (postgresql://...).
+//
+// Key space: (table name, encoded key). A KeyRange is [lo, hi) inside one
+// table; an empty lo / hi means the table's start / end. Scans compare keys in
+// the store itself (so every row falls into exactly one range), in the order
+// common/key_codec.h preserves.
+//
+// Thread safety: a Store is a connection; use one per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/value.h"
+
+namespace ferry {
+
+// Name of the reserved metadata table every store holds. Never copied, never
+// listed as a user table.
+inline constexpr const char* kMetaTable = "__ferry_meta";
+
+struct Column {
+  std::string name;
+  std::string type;  // declared type, in the store's dialect
+  bool not_null = false;
+};
+
+struct TableSchema {
+  std::string name;
+  std::string dialect;  // "sqlite" or "postgresql"
+  std::vector<Column> columns;
+  // Positions in `columns` of the primary key, in key order. Empty: the table
+  // is keyed by its rowid, which is then the first cell of every row.
+  std::vector<size_t> key_columns;
+  std::string create_sql;              // the source's own DDL
+  std::vector<std::string> index_sql;  // the source's own index DDL
+
+  bool rowid_key() const { return key_columns.empty(); }
+  size_t width() const { return columns.size() + (rowid_key() ? 1 : 0); }
+};
+
+struct KeyRange {
+  std::string table;
+  std::string lo;  // inclusive; empty = table start
+  std::string hi;  // exclusive; empty = table end
+};
+
+// Destination-side fencing token: a batch for (plan, range) under `epoch`
+// aborts if the store has recorded a higher epoch for that range.
+struct Fence {
+  std::string plan_id;
+  uint64_t range_id = 0;
+  uint64_t epoch = 0;
+};
+
+// What the coordinator mirrors into the new store's metadata table.
+struct Marker {
+  std::optional<int64_t> version;  // the data version, when known
+  std::string boundary;            // encoded "table\0key" boundary; empty = none
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The URI with credentials removed, for logs and status.
+  virtual std::string Describe() const = 0;
+
+  // ---- source side ----
+  // User tables (never the metadata table), sorted by name.
+  virtual Result<std::vector<TableSchema>> ListTables() = 0;
+
+  // Split points of `table` so that consecutive points are about
+  // `rows_per_range` rows apart, ascending; sets *rows to the table's row
+  // count. Fails with kInvalidArgument if the key cannot order every row
+  // (e.g. NULL in a primary-key column).
+  virtual Result<std::vector<std::string>> PlanSplits(const TableSchema& table,
+                                                      uint64_t rows_per_range,
+                                                      uint64_t* rows) = 0;
+
+  // Reads up to `max_rows` rows (stopping early past `max_bytes`) of `range`
+  // with key > `after` (or >= range.lo when `after` is empty), in key order,
+  // into *out (cleared first).
+  virtual Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
+                           size_t max_rows, size_t max_bytes, RowBatch* out) = 0;
+
+  // ---- target side ----
+  // Creates the tables and their indexes if they do not exist yet, and the
+  // metadata table; fails if a table exists with different columns.
+  virtual Status CreateSchema(const std::vector<TableSchema>& tables) = 0;
+
+  // Writes `batch` as idempotent upserts in ONE transaction that first checks
+  // and records `fence` (kLeaseLost, nothing written, if a newer epoch is
+  // recorded for the range).
+  virtual Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) = 0;
+
+  // ---- metadata (both sides) ----
+  // The data version recorded in the metadata table; nullopt if absent.
+  virtual Result<std::optional<int64_t>> ReadVersion() = 0;
+  virtual Result<Marker> ReadMarker() = 0;
+  // Idempotently records `marker` (version and boundary) in one transaction.
+  virtual Status WriteMarker(const Marker& marker) = 0;
+};
+
+enum class StoreRole { kSource, kTarget };
+
+// Opens `uri` (`sqlite:PATH` or `postgresql://...`). A source is opened
+// read-only and must exist; a target is created if missing.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& uri, StoreRole role);
+
+// `uri` with any password replaced by "***".
+std::string RedactUri(const std::string& uri);
+
+}  // namespace ferry

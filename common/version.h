@@ -1,0 +1,14 @@
+// Build and protocol versions.
+#pragma once
+
+#include <cstdint>
+
+namespace ferry {
+
+inline constexpr const char* kFerryVersion = "0.1.0";
+// Version of schemas/ferry.capnp's contract. Bump only on incompatible change.
+inline constexpr uint32_t kProtocolVersion = 1;
+// Version of the coordinator's state-file schema (coordinator/state_store.cc).
+inline constexpr int kStateSchemaVersion = 1;
+
+}  // namespace ferry

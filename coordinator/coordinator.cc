@@ -1,0 +1,707 @@
+#include "coordinator/coordinator.h"
+
+#include <sys/stat.h>
+
+#include <random>
+
+#include <capnp/message.h>
+#include <fmt/format.h>
+
+#include "common/key_codec.h"
+#include "common/logging.h"
+#include "common/version.h"
+#include "common/wire.h"
+#include "coordinator/planner.h"
+#include "coordinator/version_check.h"
+
+namespace ferry {
+namespace {
+
+constexpr size_t kMaxMessagesPerPass = 4096;
+constexpr size_t kMaxIdBytes = 256;
+
+std::string NewPlanId() {
+  std::random_device rd;
+  std::mt19937_64 rng((uint64_t{rd()} << 32) ^ rd());
+  return fmt::format("{:016x}", rng());
+}
+
+zmq::message_t ErrorFrame(uint64_t request_id, Error::Code code, const std::string& message,
+                          uint64_t range = 0, uint64_t epoch = 0) {
+  capnp::MallocMessageBuilder b;
+  auto env = NewEnvelope(b, request_id);
+  auto e = env.getBody().initError();
+  e.setCode(code);
+  e.setMessage(message.substr(0, 1024));
+  e.setRangeId(range);
+  e.setEpoch(epoch);
+  return ToFrame(b);
+}
+
+bool FileExists(const std::string& uri) {
+  if (uri.rfind("sqlite:", 0) != 0) return true;  // a server: ask it
+  struct stat st;
+  return stat(uri.substr(7).c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options, const Clock* clock, zmq::context_t* ctx)
+    : opt_(std::move(options)),
+      clock_(clock),
+      ctx_(ctx),
+      table_(clock, opt_.lease_ttl_ms, opt_.max_attempts) {}
+
+Coordinator::~Coordinator() = default;
+
+Status Coordinator::CheckJobMatches(const JobMeta& stored) {
+  auto differ = [](const char* what, const std::string& was, const std::string& now) {
+    return InvalidArgument(fmt::format("{} is '{}' but the state file was started with '{}': pass "
+                                       "the same arguments, or use a new --state",
+                                       what, now, was));
+  };
+  if (stored.source_uri != RedactUri(opt_.source_uri)) {
+    return differ("--source", stored.source_uri, RedactUri(opt_.source_uri));
+  }
+  if (stored.target_uri != RedactUri(opt_.target_uri)) {
+    return differ("--target", stored.target_uri, RedactUri(opt_.target_uri));
+  }
+  if (stored.from_version != opt_.from_version || stored.to_version != opt_.to_version) {
+    return InvalidArgument(fmt::format(
+        "versions are {} -> {} but the state file was started with {} -> {}: pass the same "
+        "--from-version/--to-version, or use a new --state",
+        opt_.from_version, opt_.to_version, stored.from_version, stored.to_version));
+  }
+  if (stored.tables != opt_.tables) return differ("--tables", stored.tables, opt_.tables);
+  return Status::Ok();
+}
+
+Status Coordinator::Start() {
+  started_ms_ = clock_->NowMs();
+  FERRY_RETURN_IF_ERROR(ValidateVersionFlags(opt_.from_version, opt_.to_version));
+  if (opt_.lease_ttl_ms < 100) return InvalidArgument("--lease-ttl must be at least 0.1 seconds");
+  if (opt_.range_rows == 0) return InvalidArgument("--range-rows must be at least 1");
+  if (opt_.batch_rows == 0) return InvalidArgument("--batch-rows must be at least 1");
+  if (opt_.state_path.empty()) return InvalidArgument("--state is required");
+
+  FERRY_ASSIGN_OR_RETURN(lock_, StateLock::Acquire(opt_.state_path));
+  FERRY_ASSIGN_OR_RETURN(state_, StateStore::Open(opt_.state_path, clock_));
+  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state_->LoadJob());
+  if (stored) FERRY_RETURN_IF_ERROR(CheckJobMatches(*stored));
+
+  FERRY_ASSIGN_OR_RETURN(source_, OpenStore(opt_.source_uri, StoreRole::kSource));
+
+  // Versions, read without creating anything in the new store.
+  std::optional<int64_t> target_version;
+  if (FileExists(opt_.target_uri)) {
+    auto peek = OpenStore(opt_.target_uri, StoreRole::kSource);
+    if (peek.ok()) {
+      FERRY_ASSIGN_OR_RETURN(target_version, (*peek)->ReadVersion());
+    }
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, source_->ReadVersion());
+  FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict,
+                         CheckVersions(opt_.from_version, opt_.to_version, target_version,
+                                       legacy_version));
+  if (verdict == VersionVerdict::kAlreadyDone) {
+    already_done_ = true;
+    return Status::Ok();
+  }
+
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, source_->ListTables());
+  FERRY_ASSIGN_OR_RETURN(tables_, SelectTables(all, stored ? stored->tables : opt_.tables));
+
+  if (stored) {
+    job_ = *stored;
+    FERRY_ASSIGN_OR_RETURN(std::vector<RangeRecord> ranges, state_->LoadRanges());
+    table_.Load(std::move(ranges), job_.last_epoch);
+    FERRY_ASSIGN_OR_RETURN(std::vector<WorkerRow> workers, state_->LoadWorkers());
+    for (WorkerRow& w : workers) workers_[w.id].row = std::move(w);
+    for (const RangeRecord& r : table_.ranges()) {
+      if (r.state == RangeState::kLeased && workers_.count(r.owner)) {
+        workers_[r.owner].current_range = r.id;
+      }
+    }
+    FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
+    FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
+    if (opt_.retry_failed && table_.RetryFailed() > 0 && job_.phase == JobPhase::kFailed) {
+      job_.phase = JobPhase::kCopying;
+      job_.failure.clear();
+      job_dirty_ = true;
+    }
+    LogEvent(spdlog::level::info, "resume",
+             {{"plan", job_.plan_id},
+              {"ranges", table_.ranges().size()},
+              {"done", table_.count(RangeState::kDone)},
+              {"leased", table_.count(RangeState::kLeased)},
+              {"last_epoch", table_.last_epoch()}});
+  } else {
+    job_.source_uri = RedactUri(opt_.source_uri);
+    job_.target_uri = RedactUri(opt_.target_uri);
+    job_.from_version = opt_.from_version;
+    job_.to_version = opt_.to_version;
+    job_.tables = opt_.tables;
+    job_.plan_id = NewPlanId();
+    job_.current_version = target_version;
+    planning_ = true;
+  }
+
+  // Sockets.
+  try {
+    router_.emplace(*ctx_, zmq::socket_type::router);
+    router_->set(zmq::sockopt::linger, 0);
+    router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(4 * kMaxFrameBytes));
+    router_->set(zmq::sockopt::rcvhwm, 100000);
+    router_->set(zmq::sockopt::sndhwm, 100000);
+    inproc_ = fmt::format("inproc://ferry-coordinator-{}", static_cast<const void*>(this));
+    router_->bind(inproc_);
+    if (!opt_.listen.empty()) {
+      router_->bind(opt_.listen);
+      listen_bound_ = router_->get(zmq::sockopt::last_endpoint);
+    }
+  } catch (const zmq::error_t& e) {
+    return Unavailable(fmt::format("cannot bind --listen {}: {} (is another coordinator using "
+                                   "it? pick another port)",
+                                   opt_.listen, e.what()));
+  }
+  try {
+    status_.emplace(*ctx_, zmq::socket_type::rep);
+    status_->set(zmq::sockopt::linger, 0);
+    status_->set(zmq::sockopt::maxmsgsize, int64_t{4 << 20});
+    status_->bind(opt_.status_endpoint);
+    status_bound_ = status_->get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Unavailable(fmt::format("cannot bind --status-endpoint {}: {} (pick another port)",
+                                   opt_.status_endpoint, e.what()));
+  }
+  LogEvent(spdlog::level::info, "listening",
+           {{"workers", listen_bound_}, {"status", status_bound_},
+            {"source", RedactUri(opt_.source_uri)}, {"target", RedactUri(opt_.target_uri)},
+            {"from_version", opt_.from_version}, {"to_version", opt_.to_version}});
+  return Status::Ok();
+}
+
+Status Coordinator::PlanNextTable() {
+  if (plan_next_table_ < tables_.size()) {
+    const TableSchema& t = tables_[plan_next_table_++];
+    int64_t t0 = MonotonicMs();
+    size_t before = plan_.size();
+    FERRY_RETURN_IF_ERROR(PlanTable(*source_, t, opt_.range_rows, &plan_));
+    LogEvent(spdlog::level::info, "plan_table",
+             {{"table", t.name}, {"ranges", plan_.size() - before},
+              {"ms", MonotonicMs() - t0}});
+    return Status::Ok();
+  }
+  // Migrations before lifecycle: the target schema exists before any lease.
+  FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
+  FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
+  FERRY_RETURN_IF_ERROR(state_->CreateJob(job_, plan_));
+  uint64_t est = 0;
+  for (const RangeRecord& r : plan_) est += r.est_rows;
+  LogEvent(spdlog::level::info, "planned",
+           {{"plan", job_.plan_id}, {"tables", tables_.size()}, {"ranges", plan_.size()},
+            {"rows_estimated", est}});
+  table_.Load(std::move(plan_), 0);
+  plan_.clear();
+  planning_ = false;
+  return Status::Ok();
+}
+
+Status Coordinator::ReloadFromState() {
+  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state_->LoadJob());
+  if (!stored) return Internal("state file lost its job");
+  job_ = *stored;
+  FERRY_ASSIGN_OR_RETURN(std::vector<RangeRecord> ranges, state_->LoadRanges());
+  table_.Load(std::move(ranges), job_.last_epoch);
+  for (auto& [id, w] : workers_) w.current_range = 0;
+  for (const RangeRecord& r : table_.ranges()) {
+    auto it = workers_.find(r.owner);
+    if (r.state == RangeState::kLeased && it != workers_.end()) it->second.current_range = r.id;
+  }
+  events_.clear();
+  dirty_workers_.clear();
+  job_dirty_ = false;
+  return Status::Ok();
+}
+
+Status Coordinator::Run(const std::function<bool()>& should_exit) {
+  while (!should_exit()) {
+    if (planning_) {
+      Status s = PlanNextTable();
+      if (!s.ok()) return s;
+    }
+    Step(100);
+  }
+  CommitAndReply();
+  if (complete()) return Status::Ok();
+  if (failed()) return Permanent(job_.failure);
+  return FailedPrecondition("stopped before the migration completed; start again with the same "
+                            "arguments to resume");
+}
+
+void Coordinator::Step(int timeout_ms) {
+  int64_t now = clock_->NowMs();
+  int64_t wait = timeout_ms;
+  int64_t next_deadline = table_.NextDeadlineMs();
+  if (next_deadline != INT64_MAX) wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+  std::vector<zmq::pollitem_t> items = {
+      {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
+      {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
+  };
+  try {
+    zmq::poll(items, std::chrono::milliseconds(wait));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) LogEvent(spdlog::level::warn, "poll_error", {{"error", e.what()}});
+  }
+  std::vector<zmq::message_t> frames;
+  for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
+    frames.clear();
+    try {
+      zmq::message_t part;
+      if (!router_->recv(part, zmq::recv_flags::dontwait)) break;
+      frames.push_back(std::move(part));
+      while (frames.back().more()) {
+        zmq::message_t next;
+        if (!router_->recv(next, zmq::recv_flags::dontwait)) break;
+        frames.push_back(std::move(next));
+      }
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::warn, "recv_error", {{"error", e.what()}});
+      break;
+    }
+    HandleWorkerFrames(frames);
+  }
+  try {
+    zmq::message_t req;
+    if (status_->recv(req, zmq::recv_flags::dontwait)) {
+      bool extra = req.more();
+      while (req.more()) {
+        zmq::message_t drop;
+        if (!status_->recv(drop, zmq::recv_flags::dontwait)) break;
+        req = std::move(drop);
+      }
+      metrics_.status_requests++;
+      std::string reply;
+      if (extra) {
+        metrics_.status_errors++;
+        reply = R"({"error":"send one frame per command; try 'help'"})";
+      } else {
+        reply = HandleCommand(req.to_string());
+      }
+      status_reply_.emplace(reply.data(), reply.size());
+    }
+  } catch (const zmq::error_t& e) {
+    LogEvent(spdlog::level::warn, "status_recv_error", {{"error", e.what()}});
+  }
+  Expire();
+  MaybeFinish();
+  CommitAndReply();
+  Mirror();
+  SampleRate();
+  LogProgress();
+}
+
+void Coordinator::LogProgress() {
+  int64_t now = MonotonicMs();
+  if (planning_ || now < next_progress_ms_) return;
+  next_progress_ms_ = now + 2000;
+  if (job_.phase != JobPhase::kCopying) return;
+  nlohmann::json st = nlohmann::json::parse(StatusJson());
+  LogEvent(spdlog::level::info, "progress",
+           {{"rows", st["rows_copied"]}, {"rows_estimated", st["rows_estimated"]},
+            {"rows_per_second", st["rows_per_second"]}, {"eta_seconds", st["eta_seconds"]},
+            {"ranges_done", st["ranges_done"]}, {"ranges_total", st["ranges_total"]},
+            {"workers", st["workers_live"]}});
+}
+
+void Coordinator::HandleWorkerFrames(std::vector<zmq::message_t>& frames) {
+  if (frames.empty()) return;
+  if (frames.size() != 2) {
+    metrics_.malformed++;
+    LogEvent(spdlog::level::debug, "malformed", {{"reason", "frame count"}, {"frames", frames.size()}});
+    if (frames.size() > 1) {
+      replies_.push_back(Reply{std::move(frames[0]),
+                               ErrorFrame(0, Error::Code::BAD_MESSAGE,
+                                          "send exactly one frame per message")});
+    }
+    return;
+  }
+  zmq::message_t reply = Dispatch(frames[1].data(), frames[1].size());
+  if (reply.size() > 0) replies_.push_back(Reply{std::move(frames[0]), std::move(reply)});
+}
+
+WorkerInfo* Coordinator::TouchWorker(const std::string& id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return nullptr;
+  it->second.row.last_seen_ms = clock_->NowMs();
+  return &it->second;
+}
+
+zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
+  auto decoded = DecodeEnvelope(data, size);
+  if (!decoded.ok()) {
+    metrics_.malformed++;
+    LogEvent(spdlog::level::debug, "malformed", {{"reason", decoded.status().message()}});
+    return ErrorFrame(0, Error::Code::BAD_MESSAGE, decoded.status().message());
+  }
+  uint64_t rid = 0;
+  try {
+    Envelope::Reader env = (*decoded)->root();
+    rid = env.getRequestId();
+    if (env.getProtocolVersion() != kProtocolVersion) {
+      metrics_.version_mismatch++;
+      return ErrorFrame(rid, Error::Code::VERSION_MISMATCH,
+                        fmt::format("worker speaks protocol version {}, coordinator speaks {}: run "
+                                    "the same ferry version on both",
+                                    env.getProtocolVersion(), kProtocolVersion));
+    }
+    capnp::MallocMessageBuilder b;
+    auto out = NewEnvelope(b, rid);
+    auto body = env.getBody();
+    auto check_id = [](capnp::Text::Reader t) {
+      return t.size() > 0 && t.size() <= kMaxIdBytes;
+    };
+    switch (body.which()) {
+      case Envelope::Body::REGISTER: {
+        auto m = body.getRegister();
+        if (!check_id(m.getWorkerId())) {
+          metrics_.malformed++;
+          return ErrorFrame(rid, Error::Code::BAD_MESSAGE, "worker id must be 1..256 bytes");
+        }
+        std::string id(AsView(m.getWorkerId()));
+        int64_t now = clock_->NowMs();
+        WorkerInfo& w = workers_[id];
+        bool fresh = w.row.id.empty();
+        w.row = WorkerRow{id,
+                          std::string(AsView(m.getHost())).substr(0, 256),
+                          static_cast<int64_t>(m.getPid()),
+                          std::string(AsView(m.getVersion())).substr(0, 64),
+                          fresh ? now : w.row.registered_ms,
+                          now,
+                          "active"};
+        w.draining = false;
+        dirty_workers_.push_back(w.row);
+        Record(Event{now, "register", 0, 0, id,
+                     fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
+        auto r = out.getBody().initRegistered();
+        r.setSourceUri(opt_.source_uri);
+        r.setTargetUri(opt_.target_uri);
+        r.setBatchRows(opt_.batch_rows);
+        r.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
+        r.setHeartbeatMs(static_cast<uint32_t>(std::clamp<int64_t>(table_.ttl_ms() / 5, 20, 1000)));
+        r.setPlanId(job_.plan_id);
+        return ToFrame(b);
+      }
+      case Envelope::Body::LEASE_REQUEST: {
+        std::string id(AsView(body.getLeaseRequest().getWorkerId()));
+        WorkerInfo* w = TouchWorker(id);
+        if (!w) return ErrorFrame(rid, Error::Code::UNKNOWN_WORKER, "register first");
+        auto nowork = [&](uint32_t retry_ms) {
+          auto n = out.getBody().initNoWork();
+          n.setRetryAfterMs(retry_ms);
+          n.setComplete(complete());
+          n.setFailed(failed());
+          n.setPaused(job_.paused);
+          n.setDraining(w->draining);
+          return ToFrame(b);
+        };
+        if (complete() || failed() || w->draining) return nowork(0);
+        if (planning_) return nowork(200);
+        const RangeRecord* r = nullptr;
+        if (w->current_range) {
+          // The worker lost our grant reply: give it the same lease again.
+          const RangeRecord* held = table_.Find(w->current_range);
+          if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
+        }
+        if (!r) {
+          if (job_.paused) return nowork(500);
+          r = table_.Grant(id);
+          if (!r) return nowork(250);
+          metrics_.grants++;
+          w->current_range = r->id;
+          Record(Event{clock_->NowMs(), "grant", r->id, r->epoch, id,
+                       fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor))});
+        }
+        auto g = out.getBody().initGrant();
+        g.setRangeId(r->id);
+        g.setEpoch(r->epoch);
+        g.setTable(r->table);
+        g.setLo(AsData(r->lo));
+        g.setHi(AsData(r->hi));
+        g.setCursor(AsData(r->cursor));
+        g.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
+        g.setRowsDone(r->rows);
+        g.setBytesDone(r->bytes);
+        g.setDigest(r->digest);
+        return ToFrame(b);
+      }
+      case Envelope::Body::HEARTBEAT:
+      case Envelope::Body::COMPLETE:
+      case Envelope::Body::RELEASE: {
+        std::string id;
+        uint64_t range = 0, epoch = 0;
+        Progress p;
+        const auto which = body.which();
+        if (which == Envelope::Body::HEARTBEAT) {
+          auto m = body.getHeartbeat();
+          id = AsView(m.getWorkerId());
+          range = m.getRangeId();
+          epoch = m.getEpoch();
+          p = Progress{AsView(m.getCursor()), m.getRowsDone(), m.getBytesDone(), m.getDigest()};
+        } else if (which == Envelope::Body::COMPLETE) {
+          auto m = body.getComplete();
+          id = AsView(m.getWorkerId());
+          range = m.getRangeId();
+          epoch = m.getEpoch();
+          p = Progress{AsView(m.getCursor()), m.getRows(), m.getBytes(), m.getDigest()};
+        } else {
+          auto m = body.getRelease();
+          id = AsView(m.getWorkerId());
+          range = m.getRangeId();
+          epoch = m.getEpoch();
+          p = Progress{AsView(m.getCursor()), m.getRowsDone(), m.getBytesDone(), m.getDigest()};
+        }
+        WorkerInfo* w = TouchWorker(id);
+        const RangeRecord* before = table_.Find(range);
+        uint64_t rows_before = before ? before->rows : 0;
+        Status s;
+        if (which == Envelope::Body::HEARTBEAT) {
+          s = table_.Heartbeat(range, epoch, id, p);
+        } else if (which == Envelope::Body::COMPLETE) {
+          s = table_.Complete(range, epoch, id, p);
+        } else {
+          s = table_.Release(range, epoch, id, p);
+        }
+        if (!s.ok()) {
+          metrics_.lease_lost++;
+          if (w && w->current_range == range) w->current_range = 0;
+          LogEvent(spdlog::level::info, "lease_lost",
+                   {{"range", range}, {"epoch", epoch}, {"worker", id}, {"why", s.message()}});
+          return ErrorFrame(rid, Error::Code::LEASE_LOST, s.message(), range, epoch);
+        }
+        if (p.rows > rows_before) {
+          metrics_.progress_rows.Observe(static_cast<double>(p.rows - rows_before));
+          if (w) w->rows += p.rows - rows_before;
+        }
+        if (which == Envelope::Body::COMPLETE) {
+          if (w && w->current_range == range) w->current_range = 0;
+          metrics_.completions++;
+          Record(Event{clock_->NowMs(), "complete", range, epoch, id,
+                       fmt::format("rows={} bytes={} digest={:016x}", p.rows, p.bytes, p.digest)});
+        } else if (which == Envelope::Body::RELEASE) {
+          if (w && w->current_range == range) w->current_range = 0;
+          metrics_.releases++;
+          Record(Event{clock_->NowMs(), "release", range, epoch, id,
+                       fmt::format("cursor={} rows={}", KeyToString(p.cursor), p.rows)});
+        }
+        auto a = out.getBody().initAck();
+        a.setRangeId(range);
+        a.setEpoch(epoch);
+        a.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
+        a.setPaused(job_.paused);
+        a.setDrain(w && w->draining);
+        if (job_.throttle_rows_per_s > 0) {
+          uint64_t active = 0;
+          for (const auto& [wid, info] : workers_) active += info.current_range != 0;
+          a.setRowsPerSecond(std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active)));
+        }
+        return ToFrame(b);
+      }
+      case Envelope::Body::REPORT_ERROR: {
+        auto m = body.getReportError();
+        std::string id(AsView(m.getWorkerId()));
+        std::string msg(AsView(m.getMessage()).substr(0, 1024));
+        WorkerInfo* w = TouchWorker(id);
+        Status s = table_.ReportError(m.getRangeId(), m.getEpoch(), id, m.getPermanent(), msg);
+        if (!s.ok()) {
+          metrics_.lease_lost++;
+          return ErrorFrame(rid, Error::Code::LEASE_LOST, s.message(), m.getRangeId(), m.getEpoch());
+        }
+        if (w && w->current_range == m.getRangeId()) w->current_range = 0;
+        metrics_.range_errors++;
+        const RangeRecord* r = table_.Find(m.getRangeId());
+        Record(Event{clock_->NowMs(), r->state == RangeState::kFailed ? "range_failed" : "range_error",
+                     m.getRangeId(), m.getEpoch(), id, msg});
+        auto a = out.getBody().initAck();
+        a.setRangeId(m.getRangeId());
+        a.setEpoch(m.getEpoch());
+        a.setPaused(job_.paused);
+        return ToFrame(b);
+      }
+      default:
+        metrics_.malformed++;
+        return ErrorFrame(rid, Error::Code::BAD_MESSAGE, "unknown or unexpected message type");
+    }
+  } catch (const kj::Exception& e) {
+    metrics_.malformed++;
+    return ErrorFrame(rid, Error::Code::BAD_MESSAGE,
+                      fmt::format("malformed message: {}", e.getDescription().cStr()));
+  } catch (const std::exception& e) {
+    metrics_.malformed++;
+    return ErrorFrame(rid, Error::Code::INTERNAL, fmt::format("cannot handle message: {}", e.what()));
+  }
+}
+
+void Coordinator::Record(Event e) {
+  nlohmann::json fields = {{"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker},
+                           {"detail", e.detail}};
+  auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire")
+                   ? spdlog::level::warn
+                   : spdlog::level::info;
+  LogEvent(level, e.kind, fields);
+  events_.push_back(std::move(e));
+}
+
+void Coordinator::Expire() {
+  for (const LeaseTable::Expired& e : table_.ExpireDue()) {
+    metrics_.expiries++;
+    auto it = workers_.find(e.owner);
+    if (it != workers_.end() && it->second.current_range == e.range) it->second.current_range = 0;
+    Record(Event{clock_->NowMs(), "expire", e.range, e.epoch, e.owner, "lease deadline passed"});
+  }
+}
+
+void Coordinator::MaybeFinish() {
+  if (planning_ || job_.phase != JobPhase::kCopying) return;
+  if (table_.last_epoch() != job_.last_epoch) {
+    job_.last_epoch = table_.last_epoch();
+    job_dirty_ = true;
+  }
+  if (table_.AllDone()) {
+    // The last completion, the boundary clear and the version bump commit
+    // together (CommitAndReply runs next, in this same pass).
+    job_.phase = JobPhase::kComplete;
+    job_.current_version = job_.to_version;
+    job_.boundary.clear();
+    job_.mirrored = false;
+    job_dirty_ = true;
+    Record(Event{clock_->NowMs(), "finalize", 0, 0, "",
+                 fmt::format("version {} -> {}, rows={}", job_.from_version, job_.to_version,
+                             RowsCopied())});
+    return;
+  }
+  if (table_.Failed()) {
+    job_.phase = JobPhase::kFailed;
+    for (const RangeRecord& r : table_.ranges()) {
+      if (r.state == RangeState::kFailed) {
+        job_.failure = fmt::format("range {} ({} from {}) failed: {}", r.id, r.table,
+                                   r.lo.empty() ? "start" : KeyToString(r.lo), r.last_error);
+        break;
+      }
+    }
+    job_dirty_ = true;
+    Record(Event{clock_->NowMs(), "failed", 0, 0, "", job_.failure});
+    return;
+  }
+  std::string b = table_.Boundary();
+  if (b != job_.boundary) {
+    job_.boundary = std::move(b);
+    job_dirty_ = true;
+  }
+}
+
+void Coordinator::CommitAndReply() {
+  std::vector<uint64_t> dirty = table_.TakeDirty();
+  if (!dirty.empty() || !events_.empty() || job_dirty_ || !dirty_workers_.empty()) {
+    StateCommit c;
+    c.job = planning_ ? nullptr : &job_;  // the job row is written by CreateJob
+    for (uint64_t id : dirty) c.ranges.push_back(table_.Find(id));
+    c.events = std::move(events_);
+    c.workers = std::move(dirty_workers_);
+    int64_t t0 = MonotonicMs();
+    Status s = state_->Commit(c);
+    events_.clear();
+    dirty_workers_.clear();
+    if (!s.ok()) {
+      metrics_.commit_failures++;
+      LogEvent(spdlog::level::err, "state_commit_failed",
+               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
+      Status r = ReloadFromState();
+      if (!r.ok()) LogEvent(spdlog::level::err, "state_reload_failed", {{"error", r.message()}});
+      replies_.clear();
+      if (status_reply_) {
+        std::string err = nlohmann::json{{"error", "state commit failed: " + s.message()}}.dump();
+        status_reply_.emplace(err.data(), err.size());
+      }
+    } else {
+      metrics_.commits++;
+      metrics_.commit_seconds.Observe((MonotonicMs() - t0) / 1000.0);
+      job_dirty_ = false;
+    }
+  }
+  for (Reply& r : replies_) {
+    try {
+      router_->send(r.identity, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(r.payload, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::debug, "send_error", {{"error", e.what()}});
+    }
+  }
+  replies_.clear();
+  if (status_reply_) {
+    try {
+      status_->send(*status_reply_, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::debug, "status_send_error", {{"error", e.what()}});
+    }
+    status_reply_.reset();
+  }
+}
+
+void Coordinator::Mirror() {
+  if (planning_ || !target_) return;
+  bool finished = job_.phase == JobPhase::kComplete;
+  if (!mirror_needed_ && !(finished && !job_.mirrored) && job_.boundary == mirrored_boundary_) return;
+  int64_t now = clock_->NowMs();
+  if (!finished && !mirror_needed_ && now < next_mirror_ms_) return;
+  next_mirror_ms_ = now + 1000;
+  Marker m;
+  if (finished) m.version = job_.to_version;
+  m.boundary = finished ? std::string() : job_.boundary;
+  Status s = target_->WriteMarker(m);
+  if (!s.ok()) {
+    LogEvent(spdlog::level::warn, "mirror_failed",
+             {{"error", s.message()}, {"action", "retrying in 1 s"}});
+    return;
+  }
+  mirrored_boundary_ = m.boundary;
+  mirror_needed_ = false;
+  if (finished && !job_.mirrored) {
+    job_.mirrored = true;
+    job_dirty_ = true;
+    LogEvent(spdlog::level::info, "version_marked",
+             {{"version", job_.to_version}, {"target", RedactUri(opt_.target_uri)}});
+  }
+}
+
+uint64_t Coordinator::RowsCopied() const {
+  uint64_t n = 0;
+  for (const RangeRecord& r : table_.ranges()) n += r.rows;
+  return n;
+}
+
+uint64_t Coordinator::BytesCopied() const {
+  uint64_t n = 0;
+  for (const RangeRecord& r : table_.ranges()) n += r.bytes;
+  return n;
+}
+
+void Coordinator::SampleRate() {
+  int64_t now = MonotonicMs();
+  if (!rate_samples_.empty() && now - rate_samples_.back().first < 500) return;
+  rate_samples_.emplace_back(now, RowsCopied());
+  while (rate_samples_.size() > 2 && now - rate_samples_.front().first > 10000) {
+    rate_samples_.pop_front();
+  }
+  for (auto& [id, w] : workers_) {
+    if (now - w.rate_mark_ms >= 2000) {
+      if (w.rate_mark_ms) {
+        w.rows_per_second = (w.rows - w.rate_mark_rows) * 1000.0 / (now - w.rate_mark_ms);
+      }
+      w.rate_mark_ms = now;
+      w.rate_mark_rows = w.rows;
+    }
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,171 @@
+// Coordinator: plans the legacy key space into ranges, leases them to workers
+// over ZeroMQ (ROUTER, Cap'n Proto envelopes), keeps every decision in the
+// state file, and answers operators on the status socket (REP, text command
+// in, JSON out).
+//
+// Start() takes the state lock, checks versions and opens the stores; Run()
+// serves until the migration completes (and, with local workers or
+// exit_when_done, returns) or a stop is requested.
+//
+// One event-loop thread owns everything here: sockets, state, lease table.
+// Each loop pass reads a burst of worker messages, applies them in memory,
+// commits all resulting changes in ONE state transaction, and only then
+// sends the replies (so an epoch is durable before its grant leaves). A
+// failed commit reloads the state file and drops the replies (workers retry).
+//
+// Every network message is hostile: malformed, truncated, oversized,
+// unknown or wrong-version messages get an error reply (or are dropped) and
+// are counted; nothing a peer sends can crash or block the loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/store.h"
+#include "coordinator/lease_table.h"
+#include "coordinator/metrics.h"
+#include "coordinator/state_lock.h"
+#include "coordinator/state_store.h"
+
+namespace ferry {
+
+struct CoordinatorOptions {
+  std::string source_uri;
+  std::string target_uri;
+  std::string state_path;
+  std::string tables;  // comma-separated; "" = all user tables
+  int64_t from_version = 1;
+  int64_t to_version = 2;
+  std::string listen = "tcp://127.0.0.1:7400";
+  std::string status_endpoint = "tcp://127.0.0.1:7401";
+  int64_t lease_ttl_ms = 10000;
+  uint64_t range_rows = 100000;
+  uint32_t batch_rows = 2000;
+  uint32_t max_attempts = 3;  // permanent errors before a range fails
+  bool exit_when_done = false;
+  bool retry_failed = false;
+  int64_t stall_ms = 30000;  // a leased range whose cursor has not moved this long is stalled
+};
+
+struct WorkerInfo {
+  WorkerRow row;
+  uint64_t current_range = 0;
+  uint64_t rows = 0;          // rows reported by this worker since it registered
+  double rows_per_second = 0;
+  int64_t rate_mark_ms = 0;
+  uint64_t rate_mark_rows = 0;
+  bool draining = false;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, const Clock* clock, zmq::context_t* ctx);
+  ~Coordinator();
+
+  // Takes the lock, loads or checks the job, opens the stores and binds the
+  // sockets. On success either already_done() (the new store is at the
+  // target version: nothing to do) or Run() may be called.
+  Status Start();
+  bool already_done() const { return already_done_; }
+
+  // Plans (if new), then serves until `should_exit()` (checked every pass,
+  // at most ~100 ms apart). Ok if the migration completed; kPermanent if it
+  // failed; kFailedPrecondition if stopped before completion; a planning
+  // error as it came.
+  Status Run(const std::function<bool()>& should_exit);
+
+  // One loop pass (exposed for tests): waits up to `timeout_ms` for input.
+  void Step(int timeout_ms);
+
+  std::string inproc_endpoint() const { return inproc_; }
+  std::string listen_endpoint() const { return listen_bound_; }
+  std::string status_endpoint() const { return status_bound_; }
+  const LeaseTable& leases() const { return table_; }
+  const JobMeta& job() const { return job_; }
+  bool complete() const { return job_.phase == JobPhase::kComplete; }
+  bool failed() const { return job_.phase == JobPhase::kFailed; }
+  bool planning() const { return planning_; }
+  StateStore* state() { return state_.get(); }
+  const CoordinatorMetrics& metrics() const { return metrics_; }
+
+  uint64_t RowsCopied() const;
+  uint64_t BytesCopied() const;
+
+  // Status socket commands (coordinator/status_commands.cc).
+  std::string HandleCommand(const std::string& line);
+
+ private:
+  struct Reply {
+    zmq::message_t identity;
+    zmq::message_t payload;
+  };
+
+  Status LoadOrPlanJob();
+  Status CheckJobMatches(const JobMeta& stored);
+  Status PlanNextTable();
+  Status ReloadFromState();
+  void HandleWorkerFrames(std::vector<zmq::message_t>& frames);
+  zmq::message_t Dispatch(const void* data, size_t size);
+  void Expire();
+  void MaybeFinish();
+  void CommitAndReply();
+  void Mirror();
+  void SampleRate();
+  void Record(Event e);
+  WorkerInfo* TouchWorker(const std::string& id);
+  void LogProgress();
+
+  // status_commands.cc
+  std::string StatusJson();
+  std::string RangesJson(const std::string& filter);
+  std::string WorkersJson();
+  std::string MetricsText();
+  std::string StateName() const;
+
+  CoordinatorOptions opt_;
+  const Clock* clock_;
+  zmq::context_t* ctx_;
+  std::unique_ptr<StateLock> lock_;
+  std::unique_ptr<StateStore> state_;
+  std::unique_ptr<Store> source_;
+  std::unique_ptr<Store> target_;
+  std::vector<TableSchema> tables_;
+  std::optional<zmq::socket_t> router_;
+  std::optional<zmq::socket_t> status_;
+  std::string inproc_, listen_bound_, status_bound_;
+
+  LeaseTable table_;
+  JobMeta job_;
+  bool already_done_ = false;
+  bool planning_ = false;
+  size_t plan_next_table_ = 0;
+  std::vector<RangeRecord> plan_;
+  int64_t started_ms_ = 0;
+
+  std::map<std::string, WorkerInfo> workers_;
+  std::vector<WorkerRow> dirty_workers_;
+  std::vector<Event> events_;
+  bool job_dirty_ = false;
+  std::vector<Reply> replies_;
+  std::optional<zmq::message_t> status_reply_;
+  std::string mirrored_boundary_;
+  bool mirror_needed_ = true;
+  int64_t next_mirror_ms_ = 0;
+  int64_t next_progress_ms_ = 0;
+  std::deque<std::pair<int64_t, uint64_t>> rate_samples_;
+  CoordinatorMetrics metrics_;
+};
+
+}  // namespace ferry

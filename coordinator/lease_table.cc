@@ -1,0 +1,240 @@
+#include "coordinator/lease_table.h"
+
+#include <climits>
+
+#include <fmt/format.h>
+
+#include "common/key_codec.h"
+
+namespace ferry {
+
+const char* RangeStateName(RangeState s) {
+  switch (s) {
+    case RangeState::kPending: return "pending";
+    case RangeState::kLeased: return "leased";
+    case RangeState::kDone: return "done";
+    case RangeState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+std::optional<RangeState> ParseRangeState(const std::string& s) {
+  for (RangeState st : {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {
+    if (s == RangeStateName(st)) return st;
+  }
+  return std::nullopt;
+}
+
+LeaseTable::LeaseTable(const Clock* clock, int64_t ttl_ms, uint32_t max_attempts)
+    : clock_(clock), ttl_ms_(ttl_ms), max_attempts_(max_attempts) {}
+
+void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
+  ranges_ = std::move(ranges);
+  last_epoch_ = last_epoch;
+  pending_.clear();
+  leased_.clear();
+  dirty_.clear();
+  for (auto& c : counts_) c = 0;
+  int64_t now = clock_->NowMs();
+  for (RangeRecord& r : ranges_) {
+    counts_[static_cast<int>(r.state)]++;
+    if (r.state == RangeState::kPending) pending_.insert(r.id);
+    if (r.state == RangeState::kLeased) leased_.insert(r.id);
+    if (r.epoch > last_epoch_) last_epoch_ = r.epoch;  // never reuse a token
+    r.progress_ms = now;
+  }
+  done_prefix_ = 0;
+  AdvancePrefix();
+}
+
+void LeaseTable::SetState(RangeRecord* r, RangeState s) {
+  counts_[static_cast<int>(r->state)]--;
+  if (r->state == RangeState::kPending) pending_.erase(r->id);
+  if (r->state == RangeState::kLeased) leased_.erase(r->id);
+  r->state = s;
+  counts_[static_cast<int>(s)]++;
+  if (s == RangeState::kPending) pending_.insert(r->id);
+  if (s == RangeState::kLeased) leased_.insert(r->id);
+  dirty_.insert(r->id);
+}
+
+const RangeRecord* LeaseTable::Grant(const std::string& worker) {
+  if (pending_.empty()) return nullptr;
+  RangeRecord* r = &ranges_[*pending_.begin() - 1];
+  SetState(r, RangeState::kLeased);
+  r->owner = worker;
+  r->epoch = ++last_epoch_;
+  r->deadline_ms = clock_->NowMs() + ttl_ms_;
+  r->attempts++;
+  r->progress_ms = clock_->NowMs();
+  return r;
+}
+
+RangeRecord* LeaseTable::Owned(uint64_t range, uint64_t epoch, const std::string& worker,
+                               Status* why) {
+  if (range == 0 || range > ranges_.size()) {
+    *why = LeaseLost(fmt::format("range {} does not exist", range));
+    return nullptr;
+  }
+  RangeRecord* r = &ranges_[range - 1];
+  if (r->state != RangeState::kLeased || r->epoch != epoch || r->owner != worker) {
+    *why = LeaseLost(fmt::format("range {} epoch {} is not leased to {} (state {}, epoch {})", range,
+                                 epoch, worker, RangeStateName(r->state), r->epoch));
+    return nullptr;
+  }
+  return r;
+}
+
+void LeaseTable::ApplyProgress(RangeRecord* r, const Progress& p) {
+  if (!p.cursor.empty() && p.cursor != r->cursor) {
+    r->cursor.assign(p.cursor);
+    r->progress_ms = clock_->NowMs();
+  }
+  r->rows = p.rows;
+  r->bytes = p.bytes;
+  r->digest = p.digest;
+  dirty_.insert(r->id);
+}
+
+Status LeaseTable::Heartbeat(uint64_t range, uint64_t epoch, const std::string& worker,
+                             const Progress& p) {
+  Status why;
+  RangeRecord* r = Owned(range, epoch, worker, &why);
+  if (!r) return why;
+  ApplyProgress(r, p);
+  r->deadline_ms = clock_->NowMs() + ttl_ms_;
+  return Status::Ok();
+}
+
+Status LeaseTable::Complete(uint64_t range, uint64_t epoch, const std::string& worker,
+                            const Progress& p) {
+  if (range >= 1 && range <= ranges_.size()) {
+    const RangeRecord& r = ranges_[range - 1];
+    if (r.state == RangeState::kDone && r.epoch == epoch && r.owner == worker) return Status::Ok();
+  }
+  Status why;
+  RangeRecord* r = Owned(range, epoch, worker, &why);
+  if (!r) return why;
+  ApplyProgress(r, p);
+  r->deadline_ms = 0;
+  r->last_error.clear();
+  SetState(r, RangeState::kDone);
+  AdvancePrefix();
+  return Status::Ok();
+}
+
+Status LeaseTable::Release(uint64_t range, uint64_t epoch, const std::string& worker,
+                           const Progress& p) {
+  Status why;
+  RangeRecord* r = Owned(range, epoch, worker, &why);
+  if (!r) return why;
+  ApplyProgress(r, p);
+  r->owner.clear();
+  r->deadline_ms = 0;
+  SetState(r, RangeState::kPending);
+  return Status::Ok();
+}
+
+Status LeaseTable::ReportError(uint64_t range, uint64_t epoch, const std::string& worker,
+                               bool permanent, const std::string& message) {
+  Status why;
+  RangeRecord* r = Owned(range, epoch, worker, &why);
+  if (!r) return why;
+  // Only errors the worker classified as permanent count towards failing
+  // the range; transient ones (a full disk, a lost connection) put it back.
+  if (permanent) r->errors++;
+  r->last_error = message;
+  r->owner.clear();
+  r->deadline_ms = 0;
+  SetState(r, permanent && r->errors >= max_attempts_ ? RangeState::kFailed : RangeState::kPending);
+  return Status::Ok();
+}
+
+Status LeaseTable::Revoke(uint64_t range) {
+  if (range == 0 || range > ranges_.size()) {
+    return NotFound(fmt::format("range {} does not exist", range));
+  }
+  RangeRecord* r = &ranges_[range - 1];
+  if (r->state != RangeState::kLeased) {
+    return FailedPrecondition(
+        fmt::format("range {} is {}, not leased", range, RangeStateName(r->state)));
+  }
+  r->owner.clear();
+  r->deadline_ms = 0;
+  SetState(r, RangeState::kPending);
+  return Status::Ok();
+}
+
+std::vector<LeaseTable::Expired> LeaseTable::ExpireDue() {
+  std::vector<Expired> expired;
+  int64_t now = clock_->NowMs();
+  for (uint64_t id : leased_) {
+    const RangeRecord& r = ranges_[id - 1];
+    if (r.deadline_ms <= now) expired.push_back(Expired{id, r.owner, r.epoch});
+  }
+  for (const Expired& e : expired) {
+    RangeRecord* r = &ranges_[e.range - 1];
+    r->owner.clear();
+    r->deadline_ms = 0;
+    SetState(r, RangeState::kPending);
+  }
+  return expired;
+}
+
+size_t LeaseTable::RetryFailed() {
+  size_t n = 0;
+  for (RangeRecord& r : ranges_) {
+    if (r.state != RangeState::kFailed) continue;
+    r.errors = 0;
+    SetState(&r, RangeState::kPending);
+    ++n;
+  }
+  return n;
+}
+
+int64_t LeaseTable::NextDeadlineMs() const {
+  int64_t next = INT64_MAX;
+  for (uint64_t id : leased_) next = std::min(next, ranges_[id - 1].deadline_ms);
+  return next;
+}
+
+const RangeRecord* LeaseTable::Find(uint64_t id) const {
+  if (id == 0 || id > ranges_.size()) return nullptr;
+  return &ranges_[id - 1];
+}
+
+void LeaseTable::AdvancePrefix() {
+  while (done_prefix_ < ranges_.size() && ranges_[done_prefix_].state == RangeState::kDone) {
+    ++done_prefix_;
+  }
+}
+
+std::string LeaseTable::Boundary() const {
+  if (done_prefix_ == 0 || AllDone()) return "";
+  const RangeRecord& last = ranges_[done_prefix_ - 1];
+  if (!last.hi.empty()) return last.table + std::string(1, '\0') + last.hi;
+  // The prefix ends a table: everything before the next table is migrated.
+  return ranges_[done_prefix_].table + std::string(1, '\0');
+}
+
+bool LeaseTable::Failed() const {
+  return counts_[static_cast<int>(RangeState::kFailed)] > 0 && pending_.empty() && leased_.empty();
+}
+
+std::vector<uint64_t> LeaseTable::TakeDirty() {
+  std::vector<uint64_t> out(dirty_.begin(), dirty_.end());
+  dirty_.clear();
+  return out;
+}
+
+std::string BoundaryToString(std::string_view boundary) {
+  if (boundary.empty()) return "";
+  size_t nul = boundary.find('\0');
+  if (nul == std::string_view::npos) return std::string(boundary);
+  std::string table(boundary.substr(0, nul));
+  std::string_view key = boundary.substr(nul + 1);
+  if (key.empty()) return table + ":(start)";
+  return table + ":" + KeyToString(key);
+}
+
+}  // namespace ferry

@@ -1,0 +1,121 @@
+// LeaseTable: the range state machine, in memory, with an injected clock.
+//
+//   pending -> leased(epoch, owner, deadline, cursor) -> done(rows, bytes, digest)
+//   leased  -> pending   on expiry, release or revoke (cursor kept)
+//   leased  -> failed    on a permanent error, or after max_attempts
+//
+// Every grant takes a new, strictly increasing epoch (the fencing token).
+// Heartbeat, release, completion and error reports carry (range, epoch,
+// owner); any mismatch returns kLeaseLost and changes nothing.
+//
+// The boundary is the end of the longest prefix of done ranges in key order.
+// Every mutation marks the range dirty; the coordinator persists the dirty
+// ranges and job meta in one state transaction, and on a failed commit
+// reloads the table from the state file (nothing is advanced that was not
+// committed).
+//
+// Thread safety: owned by the coordinator's event-loop thread.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "coordinator/range_record.h"
+
+namespace ferry {
+
+struct Progress {
+  std::string_view cursor;
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  uint64_t digest = 0;
+};
+
+class LeaseTable {
+ public:
+  LeaseTable(const Clock* clock, int64_t ttl_ms, uint32_t max_attempts = 3);
+
+  // Replaces the contents. `ranges` must have ids 1..n in order.
+  // `last_epoch` is the highest epoch ever granted.
+  void Load(std::vector<RangeRecord> ranges, uint64_t last_epoch);
+
+  void set_ttl_ms(int64_t ttl) { ttl_ms_ = ttl; }
+  int64_t ttl_ms() const { return ttl_ms_; }
+
+  // Leases the first pending range (key order) to `worker`; nullptr if none.
+  const RangeRecord* Grant(const std::string& worker);
+
+  // Renews the lease and records progress.
+  Status Heartbeat(uint64_t range, uint64_t epoch, const std::string& worker, const Progress& p);
+  // Marks the range done with its final counters. A repeat with the same
+  // epoch of an already-done range is accepted (idempotent) and changes nothing.
+  Status Complete(uint64_t range, uint64_t epoch, const std::string& worker, const Progress& p);
+  // Gives the range back (pending, cursor kept).
+  Status Release(uint64_t range, uint64_t epoch, const std::string& worker, const Progress& p);
+  // A worker could not copy the range: back to pending with the error
+  // recorded; the max_attempts-th error classified permanent fails it.
+  Status ReportError(uint64_t range, uint64_t epoch, const std::string& worker, bool permanent,
+                     const std::string& message);
+  // Operator revoke: leased -> pending now; its epoch is fenced by the next grant.
+  Status Revoke(uint64_t range);
+
+  // Leased ranges whose deadline has passed go back to pending. Returns
+  // (range, previous owner, epoch) of each.
+  struct Expired {
+    uint64_t range;
+    std::string owner;
+    uint64_t epoch;
+  };
+  std::vector<Expired> ExpireDue();
+  // Failed ranges go back to pending with their error count cleared
+  // (operator asked to retry them). Returns how many.
+  size_t RetryFailed();
+  // Earliest lease deadline, or INT64_MAX if nothing is leased.
+  int64_t NextDeadlineMs() const;
+
+  const RangeRecord* Find(uint64_t id) const;
+  const std::vector<RangeRecord>& ranges() const { return ranges_; }
+  uint64_t last_epoch() const { return last_epoch_; }
+
+  // Number of ranges in the done prefix; == size() when all are done.
+  size_t done_prefix() const { return done_prefix_; }
+  // Encoded boundary "table\0key" at the end of the done prefix; empty when
+  // nothing is done or everything is.
+  std::string Boundary() const;
+  bool AllDone() const { return done_prefix_ == ranges_.size(); }
+  // No pending or leased range left, and at least one failed.
+  bool Failed() const;
+
+  size_t count(RangeState s) const { return counts_[static_cast<int>(s)]; }
+  const std::set<uint64_t>& leased() const { return leased_; }
+
+  // Ids mutated since the last call.
+  std::vector<uint64_t> TakeDirty();
+
+ private:
+  RangeRecord* Owned(uint64_t range, uint64_t epoch, const std::string& worker, Status* why);
+  void SetState(RangeRecord* r, RangeState s);
+  void ApplyProgress(RangeRecord* r, const Progress& p);
+  void AdvancePrefix();
+
+  const Clock* clock_;
+  int64_t ttl_ms_;
+  uint32_t max_attempts_;
+  std::vector<RangeRecord> ranges_;
+  uint64_t last_epoch_ = 0;
+  size_t done_prefix_ = 0;
+  size_t counts_[4] = {0, 0, 0, 0};
+  std::set<uint64_t> pending_;
+  std::set<uint64_t> leased_;
+  std::set<uint64_t> dirty_;
+};
+
+// Printable boundary for status: table:(key), or "" when none.
+std::string BoundaryToString(std::string_view boundary);
+
+}  // namespace ferry

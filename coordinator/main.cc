@@ -1,0 +1,145 @@
+// ferry-coordinator: wires flags, logging, signals, the Coordinator and (with
+// --local-workers) in-process workers together.
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/cli.h"
+#include "common/clock.h"
+#include "common/signals.h"
+#include "common/store.h"
+#include "coordinator/coordinator.h"
+#include "worker/worker.h"
+
+using namespace ferry;
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry-coordinator: plans the legacy store into key ranges, leases them to "
+               "workers, and commits the migration.",
+               "ferry-coordinator"};
+  CoordinatorOptions o;
+  LogFlags log;
+  int local_workers = -1;
+  double ttl_s = 10;
+  std::string endpoints_file;
+  AddCommonFlags(app, &log);
+  app.add_option("--source", o.source_uri, "legacy store: sqlite:PATH or postgresql://...")->required();
+  app.add_option("--target", o.target_uri, "new store: sqlite:PATH or postgresql://...")->required();
+  app.add_option("--state", o.state_path, "coordinator state file (SQLite)")->required();
+  app.add_option("--tables", o.tables, "comma-separated tables to move (default: all user tables)");
+  app.add_option("--from-version", o.from_version, "version the migration starts from")
+      ->default_val(1);
+  app.add_option("--to-version", o.to_version, "version the new store is at when done")
+      ->default_val(2);
+  app.add_option("--listen", o.listen, "worker endpoint (widen for a fleet)")
+      ->default_val("tcp://127.0.0.1:7400");
+  app.add_option("--status-endpoint", o.status_endpoint, "operator status socket (ZeroMQ REP)")
+      ->default_val("tcp://127.0.0.1:7401");
+  app.add_option("--local-workers", local_workers, "run N workers in-process; exit when done");
+  app.add_option("--lease-ttl", ttl_s, "lease time-to-live in seconds")->default_val(10);
+  app.add_option("--range-rows", o.range_rows, "rows per planned range")->default_val(100000);
+  app.add_option("--batch-rows", o.batch_rows, "rows per copy batch (one transaction)")
+      ->default_val(2000);
+  app.add_option("--max-attempts", o.max_attempts,
+                 "permanent errors on a range before it is marked failed")
+      ->default_val(3);
+  app.add_flag("--exit-when-done", o.exit_when_done,
+               "exit once the migration is complete (default: keep serving status)");
+  app.add_flag("--retry-failed", o.retry_failed, "put failed ranges back to pending on start");
+  app.add_option("--endpoints-file", endpoints_file,
+                 "write the bound worker and status endpoints here (JSON)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return HandleParseError(app, e);
+  }
+  if (local_workers == 0 || local_workers < -1) {
+    std::cerr << "ferry-coordinator: error: --local-workers must be at least 1 (omit it to serve "
+                 "remote ferry-worker processes)\n";
+    return kExitUsage;
+  }
+  o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
+  StartLogging(log);
+  InstallStopSignals();
+
+  zmq::context_t ctx;
+  SystemClock clock;
+  Coordinator coord(o, &clock, &ctx);
+  Status s = coord.Start();
+  if (!s.ok()) return Fail("ferry-coordinator", s);
+  if (coord.already_done()) {
+    std::cout << fmt::format("ferry: the new store {} is already at version {}; nothing to do\n",
+                             RedactUri(o.target_uri), o.to_version);
+    return kExitOk;
+  }
+  if (!endpoints_file.empty()) {
+    std::ofstream f(endpoints_file + ".tmp");
+    f << nlohmann::json{{"listen", coord.listen_endpoint()}, {"status", coord.status_endpoint()},
+                        {"pid", static_cast<int64_t>(getpid())}}
+             .dump()
+      << "\n";
+    f.close();
+    std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
+  }
+
+  const int64_t t0 = MonotonicMs();
+  const uint64_t rows0 = coord.RowsCopied();
+  std::atomic<bool> workers_stop{false};
+  std::atomic<int> workers_exited{0};
+  std::vector<Status> worker_status(local_workers > 0 ? local_workers : 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < local_workers; ++i) {
+    threads.emplace_back([&, i] {
+      WorkerOptions wo;
+      wo.coordinator = coord.inproc_endpoint();
+      wo.id = fmt::format("{}-local{}", DefaultWorkerId(), i);
+      Worker w(wo, &ctx, &workers_stop);
+      worker_status[i] = w.Run();
+      workers_exited++;
+    });
+  }
+  int64_t stop_at = 0;
+  auto should_exit = [&] {
+    bool done = coord.complete() || coord.failed();
+    if (local_workers > 0) {
+      if (StopRequested() && !workers_stop) {
+        workers_stop = true;  // they release their leases while we still serve
+        stop_at = MonotonicMs();
+      }
+      if (workers_exited == local_workers) return true;
+      return stop_at && MonotonicMs() - stop_at > 15000;  // bounded
+    }
+    return StopRequested() || (o.exit_when_done && done);
+  };
+  Status r = coord.Run(should_exit);
+  workers_stop = true;
+  for (auto& t : threads) t.join();
+
+  const double secs = std::max<int64_t>(1, MonotonicMs() - t0) / 1000.0;
+  const uint64_t rows = coord.RowsCopied() - std::min(rows0, coord.RowsCopied());
+  if (r.ok()) {
+    std::cout << fmt::format(
+        "ferry: complete: {} rows, {} bytes copied in {:.2f} s ({:.0f} rows/s); new store at "
+        "version {}\n",
+        rows, coord.BytesCopied(), secs, rows / secs, o.to_version);
+    return kExitOk;
+  }
+  for (const Status& ws : worker_status) {
+    if (!ws.ok() && ws.code() != Code::kPermanent) return Fail("ferry-coordinator", ws);
+  }
+  if (r.code() == Code::kFailedPrecondition && StopRequested()) {
+    std::cerr << "ferry-coordinator: stopped before the migration completed; start it again with "
+                 "the same arguments to resume\n";
+    return local_workers > 0 ? kExitInterrupted : kExitOk;
+  }
+  if (r.code() == Code::kPermanent) {
+    std::cerr << "ferry-coordinator: error: migration failed: " << r.message()
+              << " (fix the cause, then restart with --retry-failed)\n";
+    return kExitFailed;
+  }
+  return Fail("ferry-coordinator", r);
+}

@@ -1,0 +1,59 @@
+// The coordinator's records: a planned range and the job it belongs to.
+// Plain data; persisted by StateStore, mutated by LeaseTable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace ferry {
+
+// pending -> leased(epoch, owner, deadline, cursor) -> done(rows, bytes, digest)
+// leased -> pending on expiry, release or revoke (cursor kept);
+// leased -> failed on a permanent error or too many attempts.
+enum class RangeState { kPending = 0, kLeased = 1, kDone = 2, kFailed = 3 };
+
+const char* RangeStateName(RangeState s);
+std::optional<RangeState> ParseRangeState(const std::string& s);
+
+struct RangeRecord {
+  uint64_t id = 0;  // 1..n in key order (table name, then key)
+  std::string table;
+  std::string lo;  // encoded, inclusive; empty = table start
+  std::string hi;  // encoded, exclusive; empty = table end
+  uint64_t est_rows = 0;
+  RangeState state = RangeState::kPending;
+  std::string owner;
+  uint64_t epoch = 0;        // fencing token of the latest grant
+  int64_t deadline_ms = 0;   // lease deadline (wall clock), while leased
+  std::string cursor;        // encoded key of the last committed row; empty = none
+  uint64_t rows = 0;         // rows copied up to the cursor (final when done)
+  uint64_t bytes = 0;
+  uint64_t digest = 0;       // chained digest up to the cursor (common/digest.h)
+  uint32_t attempts = 0;     // grants so far
+  uint32_t errors = 0;       // copy errors reported so far
+  std::string last_error;
+  int64_t progress_ms = 0;   // when the cursor last moved (not persisted)
+};
+
+// Job-level phase, persisted.
+enum class JobPhase { kCopying = 0, kComplete = 1, kFailed = 2 };
+
+struct JobMeta {
+  std::string source_uri;  // as given (may hold credentials: never printed)
+  std::string target_uri;
+  int64_t from_version = 1;
+  int64_t to_version = 2;
+  std::string tables;      // the --tables selection, "" = all
+  std::string plan_id;
+  uint64_t last_epoch = 0;
+  JobPhase phase = JobPhase::kCopying;
+  std::string boundary;    // "table\0key"; empty = none
+  std::optional<int64_t> current_version;
+  bool paused = false;
+  uint64_t throttle_rows_per_s = 0;  // 0 = off
+  std::string failure;
+  bool mirrored = false;   // the last phase/boundary reached the target store
+};
+
+}  // namespace ferry

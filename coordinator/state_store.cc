@@ -1,0 +1,326 @@
+#include "coordinator/state_store.h"
+
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/version.h"
+
+namespace ferry {
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE job (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  source_uri TEXT NOT NULL, target_uri TEXT NOT NULL,
+  from_version INTEGER NOT NULL, to_version INTEGER NOT NULL,
+  tables TEXT NOT NULL, plan_id TEXT NOT NULL, last_epoch INTEGER NOT NULL,
+  phase INTEGER NOT NULL, boundary BLOB NOT NULL, current_version INTEGER,
+  paused INTEGER NOT NULL, throttle INTEGER NOT NULL, failure TEXT NOT NULL,
+  mirrored INTEGER NOT NULL);
+CREATE TABLE ranges (
+  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, lo BLOB NOT NULL, hi BLOB NOT NULL,
+  est_rows INTEGER NOT NULL, state INTEGER NOT NULL, owner TEXT NOT NULL,
+  epoch INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, cursor BLOB NOT NULL,
+  rows INTEGER NOT NULL, bytes INTEGER NOT NULL, digest INTEGER NOT NULL,
+  attempts INTEGER NOT NULL, errors INTEGER NOT NULL, last_error TEXT NOT NULL);
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, version TEXT NOT NULL,
+  registered_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, range_id INTEGER NOT NULL,
+  epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
+)sql";
+
+std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
+
+}  // namespace
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, const Clock* clock) {
+  auto db = Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000);
+  if (!db.ok()) {
+    return InvalidArgument(fmt::format("cannot open state file {}: {} (check --state and the "
+                                       "directory's permissions)",
+                                       path, db.status().message()));
+  }
+  auto store = std::unique_ptr<StateStore>(new StateStore(path, std::move(db).value(), clock));
+  Db& d = store->db_;
+  FERRY_RETURN_IF_ERROR(d.Exec("PRAGMA journal_mode=WAL"));
+  FERRY_RETURN_IF_ERROR(d.Exec("PRAGMA synchronous=FULL"));
+
+  // Create or upgrade the schema. Many processes may race here: take the
+  // write lock up front, retry busy with jittered backoff under a cap.
+  Backoff backoff(20, 1000, std::random_device{}());
+  const int64_t give_up = MonotonicMs() + 30000;
+  for (;;) {
+    Status s = d.Exec("BEGIN IMMEDIATE");
+    if (s.ok()) break;
+    if (s.code() != Code::kUnavailable || MonotonicMs() > give_up) {
+      return Status(s.code(), fmt::format("cannot lock state file {} to check its schema: {} "
+                                          "(is another process holding it?)",
+                                          path, s.message()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff.NextDelayMs()));
+  }
+  auto stmt = d.Prepare("PRAGMA user_version");
+  if (!stmt.ok()) return store->Rollback(stmt.status());
+  stmt->Step();
+  int64_t version = stmt->Int(0);
+  stmt->Reset();
+  if (version > kStateSchemaVersion) {
+    return store->Rollback(FailedPrecondition(
+        fmt::format("state file {} has schema version {}, newer than this ferry's {}: use a newer "
+                    "ferry-coordinator",
+                    path, version, kStateSchemaVersion)));
+  }
+  if (version < 1) {
+    Status st = d.Exec(kSchemaV1);
+    if (!st.ok()) return store->Rollback(st);
+  }
+  // Future upgrades: if (version < 2) { ALTER ... }
+  if (version < kStateSchemaVersion) {
+    Status st = d.Exec(fmt::format("PRAGMA user_version={}", kStateSchemaVersion));
+    if (!st.ok()) return store->Rollback(st);
+  }
+  FERRY_RETURN_IF_ERROR(d.Exec("COMMIT"));
+  FERRY_RETURN_IF_ERROR(store->Prepare());
+  return store;
+}
+
+Status StateStore::Rollback(Status cause) {
+  (void)db_.Exec("ROLLBACK");
+  return cause;
+}
+
+Status StateStore::Prepare() {
+  FERRY_ASSIGN_OR_RETURN(job_upsert_, db_.Prepare(
+      "INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(range_insert_, db_.Prepare(
+      "INSERT INTO ranges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(range_update_, db_.Prepare(
+      "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
+      "digest=?, attempts=?, errors=?, last_error=? WHERE id=?"));
+  FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare(
+      "INSERT INTO events (ts_ms, kind, range_id, epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(worker_upsert_, db_.Prepare(
+      "INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?)"));
+  return Status::Ok();
+}
+
+Status StateStore::Step(Stmt& s, const char* what) {
+  int rc = (fail_at_ >= 0 && step_count_++ == fail_at_) ? SQLITE_IOERR : s.Step();
+  s.Reset();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    return db_.Error(rc, fmt::format("state file {}: {}", path_, what));
+  }
+  return Status::Ok();
+}
+
+Status StateStore::WriteJob(const JobMeta& j) {
+  Stmt& s = job_upsert_;
+  s.Bind(1, j.source_uri);
+  s.Bind(2, j.target_uri);
+  s.Bind(3, j.from_version);
+  s.Bind(4, j.to_version);
+  s.Bind(5, j.tables);
+  s.Bind(6, j.plan_id);
+  s.Bind(7, static_cast<int64_t>(j.last_epoch));
+  s.Bind(8, static_cast<int64_t>(j.phase));
+  s.BindBlob(9, j.boundary);
+  if (j.current_version) {
+    s.Bind(10, *j.current_version);
+  } else {
+    s.BindNull(10);
+  }
+  s.Bind(11, int64_t{j.paused});
+  s.Bind(12, static_cast<int64_t>(j.throttle_rows_per_s));
+  s.Bind(13, j.failure);
+  s.Bind(14, int64_t{j.mirrored});
+  return Step(s, "write job");
+}
+
+Status StateStore::WriteRange(const RangeRecord& r, bool insert) {
+  if (insert) {
+    Stmt& s = range_insert_;
+    s.Bind(1, static_cast<int64_t>(r.id));
+    s.Bind(2, r.table);
+    s.BindBlob(3, r.lo);
+    s.BindBlob(4, r.hi);
+    s.Bind(5, static_cast<int64_t>(r.est_rows));
+    s.Bind(6, static_cast<int64_t>(r.state));
+    s.Bind(7, r.owner);
+    s.Bind(8, static_cast<int64_t>(r.epoch));
+    s.Bind(9, r.deadline_ms);
+    s.BindBlob(10, r.cursor);
+    s.Bind(11, static_cast<int64_t>(r.rows));
+    s.Bind(12, static_cast<int64_t>(r.bytes));
+    s.Bind(13, static_cast<int64_t>(r.digest));
+    s.Bind(14, static_cast<int64_t>(r.attempts));
+    s.Bind(15, static_cast<int64_t>(r.errors));
+    s.Bind(16, r.last_error);
+    return Step(s, "insert range");
+  }
+  Stmt& s = range_update_;
+  s.Bind(1, static_cast<int64_t>(r.state));
+  s.Bind(2, r.owner);
+  s.Bind(3, static_cast<int64_t>(r.epoch));
+  s.Bind(4, r.deadline_ms);
+  s.BindBlob(5, r.cursor);
+  s.Bind(6, static_cast<int64_t>(r.rows));
+  s.Bind(7, static_cast<int64_t>(r.bytes));
+  s.Bind(8, static_cast<int64_t>(r.digest));
+  s.Bind(9, static_cast<int64_t>(r.attempts));
+  s.Bind(10, static_cast<int64_t>(r.errors));
+  s.Bind(11, r.last_error);
+  s.Bind(12, static_cast<int64_t>(r.id));
+  return Step(s, "update range");
+}
+
+Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) {
+  FERRY_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  auto existing = LoadJob();
+  if (!existing.ok()) return Rollback(existing.status());
+  if (existing->has_value()) {
+    return Rollback(FailedPrecondition(fmt::format("state file {} already holds a job", path_)));
+  }
+  Status s = WriteJob(job);
+  for (size_t i = 0; s.ok() && i < plan.size(); ++i) s = WriteRange(plan[i], /*insert=*/true);
+  if (s.ok()) {
+    Event e{clock_->NowMs(), "plan", 0, 0, "",
+            fmt::format("{} ranges, plan {}", plan.size(), job.plan_id)};
+    event_insert_.Bind(1, e.ts_ms);
+    event_insert_.Bind(2, e.kind);
+    event_insert_.Bind(3, int64_t{0});
+    event_insert_.Bind(4, int64_t{0});
+    event_insert_.Bind(5, e.worker);
+    event_insert_.Bind(6, e.detail);
+    s = Step(event_insert_, "insert event");
+  }
+  if (s.ok()) s = db_.Exec("COMMIT");
+  if (!s.ok()) return Rollback(s);
+  return Status::Ok();
+}
+
+Status StateStore::Commit(const StateCommit& c) {
+  step_count_ = 0;
+  Status s = db_.Exec("BEGIN IMMEDIATE");
+  if (!s.ok()) return s;
+  if (c.job) s = WriteJob(*c.job);
+  for (size_t i = 0; s.ok() && i < c.ranges.size(); ++i) s = WriteRange(*c.ranges[i], false);
+  for (size_t i = 0; s.ok() && i < c.events.size(); ++i) {
+    const Event& e = c.events[i];
+    event_insert_.Bind(1, e.ts_ms);
+    event_insert_.Bind(2, e.kind);
+    event_insert_.Bind(3, static_cast<int64_t>(e.range));
+    event_insert_.Bind(4, static_cast<int64_t>(e.epoch));
+    event_insert_.Bind(5, e.worker);
+    event_insert_.Bind(6, e.detail);
+    s = Step(event_insert_, "insert event");
+  }
+  for (size_t i = 0; s.ok() && i < c.workers.size(); ++i) {
+    const WorkerRow& w = c.workers[i];
+    worker_upsert_.Bind(1, w.id);
+    worker_upsert_.Bind(2, w.host);
+    worker_upsert_.Bind(3, w.pid);
+    worker_upsert_.Bind(4, w.version);
+    worker_upsert_.Bind(5, w.registered_ms);
+    worker_upsert_.Bind(6, w.last_seen_ms);
+    worker_upsert_.Bind(7, w.state);
+    s = Step(worker_upsert_, "upsert worker");
+  }
+  if (s.ok() && fail_at_ >= 0 && step_count_++ == fail_at_) {
+    s = Unavailable(fmt::format("state file {}: injected commit failure", path_));
+  }
+  if (s.ok()) s = db_.Exec("COMMIT");
+  if (!s.ok()) return Rollback(s);
+  return Status::Ok();
+}
+
+Result<std::optional<JobMeta>> StateStore::LoadJob() {
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
+      "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, last_epoch, "
+      "phase, boundary, current_version, paused, throttle, failure, mirrored FROM job WHERE id=1"));
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<JobMeta>();
+  if (rc != SQLITE_ROW) return db_.Error(rc, "read job");
+  JobMeta j;
+  j.source_uri = s.Str(0);
+  j.target_uri = s.Str(1);
+  j.from_version = s.Int(2);
+  j.to_version = s.Int(3);
+  j.tables = s.Str(4);
+  j.plan_id = s.Str(5);
+  j.last_epoch = static_cast<uint64_t>(s.Int(6));
+  j.phase = static_cast<JobPhase>(s.Int(7));
+  j.boundary = BlobCol(s, 8);
+  if (!s.IsNull(9)) j.current_version = s.Int(9);
+  j.paused = s.Int(10) != 0;
+  j.throttle_rows_per_s = static_cast<uint64_t>(s.Int(11));
+  j.failure = s.Str(12);
+  j.mirrored = s.Int(13) != 0;
+  return std::optional<JobMeta>(std::move(j));
+}
+
+Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
+      "SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, "
+      "bytes, digest, attempts, errors, last_error FROM ranges ORDER BY id"));
+  std::vector<RangeRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    RangeRecord r;
+    r.id = static_cast<uint64_t>(s.Int(0));
+    r.table = s.Str(1);
+    r.lo = BlobCol(s, 2);
+    r.hi = BlobCol(s, 3);
+    r.est_rows = static_cast<uint64_t>(s.Int(4));
+    int64_t st = s.Int(5);
+    if (st < 0 || st > 3) return Internal(fmt::format("range {} has unknown state {}", r.id, st));
+    r.state = static_cast<RangeState>(st);
+    r.owner = s.Str(6);
+    r.epoch = static_cast<uint64_t>(s.Int(7));
+    r.deadline_ms = s.Int(8);
+    r.cursor = BlobCol(s, 9);
+    r.rows = static_cast<uint64_t>(s.Int(10));
+    r.bytes = static_cast<uint64_t>(s.Int(11));
+    r.digest = static_cast<uint64_t>(s.Int(12));
+    r.attempts = static_cast<uint32_t>(s.Int(13));
+    r.errors = static_cast<uint32_t>(s.Int(14));
+    r.last_error = s.Str(15);
+    if (r.id != out.size() + 1) return Internal(fmt::format("range ids not contiguous at {}", r.id));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return db_.Error(rc, "read ranges");
+  return out;
+}
+
+Result<std::vector<WorkerRow>> StateStore::LoadWorkers() {
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
+      "SELECT id, host, pid, version, registered_ms, last_seen_ms, state FROM workers ORDER BY id"));
+  std::vector<WorkerRow> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(WorkerRow{s.Str(0), s.Str(1), s.Int(2), s.Str(3), s.Int(4), s.Int(5), s.Str(6)});
+  }
+  if (rc != SQLITE_DONE) return db_.Error(rc, "read workers");
+  return out;
+}
+
+Result<std::vector<Event>> StateStore::LoadEvents(size_t limit) {
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
+      "SELECT ts_ms, kind, range_id, epoch, worker, detail FROM events ORDER BY id DESC LIMIT ?"));
+  s.Bind(1, static_cast<int64_t>(limit));
+  std::vector<Event> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(Event{s.Int(0), s.Str(1), static_cast<uint64_t>(s.Int(2)),
+                        static_cast<uint64_t>(s.Int(3)), s.Str(4), s.Str(5)});
+  }
+  if (rc != SQLITE_DONE) return db_.Error(rc, "read events");
+  return out;
+}
+
+}  // namespace ferry

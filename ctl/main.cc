@@ -1,0 +1,208 @@
+// ferryctl: the operator's client for the coordinator's status socket.
+#include <unistd.h>
+
+#include <iostream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/cli.h"
+#include "common/clock.h"
+#include "common/signals.h"
+#include "common/store.h"
+#include "ctl/ctl_client.h"
+
+using namespace ferry;
+
+namespace {
+
+int WaitOnTarget(const std::string& uri, int64_t to_version, double timeout_s) {
+  const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
+  Status last;
+  for (;;) {
+    auto store = OpenStore(uri, StoreRole::kSource);
+    if (store.ok()) {
+      auto v = (*store)->ReadVersion();
+      if (v.ok() && v->has_value() && **v >= to_version) {
+        std::cout << fmt::format("ferry: {} is at version {}\n", RedactUri(uri), **v);
+        return kExitOk;
+      }
+      last = v.ok() ? Unavailable(fmt::format("{} is not at version {} yet", RedactUri(uri), to_version))
+                    : v.status();
+    } else {
+      last = store.status();
+    }
+    if (MonotonicMs() >= deadline || StopRequested()) {
+      std::cerr << "ferryctl: error: timed out after " << timeout_s << " s: " << last.message()
+                << "\n";
+      return kExitTimeout;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int Wait(zmq::context_t& ctx, const std::string& endpoint, double timeout_s, int request_ms) {
+  const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
+  Status last;
+  for (;;) {
+    int left = static_cast<int>(std::max<int64_t>(100, std::min<int64_t>(request_ms, deadline - MonotonicMs())));
+    auto st = StatusRequestJson(ctx, endpoint, "status", left);
+    if (st.ok()) {
+      std::string state = (*st).value("state", "");
+      if (state == "complete") {
+        std::cout << "ferry: migration complete\n";
+        return kExitOk;
+      }
+      if (state == "failed") {
+        std::cerr << "ferryctl: error: migration failed: " << (*st).value("failure", "") << "\n";
+        return kExitFailed;
+      }
+      last = Unavailable("migration is " + state);
+    } else {
+      last = st.status();
+    }
+    if (MonotonicMs() >= deadline || StopRequested()) {
+      std::cerr << "ferryctl: error: timed out after " << timeout_s << " s: " << last.message()
+                << "\n";
+      return kExitTimeout;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        std::min<int64_t>(500, std::max<int64_t>(0, deadline - MonotonicMs()))));
+  }
+}
+
+int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, double interval_s) {
+  const bool tty = isatty(STDOUT_FILENO);
+  for (;;) {
+    auto st = StatusRequestJson(ctx, endpoint, "status", request_ms);
+    if (!st.ok()) {
+      if (tty) std::cout << "\n";
+      return Fail("ferryctl", st.status());
+    }
+    std::string line = RenderProgressLine(*st, tty, 30);
+    if (tty) {
+      std::cout << "\r\033[2K" << line << std::flush;
+    } else {
+      std::cout << line << std::endl;
+    }
+    std::string state = (*st).value("state", "");
+    if (state == "complete" || state == "failed") {
+      if (tty) std::cout << "\n";
+      return state == "complete" ? kExitOk : kExitFailed;
+    }
+    if (StopRequested()) {
+      if (tty) std::cout << "\n";
+      return kExitOk;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(interval_s * 1000)));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferryctl: watch and steer a ferry migration through the coordinator's status "
+               "socket.",
+               "ferryctl"};
+  LogFlags log;
+  std::string endpoint = "tcp://127.0.0.1:7401";
+  double request_timeout_s = 5;
+  bool json = false;
+  AddCommonFlags(app, &log);
+  app.add_option("--endpoint", endpoint, "coordinator status socket")->default_val(endpoint);
+  app.add_option("--request-timeout", request_timeout_s, "seconds to wait for each answer")
+      ->default_val(5);
+  app.add_flag("--json", json, "print the raw JSON answer");
+  app.require_subcommand(1);
+  app.add_subcommand("status", "migration state, progress, ETA");
+  double watch_interval = 1;
+  app.add_subcommand("watch", "live progress until complete")
+      ->add_option("--interval", watch_interval, "seconds between refreshes")
+      ->default_val(1);
+  std::string ranges_filter;
+  app.add_subcommand("ranges", "ranges and their leases")
+      ->add_option("filter", ranges_filter, "pending|leased|done|failed|stalled");
+  app.add_subcommand("workers", "registered workers");
+  app.add_subcommand("metrics", "Prometheus text metrics");
+  app.add_subcommand("pause", "no new grants; workers hold after their batch");
+  app.add_subcommand("resume", "undo pause");
+  std::string throttle;
+  app.add_subcommand("throttle", "fleet-wide rows/s budget")
+      ->add_option("rate", throttle, "rows per second, or off")
+      ->required();
+  std::string drain_id;
+  app.add_subcommand("drain", "a worker finishes its batch, releases its range, gets no new work")
+      ->add_option("worker", drain_id, "worker id")
+      ->required();
+  std::string revoke_id;
+  app.add_subcommand("revoke", "take a lease back now (its epoch is fenced)")
+      ->add_option("range", revoke_id, "range id")
+      ->required();
+  std::string events_n;
+  app.add_subcommand("events", "recent events from the coordinator's event log")
+      ->add_option("count", events_n, "how many");
+  double wait_timeout = 0;
+  std::string wait_target;
+  int64_t wait_version = 2;
+  auto* wait = app.add_subcommand("wait", "exit 0 once the migration is complete");
+  wait->add_option("--timeout", wait_timeout, "give up after this many seconds (0: never)")
+      ->default_val(0);
+  wait->add_option("--target", wait_target,
+                   "read the new store's own version marker instead of asking the coordinator");
+  wait->add_option("--to-version", wait_version, "with --target: the version that means done")
+      ->default_val(2);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return HandleParseError(app, e);
+  }
+  StartLogging(log);
+  InstallStopSignals();
+  spdlog::set_level(spdlog::level::warn);
+  zmq::context_t ctx;
+  const int request_ms = static_cast<int>(request_timeout_s * 1000);
+  const std::string cmd = app.get_subcommands().front()->get_name();
+
+  if (cmd == "wait") {
+    double t = wait_timeout > 0 ? wait_timeout : 1e9;
+    if (!wait_target.empty()) return WaitOnTarget(wait_target, wait_version, t);
+    return Wait(ctx, endpoint, t, request_ms);
+  }
+  if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval);
+
+  std::string line = cmd;
+  if (cmd == "ranges" && !ranges_filter.empty()) line += " " + ranges_filter;
+  if (cmd == "throttle") line += " " + throttle;
+  if (cmd == "drain") line += " " + drain_id;
+  if (cmd == "revoke") line += " " + revoke_id;
+  if (cmd == "events" && !events_n.empty()) line += " " + events_n;
+
+  if (cmd == "metrics") {
+    auto text = StatusRequest(ctx, endpoint, line, request_ms);
+    if (!text.ok()) return Fail("ferryctl", text.status());
+    std::cout << *text;
+    return kExitOk;
+  }
+  auto reply = StatusRequestJson(ctx, endpoint, line, request_ms);
+  if (!reply.ok()) {
+    std::cerr << "ferryctl: error: " << reply.status().message() << "\n";
+    return reply.status().code() == Code::kUnavailable ? kExitUnavailable : kExitFailed;
+  }
+  const nlohmann::json& j = *reply;
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+  } else if (cmd == "status") {
+    std::cout << RenderStatus(j);
+  } else if (cmd == "ranges") {
+    std::cout << RenderTable(j["ranges"], {"id", "table", "lo", "hi", "state", "owner", "epoch",
+                                           "cursor", "rows", "attempts", "last_error"});
+  } else if (cmd == "workers") {
+    std::cout << RenderTable(j["workers"], {"id", "host", "pid", "version", "range", "rows_per_second",
+                                            "last_heartbeat_ms", "state"});
+  } else if (cmd == "events") {
+    std::cout << RenderTable(j["events"], {"ts_ms", "kind", "range", "epoch", "worker", "detail"});
+  } else {
+    std::cout << j.dump() << "\n";
+  }
+  return kExitOk;
+}

@@ -1,0 +1,140 @@
+# ferry worker <-> coordinator protocol.
+#
+# One Envelope per ZeroMQ frame, DEALER (worker) <-> ROUTER (coordinator).
+# Rules for evolving it: add fields only with higher ordinals; never renumber;
+# every reader must handle union members and enum values it does not know
+# (they arrive from newer peers) with a safe default.
+# Bump kProtocolVersion (common/version.h) only for incompatible changes.
+
+@0xc4f1a7d2b3e59a01;
+
+struct Envelope {
+  protocolVersion @0 :UInt32;
+  # Echoed in the reply so a worker can drop answers to requests it gave up on.
+  requestId @1 :UInt64;
+  body :union {
+    register @2 :Register;
+    registered @3 :Registered;
+    leaseRequest @4 :LeaseRequest;
+    grant @5 :Grant;
+    noWork @6 :NoWork;
+    heartbeat @7 :Heartbeat;
+    ack @8 :Ack;
+    complete @9 :Complete;
+    release @10 :Release;
+    reportError @11 :ReportError;
+    error @12 :Error;
+  }
+}
+
+# worker -> coordinator: first message of a worker (and again after the
+# coordinator answers `unknownWorker`).
+struct Register {
+  workerId @0 :Text;
+  host @1 :Text;
+  pid @2 :UInt32;
+  version @3 :Text;
+}
+
+# coordinator -> worker: the job's settings.
+struct Registered {
+  sourceUri @0 :Text;
+  targetUri @1 :Text;
+  batchRows @2 :UInt32;
+  leaseTtlMs @3 :UInt32;
+  heartbeatMs @4 :UInt32;
+  planId @5 :Text;
+}
+
+struct LeaseRequest {
+  workerId @0 :Text;
+}
+
+# coordinator -> worker: a lease on range `rangeId` under fencing token `epoch`.
+# `cursor` is the encoded key of the last row already copied (empty: start at lo).
+struct Grant {
+  rangeId @0 :UInt64;
+  epoch @1 :UInt64;
+  table @2 :Text;
+  lo @3 :Data;
+  hi @4 :Data;
+  cursor @5 :Data;
+  leaseTtlMs @6 :UInt32;
+  rowsDone @7 :UInt64;
+  bytesDone @8 :UInt64;
+  digest @9 :UInt64;
+}
+
+# coordinator -> worker: nothing to lease now.
+struct NoWork {
+  retryAfterMs @0 :UInt32;
+  complete @1 :Bool;      # migration complete: the worker exits 0
+  paused @2 :Bool;
+  failed @3 :Bool;        # migration failed: the worker exits non-zero
+  draining @4 :Bool;      # this worker was drained: it exits 0
+}
+
+# worker -> coordinator: lease renewal carrying the cursor of the last
+# committed batch and the running counters for the range.
+struct Heartbeat {
+  workerId @0 :Text;
+  rangeId @1 :UInt64;
+  epoch @2 :UInt64;
+  cursor @3 :Data;
+  rowsDone @4 :UInt64;
+  bytesDone @5 :UInt64;
+  digest @6 :UInt64;
+}
+
+# coordinator -> worker: answer to heartbeat / complete / release / reportError.
+struct Ack {
+  rangeId @0 :UInt64;
+  epoch @1 :UInt64;
+  leaseTtlMs @2 :UInt32;      # lease renewed for this long from the request
+  paused @3 :Bool;            # hold after the current batch
+  rowsPerSecond @4 :UInt64;   # this worker's share of the throttle; 0 = none
+  drain @5 :Bool;             # finish the batch, release, exit
+}
+
+struct Complete {
+  workerId @0 :Text;
+  rangeId @1 :UInt64;
+  epoch @2 :UInt64;
+  rows @3 :UInt64;
+  bytes @4 :UInt64;
+  digest @5 :UInt64;
+  cursor @6 :Data;
+}
+
+struct Release {
+  workerId @0 :Text;
+  rangeId @1 :UInt64;
+  epoch @2 :UInt64;
+  cursor @3 :Data;
+  rowsDone @4 :UInt64;
+  bytesDone @5 :UInt64;
+  digest @6 :UInt64;
+}
+
+struct ReportError {
+  workerId @0 :Text;
+  rangeId @1 :UInt64;
+  epoch @2 :UInt64;
+  permanent @3 :Bool;
+  message @4 :Text;
+}
+
+struct Error {
+  enum Code {
+    badMessage @0;
+    versionMismatch @1;
+    leaseLost @2;
+    unknownWorker @3;
+    internal @4;
+    unavailable @5;
+  }
+  code @0 :Code;
+  message @1 :Text;
+  rangeId @2 :UInt64;
+  epoch @3 :UInt64;
+}

@@ -1,0 +1,54 @@
+// CoordinatorClient: the worker's side of the protocol, a DEALER socket to the
+// coordinator's ROUTER. Requests carry increasing request ids; replies to
+// requests the caller gave up on are recognised by id and dropped (a stale
+// Grant is handed to `on_stale_grant` so the worker can release it).
+//
+// The hot path never waits for a round trip: heartbeats are sent with
+// SendAsync() and their acks collected with Poll(0).
+//
+// Thread safety: owned by one worker thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/wire.h"
+
+namespace ferry {
+
+class CoordinatorClient {
+ public:
+  CoordinatorClient(zmq::context_t* ctx, std::string endpoint);
+
+  uint64_t NextRequestId() { return ++last_request_id_; }
+
+  // Queues `builder` without blocking; false if it could not be queued
+  // (coordinator not connected / high-water mark).
+  bool SendAsync(capnp::MessageBuilder& builder);
+
+  // Next well-formed message within `timeout_ms`; nullptr if none.
+  std::unique_ptr<DecodedEnvelope> Poll(int timeout_ms);
+
+  // Sends and waits up to `timeout_ms` for the reply with the same request
+  // id. Other messages are passed to `other` (may be empty). nullptr on
+  // timeout.
+  std::unique_ptr<DecodedEnvelope> Call(capnp::MallocMessageBuilder& builder, uint64_t request_id,
+                                        int timeout_ms,
+                                        const std::function<void(DecodedEnvelope&)>& other = {});
+
+  // Drops the socket and everything queued in it, and connects afresh.
+  void Reconnect();
+
+ private:
+  zmq::context_t* ctx_;
+  std::string endpoint_;
+  std::optional<zmq::socket_t> sock_;
+  uint64_t last_request_id_ = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,101 @@
+// Worker: registers with the coordinator, then loops lease -> copy -> complete.
+//
+// Copying a range: batches are read from the legacy store after the cursor
+// and written to the new store in ONE transaction each, fenced by the
+// range's epoch (Store::WriteBatch). Heartbeats carrying the cursor of the
+// last committed batch go out asynchronously (never a round trip per batch);
+// their acks extend the worker's own view of its lease deadline, measured
+// from when the heartbeat was SENT, so the worker stops writing before the
+// coordinator could expire the lease even if the coordinator is gone.
+//
+// On `lease lost` the worker stops writing at once. On a stop request
+// (SIGTERM/SIGINT) it finishes the current batch, reports the cursor,
+// releases the lease and returns Ok. It returns Ok when the migration is
+// complete or it was drained; kPermanent if the migration failed;
+// kFailedPrecondition on a protocol version mismatch.
+//
+// Thread safety: Run() owns everything; one thread per Worker.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/status.h"
+#include "common/store.h"
+#include "worker/coordinator_client.h"
+
+namespace ferry {
+
+struct WorkerOptions {
+  std::string coordinator;  // endpoint: tcp://host:port or inproc://...
+  std::string id;           // default: host-pid-random
+  std::string source_uri;   // override what the coordinator says
+  std::string target_uri;
+  uint32_t batch_rows = 0;  // 0: the coordinator's setting
+  size_t batch_bytes = 8 << 20;
+  int request_timeout_ms = 2000;
+  int64_t backoff_base_ms = 100;
+  int64_t backoff_cap_ms = 5000;
+  uint32_t transient_retries = 5;  // per batch, before the range is given back with an error
+};
+
+class Worker {
+ public:
+  Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop);
+  Status Run();
+
+  const std::string& id() const { return opt_.id; }
+  uint64_t rows_written() const { return rows_written_; }
+
+ private:
+  enum class Outcome { kDone, kLost, kStopped, kGaveBack };
+  struct Lease {
+    uint64_t range = 0;
+    uint64_t epoch = 0;
+    std::string table;
+    KeyRange bounds;
+    std::string cursor;
+    uint64_t rows = 0;
+    uint64_t bytes = 0;
+    uint64_t digest = 0;
+    int64_t deadline_mono = 0;  // our conservative view of the lease deadline
+  };
+
+  Status Register();
+  Status OpenStores();
+  Outcome Copy(Lease& lease);
+  void SendHeartbeat(const Lease& lease);
+  // Applies acks / lease-lost for `lease`; false if the lease is lost.
+  bool DrainReplies(Lease& lease, int timeout_ms);
+  bool FinishRange(Lease& lease, bool complete);
+  void ReportError(const Lease& lease, const Status& s);
+  void ReleaseStale(DecodedEnvelope& env);
+  bool Sleep(int64_t ms);  // false if a stop came first
+  bool Stopping() const { return stop_ && stop_->load(); }
+
+  WorkerOptions opt_;
+  zmq::context_t* ctx_;
+  const std::atomic<bool>* stop_;
+  CoordinatorClient client_;
+  std::string plan_id_;
+  std::string source_uri_, target_uri_;
+  uint32_t batch_rows_ = 2000;
+  int64_t ttl_ms_ = 10000;
+  int64_t heartbeat_ms_ = 1000;
+  std::unique_ptr<Store> source_, target_;
+  std::map<std::string, TableSchema> schemas_;
+  std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
+  bool paused_ = false;
+  bool drain_ = false;
+  uint64_t rate_limit_ = 0;
+  uint64_t rows_written_ = 0;
+};
+
+// host-pid-xxxx
+std::string DefaultWorkerId();
+
+}  // namespace ferry
