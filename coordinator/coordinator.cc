@@ -207,6 +207,11 @@ Status Coordinator::PlanNextTable() {
   return Status::Ok();
 }
 
+Status Coordinator::PlanAll() {
+  while (planning_) FERRY_RETURN_IF_ERROR(PlanNextTable());
+  return Status::Ok();
+}
+
 Status Coordinator::ReloadFromState() {
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state_->LoadJob());
   if (!stored) return Internal("state file lost its job");

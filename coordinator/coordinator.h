@@ -86,6 +86,10 @@ class Coordinator {
   // error as it came.
   Status Run(const std::function<bool()>& should_exit);
 
+  // Finishes planning now (Run() otherwise plans one table per pass while
+  // serving). For tests and tools.
+  Status PlanAll();
+
   // One loop pass (exposed for tests): waits up to `timeout_ms` for input.
   void Step(int timeout_ms);
 

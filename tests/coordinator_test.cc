@@ -1,0 +1,344 @@
+// Coordinator in-process, driven message by message over inproc with an
+// injected clock: leases, expiry, fencing, atomic finalize, restart.
+#include "coordinator/coordinator.h"
+
+#include <thread>
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+
+#include "common/key_codec.h"
+#include "common/version.h"
+#include "common/wire.h"
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+#include "worker/worker.h"
+
+namespace ferry {
+namespace {
+
+using testing::TempDir;
+
+// A hand-driven worker: each call sends one message and pumps the
+// coordinator (when `pump` is set) until the reply arrives.
+class FakeWorker {
+ public:
+  FakeWorker(zmq::context_t* ctx, Coordinator* pump, const std::string& endpoint, std::string id)
+      : sock_(*ctx, zmq::socket_type::dealer), pump_(pump), id_(std::move(id)) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.connect(endpoint);
+  }
+
+  std::unique_ptr<DecodedEnvelope> Call(capnp::MallocMessageBuilder& b, bool expect_reply = true) {
+    zmq::message_t frame = ToFrame(b);
+    sock_.send(frame, zmq::send_flags::none);
+    for (int i = 0; i < 500; ++i) {
+      if (pump_) pump_->Step(1);
+      zmq::message_t reply;
+      if (sock_.recv(reply, zmq::recv_flags::dontwait)) {
+        auto d = DecodeEnvelope(reply.data(), reply.size());
+        EXPECT_TRUE(d.ok());
+        return d.ok() ? std::move(d).value() : nullptr;
+      }
+      if (!pump_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (expect_reply) ADD_FAILURE() << "no reply";
+    return nullptr;
+  }
+
+  void Register() {
+    capnp::MallocMessageBuilder b;
+    auto r = NewEnvelope(b, ++rid_).getBody().initRegister();
+    r.setWorkerId(id_);
+    r.setHost("test");
+    r.setPid(1);
+    r.setVersion("test");
+    auto reply = Call(b);
+    ASSERT_TRUE(reply && reply->root().getBody().isRegistered());
+  }
+
+  // (range, epoch, cursor) of a grant; range 0 if none.
+  struct GrantInfo {
+    uint64_t range = 0, epoch = 0;
+    std::string cursor;
+    uint64_t rows = 0;
+  };
+  GrantInfo Lease() {
+    capnp::MallocMessageBuilder b;
+    NewEnvelope(b, ++rid_).getBody().initLeaseRequest().setWorkerId(id_);
+    auto reply = Call(b);
+    GrantInfo g;
+    if (reply && reply->root().getBody().isGrant()) {
+      auto gr = reply->root().getBody().getGrant();
+      g = GrantInfo{gr.getRangeId(), gr.getEpoch(), std::string(AsView(gr.getCursor())),
+                    gr.getRowsDone()};
+    }
+    return g;
+  }
+
+  // Returns "ack", "lease lost" or "none".
+  std::string Send(const char* kind, uint64_t range, uint64_t epoch, const std::string& cursor,
+                   uint64_t rows) {
+    capnp::MallocMessageBuilder b;
+    auto body = NewEnvelope(b, ++rid_).getBody();
+    if (std::string(kind) == "heartbeat") {
+      auto m = body.initHeartbeat();
+      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
+      m.setRowsDone(rows);
+    } else if (std::string(kind) == "complete") {
+      auto m = body.initComplete();
+      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
+      m.setRows(rows);
+    } else {
+      auto m = body.initRelease();
+      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
+      m.setRowsDone(rows);
+    }
+    auto reply = Call(b, /*expect_reply=*/false);
+    if (!reply) return "none";
+    auto rb = reply->root().getBody();
+    if (rb.isAck()) return "ack";
+    if (rb.isError() && rb.getError().getCode() == Error::Code::LEASE_LOST) return "lease lost";
+    return "other";
+  }
+
+ private:
+  zmq::socket_t sock_;
+  Coordinator* pump_;
+  std::string id_;
+  uint64_t rid_ = 0;
+};
+
+struct Fixture {
+  TempDir dir;
+  std::string legacy = dir.File("legacy.db");
+  std::string target = dir.File("new.db");
+  std::string state = dir.File("state.db");
+  zmq::context_t ctx;
+  FakeClock clock;
+
+  CoordinatorOptions Options(uint64_t range_rows) {
+    CoordinatorOptions o;
+    o.source_uri = "sqlite:" + legacy;
+    o.target_uri = "sqlite:" + target;
+    o.state_path = state;
+    o.listen = "";
+    o.status_endpoint = "inproc://status-" + std::to_string(reinterpret_cast<uintptr_t>(this)) +
+                        std::to_string(counter++);
+    o.range_rows = range_rows;
+    o.batch_rows = 7;
+    o.lease_ttl_ms = 10000;
+    return o;
+  }
+  std::unique_ptr<Coordinator> Start(uint64_t range_rows) {
+    auto c = std::make_unique<Coordinator>(Options(range_rows), &clock, &ctx);
+    Status s = c->Start();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(c->PlanAll().ok());
+    return c;
+  }
+  int counter = 0;
+};
+
+void MakeSimpleTable(const std::string& path, int rows) {
+  testing::ExecSql(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+                         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<" +
+                             std::to_string(rows) + ") INSERT INTO t SELECT x, 'v'||x FROM c;");
+}
+
+TEST(CoordinatorTest, GrantEpochIsDurableBeforeTheGrantIsSent) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 100);
+  auto c = f.Start(50);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  w.Register();
+  auto g = w.Lease();
+  ASSERT_EQ(g.range, 1u);
+  // Read the state file independently of the coordinator.
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT epoch FROM ranges WHERE id=1"),
+            static_cast<int64_t>(g.epoch));
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=1"), 1);
+  EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=1"), "w1");
+  EXPECT_GE(testing::QueryInt(f.state, "SELECT last_epoch FROM job"), static_cast<int64_t>(g.epoch));
+}
+
+TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 10);
+  auto c = f.Start(100);
+  FakeWorker w1(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  FakeWorker w2(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+  w1.Register();
+  w2.Register();
+  auto g1 = w1.Lease();
+  ASSERT_EQ(g1.range, 1u);
+  EXPECT_EQ(w2.Lease().range, 0u) << "a second grant while the lease is live";
+  f.clock.Advance(10001);
+  c->Step(0);  // expiry
+  auto g2 = w2.Lease();
+  ASSERT_EQ(g2.range, 1u);
+  ASSERT_GT(g2.epoch, g1.epoch);
+  std::string c2 = EncodeKey({Value{int64_t{4}}});
+  ASSERT_EQ(w2.Send("heartbeat", 1, g2.epoch, c2, 4), "ack");
+
+  std::string c1 = EncodeKey({Value{int64_t{9}}});
+  EXPECT_EQ(w1.Send("heartbeat", 1, g1.epoch, c1, 9), "lease lost");
+  EXPECT_EQ(w1.Send("release", 1, g1.epoch, c1, 9), "lease lost");
+  EXPECT_EQ(w1.Send("complete", 1, g1.epoch, c1, 9), "lease lost");
+  const RangeRecord* r = c->leases().Find(1);
+  EXPECT_EQ(r->state, RangeState::kLeased);
+  EXPECT_EQ(r->owner, "w2");
+  EXPECT_EQ(r->epoch, g2.epoch);
+  EXPECT_EQ(r->cursor, c2);
+  EXPECT_EQ(r->rows, 4u);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT rows FROM ranges WHERE id=1"), 4);
+  EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=1"), "w2");
+  EXPECT_EQ(c->metrics().lease_lost, 3u);
+}
+
+TEST(CoordinatorTest, FinalizeIsAtomicUnderCommitFailureAtEveryStep) {
+  int failing_steps = 0;
+  for (int k = 0; k < 50; ++k) {
+    Fixture f;
+    MakeSimpleTable(f.legacy, 20);
+    auto c = f.Start(10);
+    ASSERT_EQ(c->leases().ranges().size(), 2u);
+    FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+    w.Register();
+    auto g1 = w.Lease();
+    ASSERT_EQ(w.Send("complete", g1.range, g1.epoch, "", 10), "ack");
+    auto g2 = w.Lease();
+    ASSERT_EQ(g2.range, 2u);
+    const std::string boundary_before = c->job().boundary;
+    ASSERT_FALSE(boundary_before.empty());
+
+    c->state()->FailStatementForTest(k);
+    std::string reply = w.Send("complete", g2.range, g2.epoch, "", 10);
+    c->state()->FailStatementForTest(-1);
+
+    // What is durable, read independently from the state file.
+    int64_t state2 = testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=2");
+    int64_t phase = testing::QueryInt(f.state, "SELECT phase FROM job");
+    int64_t version = testing::QueryInt(f.state, "SELECT current_version FROM job", -1);
+    int64_t boundary_len = testing::QueryInt(f.state, "SELECT length(boundary) FROM job");
+    int64_t finalize_events =
+        testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='finalize'");
+    if (reply == "ack") {
+      // All: done + version bump + boundary clear + event, together.
+      EXPECT_EQ(state2, 2);
+      EXPECT_EQ(phase, 1);
+      EXPECT_EQ(version, 2);
+      EXPECT_EQ(boundary_len, 0);
+      EXPECT_EQ(finalize_events, 1);
+      EXPECT_TRUE(c->complete());
+      break;
+    }
+    ++failing_steps;
+    // None: still leased, still copying, no version, boundary unchanged.
+    EXPECT_EQ(reply, "none") << "a failed commit must not be acknowledged";
+    EXPECT_EQ(state2, 1) << "k=" << k;
+    EXPECT_EQ(phase, 0) << "k=" << k;
+    EXPECT_EQ(version, -1) << "k=" << k;
+    EXPECT_EQ(boundary_len, static_cast<int64_t>(boundary_before.size())) << "k=" << k;
+    EXPECT_EQ(finalize_events, 0);
+    // In memory too (reloaded from the state file).
+    EXPECT_FALSE(c->complete());
+    EXPECT_EQ(c->leases().Find(2)->state, RangeState::kLeased);
+    // The retry succeeds.
+    EXPECT_EQ(w.Send("complete", g2.range, g2.epoch, "", 10), "ack");
+    EXPECT_TRUE(c->complete());
+    EXPECT_EQ(testing::QueryInt(f.state, "SELECT current_version FROM job"), 2);
+  }
+  EXPECT_GE(failing_steps, 3);
+}
+
+TEST(CoordinatorTest, RestartKeepsLiveLeasesAndCommittedCompletions) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 30);
+  uint64_t epoch1 = 0;
+  std::string cursor = EncodeKey({Value{int64_t{15}}});
+  {
+    auto c = f.Start(10);
+    FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+    w.Register();
+    auto g = w.Lease();
+    ASSERT_EQ(w.Send("complete", g.range, g.epoch, "", 10), "ack");
+    auto g2 = w.Lease();
+    ASSERT_EQ(w.Send("heartbeat", g2.range, g2.epoch, cursor, 5), "ack");
+    epoch1 = g2.epoch;
+  }  // coordinator gone without releasing anything (as after SIGKILL)
+  auto c = f.Start(10);
+  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kDone);
+  EXPECT_EQ(c->leases().Find(2)->state, RangeState::kLeased);
+  EXPECT_EQ(c->leases().Find(2)->cursor, cursor);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  EXPECT_EQ(w.Send("heartbeat", 2, epoch1, cursor, 5), "ack") << "live lease survives restart";
+  FakeWorker other(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+  other.Register();
+  auto g3 = other.Lease();
+  EXPECT_EQ(g3.range, 3u);
+  EXPECT_GT(g3.epoch, epoch1);
+}
+
+// At the deadline the range is re-granted with a higher epoch, and the new
+// (real) worker resumes strictly after the last reported cursor: rows at or
+// before the cursor are never read again, so they never reach the target.
+TEST(CoordinatorTest, NewOwnerResumesStrictlyAfterTheReportedCursor) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 500);
+  auto c = f.Start(1000);
+  FakeWorker w1(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  w1.Register();
+  auto g1 = w1.Lease();
+  ASSERT_EQ(g1.range, 1u);
+  // w1 claims it committed rows up to id 123 (it wrote nothing: if the next
+  // owner re-read them they would show up in the target).
+  std::string cursor = EncodeKey({Value{int64_t{123}}});
+  ASSERT_EQ(w1.Send("heartbeat", 1, g1.epoch, cursor, 123), "ack");
+  f.clock.Advance(10001);
+  c->Step(0);
+  ASSERT_EQ(c->leases().Find(1)->state, RangeState::kPending);
+
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    WorkerOptions o;
+    o.coordinator = c->inproc_endpoint();
+    o.id = "w2";
+    Worker w(o, &f.ctx, &stop);
+    EXPECT_TRUE(w.Run().ok());
+  });
+  bool done = testing::WaitFor(
+      [&] {
+        c->Step(5);
+        return c->complete();
+      },
+      30000);
+  for (int i = 0; i < 100; ++i) c->Step(5);  // let the worker hear "complete"
+  stop = true;
+  worker.join();
+  ASSERT_TRUE(done);
+  EXPECT_GT(c->leases().Find(1)->epoch, g1.epoch);
+  EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 500 - 123);
+  EXPECT_EQ(testing::QueryInt(f.target, "SELECT min(id) FROM t"), 124);
+  EXPECT_EQ(testing::QueryInt(f.target, "SELECT max(id) FROM t"), 500);
+  EXPECT_EQ(c->leases().Find(1)->rows, 500u);
+}
+
+TEST(CoordinatorTest, PauseStopsGrantsAndResumeRestartsThem) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 30);
+  auto c = f.Start(10);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  w.Register();
+  EXPECT_NE(c->HandleCommand("pause").find("\"paused\":true"), std::string::npos);
+  EXPECT_EQ(w.Lease().range, 0u);
+  EXPECT_NE(c->HandleCommand("status").find("\"state\":\"paused\""), std::string::npos);
+  c->HandleCommand("resume");
+  EXPECT_EQ(w.Lease().range, 1u);
+  EXPECT_NE(c->HandleCommand("bogus").find("error"), std::string::npos);
+  EXPECT_NE(c->HandleCommand("throttle -5").find("error"), std::string::npos);
+  EXPECT_NE(c->HandleCommand("throttle 1000").find("\"ok\":true"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,250 @@
+// LeaseTable: the range state machine with an injected clock.
+#include "coordinator/lease_table.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "common/key_codec.h"
+
+namespace ferry {
+namespace {
+
+constexpr int64_t kTtl = 10000;
+
+std::vector<RangeRecord> Plan(size_t n, const std::string& table = "t") {
+  std::vector<RangeRecord> out;
+  for (size_t i = 0; i < n; ++i) {
+    RangeRecord r;
+    r.id = i + 1;
+    r.table = table;
+    r.lo = i == 0 ? "" : EncodeKey({Value{static_cast<int64_t>(i * 100)}});
+    r.hi = i + 1 == n ? "" : EncodeKey({Value{static_cast<int64_t>((i + 1) * 100)}});
+    out.push_back(r);
+  }
+  return out;
+}
+
+Progress At(const std::string& cursor, uint64_t rows) { return Progress{cursor, rows, rows * 10, rows}; }
+
+TEST(LeaseTableTest, GrantTakesFirstPendingWithIncreasingEpochs) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(3), 0);
+  const RangeRecord* a = t.Grant("w1");
+  const RangeRecord* b = t.Grant("w2");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(a->id, 1u);
+  EXPECT_EQ(b->id, 2u);
+  EXPECT_LT(a->epoch, b->epoch);
+  EXPECT_EQ(a->deadline_ms, clock.NowMs() + kTtl);
+  EXPECT_EQ(t.count(RangeState::kLeased), 2u);
+}
+
+TEST(LeaseTableTest, NoGrantWhileUnexpiredLeaseIsHeld) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(1), 0);
+  ASSERT_NE(t.Grant("w1"), nullptr);
+  clock.Advance(kTtl - 1);
+  EXPECT_TRUE(t.ExpireDue().empty());
+  EXPECT_EQ(t.Grant("w2"), nullptr);
+}
+
+TEST(LeaseTableTest, ExpiredLeaseIsRegrantedWithHigherEpochKeepingCursor) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(1), 41);
+  const RangeRecord* r = t.Grant("w1");
+  uint64_t first = r->epoch;
+  EXPECT_EQ(first, 42u);
+  std::string cursor = EncodeKey({Value{int64_t{57}}});
+  ASSERT_TRUE(t.Heartbeat(1, first, "w1", At(cursor, 57)).ok());
+  clock.Advance(kTtl);
+  auto expired = t.ExpireDue();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].owner, "w1");
+  r = t.Grant("w2");
+  ASSERT_NE(r, nullptr);
+  EXPECT_GT(r->epoch, first);
+  EXPECT_EQ(r->cursor, cursor);
+  EXPECT_EQ(r->rows, 57u);
+}
+
+TEST(LeaseTableTest, StaleEpochIsLeaseLostAndChangesNothing) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(1), 0);
+  uint64_t old_epoch = t.Grant("w1")->epoch;
+  clock.Advance(kTtl + 1);
+  t.ExpireDue();
+  const RangeRecord* r = t.Grant("w2");
+  uint64_t new_epoch = r->epoch;
+  std::string c2 = EncodeKey({Value{int64_t{5}}});
+  ASSERT_TRUE(t.Heartbeat(1, new_epoch, "w2", At(c2, 5)).ok());
+  (void)t.TakeDirty();
+  const RangeRecord before = *t.Find(1);
+
+  std::string c1 = EncodeKey({Value{int64_t{90}}});
+  EXPECT_EQ(t.Heartbeat(1, old_epoch, "w1", At(c1, 90)).code(), Code::kLeaseLost);
+  EXPECT_EQ(t.Release(1, old_epoch, "w1", At(c1, 90)).code(), Code::kLeaseLost);
+  EXPECT_EQ(t.Complete(1, old_epoch, "w1", At(c1, 90)).code(), Code::kLeaseLost);
+  EXPECT_EQ(t.ReportError(1, old_epoch, "w1", true, "x").code(), Code::kLeaseLost);
+  // Right epoch, wrong worker.
+  EXPECT_EQ(t.Heartbeat(1, new_epoch, "w1", At(c1, 90)).code(), Code::kLeaseLost);
+  EXPECT_EQ(t.Heartbeat(99, new_epoch, "w2", At(c1, 90)).code(), Code::kLeaseLost);
+
+  const RangeRecord& after = *t.Find(1);
+  EXPECT_EQ(after.state, RangeState::kLeased);
+  EXPECT_EQ(after.owner, "w2");
+  EXPECT_EQ(after.epoch, new_epoch);
+  EXPECT_EQ(after.cursor, before.cursor);
+  EXPECT_EQ(after.rows, before.rows);
+  EXPECT_EQ(after.deadline_ms, before.deadline_ms);
+  EXPECT_TRUE(t.TakeDirty().empty());
+}
+
+TEST(LeaseTableTest, ReleaseKeepsCursorAndRevokeFencesTheEpoch) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(2), 0);
+  uint64_t e1 = t.Grant("w1")->epoch;
+  std::string c = EncodeKey({Value{int64_t{3}}});
+  ASSERT_TRUE(t.Release(1, e1, "w1", At(c, 3)).ok());
+  EXPECT_EQ(t.Find(1)->state, RangeState::kPending);
+  const RangeRecord* r = t.Grant("w2");
+  EXPECT_EQ(r->id, 1u);
+  EXPECT_EQ(r->cursor, c);
+  uint64_t e2 = r->epoch;
+  ASSERT_TRUE(t.Revoke(1).ok());
+  EXPECT_EQ(t.Heartbeat(1, e2, "w2", At(c, 3)).code(), Code::kLeaseLost);
+  EXPECT_GT(t.Grant("w3")->epoch, e2);
+  EXPECT_EQ(t.Revoke(2).code(), Code::kFailedPrecondition);
+  EXPECT_EQ(t.Revoke(7).code(), Code::kNotFound);
+}
+
+TEST(LeaseTableTest, CompleteIsIdempotentForTheSameEpoch) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(1), 0);
+  uint64_t e = t.Grant("w1")->epoch;
+  ASSERT_TRUE(t.Complete(1, e, "w1", At("", 0)).ok());
+  EXPECT_TRUE(t.Complete(1, e, "w1", At("", 0)).ok());
+  EXPECT_EQ(t.Complete(1, e + 1, "w1", At("", 0)).code(), Code::kLeaseLost);
+  EXPECT_TRUE(t.AllDone());
+  EXPECT_EQ(t.Boundary(), "");
+}
+
+TEST(LeaseTableTest, PermanentErrorsFailTheRangeAfterMaxAttemptsTransientNever) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl, /*max_attempts=*/3);
+  t.Load(Plan(2), 0);
+  for (int i = 0; i < 10; ++i) {
+    const RangeRecord* r = t.Grant("w");
+    ASSERT_EQ(r->id, 1u);
+    ASSERT_TRUE(t.ReportError(1, r->epoch, "w", /*permanent=*/false, "disk full").ok());
+  }
+  EXPECT_EQ(t.Find(1)->state, RangeState::kPending);
+  EXPECT_EQ(t.Find(1)->last_error, "disk full");
+  for (int i = 0; i < 3; ++i) {
+    const RangeRecord* r = t.Grant("w");
+    ASSERT_EQ(r->id, 1u);
+    ASSERT_TRUE(t.ReportError(1, r->epoch, "w", /*permanent=*/true, "corrupt row").ok());
+  }
+  EXPECT_EQ(t.Find(1)->state, RangeState::kFailed);
+  EXPECT_FALSE(t.Failed());  // range 2 still pending
+  const RangeRecord* r = t.Grant("w");
+  ASSERT_EQ(r->id, 2u);
+  ASSERT_TRUE(t.Complete(2, r->epoch, "w", At("", 0)).ok());
+  EXPECT_TRUE(t.Failed());
+  EXPECT_FALSE(t.AllDone());
+  EXPECT_EQ(t.RetryFailed(), 1u);
+  EXPECT_EQ(t.Find(1)->state, RangeState::kPending);
+}
+
+TEST(LeaseTableTest, LoadNeverReusesAnEpoch) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  auto plan = Plan(2);
+  plan[1].epoch = 77;  // persisted range epoch above the stored counter
+  plan[1].state = RangeState::kLeased;
+  plan[1].owner = "w";
+  plan[1].deadline_ms = clock.NowMs() + 5;
+  t.Load(plan, 10);
+  EXPECT_GT(t.Grant("x")->epoch, 77u);
+}
+
+// The boundary is always the end of the contiguous done prefix, whatever
+// order ranges complete in: a randomized run against a reference model.
+TEST(LeaseTableTest, BoundaryMatchesReferenceModelUnderRandomSchedules) {
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    std::mt19937_64 rng(seed);
+    FakeClock clock;
+    LeaseTable t(&clock, kTtl);
+    size_t n = 1 + rng() % 40;
+    // Ranges over three tables; some end their table (hi empty).
+    std::vector<RangeRecord> plan;
+    size_t per = std::max<size_t>(1, n / 3);
+    for (size_t i = 0; i < n; ++i) {
+      RangeRecord r;
+      r.id = i + 1;
+      r.table = "t" + std::to_string(std::min<size_t>(2, i / per));
+      plan.push_back(r);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      bool last_of_table = i + 1 == n || plan[i + 1].table != plan[i].table;
+      plan[i].hi = last_of_table ? "" : EncodeKey({Value{static_cast<int64_t>(i)}});
+      plan[i].lo = i == 0 || plan[i - 1].table != plan[i].table ? "" : plan[i - 1].hi;
+    }
+    t.Load(plan, 0);
+    std::vector<bool> done(n, false);
+    std::map<uint64_t, std::pair<std::string, uint64_t>> held;  // range -> (worker, epoch)
+    int steps = 0;
+    while (!t.AllDone()) {
+      ASSERT_LT(++steps, 100000) << "seed " << seed;
+      int action = static_cast<int>(rng() % 4);
+      if (action == 0 || held.empty()) {
+        std::string w = "w" + std::to_string(rng() % 5);
+        if (const RangeRecord* r = t.Grant(w)) held[r->id] = {w, r->epoch};
+      } else {
+        auto it = held.begin();
+        std::advance(it, rng() % held.size());
+        auto [id, owner] = *it;
+        if (action == 1) {
+          ASSERT_TRUE(t.Complete(id, owner.second, owner.first, At("", 1)).ok());
+          done[id - 1] = true;
+        } else if (action == 2) {
+          ASSERT_TRUE(t.Release(id, owner.second, owner.first, At("", 0)).ok());
+        } else {
+          clock.Advance(kTtl);
+          for (const auto& e : t.ExpireDue()) held.erase(e.range);
+          continue;
+        }
+        held.erase(id);
+      }
+      // Reference model: the prefix of done ranges.
+      size_t prefix = 0;
+      while (prefix < n && done[prefix]) ++prefix;
+      ASSERT_EQ(t.done_prefix(), prefix) << "seed " << seed;
+      std::string expect;
+      if (prefix > 0 && prefix < n) {
+        const RangeRecord& last = plan[prefix - 1];
+        expect = last.hi.empty() ? plan[prefix].table + std::string(1, '\0')
+                                 : last.table + std::string(1, '\0') + last.hi;
+      }
+      ASSERT_EQ(t.Boundary(), expect) << "seed " << seed << " prefix " << prefix;
+    }
+    EXPECT_EQ(t.Boundary(), "");
+  }
+}
+
+TEST(LeaseTableTest, BoundaryPrintsTableAndKey) {
+  EXPECT_EQ(BoundaryToString(""), "");
+  EXPECT_EQ(BoundaryToString(std::string("users\0", 6)), "users:(start)");
+  EXPECT_EQ(BoundaryToString("users" + std::string(1, '\0') + EncodeKey({Value{int64_t{5}}})),
+            "users:(5)");
+}
+
+}  // namespace
+}  // namespace ferry

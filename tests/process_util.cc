@@ -1,0 +1,198 @@
+#include "tests/process_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "tests/test_util.h"
+
+namespace ferry::testing {
+
+std::string Bin(const std::string& name) { return std::string(FERRY_BIN_DIR) + "/" + name; }
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+Process::Process(std::vector<std::string> argv, const std::string& log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_path.empty() ? "/dev/null" : log_path.c_str(),
+                  O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::Process(std::vector<std::string> argv, const std::string& out_path,
+                 const std::string& err_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int out = open(out_path.empty() ? "/dev/null" : out_path.c_str(),
+                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int err = open(err_path.empty() ? "/dev/null" : err_path.c_str(),
+                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0 && !exited_) {
+    kill(pid_, SIGKILL);
+    Wait(10000);
+  }
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0 && !exited_) kill(pid_, sig);
+}
+
+bool Process::Wait(int timeout_ms) {
+  if (exited_) return true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool Process::running() { return !Wait(0); }
+
+int RunCommand(const std::vector<std::string>& argv, std::string* output, int timeout_ms) {
+  TempDir dir;
+  std::string log = dir.File("out.txt");
+  Process p(argv, log);
+  if (!p.Wait(timeout_ms)) {
+    p.Kill();
+    if (output) *output = ReadFile(log);
+    ADD_FAILURE() << "command timed out: " << argv[0];
+    return -1;
+  }
+  if (output) *output = ReadFile(log);
+  return p.exit_code();
+}
+
+int RunCommandSplit(const std::vector<std::string>& argv, std::string* out, std::string* err,
+                    int timeout_ms) {
+  TempDir dir;
+  std::string out_path = dir.File("stdout.txt"), err_path = dir.File("stderr.txt");
+  Process p(argv, out_path, err_path);
+  bool done = p.Wait(timeout_ms);
+  if (!done) p.Kill();
+  if (out) *out = ReadFile(out_path);
+  if (err) *err = ReadFile(err_path);
+  if (!done) {
+    ADD_FAILURE() << "command timed out: " << argv[0];
+    return -1;
+  }
+  return p.exit_code();
+}
+
+bool ReadEndpointsFile(const std::string& path, CoordinatorEndpoints* out, int timeout_ms) {
+  return WaitFor(
+      [&] {
+        std::string text = ReadFile(path);
+        if (text.empty()) return false;
+        nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || !j.contains("listen") || !j.contains("status")) {
+          return false;
+        }
+        out->listen = j["listen"].get<std::string>();
+        out->status = j["status"].get<std::string>();
+        out->pid = j.value("pid", int64_t{0});
+        return true;
+      },
+      timeout_ms);
+}
+
+bool StatusRequest(const std::string& endpoint, const std::string& command, std::string* reply,
+                   int timeout_ms) {
+  static zmq::context_t ctx;
+  try {
+    zmq::socket_t sock(ctx, zmq::socket_type::req);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::rcvtimeo, timeout_ms);
+    sock.set(zmq::sockopt::sndtimeo, timeout_ms);
+    sock.connect(endpoint);
+    if (!sock.send(zmq::buffer(command), zmq::send_flags::none)) return false;
+    zmq::message_t m;
+    if (!sock.recv(m)) return false;
+    if (reply) *reply = m.to_string();
+    return true;
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+}
+
+std::vector<std::string> NonEmptyLines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+bool WaitFor(const std::function<bool()>& pred, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace ferry::testing

@@ -1,0 +1,78 @@
+// Real child processes for fault tests: spawn ferry executables, signal them
+// (SIGKILL, SIGSTOP, SIGCONT, SIGTERM), wait with a bound, read their output.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ferry::testing {
+
+// Path of a built executable: FERRY_BIN_DIR/name.
+std::string Bin(const std::string& name);
+
+// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+int FreePort();
+
+class Process {
+ public:
+  // Starts `argv` (argv[0] is the executable path) with stdout and stderr
+  // appended to `log_path` (or /dev/null when empty).
+  Process(std::vector<std::string> argv, const std::string& log_path = "");
+  // Same, with stdout appended to `out_path` and stderr to `err_path`
+  // (either may be empty: /dev/null).
+  Process(std::vector<std::string> argv, const std::string& out_path, const std::string& err_path);
+  ~Process();  // SIGKILLs and reaps the child if still running
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits up to `timeout_ms` for exit; true if exited. exit_code() is then
+  // the exit status, or 128+signal if killed by a signal.
+  bool Wait(int timeout_ms);
+  bool running();
+  int exit_code() const { return exit_code_; }
+  void Kill() { Signal(9); Wait(10000); }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_code_ = -1;
+};
+
+// Runs a command to completion (bounded); returns its exit code and
+// captures stdout+stderr into *output.
+int RunCommand(const std::vector<std::string>& argv, std::string* output, int timeout_ms = 120000);
+
+// Like RunCommand, but captures stdout and stderr separately. Returns -1
+// (and records a failure) on timeout.
+int RunCommandSplit(const std::vector<std::string>& argv, std::string* out, std::string* err,
+                    int timeout_ms = 120000);
+
+// The endpoints a coordinator started with `--endpoints-file F` wrote to F.
+struct CoordinatorEndpoints {
+  std::string listen;
+  std::string status;
+  int64_t pid = 0;
+};
+// Waits up to `timeout_ms` for F to exist and parse; false on timeout.
+bool ReadEndpointsFile(const std::string& path, CoordinatorEndpoints* out, int timeout_ms);
+
+// One request on a coordinator's status socket (fresh REQ socket). Returns
+// false if no answer came within `timeout_ms`.
+bool StatusRequest(const std::string& endpoint, const std::string& command, std::string* reply,
+                   int timeout_ms = 5000);
+
+// Non-empty lines of `text`.
+std::vector<std::string> NonEmptyLines(const std::string& text);
+
+// Polls `pred` every 10 ms until it holds or `timeout_ms` passes.
+bool WaitFor(const std::function<bool()>& pred, int timeout_ms);
+
+std::string ReadFile(const std::string& path);
+
+}  // namespace ferry::testing

@@ -1,0 +1,215 @@
+#include "tests/test_util.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <random>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+namespace ferry::testing {
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ferry-test-XXXXXX").string();
+  char* p = mkdtemp(tmpl.data());
+  if (!p) std::abort();
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::permissions(path_, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::add, ec);
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+
+struct Conn {
+  sqlite3* db = nullptr;
+  explicit Conn(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path;
+    }
+    sqlite3_busy_timeout(db, 10000);
+  }
+  ~Conn() { sqlite3_close_v2(db); }
+};
+
+}  // namespace
+
+bool ExecSql(const std::string& path, const std::string& sql) {
+  Conn c(path);
+  char* err = nullptr;
+  if (sqlite3_exec(c.db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    ADD_FAILURE() << "SQL failed on " << path << ": " << (err ? err : "?") << "\n" << sql;
+    sqlite3_free(err);
+    return false;
+  }
+  return true;
+}
+
+int64_t QueryInt(const std::string& path, const std::string& sql, int64_t fallback) {
+  Conn c(path);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(c.db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "prepare failed: " << sqlite3_errmsg(c.db) << ": " << sql;
+    return fallback;
+  }
+  int64_t v = fallback;
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+    v = sqlite3_column_int64(s, 0);
+  }
+  sqlite3_finalize(s);
+  return v;
+}
+
+std::string QueryText(const std::string& path, const std::string& sql) {
+  Conn c(path);
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(c.db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) return "";
+  std::string v;
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+    v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  }
+  sqlite3_finalize(s);
+  return v;
+}
+
+namespace {
+
+std::vector<std::string> UserTables(sqlite3* db, const char* schema) {
+  std::vector<std::string> out;
+  std::string sql = fmt::format(
+      "SELECT name FROM {}.sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND "
+      "name <> '__ferry_meta' ORDER BY name",
+      schema);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+int64_t Scalar(sqlite3* db, const std::string& sql, std::string* err) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    *err = fmt::format("{}: {}", sql, sqlite3_errmsg(db));
+    return -1;
+  }
+  int64_t v = -1;
+  if (sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  return v;
+}
+
+bool HasRowid(sqlite3* db, const char* schema, const std::string& table) {
+  std::string sql = fmt::format("SELECT rowid FROM {}.\"{}\" LIMIT 0", schema, table);
+  sqlite3_stmt* s = nullptr;
+  bool ok = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK;
+  sqlite3_finalize(s);
+  return ok;
+}
+
+}  // namespace
+
+std::string CompareSqliteStores(const std::string& a, const std::string& b) {
+  Conn c(a);
+  std::string attach = fmt::format("ATTACH DATABASE '{}' AS other", b);
+  if (sqlite3_exec(c.db, attach.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return "cannot attach " + b;
+  }
+  auto ta = UserTables(c.db, "main");
+  auto tb = UserTables(c.db, "other");
+  if (ta != tb) {
+    return fmt::format("tables differ: [{}] vs [{}]", fmt::join(ta, ","), fmt::join(tb, ","));
+  }
+  for (const std::string& t : ta) {
+    std::string err;
+    // Tables without a declared primary key are keyed by rowid: compare it too.
+    std::string cols = HasRowid(c.db, "main", t) ? "rowid AS __rid, *" : "*";
+    int64_t na = Scalar(c.db, fmt::format("SELECT count(*) FROM main.\"{}\"", t), &err);
+    int64_t nb = Scalar(c.db, fmt::format("SELECT count(*) FROM other.\"{}\"", t), &err);
+    if (!err.empty()) return err;
+    if (na != nb) return fmt::format("table {}: {} rows vs {} rows", t, na, nb);
+    for (auto [x, y] : {std::pair<const char*, const char*>{"main", "other"}, {"other", "main"}}) {
+      int64_t missing = Scalar(
+          c.db,
+          fmt::format("SELECT count(*) FROM (SELECT {} FROM {}.\"{}\" EXCEPT SELECT {} FROM {}.\"{}\")",
+                      cols, x, t, cols, y, t),
+          &err);
+      if (!err.empty()) return err;
+      if (missing != 0) return fmt::format("table {}: {} rows of {} missing from {}", t, missing, x, y);
+    }
+  }
+  return "";
+}
+
+void MakeDemoStore(const std::string& path, int64_t rows, uint64_t seed) {
+  int64_t users = rows / 2, kv = rows / 4, events = rows - users - kv;
+  ExecSql(path, fmt::format(R"sql(
+    PRAGMA journal_mode=WAL;
+    CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, score REAL, avatar BLOB);
+    CREATE INDEX users_email ON users(email);
+    CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB);
+    CREATE TABLE events (tenant TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT, payload BLOB,
+                         PRIMARY KEY (tenant, seq)) WITHOUT ROWID;
+    BEGIN;
+    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {0})
+      INSERT INTO users SELECT x * 3 + {3}, 'user ' || x,
+        CASE WHEN x % 7 = 0 THEN NULL ELSE 'u' || x || '@example.com' END,
+        CASE WHEN x % 5 = 0 THEN NULL ELSE x * 0.25 END,
+        CASE WHEN x % 3 = 0 THEN randomblob(16) ELSE NULL END FROM c;
+    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {1})
+      INSERT INTO kv SELECT randomblob(12), randomblob(64) FROM c;
+    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {2})
+      INSERT INTO events SELECT 'tenant-' || (x % 13), x, 'kind' || (x % 4), randomblob(32) FROM c;
+    COMMIT;
+  )sql", users, kv, events, seed % 1000));
+}
+
+std::string DumpTable(const std::string& path, const std::string& table) {
+  Conn c(path);
+  std::string quoted = "\"";
+  for (char ch : table) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  quoted += "\"";
+  sqlite3_stmt* s = nullptr;
+  std::string sql = fmt::format("SELECT * FROM {}", quoted);
+  if (sqlite3_prepare_v2(c.db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    return std::string("<error: ") + sqlite3_errmsg(c.db) + ">";
+  }
+  int n = sqlite3_column_count(s);
+  sqlite3_finalize(s);
+  std::string cols, order;
+  for (int i = 1; i <= n; ++i) {
+    cols += fmt::format("{}quote(\"_c{}\")", i > 1 ? " || '|' || " : "", i);
+    order += fmt::format("{}\"_c{}\"", i > 1 ? "," : "", i);
+  }
+  // Rename columns positionally so any column name works.
+  std::string inner = fmt::format("SELECT * FROM {}", quoted);
+  std::string names;
+  for (int i = 1; i <= n; ++i) names += fmt::format("{}\"_c{}\"", i > 1 ? "," : "", i);
+  sql = fmt::format("WITH t({}) AS ({}) SELECT {} FROM t ORDER BY {}", names, inner, cols, order);
+  if (sqlite3_prepare_v2(c.db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    return std::string("<error: ") + sqlite3_errmsg(c.db) + ">";
+  }
+  std::string out;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(s, 0);
+    out += t ? reinterpret_cast<const char*>(t) : "NULL";
+    out += "\n";
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+int64_t StoreVersion(const std::string& path) {
+  return QueryInt(path, "SELECT value FROM __ferry_meta WHERE key='version'", -1);
+}
+
+}  // namespace ferry::testing
