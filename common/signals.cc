@@ -17,6 +17,8 @@ void InstallStopSignals() {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // A file-size limit must surface as a write error (EFBIG), not kill us.
+  signal(SIGXFSZ, SIG_IGN);
 }
 
 std::atomic<bool>* StopFlag() { return &g_stop; }

@@ -6,7 +6,7 @@
 
 namespace ferry {
 
-// Installs handlers for SIGTERM and SIGINT and ignores SIGPIPE.
+// Installs handlers for SIGTERM and SIGINT; ignores SIGPIPE and SIGXFSZ.
 void InstallStopSignals();
 // The flag the handlers set.
 std::atomic<bool>* StopFlag();

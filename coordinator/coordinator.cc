@@ -525,6 +525,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         if (w && w->current_range == m.getRangeId()) w->current_range = 0;
         metrics_.range_errors++;
         const RangeRecord* r = table_.Find(m.getRangeId());
+        last_range_error_ = fmt::format("range {} ({}): {}", r->id, r->table, msg);
         Record(Event{clock_->NowMs(), r->state == RangeState::kFailed ? "range_failed" : "range_error",
                      m.getRangeId(), m.getEpoch(), id, msg});
         auto a = out.getBody().initAck();

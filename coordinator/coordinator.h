@@ -168,6 +168,7 @@ class Coordinator {
   bool mirror_needed_ = true;
   int64_t next_mirror_ms_ = 0;
   int64_t next_progress_ms_ = 0;
+  std::string last_range_error_;  // "range N (table): cause", for status
   std::deque<std::pair<int64_t, uint64_t>> rate_samples_;
   CoordinatorMetrics metrics_;
 };

@@ -145,7 +145,9 @@ std::string Coordinator::HandleCommand(const std::string& line) {
 std::string Coordinator::StatusJson() {
   uint64_t rows = RowsCopied();
   uint64_t est = 0;
-  for (const RangeRecord& r : table_.ranges()) est += std::max(r.est_rows, r.state == RangeState::kDone ? r.rows : r.est_rows);
+  for (const RangeRecord& r : table_.ranges()) {
+    est += r.state == RangeState::kDone ? r.rows : std::max(r.est_rows, r.rows);
+  }
   double rate = 0;
   if (rate_samples_.size() >= 2) {
     auto& [t0, r0] = rate_samples_.front();
@@ -183,6 +185,7 @@ std::string Coordinator::StatusJson() {
       {"paused", job_.paused},
       {"throttle_rows_per_second", job_.throttle_rows_per_s},
       {"failure", job_.failure},
+      {"last_error", last_range_error_},
       {"plan_id", job_.plan_id},
       {"last_epoch", table_.last_epoch()},
       {"source", RedactUri(opt_.source_uri)},

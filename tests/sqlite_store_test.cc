@@ -3,7 +3,6 @@
 #include "common/sqlite_store.h"
 
 #include <fmt/format.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,7 +24,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::string_literals::operator""s;
-using testing::HasSubstr;
+
+// Passes if `text` contains `part`, printing both otherwise.
+testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
+}
 
 #define ASSERT_OK(expr)                                     \
   do {                                                      \
@@ -180,8 +184,8 @@ TEST_F(SqliteStoreTest, SourceThatIsNotADatabaseIsAClearError) {
   auto store = SqliteStore::Open(Path("junk.db"), StoreRole::kSource);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(store.status().message(), HasSubstr(Path("junk.db")));
-  EXPECT_THAT(store.status().message(), HasSubstr("--source"));
+  EXPECT_TRUE(Contains(store.status().message(), Path("junk.db")));
+  EXPECT_TRUE(Contains(store.status().message(), "--source"));
   EXPECT_EQ(store.status().message().find('\n'), std::string::npos);
 }
 
@@ -192,8 +196,8 @@ TEST_F(SqliteStoreTest, TargetInUnwritableLocationIsAClearError) {
   auto store = OpenStore("sqlite:" + target, StoreRole::kTarget);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(store.status().message(), HasSubstr("new store sqlite:" + target));
-  EXPECT_THAT(store.status().message(), HasSubstr("--target"));
+  EXPECT_TRUE(Contains(store.status().message(), "new store sqlite:" + target));
+  EXPECT_TRUE(Contains(store.status().message(), "--target"));
 }
 
 TEST_F(SqliteStoreTest, TargetInReadOnlyDirectoryIsAClearError) {
@@ -204,7 +208,7 @@ TEST_F(SqliteStoreTest, TargetInReadOnlyDirectoryIsAClearError) {
   fs::permissions(Path("ro"), fs::perms::owner_all);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(store.status().message(), HasSubstr(Path("ro") + "/new.db"));
+  EXPECT_TRUE(Contains(store.status().message(), Path("ro") + "/new.db"));
 }
 
 TEST_F(SqliteStoreTest, ReadOnlyTargetFileIsAClearError) {
@@ -307,7 +311,7 @@ TEST_F(SqliteStoreTest, RowidTableUsesAnUnshadowedAlias) {
   auto tables = store->ListTables();
   ASSERT_FALSE(tables.ok());
   EXPECT_EQ(tables.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(tables.status().message(), HasSubstr("table all3"));
+  EXPECT_TRUE(Contains(tables.status().message(), "table all3"));
 
   TableSchema r;
   r.name = "r";
@@ -335,8 +339,8 @@ TEST_F(SqliteStoreTest, VirtualTableIsRejectedByName) {
   auto tables = store->ListTables();
   ASSERT_FALSE(tables.ok());
   EXPECT_EQ(tables.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(tables.status().message(), HasSubstr("table docs is a virtual table"));
-  EXPECT_THAT(tables.status().message(), HasSubstr("not support"));
+  EXPECT_TRUE(Contains(tables.status().message(), "table docs is a virtual table"));
+  EXPECT_TRUE(Contains(tables.status().message(), "not support"));
 }
 
 // ---- PlanSplits / ReadBatch ----
@@ -633,8 +637,9 @@ TEST_F(SqliteStoreTest, ExistingTableWithOtherColumnsIsRejected) {
   other.create_sql = "CREATE TABLE other (a INTEGER PRIMARY KEY, b TEXT)";
   Status s = target->CreateSchema({other, t});
   EXPECT_EQ(s.code(), Code::kFailedPrecondition) << s.ToString();
-  EXPECT_THAT(s.message(), HasSubstr("target table t already exists with columns (a, z) but the "
-                                     "source has (a, b)"));
+  EXPECT_TRUE(Contains(s.message(),
+                       "target table t already exists with columns (a, z) but the "
+                       "source has (a, b)"));
   // One transaction: the table before the bad one was not created either.
   EXPECT_TRUE(Query(Path("new.db"), "SELECT name FROM sqlite_master WHERE name = 'other'").empty());
 }
@@ -737,7 +742,7 @@ TEST_F(SqliteStoreTest, OpenStoreDispatchesOnScheme) {
   auto pg = OpenStore("postgresql://u:hunter2@db/x", StoreRole::kSource);
   ASSERT_FALSE(pg.ok());
   EXPECT_EQ(pg.status().code(), Code::kInvalidArgument);
-  EXPECT_THAT(pg.status().message(), HasSubstr("PostgreSQL stores are not built yet"));
+  EXPECT_TRUE(Contains(pg.status().message(), "PostgreSQL stores are not built yet"));
   EXPECT_EQ(pg.status().message().find("hunter2"), std::string::npos);
 
   auto unknown = OpenStore("mysql://root:hunter2@db/x", StoreRole::kSource);
