@@ -238,6 +238,12 @@ Status Coordinator::Run(const std::function<bool()>& should_exit) {
     Step(100);
   }
   CommitAndReply();
+  // The sockets close with linger 0: give the last replies (a worker's
+  // "complete") a bounded moment to leave instead of discarding them.
+  try {
+    router_->set(zmq::sockopt::linger, 1000);
+  } catch (const zmq::error_t&) {
+  }
   if (complete()) return Status::Ok();
   if (failed()) return Permanent(job_.failure);
   return FailedPrecondition("stopped before the migration completed; start again with the same "
@@ -395,6 +401,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         r.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
         r.setHeartbeatMs(static_cast<uint32_t>(std::clamp<int64_t>(table_.ttl_ms() / 5, 20, 1000)));
         r.setPlanId(job_.plan_id);
+        r.setToVersion(job_.to_version);
         return ToFrame(b);
       }
       case Envelope::Body::LEASE_REQUEST: {
@@ -410,7 +417,10 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
           n.setDraining(w->draining);
           return ToFrame(b);
         };
-        if (complete() || failed() || w->draining) return nowork(0);
+        if (complete() || failed() || w->draining) {
+          if (complete() || failed()) w->told_done = true;
+          return nowork(0);
+        }
         if (planning_) return nowork(200);
         const RangeRecord* r = nullptr;
         if (w->current_range) {
@@ -438,6 +448,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         g.setRowsDone(r->rows);
         g.setBytesDone(r->bytes);
         g.setDigest(r->digest);
+        g.setRowsPerSecond(ThrottleShare());
         return ToFrame(b);
       }
       case Envelope::Body::HEARTBEAT:
@@ -495,6 +506,10 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
                        fmt::format("rows={} bytes={} digest={:016x}", p.rows, p.bytes, p.digest)});
         } else if (which == Envelope::Body::RELEASE) {
           if (w && w->current_range == range) w->current_range = 0;
+          if (w && body.getRelease().getLeaving()) {
+            w->row.state = "gone";
+            dirty_workers_.push_back(w->row);
+          }
           metrics_.releases++;
           Record(Event{clock_->NowMs(), "release", range, epoch, id,
                        fmt::format("cursor={} rows={}", KeyToString(p.cursor), p.rows)});
@@ -505,11 +520,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         a.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
         a.setPaused(job_.paused);
         a.setDrain(w && w->draining);
-        if (job_.throttle_rows_per_s > 0) {
-          uint64_t active = 0;
-          for (const auto& [wid, info] : workers_) active += info.current_range != 0;
-          a.setRowsPerSecond(std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active)));
-        }
+        a.setRowsPerSecond(ThrottleShare());
         return ToFrame(b);
       }
       case Envelope::Body::REPORT_ERROR: {
@@ -546,6 +557,13 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
     metrics_.malformed++;
     return ErrorFrame(rid, Error::Code::INTERNAL, fmt::format("cannot handle message: {}", e.what()));
   }
+}
+
+uint64_t Coordinator::ThrottleShare() const {
+  if (job_.throttle_rows_per_s == 0) return 0;
+  uint64_t active = 0;
+  for (const auto& [id, w] : workers_) active += w.current_range != 0;
+  return std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active));
 }
 
 void Coordinator::Record(Event e) {
@@ -678,6 +696,15 @@ void Coordinator::Mirror() {
     LogEvent(spdlog::level::info, "version_marked",
              {{"version", job_.to_version}, {"target", RedactUri(opt_.target_uri)}});
   }
+}
+
+bool Coordinator::AllWorkersToldDone() const {
+  const int64_t now = clock_->NowMs();
+  for (const auto& [id, w] : workers_) {
+    const bool live = w.row.state != "gone" && now - w.row.last_seen_ms <= 3 * table_.ttl_ms();
+    if (live && !w.draining && !w.told_done) return false;
+  }
+  return true;
 }
 
 uint64_t Coordinator::RowsCopied() const {

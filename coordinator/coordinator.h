@@ -67,6 +67,7 @@ struct WorkerInfo {
   int64_t rate_mark_ms = 0;
   uint64_t rate_mark_rows = 0;
   bool draining = false;
+  bool told_done = false;  // answered "complete" or "failed" to a lease request
 };
 
 class Coordinator {
@@ -101,6 +102,10 @@ class Coordinator {
   bool complete() const { return job_.phase == JobPhase::kComplete; }
   bool failed() const { return job_.phase == JobPhase::kFailed; }
   bool planning() const { return planning_; }
+  // True once every live worker (heard from within three lease TTLs, not
+  // draining) has been told the migration is complete or failed: a batch
+  // job (--exit-when-done) waits for this so remote workers can exit 0.
+  bool AllWorkersToldDone() const;
   StateStore* state() { return state_.get(); }
   const CoordinatorMetrics& metrics() const { return metrics_; }
 
@@ -129,6 +134,8 @@ class Coordinator {
   void SampleRate();
   void Record(Event e);
   WorkerInfo* TouchWorker(const std::string& id);
+  // A worker's share of the fleet-wide throttle (rows/s; 0 = none).
+  uint64_t ThrottleShare() const;
   void LogProgress();
 
   // status_commands.cc

@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
     });
   }
   int64_t stop_at = 0;
+  int64_t done_at = 0;
   auto should_exit = [&] {
     bool done = coord.complete() || coord.failed();
     if (local_workers > 0) {
@@ -113,7 +114,12 @@ int main(int argc, char** argv) {
       if (workers_exited == local_workers) return true;
       return stop_at && MonotonicMs() - stop_at > 15000;  // bounded
     }
-    return StopRequested() || (o.exit_when_done && done);
+    if (StopRequested()) return true;
+    if (!o.exit_when_done || !done) return false;
+    // Linger until every live remote worker has heard that the migration is
+    // over (so it exits instead of retrying a vanished coordinator), bounded.
+    if (!done_at) done_at = MonotonicMs();
+    return coord.AllWorkersToldDone() || MonotonicMs() - done_at > 10000;
   };
   Status r = coord.Run(should_exit);
   workers_stop = true;

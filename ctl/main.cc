@@ -114,6 +114,8 @@ int main(int argc, char** argv) {
       ->default_val(5);
   app.add_flag("--json", json, "print the raw JSON answer");
   app.require_subcommand(1);
+  // Parent flags may follow the subcommand: `ferryctl status --json`.
+  app.fallthrough();
   app.add_subcommand("status", "migration state, progress, ETA");
   double watch_interval = 1;
   app.add_subcommand("watch", "live progress until complete")

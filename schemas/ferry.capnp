@@ -44,6 +44,9 @@ struct Registered {
   leaseTtlMs @3 :UInt32;
   heartbeatMs @4 :UInt32;
   planId @5 :Text;
+  # The version the new store's marker holds once the migration is complete:
+  # a worker that cannot reach the coordinator checks it to know it is done.
+  toVersion @6 :Int64;
 }
 
 struct LeaseRequest {
@@ -63,6 +66,7 @@ struct Grant {
   rowsDone @7 :UInt64;
   bytesDone @8 :UInt64;
   digest @9 :UInt64;
+  rowsPerSecond @10 :UInt64;  # this worker's share of the throttle; 0 = none
 }
 
 # coordinator -> worker: nothing to lease now.
@@ -114,6 +118,7 @@ struct Release {
   rowsDone @4 :UInt64;
   bytesDone @5 :UInt64;
   digest @6 :UInt64;
+  leaving @7 :Bool;  # the worker is shutting down (SIGTERM / drain)
 }
 
 struct ReportError {

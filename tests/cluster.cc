@@ -35,12 +35,12 @@ std::unique_ptr<Process> Cluster::StartWorker(const std::string& id,
 }
 
 nlohmann::json Cluster::Status() {
-  auto st = StatusRequestJson(ctx_, status_endpoint(), "status", 2000);
+  auto st = ::ferry::StatusRequestJson(ctx_, status_endpoint(), "status", 2000);
   return st.ok() ? *st : nlohmann::json();
 }
 
 std::string Cluster::Command(const std::string& line) {
-  auto r = StatusRequest(ctx_, status_endpoint(), line, 2000);
+  auto r = ::ferry::StatusRequest(ctx_, status_endpoint(), line, 2000);
   return r.ok() ? *r : "";
 }
 

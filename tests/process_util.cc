@@ -150,7 +150,7 @@ bool ReadEndpointsFile(const std::string& path, CoordinatorEndpoints* out, int t
       timeout_ms);
 }
 
-bool StatusRequest(const std::string& endpoint, const std::string& command, std::string* reply,
+bool StatusCommand(const std::string& endpoint, const std::string& command, std::string* reply,
                    int timeout_ms) {
   static zmq::context_t ctx;
   try {

@@ -64,7 +64,7 @@ bool ReadEndpointsFile(const std::string& path, CoordinatorEndpoints* out, int t
 
 // One request on a coordinator's status socket (fresh REQ socket). Returns
 // false if no answer came within `timeout_ms`.
-bool StatusRequest(const std::string& endpoint, const std::string& command, std::string* reply,
+bool StatusCommand(const std::string& endpoint, const std::string& command, std::string* reply,
                    int timeout_ms = 5000);
 
 // Non-empty lines of `text`.

@@ -108,12 +108,30 @@ int64_t Scalar(sqlite3* db, const std::string& sql, std::string* err) {
   return v;
 }
 
+std::string QuoteName(const std::string& name) {
+  std::string out = "\"";
+  for (char ch : name) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + "\"";
+}
+
+// True if the table is keyed by rowid: it has a rowid and no declared
+// primary key. (A rowid table with a declared non-integer primary key, like
+// `k BLOB PRIMARY KEY`, is keyed by that key; its rowid is internal.)
 bool HasRowid(sqlite3* db, const char* schema, const std::string& table) {
-  std::string sql = fmt::format("SELECT rowid FROM {}.\"{}\" LIMIT 0", schema, table);
+  std::string sql = fmt::format("SELECT rowid FROM {}.{} LIMIT 0", schema, QuoteName(table));
   sqlite3_stmt* s = nullptr;
   bool ok = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK;
   sqlite3_finalize(s);
-  return ok;
+  if (!ok) return false;
+  std::string err;
+  sql = fmt::format("SELECT count(*) FROM pragma_table_info('{}', '{}') WHERE pk > 0",
+                    [&] {
+                      std::string q;
+                      for (char ch : table) q += ch == '\'' ? std::string("''") : std::string(1, ch);
+                      return q;
+                    }(),
+                    schema);
+  return Scalar(db, sql, &err) == 0 && err.empty();
 }
 
 }  // namespace
@@ -133,15 +151,15 @@ std::string CompareSqliteStores(const std::string& a, const std::string& b) {
     std::string err;
     // Tables without a declared primary key are keyed by rowid: compare it too.
     std::string cols = HasRowid(c.db, "main", t) ? "rowid AS __rid, *" : "*";
-    int64_t na = Scalar(c.db, fmt::format("SELECT count(*) FROM main.\"{}\"", t), &err);
-    int64_t nb = Scalar(c.db, fmt::format("SELECT count(*) FROM other.\"{}\"", t), &err);
+    int64_t na = Scalar(c.db, fmt::format("SELECT count(*) FROM main.{}", QuoteName(t)), &err);
+    int64_t nb = Scalar(c.db, fmt::format("SELECT count(*) FROM other.{}", QuoteName(t)), &err);
     if (!err.empty()) return err;
     if (na != nb) return fmt::format("table {}: {} rows vs {} rows", t, na, nb);
     for (auto [x, y] : {std::pair<const char*, const char*>{"main", "other"}, {"other", "main"}}) {
       int64_t missing = Scalar(
           c.db,
-          fmt::format("SELECT count(*) FROM (SELECT {} FROM {}.\"{}\" EXCEPT SELECT {} FROM {}.\"{}\")",
-                      cols, x, t, cols, y, t),
+          fmt::format("SELECT count(*) FROM (SELECT {} FROM {}.{} EXCEPT SELECT {} FROM {}.{})",
+                      cols, x, QuoteName(t), cols, y, QuoteName(t)),
           &err);
       if (!err.empty()) return err;
       if (missing != 0) return fmt::format("table {}: {} rows of {} missing from {}", t, missing, x, y);

@@ -74,6 +74,7 @@ Status Worker::Register() {
   batch_rows_ = opt_.batch_rows ? opt_.batch_rows : std::max<uint32_t>(1, r.getBatchRows());
   ttl_ms_ = std::max<uint32_t>(100, r.getLeaseTtlMs());
   heartbeat_ms_ = std::max<uint32_t>(10, r.getHeartbeatMs());
+  to_version_ = r.getToVersion();
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id}, {"coordinator", opt_.coordinator}, {"plan", plan_id_},
             {"batch_rows", batch_rows_}, {"lease_ttl_ms", ttl_ms_}});
@@ -133,7 +134,15 @@ Status Worker::Run() {
                {{"worker", opt_.id}, {"coordinator", opt_.coordinator},
                 {"attempt", backoff.attempt() + 1},
                 {"check", "is the coordinator running and reachable from this host?"}});
-      if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
+      if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) {
+        client_.Reconnect();
+        if (TargetMarkedDone()) {
+          LogEvent(spdlog::level::info, "migration_complete",
+                   {{"worker", opt_.id}, {"rows_written", rows_written_},
+                    {"source", "the new store's version marker"}});
+          return Status::Ok();
+        }
+      }
       Sleep(backoff.NextDelayMs());
       continue;
     }
@@ -155,6 +164,7 @@ Status Worker::Run() {
         ttl_ms_ = std::max<uint32_t>(100, g.getLeaseTtlMs());
         lease.deadline_mono = sent + ttl_ms_;
         paused_ = false;
+        rate_limit_ = g.getRowsPerSecond();
         LogEvent(spdlog::level::debug, "lease",
                  {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
                   {"table", lease.table}, {"cursor", KeyToString(lease.cursor)}});
@@ -198,6 +208,12 @@ Status Worker::Run() {
     }
   }
   return Status::Ok();
+}
+
+bool Worker::TargetMarkedDone() {
+  if (!target_ || to_version_ <= 0) return false;
+  auto v = target_->ReadVersion();
+  return v.ok() && v->has_value() && **v == to_version_;
 }
 
 void Worker::SendHeartbeat(const Lease& lease) {
@@ -296,6 +312,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
       r.setRowsDone(lease.rows);
       r.setBytesDone(lease.bytes);
       r.setDigest(lease.digest);
+      r.setLeaving(true);
     }
     auto reply = client_.Call(b, rid, opt_.request_timeout_ms,
                               [this](DecodedEnvelope& e) { ReleaseStale(e); });

@@ -75,6 +75,8 @@ class Worker {
   void ReportError(const Lease& lease, const Status& s);
   void ReleaseStale(DecodedEnvelope& env);
   bool Sleep(int64_t ms);  // false if a stop came first
+  // True if the new store's own marker says the migration is complete.
+  bool TargetMarkedDone();
   bool Stopping() const { return stop_ && stop_->load(); }
 
   WorkerOptions opt_;
@@ -86,6 +88,7 @@ class Worker {
   uint32_t batch_rows_ = 2000;
   int64_t ttl_ms_ = 10000;
   int64_t heartbeat_ms_ = 1000;
+  int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the dependencies (deploy/install-deps.sh), then configures and
+# builds ferry into build/ (RelWithDebInfo, tests included):
+#   build/bin/ferry-coordinator, build/bin/ferry-worker, build/bin/ferryctl
+# Environment: FERRY_BUILD_DIR (default: build), FERRY_BUILD_TYPE (default:
+# RelWithDebInfo), FERRY_JOBS (default: nproc), FERRY_SKIP_DEPS=1 to skip the
+# package check.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+BUILD_DIR="${FERRY_BUILD_DIR:-build}"
+BUILD_TYPE="${FERRY_BUILD_TYPE:-RelWithDebInfo}"
+JOBS="${FERRY_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+if [[ "${FERRY_SKIP_DEPS:-0}" != 1 ]]; then
+  bash "$ROOT/deploy/install-deps.sh"
+fi
+
+echo "build: configuring $BUILD_DIR ($BUILD_TYPE)"
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=ON
+echo "build: building with -j$JOBS"
+cmake --build "$BUILD_DIR" -j"$JOBS"
+for exe in ferry-coordinator ferry-worker ferryctl; do
+  if [[ ! -x "$BUILD_DIR/bin/$exe" ]]; then
+    echo "build: error: $BUILD_DIR/bin/$exe was not built" >&2
+    exit 1
+  fi
+done
+echo "build: ok: $BUILD_DIR/bin/{ferry-coordinator,ferry-worker,ferryctl}"

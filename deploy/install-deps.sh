@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ferry needs to build, test and run.
+# Idempotent: checks each package with dpkg-query and installs only the
+# missing ones (running `apt-get update` first, and only if something is
+# missing). Runs apt as root, through sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  sqlite3 libsqlite3-dev
+  libzmq3-dev cppzmq-dev
+  capnproto libcapnp-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev
+  libcli11-dev nlohmann-json3-dev libxxhash-dev libcpp-httplib-dev
+  libpq-dev postgresql postgresql-client
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: error: missing packages (${missing[*]}) and no apt-get: ferry targets Debian 12; install them by hand" >&2
+  exit 1
+fi
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "install-deps: error: missing packages (${missing[*]}); run this script as root or install sudo" >&2
+    exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
