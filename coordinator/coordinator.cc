@@ -143,7 +143,11 @@ Status Coordinator::Start() {
     job_.tables = opt_.tables;
     job_.plan_id = NewPlanId();
     job_.current_version = target_version;
+    // Plan now, before any socket is bound or anything is logged: every
+    // bad-input error (a table without a usable key, an unwritable target)
+    // surfaces as one line and touches no store.
     planning_ = true;
+    FERRY_RETURN_IF_ERROR(PlanAll());
   }
 
   // Sockets.
@@ -187,7 +191,7 @@ Status Coordinator::PlanNextTable() {
     int64_t t0 = MonotonicMs();
     size_t before = plan_.size();
     FERRY_RETURN_IF_ERROR(PlanTable(*source_, t, opt_.range_rows, &plan_));
-    LogEvent(spdlog::level::info, "plan_table",
+    LogEvent(spdlog::level::debug, "plan_table",
              {{"table", t.name}, {"ranges", plan_.size() - before},
               {"ms", MonotonicMs() - t0}});
     return Status::Ok();

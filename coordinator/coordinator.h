@@ -3,9 +3,9 @@
 // state file, and answers operators on the status socket (REP, text command
 // in, JSON out).
 //
-// Start() takes the state lock, checks versions and opens the stores; Run()
-// serves until the migration completes (and, with local workers or
-// exit_when_done, returns) or a stop is requested.
+// Start() takes the state lock, checks versions, opens the stores and, for a
+// new job, plans it and creates the target schema (so bad input fails before
+// anything is served or logged); Run() serves until `should_exit()`.
 //
 // One event-loop thread owns everything here: sockets, state, lease table.
 // Each loop pass reads a burst of worker messages, applies them in memory,
@@ -81,7 +81,7 @@ class Coordinator {
   Status Start();
   bool already_done() const { return already_done_; }
 
-  // Plans (if new), then serves until `should_exit()` (checked every pass,
+  // Serves until `should_exit()` (checked every pass,
   // at most ~100 ms apart). Ok if the migration completed; kPermanent if it
   // failed; kFailedPrecondition if stopped before completion; a planning
   // error as it came.
