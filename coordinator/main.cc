@@ -13,6 +13,7 @@
 #include "common/signals.h"
 #include "common/store.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/http_endpoint.h"
 #include "worker/worker.h"
 
 using namespace ferry;
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   int local_workers = -1;
   double ttl_s = 10;
   std::string endpoints_file;
+  std::string http_listen;
   AddCommonFlags(app, &log);
   app.add_option("--source", o.source_uri, "legacy store: sqlite:PATH or postgresql://...")->required();
   app.add_option("--target", o.target_uri, "new store: sqlite:PATH or postgresql://...")->required();
@@ -50,6 +52,8 @@ int main(int argc, char** argv) {
   app.add_flag("--exit-when-done", o.exit_when_done,
                "exit once the migration is complete (default: keep serving status)");
   app.add_flag("--retry-failed", o.retry_failed, "put failed ranges back to pending on start");
+  app.add_option("--http-listen", http_listen,
+                 "serve /metrics, /healthz, /readyz over HTTP on HOST:PORT (e.g. 127.0.0.1:7402)");
   app.add_option("--endpoints-file", endpoints_file,
                  "write the bound worker and status endpoints here (JSON)");
   try {
@@ -76,9 +80,17 @@ int main(int argc, char** argv) {
                              RedactUri(o.target_uri), o.to_version);
     return kExitOk;
   }
+  std::unique_ptr<HttpEndpoint> http;
+  if (!http_listen.empty()) {
+    auto h = HttpEndpoint::Start(http_listen, coord.status_endpoint(), &ctx);
+    if (!h.ok()) return Fail("ferry-coordinator", h.status());
+    http = std::move(h).value();
+  }
   if (!endpoints_file.empty()) {
     std::ofstream f(endpoints_file + ".tmp");
-    f << nlohmann::json{{"listen", coord.listen_endpoint()}, {"status", coord.status_endpoint()},
+    f << nlohmann::json{{"listen", coord.listen_endpoint()},
+                        {"status", coord.status_endpoint()},
+                        {"http_port", http ? http->port() : 0},
                         {"pid", static_cast<int64_t>(getpid())}}
              .dump()
       << "\n";
