@@ -14,6 +14,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libxxhash-dev libcpp-httplib-dev
   libpq-dev postgresql postgresql-client
+  prometheus  # promtool: tests check the metrics exposition format
+  util-linux  # prlimit: fault tests cap a worker's file size
 )
 
 missing=()

@@ -1,0 +1,795 @@
+// ferry-chaos: runs migrations with real ferry-coordinator and ferry-worker
+// processes over tcp on 127.0.0.1 while killing (SIGKILL), pausing (SIGSTOP,
+// then SIGCONT after a random delay), terminating (SIGTERM) and restarting
+// random workers and the coordinator, then checks the result independently
+// with plain SQL (ATTACH + joins on the key), never with ferry's digests:
+//
+//   lost                 rows of the legacy store whose key is missing from the new store
+//   duplicated-or-extra  rows of the new store whose key is not in the legacy store
+//   mismatched           rows with the same key but a different value (type-exact)
+//
+// and that the version was bumped exactly once (one `finalize` event in the
+// state file, the new store's __ferry_meta version == --to-version) and the
+// boundary was cleared (no `boundary` key in __ferry_meta, empty job.boundary).
+//
+// One line per run, then exactly:
+//   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
+// Exit 0 only if L = D = M = F = 0.
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/cluster.h"
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+
+namespace ferry::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int64_t rows = 200000;
+  int workers = 4;
+  int runs = 20;
+  int kill_interval_ms = 700;
+  uint64_t seed = 0;
+  bool seed_given = false;
+  double lease_ttl = 2;
+  int64_t range_rows = 10000;
+  int64_t batch_rows = 500;
+  bool keep = false;
+  int max_seconds = 300;
+  bool verbose = false;
+};
+
+constexpr int kFromVersion = 1;
+constexpr int kToVersion = 2;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Quote(const std::string& name) {
+  std::string out = "\"";
+  for (char ch : name) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + "\"";
+}
+
+std::string QuoteLiteral(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+  return out + "'";
+}
+
+// ---------------------------------------------------------------------------
+// Plain SQLite access for the checks (independent of ferry's store code).
+
+class Sql {
+ public:
+  explicit Sql(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      error_ = fmt::format("cannot open {}: {}", path, db_ ? sqlite3_errmsg(db_) : "?");
+    }
+    if (db_) sqlite3_busy_timeout(db_, 10000);
+  }
+  ~Sql() { sqlite3_close_v2(db_); }
+  Sql(const Sql&) = delete;
+  Sql& operator=(const Sql&) = delete;
+
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+
+  bool Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      error_ = fmt::format("{}: {}", sql, err ? err : "?");
+      sqlite3_free(err);
+      return false;
+    }
+    return true;
+  }
+
+  // Rows of text cells (NULL -> "NULL").
+  std::vector<std::vector<std::string>> Rows(const std::string& sql) {
+    std::vector<std::vector<std::string>> out;
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
+      return out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(s); ++i) {
+        const unsigned char* t = sqlite3_column_text(s, i);
+        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "NULL");
+      }
+      out.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
+    sqlite3_finalize(s);
+    return out;
+  }
+
+  int64_t Int(const std::string& sql, int64_t fallback = -1) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
+      return fallback;
+    }
+    int64_t v = fallback;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) v = sqlite3_column_int64(s, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
+    sqlite3_finalize(s);
+    return v;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string error_;
+};
+
+// Best-effort read of one integer from a file that may be busy (used while
+// processes run: never fails the run).
+int64_t PeekInt(const std::string& path, const std::string& sql) {
+  if (!std::filesystem::exists(path)) return -1;
+  sqlite3* db = nullptr;
+  int64_t v = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 500);
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK) {
+      if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        v = sqlite3_column_int64(s, 0);
+      }
+      sqlite3_finalize(s);
+    }
+  }
+  sqlite3_close_v2(db);
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// The legacy store: the demo store (users: INTEGER PRIMARY KEY with NULLs,
+// reals and blobs; kv: BLOB PRIMARY KEY; events: composite key WITHOUT
+// ROWID) plus `notes`, a table without a declared primary key (keyed by
+// rowid) with sparse, negative and extreme rowids.
+
+void MakeLegacy(const std::string& path, int64_t rows, uint64_t seed) {
+  const int64_t notes = std::max<int64_t>(1, rows / 10);
+  MakeDemoStore(path, std::max<int64_t>(4, rows - notes), seed);
+  Sql db(path);
+  db.Exec(fmt::format(R"sql(
+    CREATE TABLE notes (author TEXT, body TEXT, weight REAL, attachment BLOB);
+    BEGIN;
+    INSERT INTO notes (rowid, author, body, weight, attachment) VALUES
+      (-9223372036854775808, 'min', 'lowest rowid', -1.5, x''),
+      (9223372036854775807, 'max', 'highest rowid', 1e300, NULL),
+      (-7, NULL, '', 0.0, x'00');
+    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {0})
+      INSERT INTO notes (rowid, author, body, weight, attachment)
+        SELECT x * 37 - {1}, 'author ' || (x % 97),
+               CASE WHEN x % 11 = 0 THEN NULL ELSE 'note ' || x || ' ' || hex(randomblob(8)) END,
+               CASE WHEN x % 6 = 0 THEN NULL ELSE x / 3.0 END,
+               CASE WHEN x % 4 = 0 THEN randomblob(x % 50) ELSE NULL END FROM c;
+    DELETE FROM notes WHERE rowid % 5 = 2;
+    COMMIT;)sql",
+                      notes, (seed % 977) * 1000));
+  if (!db.ok()) std::cerr << "chaos: generating the legacy store: " << db.error() << "\n";
+}
+
+// ---------------------------------------------------------------------------
+// Independent check.
+
+struct CheckResult {
+  int64_t lost = 0, extra = 0, mismatched = 0;
+  int64_t legacy_rows = 0, new_rows = 0;
+  std::vector<std::string> problems;  // anything else that makes the run fail
+  std::vector<std::string> details;   // sample keys of differences
+};
+
+std::vector<std::string> UserTables(Sql& db, const std::string& schema) {
+  std::vector<std::string> out;
+  for (auto& r : db.Rows(fmt::format("SELECT name FROM {}.sqlite_master WHERE type='table' AND "
+                                     "name NOT LIKE 'sqlite_%' AND name <> '__ferry_meta' "
+                                     "ORDER BY name",
+                                     schema))) {
+    out.push_back(r[0]);
+  }
+  return out;
+}
+
+void CompareStores(const std::string& legacy, const std::string& target, CheckResult* res) {
+  Sql db(legacy);
+  if (!db.ok() || !db.Exec(fmt::format("ATTACH DATABASE {} AS n", QuoteLiteral(target)))) {
+    res->problems.push_back("cannot open stores: " + db.error());
+    return;
+  }
+  auto lt = UserTables(db, "main");
+  auto nt = UserTables(db, "n");
+  for (const std::string& t : nt) {
+    if (std::find(lt.begin(), lt.end(), t) == lt.end()) {
+      int64_t n = db.Int(fmt::format("SELECT count(*) FROM n.{}", Quote(t)), 0);
+      res->extra += n;
+      res->problems.push_back(fmt::format("table {} exists only in the new store ({} rows)", t, n));
+    }
+  }
+  for (const std::string& t : lt) {
+    const std::string qt = Quote(t);
+    const int64_t nl = db.Int(fmt::format("SELECT count(*) FROM main.{}", qt), 0);
+    res->legacy_rows += nl;
+    if (std::find(nt.begin(), nt.end(), t) == nt.end()) {
+      res->lost += nl;
+      res->problems.push_back(fmt::format("table {} is missing from the new store", t));
+      continue;
+    }
+    res->new_rows += db.Int(fmt::format("SELECT count(*) FROM n.{}", qt), 0);
+    // Key: the declared primary key in order, else rowid.
+    std::vector<std::string> key, cols;
+    for (auto& r : db.Rows(fmt::format("SELECT name, pk FROM pragma_table_info({}, 'main') "
+                                       "ORDER BY pk, cid",
+                                       QuoteLiteral(t)))) {
+      cols.push_back(r[0]);
+      if (r[1] != "0") key.push_back(r[0]);
+    }
+    // (pragma rows are ordered by pk, so `key` is in key order.)
+    std::vector<std::string> ncols;
+    for (auto& r : db.Rows(fmt::format("SELECT name FROM pragma_table_info({}, 'n') ORDER BY pk, cid",
+                                       QuoteLiteral(t)))) {
+      ncols.push_back(r[0]);
+    }
+    {
+      auto a = cols, b = ncols;
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      if (a != b) {
+        res->problems.push_back(fmt::format("table {}: columns differ", t));
+        continue;
+      }
+    }
+    if (key.empty()) key.push_back("rowid");
+    std::string on, key_sel;
+    for (const std::string& k : key) {
+      on += fmt::format("{}r.{} IS l.{}", on.empty() ? "" : " AND ", Quote(k), Quote(k));
+      key_sel += fmt::format("{}quote(x.{})", key_sel.empty() ? "" : " || ',' || ", Quote(k));
+    }
+    std::string same;
+    for (const std::string& c : cols) {
+      same += fmt::format("{1}(typeof(l.{0}) = typeof(r.{0}) AND l.{0} IS r.{0})", Quote(c),
+                          same.empty() ? "" : " AND ");
+    }
+    const std::string lost_sql = fmt::format(
+        "FROM main.{0} AS l WHERE NOT EXISTS (SELECT 1 FROM n.{0} AS r WHERE {1})", qt, on);
+    const std::string extra_sql = fmt::format(
+        "FROM n.{0} AS r WHERE NOT EXISTS (SELECT 1 FROM main.{0} AS l WHERE {1})", qt, on);
+    const std::string mism_sql =
+        fmt::format("FROM main.{0} AS l JOIN n.{0} AS r ON {1} WHERE NOT ({2})", qt, on, same);
+    const int64_t lost = db.Int("SELECT count(*) " + lost_sql, -1);
+    const int64_t extra = db.Int("SELECT count(*) " + extra_sql, -1);
+    const int64_t mism = db.Int("SELECT count(*) " + mism_sql, -1);
+    if (lost < 0 || extra < 0 || mism < 0) {
+      res->problems.push_back(fmt::format("table {}: check query failed: {}", t, db.error()));
+      continue;
+    }
+    res->lost += lost;
+    res->extra += extra;
+    res->mismatched += mism;
+    auto sample = [&](const char* what, const std::string& from, const char* alias) {
+      std::string k;
+      for (const std::string& kc : key) {
+        k += fmt::format("{}quote({}.{})", k.empty() ? "" : " || ',' || ", alias, Quote(kc));
+      }
+      auto rows = db.Rows(fmt::format("SELECT {} {} LIMIT 10", k, from));
+      std::string keys;
+      for (auto& r : rows) keys += (keys.empty() ? "" : " ") + r[0];
+      res->details.push_back(fmt::format("table {}: {} keys (first 10): {}", t, what, keys));
+    };
+    if (lost) sample("lost", lost_sql, "l");
+    if (extra) sample("duplicated-or-extra", extra_sql, "r");
+    if (mism) sample("mismatched", mism_sql, "l");
+  }
+}
+
+void CheckFinish(const std::string& state, const std::string& target, CheckResult* res) {
+  Sql st(state);
+  const int64_t finalize = st.Int("SELECT count(*) FROM events WHERE kind='finalize'", -1);
+  const int64_t state_boundary = st.Int("SELECT length(boundary) FROM job", -1);
+  const int64_t state_version = st.Int("SELECT current_version FROM job", -1);
+  if (finalize != 1) {
+    res->problems.push_back(fmt::format("version bumped {} times (finalize events), want 1", finalize));
+  }
+  if (state_boundary != 0) {
+    res->problems.push_back(fmt::format("state job.boundary not cleared (length {})", state_boundary));
+  }
+  if (state_version != kToVersion) {
+    res->problems.push_back(fmt::format("state job.current_version {} != {}", state_version, kToVersion));
+  }
+  Sql nt(target);
+  const int64_t version = nt.Int("SELECT value FROM __ferry_meta WHERE key='version'", -1);
+  const int64_t boundary = nt.Int("SELECT count(*) FROM __ferry_meta WHERE key='boundary'", -1);
+  if (version != kToVersion) {
+    res->problems.push_back(fmt::format("new store version {} != {}", version, kToVersion));
+  }
+  if (boundary != 0) res->problems.push_back("new store __ferry_meta still has a boundary");
+}
+
+// ---------------------------------------------------------------------------
+// The chaos loop.
+
+struct Proc {
+  std::unique_ptr<Process> p;
+  std::string name;
+  bool stopped = false;       // SIGSTOPped, SIGCONT pending
+  int64_t cont_at_ms = 0;
+  bool signalled = false;     // we sent SIGKILL or SIGTERM
+  int64_t started_ms = 0;
+};
+
+struct RunStats {
+  int actions = 0, kills = 0, pauses = 0, terms = 0, restarts = 0;
+  int coord_actions = 0, coord_starts = 0, plan_hits = 0, end_hits = 0;
+  int worker_starts = 0;
+  std::vector<std::string> anomalies;  // unexpected exits (not failures by themselves)
+};
+
+class Run {
+ public:
+  Run(const Options& o, int index, uint64_t seed, const std::string& dir, int64_t* plan_estimate_ms)
+      : o_(o), index_(index), rng_(seed), c_(dir), dir_(dir), plan_estimate_ms_(plan_estimate_ms) {}
+
+  // Returns true if the migration reached `complete`.
+  bool Chaos(std::string* why) {
+    MakeLegacy(c_.legacy, o_.rows, rng_());
+    const int64_t t0 = NowMs();
+    const int64_t deadline = t0 + int64_t{o_.max_seconds} * 1000;
+    coord_args_ = {"--lease-ttl", fmt::format("{}", o_.lease_ttl), "--range-rows",
+                   std::to_string(o_.range_rows), "--batch-rows", std::to_string(o_.batch_rows),
+                   "--from-version", std::to_string(kFromVersion), "--to-version",
+                   std::to_string(kToVersion)};
+    StartCoordinator();
+    // Hit planning: kill the first coordinator after a random moment within
+    // the (measured) planning time, on most runs.
+    if (Chance(0.75)) plan_kill_at_ = NowMs() + Uniform(0, std::max<int64_t>(5, *plan_estimate_ms_));
+    for (int i = 0; i < o_.workers; ++i) StartWorker();
+    next_action_ = NowMs() + NextInterval();
+    bool complete = false;
+    int64_t next_poll = 0;
+    while (!complete) {
+      const int64_t now = NowMs();
+      if (now > deadline) {
+        *why = fmt::format("timeout after {} s", o_.max_seconds);
+        break;
+      }
+      // Resume paused processes whose time has come.
+      for (Proc* p : All()) {
+        if (p->stopped && now >= p->cont_at_ms) {
+          p->p->Signal(SIGCONT);
+          p->stopped = false;
+        }
+      }
+      // Reap and replace.
+      if (coord_ && !coord_->p->running()) {
+        const int code = coord_->p->exit_code();
+        if (!coord_->signalled) {
+          std::string log = ReadFile(dir_ + "/coordinator.log");
+          if (code == 0 && log.find("already at version") != std::string::npos) {
+            // Killed after it committed the version bump but before we saw
+            // `complete`; the restart found the new store done. Done too.
+            complete = true;
+            done_via_restart_ = true;
+            coord_.reset();
+            break;
+          }
+          stats_.anomalies.push_back(fmt::format("coordinator exited on its own with code {}", code));
+        }
+        if (coord_->signalled && code != 0 && code != 128 + SIGKILL && code != 128 + SIGTERM) {
+          stats_.anomalies.push_back(fmt::format("coordinator exited with code {} after a signal", code));
+        }
+        coord_.reset();
+        coord_restart_at_ = now + (restart_now_ ? 0 : Uniform(0, 1500));
+        restart_now_ = false;
+      }
+      if (!coord_ && now >= coord_restart_at_) StartCoordinator();
+      for (auto it = workers_.begin(); it != workers_.end();) {
+        Proc& w = **it;
+        if (w.p->running()) {
+          ++it;
+          continue;
+        }
+        const int code = w.p->exit_code();
+        // A worker exits 0 on its own once it hears the migration is done.
+        if (code != 0 && !(w.signalled && code == 128 + SIGKILL)) {
+          stats_.anomalies.push_back(fmt::format("worker {} exited with code {}{}", w.name, code,
+                                                 w.signalled ? " after a signal" : " on its own"));
+        }
+        it = workers_.erase(it);
+        pending_workers_.push_back(now + (restart_now_worker_ ? 0 : Uniform(0, 500)));
+        restart_now_worker_ = false;
+      }
+      for (auto it = pending_workers_.begin(); it != pending_workers_.end();) {
+        if (now >= *it) {
+          StartWorker();
+          it = pending_workers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // Planned hits on the coordinator.
+      if (plan_kill_at_ && now >= plan_kill_at_) {
+        plan_kill_at_ = 0;
+        if (coord_ && !coord_->stopped) {
+          const bool planned = PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
+          Act(coord_.get(), SIGKILL);
+          if (!planned) stats_.plan_hits++;
+          restart_now_ = Chance(0.5);
+        }
+      }
+      if (end_kill_at_ && now >= end_kill_at_) {
+        end_kill_at_ = 0;
+        if (coord_ && !coord_->stopped) {
+          stats_.end_hits++;
+          if (Chance(0.8)) {
+            Act(coord_.get(), SIGKILL);
+          } else {
+            Pause(coord_.get());
+          }
+        }
+      }
+      // Status.
+      if (coord_ && !coord_->stopped && now >= next_poll) {
+        next_poll = now + 100;
+        std::string reply;
+        if (StatusCommand(c_.status_endpoint(), "status", &reply, 300)) {
+          auto st = nlohmann::json::parse(reply, nullptr, false);
+          if (st.is_object()) {
+            if (!seen_status_) {
+              seen_status_ = true;
+              if (coord_->started_ms == first_start_ms_) {
+                // Planning time of an undisturbed fresh start (bound + plan).
+                *plan_estimate_ms_ = std::max<int64_t>(5, (now - first_start_ms_) * 6 / 5);
+              }
+            }
+            const std::string state = st.value("state", "");
+            if (state == "complete") {
+              complete = true;
+              break;
+            }
+            if (state == "failed") {
+              *why = "coordinator reports state failed: " + st.value("failure", st.dump());
+              break;
+            }
+            const int64_t total = st.value("ranges_total", int64_t{0});
+            const int64_t done = st.value("ranges_done", int64_t{0});
+            // Hit the end: when at most one or two ranges remain.
+            if (total > 0 && end_hits_armed_ > 0 && total - done <= (end_hits_armed_ == 2 ? 2 : 1) &&
+                !end_kill_at_) {
+              end_hits_armed_--;
+              end_kill_at_ = now + Uniform(0, 250);
+            }
+          }
+        }
+      }
+      // Random chaos.
+      if (now >= next_action_) {
+        next_action_ = now + NextInterval();
+        RandomAction();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    seconds_ = (NowMs() - t0) / 1000.0;
+    Shutdown(complete);
+    return complete;
+  }
+
+  // After the migration: a restart with the same arguments is a no-op.
+  bool ReRunIsNoop(std::string* why) {
+    std::vector<std::string> argv = {Bin("ferry-coordinator"), "--source", "sqlite:" + c_.legacy,
+                                     "--target", "sqlite:" + c_.target, "--state", c_.state,
+                                     "--listen", c_.listen(), "--status-endpoint",
+                                     c_.status_endpoint(), "--exit-when-done"};
+    argv.insert(argv.end(), coord_args_.begin(), coord_args_.end());
+    Process p(argv, dir_ + "/rerun.log");
+    if (!p.Wait(60000)) {
+      *why = "re-run after completion did not exit";
+      return false;
+    }
+    if (p.exit_code() != 0 || ReadFile(dir_ + "/rerun.log").find("already at version") ==
+                                  std::string::npos) {
+      *why = fmt::format("re-run after completion exited {}: {}", p.exit_code(),
+                         ReadFile(dir_ + "/rerun.log"));
+      return false;
+    }
+    return true;
+  }
+
+  const Cluster& cluster() const { return c_; }
+  const RunStats& stats() const { return stats_; }
+  double seconds() const { return seconds_; }
+  bool done_via_restart() const { return done_via_restart_; }
+
+ private:
+  std::vector<Proc*> All() {
+    std::vector<Proc*> out;
+    if (coord_) out.push_back(coord_.get());
+    for (auto& w : workers_) out.push_back(w.get());
+    return out;
+  }
+
+  bool Chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+  int64_t Uniform(int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, std::max(lo, hi))(rng_);
+  }
+  int64_t NextInterval() {
+    std::exponential_distribution<double> d(1.0 / std::max(1, o_.kill_interval_ms));
+    return std::max<int64_t>(1, static_cast<int64_t>(d(rng_)));
+  }
+
+  void StartCoordinator() {
+    auto p = std::make_unique<Proc>();
+    p->p = c_.StartCoordinator(coord_args_);
+    p->name = "coordinator";
+    p->started_ms = NowMs();
+    if (!first_start_ms_) first_start_ms_ = p->started_ms;
+    coord_ = std::move(p);
+    stats_.coord_starts++;
+  }
+
+  void StartWorker() {
+    auto p = std::make_unique<Proc>();
+    p->name = fmt::format("w{}", next_worker_++);
+    p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
+    p->started_ms = NowMs();
+    workers_.push_back(std::move(p));
+    stats_.worker_starts++;
+  }
+
+  void Act(Proc* p, int sig) {
+    if (sig == SIGKILL) stats_.kills++;
+    if (sig == SIGTERM) stats_.terms++;
+    p->signalled = true;
+    p->p->Signal(sig);
+    if (p->stopped && sig == SIGTERM) {  // a stopped process handles SIGTERM only once resumed
+      p->p->Signal(SIGCONT);
+      p->stopped = false;
+    }
+    if (o_.verbose) std::cerr << fmt::format("  chaos: signal {} -> {}\n", sig, p->name);
+  }
+
+  void Pause(Proc* p) {
+    stats_.pauses++;
+    p->p->Signal(SIGSTOP);
+    p->stopped = true;
+    // Sometimes shorter, sometimes longer than a lease.
+    const int64_t ttl_ms = static_cast<int64_t>(o_.lease_ttl * 1000);
+    p->cont_at_ms = NowMs() + Uniform(50, ttl_ms * 5 / 2);
+    if (o_.verbose) std::cerr << fmt::format("  chaos: pause {}\n", p->name);
+  }
+
+  void RandomAction() {
+    std::vector<Proc*> live;
+    for (Proc* p : All()) {
+      if (!p->stopped && !p->signalled) live.push_back(p);
+    }
+    if (live.empty()) return;
+    Proc* target = nullptr;
+    if (coord_ && !coord_->stopped && !coord_->signalled && Chance(0.25)) {
+      target = coord_.get();
+    } else {
+      std::vector<Proc*> ws;
+      for (Proc* p : live) {
+        if (p != coord_.get()) ws.push_back(p);
+      }
+      if (ws.empty()) return;
+      target = ws[static_cast<size_t>(Uniform(0, static_cast<int64_t>(ws.size()) - 1))];
+    }
+    stats_.actions++;
+    if (target == coord_.get()) stats_.coord_actions++;
+    const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
+    if (r < 0.35) {
+      Act(target, SIGKILL);
+    } else if (r < 0.60) {
+      Pause(target);
+    } else if (r < 0.80) {
+      Act(target, SIGTERM);
+    } else {  // restart: kill and start the replacement at once
+      stats_.restarts++;
+      if (target == coord_.get()) {
+        restart_now_ = true;
+      } else {
+        restart_now_worker_ = true;
+      }
+      Act(target, Chance(0.5) ? SIGKILL : SIGTERM);
+    }
+  }
+
+  void Shutdown(bool complete) {
+    for (Proc* p : All()) {
+      if (p->stopped) {
+        p->p->Signal(SIGCONT);
+        p->stopped = false;
+      }
+    }
+    if (complete) {
+      // Workers exit 0 by themselves once they hear the migration is done.
+      for (auto& w : workers_) {
+        if (!w->p->Wait(30000)) {
+          stats_.anomalies.push_back(fmt::format("worker {} still running 30 s after complete", w->name));
+          w->p->Kill();
+        } else if (w->p->exit_code() != 0 && !w->signalled) {
+          stats_.anomalies.push_back(
+              fmt::format("worker {} exited with code {} at the end", w->name, w->p->exit_code()));
+        }
+      }
+    }
+    for (auto& w : workers_) w->p->Kill();
+    workers_.clear();
+    if (coord_) {
+      coord_->p->Signal(SIGTERM);
+      if (!coord_->p->Wait(15000)) {
+        stats_.anomalies.push_back("coordinator did not stop within 15 s of SIGTERM");
+        coord_->p->Kill();
+      } else if (complete && coord_->p->exit_code() != 0) {
+        stats_.anomalies.push_back(
+            fmt::format("coordinator exited with code {} on SIGTERM after complete",
+                        coord_->p->exit_code()));
+      }
+      coord_.reset();
+    }
+  }
+
+  const Options& o_;
+  int index_;
+  std::mt19937_64 rng_;
+  Cluster c_;
+  std::string dir_;
+  int64_t* plan_estimate_ms_;
+  std::vector<std::string> coord_args_;
+  std::unique_ptr<Proc> coord_;
+  std::deque<std::unique_ptr<Proc>> workers_;
+  std::vector<int64_t> pending_workers_;
+  int next_worker_ = 0;
+  int64_t next_action_ = 0;
+  int64_t coord_restart_at_ = 0;
+  bool restart_now_ = false, restart_now_worker_ = false;
+  int64_t plan_kill_at_ = 0, end_kill_at_ = 0;
+  int end_hits_armed_ = 2;
+  int64_t first_start_ms_ = 0;
+  bool seen_status_ = false;
+  bool done_via_restart_ = false;
+  double seconds_ = 0;
+  RunStats stats_;
+};
+
+std::string MakeRunDir(int index) {
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / fmt::format("ferry-chaos-{}-XXXXXX", index)).string();
+  char* p = mkdtemp(tmpl.data());
+  if (!p) {
+    std::perror("mkdtemp");
+    std::exit(70);
+  }
+  return p;
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+int main(int argc, char** argv) {
+  using namespace ferry::testing;
+  Options o;
+  CLI::App app{"ferry-chaos: migrations with real ferry processes under SIGKILL/SIGSTOP/SIGTERM "
+               "chaos, checked row for row with SQL",
+               "ferry-chaos"};
+  app.add_option("--rows", o.rows, "rows in the generated legacy store")->default_val(200000);
+  app.add_option("--workers", o.workers, "ferry-worker processes kept running")->default_val(4);
+  app.add_option("--runs", o.runs, "migrations to run")->default_val(20);
+  app.add_option("--kill-interval-ms", o.kill_interval_ms,
+                 "mean interval between chaos actions (exponential)")
+      ->default_val(700);
+  auto* seed_opt = app.add_option("--seed", o.seed, "random seed (default: from the clock)");
+  app.add_option("--lease-ttl", o.lease_ttl, "coordinator --lease-ttl (seconds)")->default_val(2);
+  app.add_option("--range-rows", o.range_rows, "coordinator --range-rows")->default_val(10000);
+  app.add_option("--batch-rows", o.batch_rows, "coordinator --batch-rows")->default_val(500);
+  app.add_flag("--keep", o.keep, "keep every run's temp dir (failed runs' dirs are always kept)");
+  app.add_option("--max-seconds", o.max_seconds, "per run; a run exceeding it fails")
+      ->default_val(300);
+  app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
+  CLI11_PARSE(app, argc, argv);
+  if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
+      o.range_rows < 1 || o.batch_rows < 1 || o.max_seconds < 1) {
+    std::cerr << "ferry-chaos: error: --rows >= 10, and --workers, --runs, --kill-interval-ms, "
+                 "--lease-ttl, --range-rows, --batch-rows, --max-seconds must be positive\n";
+    return 2;
+  }
+  o.seed_given = seed_opt->count() > 0;
+  if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
+  signal(SIGPIPE, SIG_IGN);
+  std::cout << fmt::format("chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
+                           "lease-ttl {} s, range-rows {}, batch-rows {}\n",
+                           o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl,
+                           o.range_rows, o.batch_rows)
+            << std::flush;
+
+  int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
+  int64_t plan_estimate_ms = 50;
+  std::mt19937_64 master(o.seed);
+  const int64_t all0 = NowMs();
+  for (int i = 1; i <= o.runs; ++i) {
+    const uint64_t run_seed = master();
+    const std::string dir = MakeRunDir(i);
+    bool ok = true;
+    std::string why;
+    CheckResult check;
+    RunStats stats;
+    double secs = 0;
+    bool via_restart = false;
+    {
+      Run run(o, i, run_seed, dir, &plan_estimate_ms);
+      const bool complete = run.Chaos(&why);
+      secs = run.seconds();
+      stats = run.stats();
+      via_restart = run.done_via_restart();
+      if (!complete) ok = false;
+      CompareStores(run.cluster().legacy, run.cluster().target, &check);
+      if (complete) {
+        CheckFinish(run.cluster().state, run.cluster().target, &check);
+        std::string rerun_why;
+        if (check.problems.empty() && !run.ReRunIsNoop(&rerun_why)) check.problems.push_back(rerun_why);
+        // The re-run must not have bumped anything again.
+        if (check.problems.empty()) CheckFinish(run.cluster().state, run.cluster().target, &check);
+      }
+    }
+    if (check.lost || check.extra || check.mismatched || !check.problems.empty()) ok = false;
+    lost += check.lost;
+    extra += check.extra;
+    mismatched += check.mismatched;
+    if (!ok) failed++;
+    std::cout << fmt::format(
+                     "run {}: {} in {:.1f} s: {} rows, {} lost, {} duplicated-or-extra, {} "
+                     "mismatched; {} chaos actions ({} on the coordinator: {} planning hits, {} "
+                     "end hits), {} kills, {} pauses, {} terms, {} restarts, {} coordinator "
+                     "starts, {} worker starts{}{}",
+                     i, ok ? "ok" : "FAILED", secs, check.legacy_rows, check.lost, check.extra,
+                     check.mismatched, stats.actions, stats.coord_actions, stats.plan_hits,
+                     stats.end_hits, stats.kills, stats.pauses, stats.terms, stats.restarts,
+                     stats.coord_starts, stats.worker_starts,
+                     via_restart ? "; completion seen by a restarted coordinator" : "",
+                     why.empty() ? "" : "; " + why)
+              << "\n";
+    for (const auto& p : check.problems) std::cout << "  problem: " << p << "\n";
+    for (const auto& d : check.details) std::cout << "  " << d << "\n";
+    for (const auto& a : stats.anomalies) std::cout << "  note: " << a << "\n";
+    std::cout << std::flush;
+    if (o.keep || !ok) {
+      std::cout << "  kept " << dir << " (state.db, legacy.db, new.db, *.log)\n" << std::flush;
+    } else {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  }
+  std::cout << fmt::format("chaos: total {:.1f} s\n", (NowMs() - all0) / 1000.0);
+  std::cout << fmt::format("chaos: {} runs, {} lost, {} duplicated-or-extra, {} mismatched, {} failed",
+                           o.runs, lost, extra, mismatched, failed)
+            << std::endl;
+  return (lost == 0 && extra == 0 && mismatched == 0 && failed == 0) ? 0 : 1;
+}
