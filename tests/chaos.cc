@@ -57,6 +57,7 @@ struct Options {
   int64_t batch_rows = 500;
   bool keep = false;
   int max_seconds = 300;
+  int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
 };
 
@@ -369,7 +370,10 @@ class Run {
     StartCoordinator();
     // Hit planning: kill the first coordinator after a random moment within
     // the (measured) planning time, on most runs.
-    if (Chance(0.75)) plan_kill_at_ = NowMs() + Uniform(0, std::max<int64_t>(5, *plan_estimate_ms_));
+    if (Chance(0.75)) {
+      const int64_t est = std::max<int64_t>(5, *plan_estimate_ms_);
+      plan_kill_at_ = NowMs() + Uniform(est / 4, est);
+    }
     for (int i = 0; i < o_.workers; ++i) StartWorker();
     next_action_ = NowMs() + NextInterval();
     bool complete = false;
@@ -434,6 +438,15 @@ class Run {
           ++it;
         }
       }
+      // Learn how long a fresh start takes to commit its plan.
+      if (!plan_seen_ && coord_ && coord_->started_ms == first_start_ms_ && !coord_->signalled) {
+        if (PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0) {
+          plan_seen_ = true;
+          const int64_t took = now - first_start_ms_;
+          *plan_estimate_ms_ = std::max<int64_t>(5, (*plan_estimate_ms_ + took) / 2);
+          if (o_.verbose) std::cerr << fmt::format("  chaos: plan committed after {} ms\n", took);
+        }
+      }
       // Planned hits on the coordinator.
       if (plan_kill_at_ && now >= plan_kill_at_) {
         plan_kill_at_ = 0;
@@ -441,6 +454,10 @@ class Run {
           const bool planned = PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
           Act(coord_.get(), SIGKILL);
           if (!planned) stats_.plan_hits++;
+          if (o_.verbose) {
+            std::cerr << fmt::format("  chaos: planning kill {} ms after start, plan {}\n",
+                                     now - coord_->started_ms, planned ? "committed" : "not committed");
+          }
           restart_now_ = Chance(0.5);
         }
       }
@@ -462,12 +479,12 @@ class Run {
         if (StatusCommand(c_.status_endpoint(), "status", &reply, 300)) {
           auto st = nlohmann::json::parse(reply, nullptr, false);
           if (st.is_object()) {
-            if (!seen_status_) {
-              seen_status_ = true;
-              if (coord_->started_ms == first_start_ms_) {
-                // Planning time of an undisturbed fresh start (bound + plan).
-                *plan_estimate_ms_ = std::max<int64_t>(5, (now - first_start_ms_) * 6 / 5);
-              }
+            if (!throttled_ && o_.throttle > 0) {
+              // Persisted in the state file: survives coordinator restarts.
+              std::string r;
+              throttled_ = StatusCommand(c_.status_endpoint(),
+                                         fmt::format("throttle {}", o_.throttle), &r, 1000) &&
+                           r.find("\"ok\":true") != std::string::npos;
             }
             const std::string state = st.value("state", "");
             if (state == "complete") {
@@ -674,7 +691,8 @@ class Run {
   int64_t plan_kill_at_ = 0, end_kill_at_ = 0;
   int end_hits_armed_ = 2;
   int64_t first_start_ms_ = 0;
-  bool seen_status_ = false;
+  bool plan_seen_ = false;
+  bool throttled_ = false;
   bool done_via_restart_ = false;
   double seconds_ = 0;
   RunStats stats_;
@@ -713,6 +731,9 @@ int main(int argc, char** argv) {
   app.add_flag("--keep", o.keep, "keep every run's temp dir (failed runs' dirs are always kept)");
   app.add_option("--max-seconds", o.max_seconds, "per run; a run exceeding it fails")
       ->default_val(300);
+  app.add_option("--throttle", o.throttle,
+                 "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
+                 "to act; 0 = off; default: --rows / 15 (an undisturbed copy takes ~15 s)");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
   CLI11_PARSE(app, argc, argv);
   if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
@@ -722,16 +743,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.seed_given = seed_opt->count() > 0;
+  if (o.throttle < 0) o.throttle = std::max<int64_t>(100, o.rows / 15);
   if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format("chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                           "lease-ttl {} s, range-rows {}, batch-rows {}\n",
+                           "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}\n",
                            o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl,
-                           o.range_rows, o.batch_rows)
+                           o.range_rows, o.batch_rows,
+                           o.throttle ? std::to_string(o.throttle) + " rows/s" : "off")
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
-  int64_t plan_estimate_ms = 50;
+  int64_t plan_estimate_ms = 30;
   std::mt19937_64 master(o.seed);
   const int64_t all0 = NowMs();
   for (int i = 1; i <= o.runs; ++i) {
