@@ -147,6 +147,7 @@ Status Coordinator::Start() {
     // bad-input error (a table without a usable key, an unwritable target)
     // surfaces as one line and touches no store.
     planning_ = true;
+    plan_started_ms_ = MonotonicMs();
     FERRY_RETURN_IF_ERROR(PlanAll());
   }
 
@@ -204,7 +205,7 @@ Status Coordinator::PlanNextTable() {
   for (const RangeRecord& r : plan_) est += r.est_rows;
   LogEvent(spdlog::level::info, "planned",
            {{"plan", job_.plan_id}, {"tables", tables_.size()}, {"ranges", plan_.size()},
-            {"rows_estimated", est}});
+            {"rows_estimated", est}, {"ms", MonotonicMs() - plan_started_ms_}});
   table_.Load(std::move(plan_), 0);
   plan_.clear();
   planning_ = false;

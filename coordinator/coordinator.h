@@ -164,6 +164,7 @@ class Coordinator {
   size_t plan_next_table_ = 0;
   std::vector<RangeRecord> plan_;
   int64_t started_ms_ = 0;
+  int64_t plan_started_ms_ = 0;
 
   std::map<std::string, WorkerInfo> workers_;
   std::vector<WorkerRow> dirty_workers_;

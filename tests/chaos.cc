@@ -454,6 +454,9 @@ class Run {
           const bool planned = PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
           Act(coord_.get(), SIGKILL);
           if (!planned) stats_.plan_hits++;
+          // Aim at the planning window: earlier if we were late, later if early.
+          *plan_estimate_ms_ = planned ? std::max<int64_t>(5, *plan_estimate_ms_ * 3 / 4)
+                                       : *plan_estimate_ms_ * 5 / 4 + 1;
           if (o_.verbose) {
             std::cerr << fmt::format("  chaos: planning kill {} ms after start, plan {}\n",
                                      now - coord_->started_ms, planned ? "committed" : "not committed");
@@ -473,7 +476,8 @@ class Run {
         }
       }
       // Status.
-      if (coord_ && !coord_->stopped && now >= next_poll) {
+      // (Not while a planning hit is due: a poll can block for its timeout.)
+      if (coord_ && !coord_->stopped && !plan_kill_at_ && now >= next_poll) {
         next_poll = now + 100;
         std::string reply;
         if (StatusCommand(c_.status_endpoint(), "status", &reply, 300)) {
@@ -754,7 +758,7 @@ int main(int argc, char** argv) {
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
-  int64_t plan_estimate_ms = 30;
+  int64_t plan_estimate_ms = 150;
   std::mt19937_64 master(o.seed);
   const int64_t all0 = NowMs();
   for (int i = 1; i <= o.runs; ++i) {

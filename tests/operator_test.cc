@@ -154,8 +154,17 @@ TEST(OperatorTest, ThrottleBoundsMeasuredRateAndPauseHolds) {
   ASSERT_TRUE(WaitFor([&] { return Rows(c) > 2000; }, 20000));
   const int64_t r0 = Rows(c);
   auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(10));
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  auto st_early = c.Status();  // rate window filled: an ETA from measured throughput
+  std::this_thread::sleep_for(std::chrono::seconds(7));
   const int64_t r1 = Rows(c);
+  auto st_late = c.Status();
+  ASSERT_TRUE(st_early["eta_seconds"].is_number()) << st_early.dump();
+  ASSERT_TRUE(st_late["eta_seconds"].is_number()) << st_late.dump();
+  EXPECT_LT(st_late["eta_seconds"].get<int64_t>(), st_early["eta_seconds"].get<int64_t>())
+      << "ETA must fall as rows are copied";
+  EXPECT_GT(st_late.value("rows_per_second", 0), 3000) << st_late.dump();
+  EXPECT_LT(st_late.value("rows_per_second", 0), 7000) << st_late.dump();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   double rate = (r1 - r0) / secs;
   EXPECT_GT(rate, 5000 * 0.8) << rate;
