@@ -2,10 +2,9 @@
 // and turning CLI11 parse errors into ferry's one-line errors and exit codes.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "common/exit_codes.h"
 #include "common/logging.h"

@@ -21,16 +21,23 @@ enum ExitCode : int {
 // Maps an expected failure to the exit code an operator sees.
 inline int ExitCodeFor(const Status& s) {
   switch (s.code()) {
-    case Code::kOk: return kExitOk;
+    case Code::kOk:
+      return kExitOk;
     case Code::kInvalidArgument:
-    case Code::kNotFound: return kExitUsage;
-    case Code::kVersionConflict: return kExitVersionConflict;
-    case Code::kLocked: return kExitLocked;
-    case Code::kUnavailable: return kExitUnavailable;
+    case Code::kNotFound:
+      return kExitUsage;
+    case Code::kVersionConflict:
+      return kExitVersionConflict;
+    case Code::kLocked:
+      return kExitLocked;
+    case Code::kUnavailable:
+      return kExitUnavailable;
     case Code::kFailedPrecondition:
     case Code::kLeaseLost:
-    case Code::kPermanent: return kExitFailed;
-    case Code::kInternal: return kExitInternal;
+    case Code::kPermanent:
+      return kExitFailed;
+    case Code::kInternal:
+      return kExitInternal;
   }
   return kExitInternal;
 }

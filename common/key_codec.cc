@@ -1,8 +1,8 @@
 #include "common/key_codec.h"
 
-#include <cstring>
-
 #include <fmt/format.h>
+
+#include <cstring>
 
 namespace ferry {
 namespace {
@@ -14,7 +14,8 @@ constexpr unsigned char kText = 0x30;
 constexpr unsigned char kBlob = 0x40;
 
 void AppendBigEndian(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 uint64_t ReadBigEndian(const unsigned char* p) {
@@ -35,7 +36,9 @@ void AppendEscaped(const std::string& bytes, std::string* out) {
 
 void AppendKeyElement(const Value& v, std::string* out) {
   switch (v.index()) {
-    case 0: out->push_back(static_cast<char>(kNull)); break;
+    case 0:
+      out->push_back(static_cast<char>(kNull));
+      break;
     case 1:
       out->push_back(static_cast<char>(kInt));
       AppendBigEndian(static_cast<uint64_t>(std::get<int64_t>(v)) ^ (uint64_t{1} << 63), out);
@@ -76,7 +79,9 @@ Result<std::vector<Value>> DecodeKey(std::string_view encoded) {
   while (i < n) {
     unsigned char tag = p[i++];
     switch (tag) {
-      case kNull: out.emplace_back(Null{}); break;
+      case kNull:
+        out.emplace_back(Null{});
+        break;
       case kInt:
       case kReal: {
         if (n - i < 8) return InvalidArgument("truncated number in key");
@@ -118,7 +123,8 @@ Result<std::vector<Value>> DecodeKey(std::string_view encoded) {
         }
         break;
       }
-      default: return InvalidArgument(fmt::format("unknown key element tag 0x{:02x}", tag));
+      default:
+        return InvalidArgument(fmt::format("unknown key element tag 0x{:02x}", tag));
     }
   }
   return out;
@@ -134,9 +140,15 @@ std::string KeyToString(std::string_view encoded) {
     if (!first) out += ", ";
     first = false;
     switch (v.index()) {
-      case 0: out += "NULL"; break;
-      case 1: out += std::to_string(std::get<int64_t>(v)); break;
-      case 2: out += fmt::format("{}", std::get<double>(v)); break;
+      case 0:
+        out += "NULL";
+        break;
+      case 1:
+        out += std::to_string(std::get<int64_t>(v));
+        break;
+      case 2:
+        out += fmt::format("{}", std::get<double>(v));
+        break;
       case 3: {
         const std::string& s = std::get<Text>(v).bytes;
         out += '\'';

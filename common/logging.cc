@@ -1,9 +1,9 @@
 #include "common/logging.h"
 
-#include <atomic>
-
 #include <fmt/chrono.h>
 #include <spdlog/sinks/stdout_sinks.h>
+
+#include <atomic>
 
 namespace ferry {
 namespace {

@@ -10,10 +10,10 @@
 // Thread safety: safe from any thread (spdlog's default logger is mt).
 #pragma once
 
-#include <string>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <string>
 
 namespace ferry {
 

@@ -1,8 +1,7 @@
 #include "common/signals.h"
 
-#include <csignal>
-
 #include <atomic>
+#include <csignal>
 
 namespace ferry {
 namespace {

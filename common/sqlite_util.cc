@@ -24,9 +24,15 @@ void Stmt::Reset() {
 
 void Stmt::BindValue(int i, const Value& v) {
   switch (v.index()) {
-    case 0: sqlite3_bind_null(s_, i); break;
-    case 1: sqlite3_bind_int64(s_, i, std::get<int64_t>(v)); break;
-    case 2: sqlite3_bind_double(s_, i, std::get<double>(v)); break;
+    case 0:
+      sqlite3_bind_null(s_, i);
+      break;
+    case 1:
+      sqlite3_bind_int64(s_, i, std::get<int64_t>(v));
+      break;
+    case 2:
+      sqlite3_bind_double(s_, i, std::get<double>(v));
+      break;
     case 3: {
       const std::string& b = std::get<Text>(v).bytes;
       sqlite3_bind_text(s_, i, b.data(), static_cast<int>(b.size()), SQLITE_STATIC);
@@ -48,8 +54,10 @@ std::string Stmt::Str(int col) const {
 
 Value Stmt::ColumnValue(int col) const {
   switch (sqlite3_column_type(s_, col)) {
-    case SQLITE_INTEGER: return sqlite3_column_int64(s_, col);
-    case SQLITE_FLOAT: return sqlite3_column_double(s_, col);
+    case SQLITE_INTEGER:
+      return sqlite3_column_int64(s_, col);
+    case SQLITE_FLOAT:
+      return sqlite3_column_double(s_, col);
     case SQLITE_TEXT: {
       const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
       return Text{std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, col)))};
@@ -57,9 +65,11 @@ Value Stmt::ColumnValue(int col) const {
     case SQLITE_BLOB: {
       const void* p = sqlite3_column_blob(s_, col);
       int n = sqlite3_column_bytes(s_, col);
-      return Blob{p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string()};
+      return Blob{p ? std::string(static_cast<const char*>(p), static_cast<size_t>(n))
+                    : std::string()};
     }
-    default: return Null{};
+    default:
+      return Null{};
   }
 }
 
@@ -100,8 +110,8 @@ Status Db::Exec(const std::string& sql) {
 
 Result<Stmt> Db::Prepare(const std::string& sql) {
   sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                              &s, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &s, nullptr);
   if (rc != SQLITE_OK) return Error(rc, fmt::format("prepare {}", sql.substr(0, 120)));
   return Stmt(s);
 }
@@ -116,13 +126,17 @@ Status Db::Error(int rc, std::string_view what) const {
     case SQLITE_READONLY:
     case SQLITE_PERM:
     case SQLITE_CANTOPEN:
-    case SQLITE_PROTOCOL: return Unavailable(std::move(msg));
+    case SQLITE_PROTOCOL:
+      return Unavailable(std::move(msg));
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return Permanent(std::move(msg));
+    case SQLITE_NOTADB:
+      return Permanent(std::move(msg));
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
-    case SQLITE_TOOBIG: return Permanent(std::move(msg));
-    default: return Internal(std::move(msg));
+    case SQLITE_TOOBIG:
+      return Permanent(std::move(msg));
+    default:
+      return Internal(std::move(msg));
   }
 }
 

@@ -46,12 +46,16 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return Status(Code::kInvalidArgument, std::move(m)); }
+inline Status InvalidArgument(std::string m) {
+  return Status(Code::kInvalidArgument, std::move(m));
+}
 inline Status NotFound(std::string m) { return Status(Code::kNotFound, std::move(m)); }
 inline Status FailedPrecondition(std::string m) {
   return Status(Code::kFailedPrecondition, std::move(m));
 }
-inline Status VersionConflict(std::string m) { return Status(Code::kVersionConflict, std::move(m)); }
+inline Status VersionConflict(std::string m) {
+  return Status(Code::kVersionConflict, std::move(m));
+}
 inline Status Locked(std::string m) { return Status(Code::kLocked, std::move(m)); }
 inline Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
 inline Status LeaseLost(std::string m) { return Status(Code::kLeaseLost, std::move(m)); }
@@ -62,7 +66,7 @@ inline Status Internal(std::string m) { return Status(Code::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: must not be ok
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -84,10 +88,10 @@ class [[nodiscard]] Result {
 
 }  // namespace ferry
 
-#define FERRY_RETURN_IF_ERROR(expr)         \
-  do {                                      \
-    ::ferry::Status _st = (expr);           \
-    if (!_st.ok()) return _st;              \
+#define FERRY_RETURN_IF_ERROR(expr) \
+  do {                              \
+    ::ferry::Status _st = (expr);   \
+    if (!_st.ok()) return _st;      \
   } while (0)
 
 #define FERRY_CONCAT_INNER(a, b) a##b

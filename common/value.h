@@ -45,10 +45,14 @@ struct RowBatch {
 inline uint64_t PayloadBytes(const Value& v) {
   switch (v.index()) {
     case 1:
-    case 2: return 8;
-    case 3: return std::get<Text>(v).bytes.size();
-    case 4: return std::get<Blob>(v).bytes.size();
-    default: return 0;
+    case 2:
+      return 8;
+    case 3:
+      return std::get<Text>(v).bytes.size();
+    case 4:
+      return std::get<Blob>(v).bytes.size();
+    default:
+      return 0;
   }
 }
 

@@ -1,20 +1,23 @@
 #include "common/wire.h"
 
-#include <cstring>
-
 #include <fmt/format.h>
+
+#include <cstring>
 
 #include "common/version.h"
 
 namespace ferry {
 
 DecodedEnvelope::DecodedEnvelope(kj::Array<capnp::word> words, const capnp::ReaderOptions& options)
-    : words_(std::move(words)), reader_(words_.asPtr(), options), root_(reader_.getRoot<Envelope>()) {}
+    : words_(std::move(words)),
+      reader_(words_.asPtr(), options),
+      root_(reader_.getRoot<Envelope>()) {}
 
 Result<std::unique_ptr<DecodedEnvelope>> DecodeEnvelope(const void* data, size_t size) {
   if (size == 0) return InvalidArgument("empty frame");
   if (size > kMaxFrameBytes) {
-    return InvalidArgument(fmt::format("frame of {} bytes exceeds the {} byte limit", size, kMaxFrameBytes));
+    return InvalidArgument(
+        fmt::format("frame of {} bytes exceeds the {} byte limit", size, kMaxFrameBytes));
   }
   if (size % sizeof(capnp::word) != 0) {
     return InvalidArgument(fmt::format("frame of {} bytes is not a whole number of words", size));

@@ -1,11 +1,10 @@
 #include "coordinator/coordinator.h"
 
+#include <capnp/message.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <random>
-
-#include <capnp/message.h>
-#include <fmt/format.h>
 
 #include "common/key_codec.h"
 #include "common/logging.h"
@@ -56,9 +55,10 @@ Coordinator::~Coordinator() = default;
 
 Status Coordinator::CheckJobMatches(const JobMeta& stored) {
   auto differ = [](const char* what, const std::string& was, const std::string& now) {
-    return InvalidArgument(fmt::format("{} is '{}' but the state file was started with '{}': pass "
-                                       "the same arguments, or use a new --state",
-                                       what, now, was));
+    return InvalidArgument(
+        fmt::format("{} is '{}' but the state file was started with '{}': pass "
+                    "the same arguments, or use a new --state",
+                    what, now, was));
   };
   if (stored.source_uri != RedactUri(opt_.source_uri)) {
     return differ("--source", stored.source_uri, RedactUri(opt_.source_uri));
@@ -100,9 +100,8 @@ Status Coordinator::Start() {
     }
   }
   FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, source_->ReadVersion());
-  FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict,
-                         CheckVersions(opt_.from_version, opt_.to_version, target_version,
-                                       legacy_version));
+  FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict, CheckVersions(opt_.from_version, opt_.to_version,
+                                                               target_version, legacy_version));
   if (verdict == VersionVerdict::kAlreadyDone) {
     already_done_ = true;
     return Status::Ok();
@@ -165,9 +164,10 @@ Status Coordinator::Start() {
       listen_bound_ = router_->get(zmq::sockopt::last_endpoint);
     }
   } catch (const zmq::error_t& e) {
-    return Unavailable(fmt::format("cannot bind --listen {}: {} (is another coordinator using "
-                                   "it? pick another port)",
-                                   opt_.listen, e.what()));
+    return Unavailable(
+        fmt::format("cannot bind --listen {}: {} (is another coordinator using "
+                    "it? pick another port)",
+                    opt_.listen, e.what()));
   }
   try {
     status_.emplace(*ctx_, zmq::socket_type::rep);
@@ -180,9 +180,12 @@ Status Coordinator::Start() {
                                    opt_.status_endpoint, e.what()));
   }
   LogEvent(spdlog::level::info, "listening",
-           {{"workers", listen_bound_}, {"status", status_bound_},
-            {"source", RedactUri(opt_.source_uri)}, {"target", RedactUri(opt_.target_uri)},
-            {"from_version", opt_.from_version}, {"to_version", opt_.to_version}});
+           {{"workers", listen_bound_},
+            {"status", status_bound_},
+            {"source", RedactUri(opt_.source_uri)},
+            {"target", RedactUri(opt_.target_uri)},
+            {"from_version", opt_.from_version},
+            {"to_version", opt_.to_version}});
   return Status::Ok();
 }
 
@@ -193,8 +196,7 @@ Status Coordinator::PlanNextTable() {
     size_t before = plan_.size();
     FERRY_RETURN_IF_ERROR(PlanTable(*source_, t, opt_.range_rows, &plan_));
     LogEvent(spdlog::level::debug, "plan_table",
-             {{"table", t.name}, {"ranges", plan_.size() - before},
-              {"ms", MonotonicMs() - t0}});
+             {{"table", t.name}, {"ranges", plan_.size() - before}, {"ms", MonotonicMs() - t0}});
     return Status::Ok();
   }
   // Migrations before lifecycle: the target schema exists before any lease.
@@ -204,8 +206,11 @@ Status Coordinator::PlanNextTable() {
   uint64_t est = 0;
   for (const RangeRecord& r : plan_) est += r.est_rows;
   LogEvent(spdlog::level::info, "planned",
-           {{"plan", job_.plan_id}, {"tables", tables_.size()}, {"ranges", plan_.size()},
-            {"rows_estimated", est}, {"ms", MonotonicMs() - plan_started_ms_}});
+           {{"plan", job_.plan_id},
+            {"tables", tables_.size()},
+            {"ranges", plan_.size()},
+            {"rows_estimated", est},
+            {"ms", MonotonicMs() - plan_started_ms_}});
   table_.Load(std::move(plan_), 0);
   plan_.clear();
   planning_ = false;
@@ -251,15 +256,17 @@ Status Coordinator::Run(const std::function<bool()>& should_exit) {
   }
   if (complete()) return Status::Ok();
   if (failed()) return Permanent(job_.failure);
-  return FailedPrecondition("stopped before the migration completed; start again with the same "
-                            "arguments to resume");
+  return FailedPrecondition(
+      "stopped before the migration completed; start again with the same "
+      "arguments to resume");
 }
 
 void Coordinator::Step(int timeout_ms) {
   int64_t now = clock_->NowMs();
   int64_t wait = timeout_ms;
   int64_t next_deadline = table_.NextDeadlineMs();
-  if (next_deadline != INT64_MAX) wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+  if (next_deadline != INT64_MAX)
+    wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
   std::vector<zmq::pollitem_t> items = {
       {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
@@ -324,9 +331,12 @@ void Coordinator::LogProgress() {
   if (job_.phase != JobPhase::kCopying) return;
   nlohmann::json st = nlohmann::json::parse(StatusJson());
   LogEvent(spdlog::level::info, "progress",
-           {{"rows", st["rows_copied"]}, {"rows_estimated", st["rows_estimated"]},
-            {"rows_per_second", st["rows_per_second"]}, {"eta_seconds", st["eta_seconds"]},
-            {"ranges_done", st["ranges_done"]}, {"ranges_total", st["ranges_total"]},
+           {{"rows", st["rows_copied"]},
+            {"rows_estimated", st["rows_estimated"]},
+            {"rows_per_second", st["rows_per_second"]},
+            {"eta_seconds", st["eta_seconds"]},
+            {"ranges_done", st["ranges_done"]},
+            {"ranges_total", st["ranges_total"]},
             {"workers", st["workers_live"]}});
 }
 
@@ -334,11 +344,12 @@ void Coordinator::HandleWorkerFrames(std::vector<zmq::message_t>& frames) {
   if (frames.empty()) return;
   if (frames.size() != 2) {
     metrics_.malformed++;
-    LogEvent(spdlog::level::debug, "malformed", {{"reason", "frame count"}, {"frames", frames.size()}});
+    LogEvent(spdlog::level::debug, "malformed",
+             {{"reason", "frame count"}, {"frames", frames.size()}});
     if (frames.size() > 1) {
-      replies_.push_back(Reply{std::move(frames[0]),
-                               ErrorFrame(0, Error::Code::BAD_MESSAGE,
-                                          "send exactly one frame per message")});
+      replies_.push_back(
+          Reply{std::move(frames[0]),
+                ErrorFrame(0, Error::Code::BAD_MESSAGE, "send exactly one frame per message")});
     }
     return;
   }
@@ -374,9 +385,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
     capnp::MallocMessageBuilder b;
     auto out = NewEnvelope(b, rid);
     auto body = env.getBody();
-    auto check_id = [](capnp::Text::Reader t) {
-      return t.size() > 0 && t.size() <= kMaxIdBytes;
-    };
+    auto check_id = [](capnp::Text::Reader t) { return t.size() > 0 && t.size() <= kMaxIdBytes; };
     switch (body.which()) {
       case Envelope::Body::REGISTER: {
         auto m = body.getRegister();
@@ -397,8 +406,9 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
                           "active"};
         w.draining = false;
         dirty_workers_.push_back(w.row);
-        Record(Event{now, "register", 0, 0, id,
-                     fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
+        Record(
+            Event{now, "register", 0, 0, id,
+                  fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
         auto r = out.getBody().initRegistered();
         r.setSourceUri(opt_.source_uri);
         r.setTargetUri(opt_.target_uri);
@@ -536,13 +546,15 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         Status s = table_.ReportError(m.getRangeId(), m.getEpoch(), id, m.getPermanent(), msg);
         if (!s.ok()) {
           metrics_.lease_lost++;
-          return ErrorFrame(rid, Error::Code::LEASE_LOST, s.message(), m.getRangeId(), m.getEpoch());
+          return ErrorFrame(rid, Error::Code::LEASE_LOST, s.message(), m.getRangeId(),
+                            m.getEpoch());
         }
         if (w && w->current_range == m.getRangeId()) w->current_range = 0;
         metrics_.range_errors++;
         const RangeRecord* r = table_.Find(m.getRangeId());
         last_range_error_ = fmt::format("range {} ({}): {}", r->id, r->table, msg);
-        Record(Event{clock_->NowMs(), r->state == RangeState::kFailed ? "range_failed" : "range_error",
+        Record(Event{clock_->NowMs(),
+                     r->state == RangeState::kFailed ? "range_failed" : "range_error",
                      m.getRangeId(), m.getEpoch(), id, msg});
         auto a = out.getBody().initAck();
         a.setRangeId(m.getRangeId());
@@ -560,7 +572,8 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
                       fmt::format("malformed message: {}", e.getDescription().cStr()));
   } catch (const std::exception& e) {
     metrics_.malformed++;
-    return ErrorFrame(rid, Error::Code::INTERNAL, fmt::format("cannot handle message: {}", e.what()));
+    return ErrorFrame(rid, Error::Code::INTERNAL,
+                      fmt::format("cannot handle message: {}", e.what()));
   }
 }
 
@@ -572,8 +585,8 @@ uint64_t Coordinator::ThrottleShare() const {
 }
 
 void Coordinator::Record(Event e) {
-  nlohmann::json fields = {{"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker},
-                           {"detail", e.detail}};
+  nlohmann::json fields = {
+      {"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker}, {"detail", e.detail}};
   auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire")
                    ? spdlog::level::warn
                    : spdlog::level::info;
@@ -680,7 +693,8 @@ void Coordinator::CommitAndReply() {
 void Coordinator::Mirror() {
   if (planning_ || !target_) return;
   bool finished = job_.phase == JobPhase::kComplete;
-  if (!mirror_needed_ && !(finished && !job_.mirrored) && job_.boundary == mirrored_boundary_) return;
+  if (!mirror_needed_ && !(finished && !job_.mirrored) && job_.boundary == mirrored_boundary_)
+    return;
   int64_t now = clock_->NowMs();
   if (!finished && !mirror_needed_ && now < next_mirror_ms_) return;
   next_mirror_ms_ = now + 1000;

@@ -28,7 +28,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
 #include <zmq.hpp>
 
 #include "common/clock.h"
@@ -62,7 +61,7 @@ struct CoordinatorOptions {
 struct WorkerInfo {
   WorkerRow row;
   uint64_t current_range = 0;
-  uint64_t rows = 0;          // rows reported by this worker since it registered
+  uint64_t rows = 0;  // rows reported by this worker since it registered
   double rows_per_second = 0;
   int64_t rate_mark_ms = 0;
   uint64_t rate_mark_rows = 0;

@@ -1,8 +1,8 @@
 #include "coordinator/http_endpoint.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "ctl/ctl_client.h"
@@ -57,8 +57,8 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& lis
     port = svr.bind_to_any_port(host);
     if (port < 0) return Unavailable(fmt::format("cannot bind --http-listen {}", listen));
   } else if (!svr.bind_to_port(host, port)) {
-    return Unavailable(fmt::format("cannot bind --http-listen {} (in use? pick another port)",
-                                   listen));
+    return Unavailable(
+        fmt::format("cannot bind --http-listen {} (in use? pick another port)", listen));
   }
   ep->port_ = port;
   ep->thread_ = std::thread([&svr] { svr.listen_after_bind(); });

@@ -11,7 +11,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
 #include <zmq.hpp>
 
 #include "common/status.h"

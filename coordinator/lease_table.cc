@@ -1,8 +1,8 @@
 #include "coordinator/lease_table.h"
 
-#include <climits>
-
 #include <fmt/format.h>
+
+#include <climits>
 
 #include "common/key_codec.h"
 
@@ -10,16 +10,21 @@ namespace ferry {
 
 const char* RangeStateName(RangeState s) {
   switch (s) {
-    case RangeState::kPending: return "pending";
-    case RangeState::kLeased: return "leased";
-    case RangeState::kDone: return "done";
-    case RangeState::kFailed: return "failed";
+    case RangeState::kPending:
+      return "pending";
+    case RangeState::kLeased:
+      return "leased";
+    case RangeState::kDone:
+      return "done";
+    case RangeState::kFailed:
+      return "failed";
   }
   return "unknown";
 }
 
 std::optional<RangeState> ParseRangeState(const std::string& s) {
-  for (RangeState st : {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {
+  for (RangeState st :
+       {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {
     if (s == RangeStateName(st)) return st;
   }
   return std::nullopt;
@@ -78,8 +83,8 @@ RangeRecord* LeaseTable::Owned(uint64_t range, uint64_t epoch, const std::string
   }
   RangeRecord* r = &ranges_[range - 1];
   if (r->state != RangeState::kLeased || r->epoch != epoch || r->owner != worker) {
-    *why = LeaseLost(fmt::format("range {} epoch {} is not leased to {} (state {}, epoch {})", range,
-                                 epoch, worker, RangeStateName(r->state), r->epoch));
+    *why = LeaseLost(fmt::format("range {} epoch {} is not leased to {} (state {}, epoch {})",
+                                 range, epoch, worker, RangeStateName(r->state), r->epoch));
     return nullptr;
   }
   return r;

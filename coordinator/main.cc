@@ -1,12 +1,11 @@
 // ferry-coordinator: wires flags, logging, signals, the Coordinator and (with
 // --local-workers) in-process workers together.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <iostream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/cli.h"
 #include "common/clock.h"
@@ -19,9 +18,10 @@
 using namespace ferry;
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferry-coordinator: plans the legacy store into key ranges, leases them to "
-               "workers, and commits the migration.",
-               "ferry-coordinator"};
+  CLI::App app{
+      "ferry-coordinator: plans the legacy store into key ranges, leases them to "
+      "workers, and commits the migration.",
+      "ferry-coordinator"};
   CoordinatorOptions o;
   LogFlags log;
   int local_workers = -1;
@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
   std::string endpoints_file;
   std::string http_listen;
   AddCommonFlags(app, &log);
-  app.add_option("--source", o.source_uri, "legacy store: sqlite:PATH or postgresql://...")->required();
-  app.add_option("--target", o.target_uri, "new store: sqlite:PATH or postgresql://...")->required();
+  app.add_option("--source", o.source_uri, "legacy store: sqlite:PATH or postgresql://...")
+      ->required();
+  app.add_option("--target", o.target_uri, "new store: sqlite:PATH or postgresql://...")
+      ->required();
   app.add_option("--state", o.state_path, "coordinator state file (SQLite)")->required();
   app.add_option("--tables", o.tables, "comma-separated tables to move (default: all user tables)");
   app.add_option("--from-version", o.from_version, "version the migration starts from")

@@ -20,8 +20,8 @@ void Histogram::Render(const std::string& name, const std::string& help, std::st
     *out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, bounds_[i], cumulative);
   }
   cumulative += counts_.back();
-  *out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, cumulative, name,
-                      sum_, name, count_);
+  *out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, cumulative,
+                      name, sum_, name, count_);
 }
 
 void RenderCounter(const std::string& name, const std::string& help, uint64_t v, std::string* out) {

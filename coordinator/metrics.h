@@ -13,7 +13,8 @@ namespace ferry {
 // A fixed-bucket histogram (cumulative on render, as Prometheus wants).
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
   void Observe(double v);
   // Appends "# TYPE" and the bucket/sum/count lines for `name`.
   void Render(const std::string& name, const std::string& help, std::string* out) const;

@@ -1,9 +1,9 @@
 #include "coordinator/planner.h"
 
+#include <fmt/format.h>
+
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace ferry {
 
@@ -21,8 +21,8 @@ Result<std::vector<TableSchema>> SelectTables(const std::vector<TableSchema>& al
     if (wanted.erase(t.name)) out.push_back(t);
   }
   if (!wanted.empty()) {
-    return InvalidArgument(fmt::format("--tables names '{}', which the legacy store does not have",
-                                       *wanted.begin()));
+    return InvalidArgument(
+        fmt::format("--tables names '{}', which the legacy store does not have", *wanted.begin()));
   }
   return out;
 }
@@ -30,7 +30,8 @@ Result<std::vector<TableSchema>> SelectTables(const std::vector<TableSchema>& al
 Status PlanTable(Store& source, const TableSchema& table, uint64_t range_rows,
                  std::vector<RangeRecord>* plan) {
   uint64_t rows = 0;
-  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> splits, source.PlanSplits(table, range_rows, &rows));
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> splits,
+                         source.PlanSplits(table, range_rows, &rows));
   const size_t n = splits.size() + 1;
   for (size_t i = 0; i < n; ++i) {
     RangeRecord r;

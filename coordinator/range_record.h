@@ -24,16 +24,16 @@ struct RangeRecord {
   uint64_t est_rows = 0;
   RangeState state = RangeState::kPending;
   std::string owner;
-  uint64_t epoch = 0;        // fencing token of the latest grant
-  int64_t deadline_ms = 0;   // lease deadline (wall clock), while leased
-  std::string cursor;        // encoded key of the last committed row; empty = none
-  uint64_t rows = 0;         // rows copied up to the cursor (final when done)
+  uint64_t epoch = 0;       // fencing token of the latest grant
+  int64_t deadline_ms = 0;  // lease deadline (wall clock), while leased
+  std::string cursor;       // encoded key of the last committed row; empty = none
+  uint64_t rows = 0;        // rows copied up to the cursor (final when done)
   uint64_t bytes = 0;
-  uint64_t digest = 0;       // chained digest up to the cursor (common/digest.h)
-  uint32_t attempts = 0;     // grants so far
-  uint32_t errors = 0;       // copy errors reported so far
+  uint64_t digest = 0;    // chained digest up to the cursor (common/digest.h)
+  uint32_t attempts = 0;  // grants so far
+  uint32_t errors = 0;    // copy errors reported so far
   std::string last_error;
-  int64_t progress_ms = 0;   // when the cursor last moved (not persisted)
+  int64_t progress_ms = 0;  // when the cursor last moved (not persisted)
 };
 
 // Job-level phase, persisted.
@@ -44,16 +44,16 @@ struct JobMeta {
   std::string target_uri;
   int64_t from_version = 1;
   int64_t to_version = 2;
-  std::string tables;      // the --tables selection, "" = all
+  std::string tables;  // the --tables selection, "" = all
   std::string plan_id;
   uint64_t last_epoch = 0;
   JobPhase phase = JobPhase::kCopying;
-  std::string boundary;    // "table\0key"; empty = none
+  std::string boundary;  // "table\0key"; empty = none
   std::optional<int64_t> current_version;
   bool paused = false;
   uint64_t throttle_rows_per_s = 0;  // 0 = off
   std::string failure;
-  bool mirrored = false;   // the last phase/boundary reached the target store
+  bool mirrored = false;  // the last phase/boundary reached the target store
 };
 
 }  // namespace ferry

@@ -1,14 +1,13 @@
 #include "coordinator/state_lock.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace ferry {
 namespace {
@@ -29,9 +28,10 @@ Result<std::unique_ptr<StateLock>> StateLock::Acquire(const std::string& state_p
   std::string path = state_path + ".lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return InvalidArgument(fmt::format("cannot create lock file {}: {} (check --state and the "
-                                       "directory's permissions)",
-                                       path, std::strerror(errno)));
+    return InvalidArgument(
+        fmt::format("cannot create lock file {}: {} (check --state and the "
+                    "directory's permissions)",
+                    path, std::strerror(errno)));
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
@@ -43,9 +43,10 @@ Result<std::unique_ptr<StateLock>> StateLock::Acquire(const std::string& state_p
     }
     close(fd);
     if (err == EWOULDBLOCK) {
-      return Locked(fmt::format("state file {} is held by another coordinator ({}); stop it or use "
-                                "another --state",
-                                state_path, holder.empty() ? "holder unknown" : holder));
+      return Locked(
+          fmt::format("state file {} is held by another coordinator ({}); stop it or use "
+                      "another --state",
+                      state_path, holder.empty() ? "holder unknown" : holder));
     }
     return InvalidArgument(fmt::format("cannot lock {}: {}", path, std::strerror(err)));
   }

@@ -1,9 +1,9 @@
 #include "coordinator/state_store.h"
 
+#include <fmt/format.h>
+
 #include <random>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -42,9 +42,10 @@ std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, const Clock* clock) {
   auto db = Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000);
   if (!db.ok()) {
-    return InvalidArgument(fmt::format("cannot open state file {}: {} (check --state and the "
-                                       "directory's permissions)",
-                                       path, db.status().message()));
+    return InvalidArgument(
+        fmt::format("cannot open state file {}: {} (check --state and the "
+                    "directory's permissions)",
+                    path, db.status().message()));
   }
   auto store = std::unique_ptr<StateStore>(new StateStore(path, std::move(db).value(), clock));
   Db& d = store->db_;
@@ -96,17 +97,20 @@ Status StateStore::Rollback(Status cause) {
 }
 
 Status StateStore::Prepare() {
-  FERRY_ASSIGN_OR_RETURN(job_upsert_, db_.Prepare(
-      "INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  FERRY_ASSIGN_OR_RETURN(range_insert_, db_.Prepare(
-      "INSERT INTO ranges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  FERRY_ASSIGN_OR_RETURN(range_update_, db_.Prepare(
-      "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
-      "digest=?, attempts=?, errors=?, last_error=? WHERE id=?"));
-  FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare(
-      "INSERT INTO events (ts_ms, kind, range_id, epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
-  FERRY_ASSIGN_OR_RETURN(worker_upsert_, db_.Prepare(
-      "INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(
+      job_upsert_,
+      db_.Prepare("INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(
+      range_insert_, db_.Prepare("INSERT INTO ranges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(
+      range_update_,
+      db_.Prepare(
+          "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
+          "digest=?, attempts=?, errors=?, last_error=? WHERE id=?"));
+  FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare("INSERT INTO events (ts_ms, kind, range_id, "
+                                                    "epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(worker_upsert_,
+                         db_.Prepare("INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,?)"));
   return Status::Ok();
 }
 
@@ -189,7 +193,11 @@ Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>&
   Status s = WriteJob(job);
   for (size_t i = 0; s.ok() && i < plan.size(); ++i) s = WriteRange(plan[i], /*insert=*/true);
   if (s.ok()) {
-    Event e{clock_->NowMs(), "plan", 0, 0, "",
+    Event e{clock_->NowMs(),
+            "plan",
+            0,
+            0,
+            "",
             fmt::format("{} ranges, plan {}", plan.size(), job.plan_id)};
     event_insert_.Bind(1, e.ts_ms);
     event_insert_.Bind(2, e.kind);
@@ -240,9 +248,12 @@ Status StateStore::Commit(const StateCommit& c) {
 }
 
 Result<std::optional<JobMeta>> StateStore::LoadJob() {
-  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
-      "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, last_epoch, "
-      "phase, boundary, current_version, paused, throttle, failure, mirrored FROM job WHERE id=1"));
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt s,
+      db_.Prepare(
+          "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, last_epoch, "
+          "phase, boundary, current_version, paused, throttle, failure, mirrored FROM job WHERE "
+          "id=1"));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobMeta>();
   if (rc != SQLITE_ROW) return db_.Error(rc, "read job");
@@ -265,9 +276,10 @@ Result<std::optional<JobMeta>> StateStore::LoadJob() {
 }
 
 Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
-  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
-      "SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, "
-      "bytes, digest, attempts, errors, last_error FROM ranges ORDER BY id"));
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt s, db_.Prepare("SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
+                          "deadline_ms, cursor, rows, "
+                          "bytes, digest, attempts, errors, last_error FROM ranges ORDER BY id"));
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -290,7 +302,8 @@ Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
     r.attempts = static_cast<uint32_t>(s.Int(13));
     r.errors = static_cast<uint32_t>(s.Int(14));
     r.last_error = s.Str(15);
-    if (r.id != out.size() + 1) return Internal(fmt::format("range ids not contiguous at {}", r.id));
+    if (r.id != out.size() + 1)
+      return Internal(fmt::format("range ids not contiguous at {}", r.id));
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return db_.Error(rc, "read ranges");
@@ -298,8 +311,8 @@ Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
 }
 
 Result<std::vector<WorkerRow>> StateStore::LoadWorkers() {
-  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
-      "SELECT id, host, pid, version, registered_ms, last_seen_ms, state FROM workers ORDER BY id"));
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare("SELECT id, host, pid, version, registered_ms, "
+                                             "last_seen_ms, state FROM workers ORDER BY id"));
   std::vector<WorkerRow> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -310,8 +323,8 @@ Result<std::vector<WorkerRow>> StateStore::LoadWorkers() {
 }
 
 Result<std::vector<Event>> StateStore::LoadEvents(size_t limit) {
-  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(
-      "SELECT ts_ms, kind, range_id, epoch, worker, detail FROM events ORDER BY id DESC LIMIT ?"));
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare("SELECT ts_ms, kind, range_id, epoch, worker, detail "
+                                             "FROM events ORDER BY id DESC LIMIT ?"));
   s.Bind(1, static_cast<int64_t>(limit));
   std::vector<Event> out;
   int rc;

@@ -1,10 +1,10 @@
 // The status socket's commands: one UTF-8 command line in, one JSON document
 // out (Prometheus text for `metrics`). Every command that changes something
 // is recorded in the event log and the log.
-#include <sstream>
-
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/key_codec.h"
 #include "common/logging.h"
@@ -30,9 +30,12 @@ const char* kHelp =
 std::string Coordinator::StateName() const {
   if (planning_) return "planning";
   switch (job_.phase) {
-    case JobPhase::kComplete: return job_.mirrored ? "complete" : "finalizing";
-    case JobPhase::kFailed: return "failed";
-    case JobPhase::kCopying: break;
+    case JobPhase::kComplete:
+      return job_.mirrored ? "complete" : "finalizing";
+    case JobPhase::kFailed:
+      return "failed";
+    case JobPhase::kCopying:
+      break;
   }
   if (job_.paused) return "paused";
   if (table_.AllDone()) return "finalizing";
@@ -89,7 +92,8 @@ std::string Coordinator::HandleCommand(const std::string& line) {
   }
   if (cmd == "drain") {
     auto it = workers_.find(arg);
-    if (arg.empty() || it == workers_.end()) return bad("drain takes a registered worker id; see 'workers'");
+    if (arg.empty() || it == workers_.end())
+      return bad("drain takes a registered worker id; see 'workers'");
     it->second.draining = true;
     it->second.row.state = "draining";
     dirty_workers_.push_back(it->second.row);
@@ -129,11 +133,15 @@ std::string Coordinator::HandleCommand(const std::string& line) {
     if (!events.ok()) return bad(events.status().message());
     nlohmann::json arr = nlohmann::json::array();
     for (const Event& e : *events) {
-      arr.push_back({{"ts_ms", e.ts_ms}, {"kind", e.kind}, {"range", e.range}, {"epoch", e.epoch},
-                     {"worker", e.worker}, {"detail", e.detail}});
+      arr.push_back({{"ts_ms", e.ts_ms},
+                     {"kind", e.kind},
+                     {"range", e.range},
+                     {"epoch", e.epoch},
+                     {"worker", e.worker},
+                     {"detail", e.detail}});
     }
     return nlohmann::json{{"events", arr}}.dump(-1, ' ', false,
-                                                 nlohmann::json::error_handler_t::replace);
+                                                nlohmann::json::error_handler_t::replace);
   }
   std::string shown = line.substr(0, 64);
   for (char& c : shown) {
@@ -215,7 +223,8 @@ std::string Coordinator::RangesJson(const std::string& filter) {
       if (r.state != RangeState::kLeased || now - r.progress_ms < opt_.stall_ms) continue;
       auto it = workers_.find(r.owner);
       bool heard = it != workers_.end() && now - it->second.row.last_seen_ms < opt_.stall_ms;
-      reason = !heard ? "no heartbeat" : (r.errors ? "repeated write errors" : "heartbeats without progress");
+      reason = !heard ? "no heartbeat"
+                      : (r.errors ? "repeated write errors" : "heartbeats without progress");
     }
     nlohmann::json j = {{"id", r.id},
                         {"table", r.table},
@@ -235,7 +244,7 @@ std::string Coordinator::RangesJson(const std::string& filter) {
     arr.push_back(std::move(j));
   }
   return nlohmann::json{{"ranges", arr}}.dump(-1, ' ', false,
-                                               nlohmann::json::error_handler_t::replace);
+                                              nlohmann::json::error_handler_t::replace);
 }
 
 std::string Coordinator::WorkersJson() {
@@ -255,7 +264,7 @@ std::string Coordinator::WorkersJson() {
                    {"state", state}});
   }
   return nlohmann::json{{"workers", arr}}.dump(-1, ' ', false,
-                                                nlohmann::json::error_handler_t::replace);
+                                               nlohmann::json::error_handler_t::replace);
 }
 
 std::string Coordinator::MetricsText() {
@@ -272,13 +281,15 @@ std::string Coordinator::MetricsText() {
   RenderCounter("ferry_malformed_messages_total", "Malformed worker messages.", m.malformed, &out);
   RenderCounter("ferry_protocol_mismatch_total", "Messages with another protocol version.",
                 m.version_mismatch, &out);
-  RenderCounter("ferry_range_errors_total", "Copy errors reported by workers.", m.range_errors, &out);
+  RenderCounter("ferry_range_errors_total", "Copy errors reported by workers.", m.range_errors,
+                &out);
   RenderCounter("ferry_state_commits_total", "State transactions committed.", m.commits, &out);
   RenderCounter("ferry_state_commit_failures_total", "State transactions that failed.",
                 m.commit_failures, &out);
   RenderCounter("ferry_status_requests_total", "Status socket requests.", m.status_requests, &out);
   out += "# HELP ferry_ranges Ranges by state.\n# TYPE ferry_ranges gauge\n";
-  for (RangeState s : {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {
+  for (RangeState s :
+       {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {
     out += fmt::format("ferry_ranges{{state=\"{}\"}} {}\n", RangeStateName(s), table_.count(s));
   }
   int64_t now = clock_->NowMs();

@@ -1,8 +1,8 @@
 #include "ctl/ctl_client.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace ferry {
 
@@ -79,11 +79,13 @@ std::string RenderProgressLine(const nlohmann::json& st, bool tty, int width) {
 
 std::string RenderStatus(const nlohmann::json& st) {
   std::string out = RenderProgressLine(st, true, 40) + "\n";
-  for (const char* k : {"state", "from_version", "to_version", "current_version", "ranges_total",
-                        "ranges_pending", "ranges_leased", "ranges_done", "ranges_failed",
-                        "rows_copied", "bytes_copied", "rows_estimated", "rows_per_second",
-                        "eta_seconds", "workers_live", "boundary", "paused",
-                        "throttle_rows_per_second", "failure", "source", "target"}) {
+  for (const char* k : {"state",           "from_version", "to_version",
+                        "current_version", "ranges_total", "ranges_pending",
+                        "ranges_leased",   "ranges_done",  "ranges_failed",
+                        "rows_copied",     "bytes_copied", "rows_estimated",
+                        "rows_per_second", "eta_seconds",  "workers_live",
+                        "boundary",        "paused",       "throttle_rows_per_second",
+                        "failure",         "source",       "target"}) {
     if (st.contains(k)) out += fmt::format("{:<26}{}\n", k, Str(st[k]));
   }
   return out;

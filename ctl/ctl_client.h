@@ -4,9 +4,8 @@
 // Thread safety: functions; the context must outlive the calls.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 #include <zmq.hpp>
 
 #include "common/status.h"

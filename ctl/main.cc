@@ -1,10 +1,9 @@
 // ferryctl: the operator's client for the coordinator's status socket.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <iostream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/cli.h"
 #include "common/clock.h"
@@ -27,8 +26,10 @@ int WaitOnTarget(const std::string& uri, int64_t to_version, double timeout_s) {
         std::cout << fmt::format("ferry: {} is at version {}\n", RedactUri(uri), **v);
         return kExitOk;
       }
-      last = v.ok() ? Unavailable(fmt::format("{} is not at version {} yet", RedactUri(uri), to_version))
-                    : v.status();
+      last =
+          v.ok()
+              ? Unavailable(fmt::format("{} is not at version {} yet", RedactUri(uri), to_version))
+              : v.status();
     } else {
       last = store.status();
     }
@@ -45,7 +46,8 @@ int Wait(zmq::context_t& ctx, const std::string& endpoint, double timeout_s, int
   const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
   Status last;
   for (;;) {
-    int left = static_cast<int>(std::max<int64_t>(100, std::min<int64_t>(request_ms, deadline - MonotonicMs())));
+    int left = static_cast<int>(
+        std::max<int64_t>(100, std::min<int64_t>(request_ms, deadline - MonotonicMs())));
     auto st = StatusRequestJson(ctx, endpoint, "status", left);
     if (st.ok()) {
       std::string state = (*st).value("state", "");
@@ -101,9 +103,10 @@ int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, doub
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferryctl: watch and steer a ferry migration through the coordinator's status "
-               "socket.",
-               "ferryctl"};
+  CLI::App app{
+      "ferryctl: watch and steer a ferry migration through the coordinator's status "
+      "socket.",
+      "ferryctl"};
   LogFlags log;
   std::string endpoint = "tcp://127.0.0.1:7401";
   double request_timeout_s = 5;
@@ -199,8 +202,8 @@ int main(int argc, char** argv) {
     std::cout << RenderTable(j["ranges"], {"id", "table", "lo", "hi", "state", "owner", "epoch",
                                            "cursor", "rows", "attempts", "last_error"});
   } else if (cmd == "workers") {
-    std::cout << RenderTable(j["workers"], {"id", "host", "pid", "version", "range", "rows_per_second",
-                                            "last_heartbeat_ms", "state"});
+    std::cout << RenderTable(j["workers"], {"id", "host", "pid", "version", "range",
+                                            "rows_per_second", "last_heartbeat_ms", "state"});
   } else if (cmd == "events") {
     std::cout << RenderTable(j["events"], {"ts_ms", "kind", "range", "epoch", "worker", "detail"});
   } else {

@@ -515,7 +515,9 @@ class Run {
         next_action_ = now + NextInterval();
         RandomAction();
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      int64_t nap = 10;
+      if (plan_kill_at_) nap = std::clamp<int64_t>(plan_kill_at_ - NowMs(), 0, nap);
+      std::this_thread::sleep_for(std::chrono::milliseconds(nap));
     }
     seconds_ = (NowMs() - t0) / 1000.0;
     Shutdown(complete);
@@ -613,7 +615,7 @@ class Run {
     }
     if (live.empty()) return;
     Proc* target = nullptr;
-    if (coord_ && !coord_->stopped && !coord_->signalled && Chance(0.25)) {
+    if (coord_ && !coord_->stopped && !coord_->signalled && !plan_kill_at_ && Chance(0.25)) {
       target = coord_.get();
     } else {
       std::vector<Proc*> ws;
@@ -737,7 +739,7 @@ int main(int argc, char** argv) {
       ->default_val(300);
   app.add_option("--throttle", o.throttle,
                  "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
-                 "to act; 0 = off; default: --rows / 15 (an undisturbed copy takes ~15 s)");
+                 "to act; 0 = off; default: --rows / 8 (an undisturbed copy takes ~8 s)");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
   CLI11_PARSE(app, argc, argv);
   if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
@@ -747,7 +749,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.seed_given = seed_opt->count() > 0;
-  if (o.throttle < 0) o.throttle = std::max<int64_t>(100, o.rows / 15);
+  if (o.throttle < 0) o.throttle = std::max<int64_t>(100, o.rows / 8);
   if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format("chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "

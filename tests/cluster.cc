@@ -17,9 +17,17 @@ Cluster::Cluster(const std::string& dir)
 }
 
 std::unique_ptr<Process> Cluster::StartCoordinator(const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {Bin("ferry-coordinator"), "--source", "sqlite:" + legacy,
-                                   "--target", "sqlite:" + target, "--state", state,
-                                   "--listen", listen(), "--status-endpoint", status_endpoint()};
+  std::vector<std::string> argv = {Bin("ferry-coordinator"),
+                                   "--source",
+                                   "sqlite:" + legacy,
+                                   "--target",
+                                   "sqlite:" + target,
+                                   "--state",
+                                   state,
+                                   "--listen",
+                                   listen(),
+                                   "--status-endpoint",
+                                   status_endpoint()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<Process>(argv, log_dir + "/coordinator.log");
 }

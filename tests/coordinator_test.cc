@@ -2,10 +2,10 @@
 // injected clock: leases, expiry, fencing, atomic finalize, restart.
 #include "coordinator/coordinator.h"
 
-#include <thread>
-
 #include <capnp/message.h>
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "common/key_codec.h"
 #include "common/version.h"
@@ -141,9 +141,10 @@ struct Fixture {
 };
 
 void MakeSimpleTable(const std::string& path, int rows) {
-  testing::ExecSql(path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
-                         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<" +
-                             std::to_string(rows) + ") INSERT INTO t SELECT x, 'v'||x FROM c;");
+  testing::ExecSql(path,
+                   "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+                   "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<" +
+                       std::to_string(rows) + ") INSERT INTO t SELECT x, 'v'||x FROM c;");
 }
 
 TEST(CoordinatorTest, GrantEpochIsDurableBeforeTheGrantIsSent) {
@@ -159,7 +160,8 @@ TEST(CoordinatorTest, GrantEpochIsDurableBeforeTheGrantIsSent) {
             static_cast<int64_t>(g.epoch));
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=1"), 1);
   EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=1"), "w1");
-  EXPECT_GE(testing::QueryInt(f.state, "SELECT last_epoch FROM job"), static_cast<int64_t>(g.epoch));
+  EXPECT_GE(testing::QueryInt(f.state, "SELECT last_epoch FROM job"),
+            static_cast<int64_t>(g.epoch));
 }
 
 TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {

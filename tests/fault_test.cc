@@ -2,14 +2,13 @@
 // coordinator and ferry-worker over tcp on 127.0.0.1 (ports picked at run
 // time). Each test ends by comparing the stores row for row with SQL,
 // independently of ferry's digests.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <random>
 #include <thread>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "tests/cluster.h"
 #include "tests/process_util.h"
@@ -21,11 +20,11 @@ namespace {
 constexpr int kLong = 120000;  // bound for "the migration finishes"
 
 void MakeTable(const std::string& path, int rows, int value_bytes = 40) {
-  ExecSql(path, fmt::format(
-                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, note TEXT);"
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<{}) "
-                    "INSERT INTO t SELECT x, randomblob({}), 'row ' || x FROM c;",
-                    rows, value_bytes));
+  ExecSql(path,
+          fmt::format("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, note TEXT);"
+                      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<{}) "
+                      "INSERT INTO t SELECT x, randomblob({}), 'row ' || x FROM c;",
+                      rows, value_bytes));
 }
 
 // Pre-creates the target's table with an audit trigger: every row write
@@ -68,13 +67,13 @@ TEST(FaultTest, KilledWorkerRangeIsRegrantedAndResumesAfterCursor) {
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000);
   AddAudit(c.target);
-  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100",
-                                   "--range-rows", "1000000"});
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "1000000"});
   ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
   c.Command("throttle 4000");
   auto a = c.StartWorker("a");
-  ASSERT_TRUE(WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 2000; },
-                      30000))
+  ASSERT_TRUE(
+      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 2000; }, 30000))
       << c.Logs();
   a->Signal(SIGKILL);
   a->Wait(5000);
@@ -107,13 +106,13 @@ TEST(FaultTest, PausedWorkerIsFencedAfterItsLeaseMoves) {
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000);
   AddAudit(c.target);
-  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100",
-                                   "--range-rows", "1000000"});
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "1000000"});
   ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
   c.Command("throttle 3000");
   auto a = c.StartWorker("a");
-  ASSERT_TRUE(WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 1000; },
-                      30000));
+  ASSERT_TRUE(
+      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 1000; }, 30000));
   a->Signal(SIGSTOP);
   const int64_t epoch_a = StateInt(c, "SELECT epoch FROM ranges WHERE id=1");
   auto b = c.StartWorker("b");
@@ -121,8 +120,8 @@ TEST(FaultTest, PausedWorkerIsFencedAfterItsLeaseMoves) {
   ASSERT_TRUE(WaitFor(
       [&] {
         return QueryText(c.state, "SELECT owner FROM ranges WHERE id=1") == "b" &&
-               QueryInt(c.target, fmt::format("SELECT count(*) FROM audit WHERE fence > {}",
-                                              epoch_a)) > 0;
+               QueryInt(c.target,
+                        fmt::format("SELECT count(*) FROM audit WHERE fence > {}", epoch_a)) > 0;
       },
       30000))
       << c.Logs();
@@ -134,8 +133,8 @@ TEST(FaultTest, PausedWorkerIsFencedAfterItsLeaseMoves) {
   ASSERT_TRUE(b->Wait(20000));
   EXPECT_EQ(a->exit_code(), 0);
   EXPECT_EQ(b->exit_code(), 0);
-  const int64_t first_new = QueryInt(
-      c.target, fmt::format("SELECT min(seq) FROM audit WHERE fence > {}", epoch_a));
+  const int64_t first_new =
+      QueryInt(c.target, fmt::format("SELECT min(seq) FROM audit WHERE fence > {}", epoch_a));
   EXPECT_EQ(QueryInt(c.target, fmt::format("SELECT count(*) FROM audit WHERE seq > {} AND fence "
                                            "<= {}",
                                            first_new, epoch_a)),
@@ -156,7 +155,8 @@ void KillCoordinatorRepeatedly(bool kill_workers_too, uint64_t seed) {
   TempDir dir;
   Cluster c(dir.path());
   MakeDemoStore(c.legacy, 60000, seed);
-  std::vector<std::string> args = {"--lease-ttl", "2", "--batch-rows", "300", "--range-rows", "3000"};
+  std::vector<std::string> args = {"--lease-ttl",  "2",   "--batch-rows", "300",
+                                   "--range-rows", "3000"};
   std::vector<std::unique_ptr<Process>> workers;
   auto start_workers = [&] {
     workers.clear();
@@ -232,14 +232,14 @@ TEST(FaultTest, WorkersStopWritingWhileCoordinatorIsUnreachable) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 40000);
-  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100",
-                                   "--range-rows", "5000"});
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "5000"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   c.Command("throttle 6000");
   auto a = c.StartWorker("a");
   auto b = c.StartWorker("b");
-  ASSERT_TRUE(WaitFor([&] { return QueryInt(c.target, "SELECT count(*) FROM t", 0) >= 2000; },
-                      30000))
+  ASSERT_TRUE(
+      WaitFor([&] { return QueryInt(c.target, "SELECT count(*) FROM t", 0) >= 2000; }, 30000))
       << c.Logs();
   coord->Signal(SIGSTOP);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // one TTL and a bit
@@ -314,13 +314,13 @@ TEST(FaultTest, TerminatedWorkerReleasesItsLease) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000);
-  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "600", "--batch-rows", "100",
-                                   "--range-rows", "1000000"});
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "600", "--batch-rows", "100", "--range-rows", "1000000"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   c.Command("throttle 3000");
   auto a = c.StartWorker("a");
-  ASSERT_TRUE(WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 500; },
-                      30000));
+  ASSERT_TRUE(
+      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 500; }, 30000));
   a->Signal(SIGTERM);
   ASSERT_TRUE(a->Wait(10000));
   EXPECT_EQ(a->exit_code(), 0);
@@ -346,8 +346,8 @@ TEST(FaultTest, UnwritableTargetIsReportedAndRecoveredWithoutRestart) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000, 200);
-  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "2", "--batch-rows", "200",
-                                   "--range-rows", "5000"});
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "2", "--batch-rows", "200", "--range-rows", "5000"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   // The target is ~4.5 MB when complete: stop it at 1 MB.
   auto a = c.StartWorker("a", {}, {"/usr/bin/prlimit", "--fsize=1000000:unlimited"});
@@ -363,8 +363,7 @@ TEST(FaultTest, UnwritableTargetIsReportedAndRecoveredWithoutRestart) {
   EXPECT_NE(st.value("last_error", "").find("range "), std::string::npos) << st.dump();
   EXPECT_NE(ReadFile(c.log_dir + "/coordinator.log").find("range_error"), std::string::npos);
   std::string out;
-  ASSERT_EQ(RunCommand({"/usr/bin/prlimit", "--pid", std::to_string(a->pid()),
-                        "--fsize=unlimited"},
+  ASSERT_EQ(RunCommand({"/usr/bin/prlimit", "--pid", std::to_string(a->pid()), "--fsize=unlimited"},
                        &out),
             0)
       << out;
@@ -384,8 +383,8 @@ TEST(FaultTest, PermanentSourceFaultFailsOnlyThatRange) {
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000, 100);
   ExecSql(c.legacy, "PRAGMA journal_mode=DELETE;");
-  auto coord = c.StartCoordinator({"--lease-ttl", "2", "--batch-rows", "200", "--range-rows",
-                                   "2000"});
+  auto coord =
+      c.StartCoordinator({"--lease-ttl", "2", "--batch-rows", "200", "--range-rows", "2000"});
   ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
   // Corrupt one leaf page in the middle of table t.
   const int64_t page_size = QueryInt(c.legacy, "PRAGMA page_size");
@@ -406,15 +405,16 @@ TEST(FaultTest, PermanentSourceFaultFailsOnlyThatRange) {
   EXPECT_NE(st.value("failure", "").find("failed"), std::string::npos) << st.dump();
   EXPECT_EQ(st.value("ranges_failed", 0), 1);
   EXPECT_EQ(st.value("ranges_done", 0) + 1, st.value("ranges_total", 0));
-  EXPECT_LE(StateInt(c, "SELECT count(*) FROM events WHERE kind IN ('range_error', "
-                        "'range_failed')"),
+  EXPECT_LE(StateInt(c,
+                     "SELECT count(*) FROM events WHERE kind IN ('range_error', "
+                     "'range_failed')"),
             3)
       << "a permanent fault is not retried forever";
   std::string out;
-  EXPECT_EQ(RunCommand({Bin("ferryctl"), "--endpoint", c.status_endpoint(), "wait", "--timeout",
-                        "10"},
-                       &out),
-            1)
+  EXPECT_EQ(
+      RunCommand({Bin("ferryctl"), "--endpoint", c.status_endpoint(), "wait", "--timeout", "10"},
+                 &out),
+      1)
       << out;
   ASSERT_TRUE(a->Wait(20000));
   ASSERT_TRUE(b->Wait(20000));

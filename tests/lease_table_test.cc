@@ -1,9 +1,9 @@
 // LeaseTable: the range state machine with an injected clock.
 #include "coordinator/lease_table.h"
 
-#include <random>
-
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "common/key_codec.h"
 
@@ -25,7 +25,9 @@ std::vector<RangeRecord> Plan(size_t n, const std::string& table = "t") {
   return out;
 }
 
-Progress At(const std::string& cursor, uint64_t rows) { return Progress{cursor, rows, rows * 10, rows}; }
+Progress At(const std::string& cursor, uint64_t rows) {
+  return Progress{cursor, rows, rows * 10, rows};
+}
 
 TEST(LeaseTableTest, GrantTakesFirstPendingWithIncreasingEpochs) {
   FakeClock clock;

@@ -1,19 +1,17 @@
 // The operator surface against a running migration of real processes:
 // HTTP /healthz /readyz /metrics (format checked by promtool), ferryctl watch
 // in a pseudo-terminal, throttle measured over a window, drain and revoke.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <httplib.h>
-
 #include <regex>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "tests/cluster.h"
 #include "tests/process_util.h"
@@ -23,11 +21,11 @@ namespace ferry::testing {
 namespace {
 
 void MakeTable(const std::string& path, int rows) {
-  ExecSql(path, fmt::format(
-                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);"
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<{}) "
-                    "INSERT INTO t SELECT x, randomblob(60) FROM c;",
-                    rows));
+  ExecSql(path,
+          fmt::format("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);"
+                      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<{}) "
+                      "INSERT INTO t SELECT x, randomblob(60) FROM c;",
+                      rows));
 }
 
 int64_t Rows(Cluster& c) {
@@ -129,8 +127,8 @@ TEST(OperatorTest, WatchInATerminalShowsTheBarAdvancingAndExitsZero) {
   EXPECT_NE(screen.find("\r\033[2K["), std::string::npos);
   std::set<std::string> percents;
   std::regex pct(R"((\d+\.\d)% )");
-  for (auto it = std::sregex_iterator(screen.begin(), screen.end(), pct); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(screen.begin(), screen.end(), pct);
+       it != std::sregex_iterator(); ++it) {
     percents.insert((*it)[1]);
   }
   EXPECT_GE(percents.size(), 3u) << screen;
@@ -145,8 +143,8 @@ TEST(OperatorTest, ThrottleBoundsMeasuredRateAndPauseHolds) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 120000);
-  auto coord = c.StartCoordinator({"--batch-rows", "500", "--range-rows", "10000",
-                                   "--lease-ttl", "3"});
+  auto coord =
+      c.StartCoordinator({"--batch-rows", "500", "--range-rows", "10000", "--lease-ttl", "3"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   ASSERT_NE(c.Command("throttle 5000").find("\"ok\":true"), std::string::npos);
   auto a = c.StartWorker("a");
@@ -190,19 +188,19 @@ TEST(OperatorTest, DrainAndRevokeMoveTheRange) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 40000);
-  auto coord = c.StartCoordinator({"--batch-rows", "200", "--range-rows", "20000",
-                                   "--lease-ttl", "600"});
+  auto coord =
+      c.StartCoordinator({"--batch-rows", "200", "--range-rows", "20000", "--lease-ttl", "600"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   c.Command("throttle 2000");
   auto a = c.StartWorker("a");
-  ASSERT_TRUE(WaitFor([&] { return QueryText(c.state, "SELECT owner FROM ranges WHERE id=1") == "a"; },
-                      20000));
+  ASSERT_TRUE(WaitFor(
+      [&] { return QueryText(c.state, "SELECT owner FROM ranges WHERE id=1") == "a"; }, 20000));
   const int64_t epoch1 = QueryInt(c.state, "SELECT epoch FROM ranges WHERE id=1");
   // revoke range 1: a loses it; the next grant of range 1 has a higher epoch.
   std::string r = c.Command("revoke 1");
   ASSERT_NE(r.find("\"ok\":true"), std::string::npos) << r;
-  ASSERT_TRUE(WaitFor([&] { return QueryInt(c.state, "SELECT epoch FROM ranges WHERE id=1") > epoch1; },
-                      20000))
+  ASSERT_TRUE(WaitFor(
+      [&] { return QueryInt(c.state, "SELECT epoch FROM ranges WHERE id=1") > epoch1; }, 20000))
       << c.Logs();
   EXPECT_EQ(QueryInt(c.state, "SELECT count(*) FROM events WHERE kind='revoke' AND range_id=1"), 1);
   // drain a: it releases what it holds, exits 0 and gets nothing more.

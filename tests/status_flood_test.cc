@@ -2,11 +2,11 @@
 // command frames to the status socket of a coordinator process in the middle
 // of a migration: each is answered with a JSON error (or the valid answer),
 // the coordinator stays up, and the migration completes.
-#include <random>
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <random>
 #include <zmq.hpp>
 
 #include "tests/cluster.h"
@@ -35,23 +35,34 @@ TEST(StatusFloodTest, HundredThousandHostileCommandsWhileMigrating) {
   req.set(zmq::sockopt::rcvtimeo, 5000);
   req.connect(c.status_endpoint());
   std::mt19937_64 rng(42);
-  const char* words[] = {"status", "ranges", "workers", "metrics", "help", "throttle", "drain",
-                         "revoke", "pause ", "events", "ranges bogus", "throttle -1", "revoke x"};
+  const char* words[] = {"status",       "ranges",      "workers", "metrics", "help",
+                         "throttle",     "drain",       "revoke",  "pause ",  "events",
+                         "ranges bogus", "throttle -1", "revoke x"};
   int errors = 0, answers = 0;
   for (int i = 0; i < 100000; ++i) {
     std::string frame;
     bool multipart = false;
     switch (rng() % 6) {
-      case 0: break;  // empty
+      case 0:
+        break;  // empty
       case 1: {
         frame.resize(1 + rng() % 200);
         for (char& ch : frame) ch = static_cast<char>(rng());
         break;
       }
-      case 2: frame = std::string(words[rng() % 13]) + " " + std::to_string(rng()); break;
-      case 3: frame = std::string(words[rng() % 3]) + std::string(1 + rng() % 5, '\0'); break;
-      case 4: multipart = (i % 10 == 0); frame = "status"; break;
-      default: frame = "\xff\xfe" + std::string(rng() % 64, '\x01'); break;
+      case 2:
+        frame = std::string(words[rng() % 13]) + " " + std::to_string(rng());
+        break;
+      case 3:
+        frame = std::string(words[rng() % 3]) + std::string(1 + rng() % 5, '\0');
+        break;
+      case 4:
+        multipart = (i % 10 == 0);
+        frame = "status";
+        break;
+      default:
+        frame = "\xff\xfe" + std::string(rng() % 64, '\x01');
+        break;
     }
     if (i % 2000 == 0) frame.assign(1 << 20, static_cast<char>('a' + i % 26));  // 1 MiB
     if (multipart) req.send(zmq::buffer(std::string("junk")), zmq::send_flags::sndmore);

@@ -8,9 +8,10 @@
 using namespace ferry;
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferry-worker: leases key ranges from a ferry coordinator and copies them from the "
-               "legacy store to the new store.",
-               "ferry-worker"};
+  CLI::App app{
+      "ferry-worker: leases key ranges from a ferry coordinator and copies them from the "
+      "legacy store to the new store.",
+      "ferry-worker"};
   WorkerOptions o;
   LogFlags log;
   AddCommonFlags(app, &log);

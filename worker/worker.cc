@@ -1,13 +1,12 @@
 #include "worker/worker.h"
 
+#include <capnp/message.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <random>
 #include <thread>
-
-#include <capnp/message.h>
-#include <fmt/format.h>
 
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -42,7 +41,8 @@ bool Worker::Sleep(int64_t ms) {
   int64_t until = MonotonicMs() + ms;
   while (MonotonicMs() < until) {
     if (Stopping()) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, until - MonotonicMs())));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min<int64_t>(50, until - MonotonicMs())));
   }
   return !Stopping();
 }
@@ -76,8 +76,11 @@ Status Worker::Register() {
   heartbeat_ms_ = std::max<uint32_t>(10, r.getHeartbeatMs());
   to_version_ = r.getToVersion();
   LogEvent(spdlog::level::info, "registered",
-           {{"worker", opt_.id}, {"coordinator", opt_.coordinator}, {"plan", plan_id_},
-            {"batch_rows", batch_rows_}, {"lease_ttl_ms", ttl_ms_}});
+           {{"worker", opt_.id},
+            {"coordinator", opt_.coordinator},
+            {"plan", plan_id_},
+            {"batch_rows", batch_rows_},
+            {"lease_ttl_ms", ttl_ms_}});
   return Status::Ok();
 }
 
@@ -104,7 +107,9 @@ Status Worker::Run() {
       if (s.code() == Code::kFailedPrecondition) return s;
       if (!s.ok()) {
         LogEvent(RetryLevel(backoff.attempt()), "register_retry",
-                 {{"worker", opt_.id}, {"attempt", backoff.attempt() + 1}, {"error", s.message()},
+                 {{"worker", opt_.id},
+                  {"attempt", backoff.attempt() + 1},
+                  {"error", s.message()},
                   {"check", "is the coordinator running and --coordinator right?"}});
         if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
         Sleep(backoff.NextDelayMs());
@@ -131,14 +136,16 @@ Status Worker::Run() {
     if (!reply) {
       auto level = backoff.attempt() >= 10 ? spdlog::level::err : RetryLevel(backoff.attempt());
       LogEvent(level, "coordinator_unreachable",
-               {{"worker", opt_.id}, {"coordinator", opt_.coordinator},
+               {{"worker", opt_.id},
+                {"coordinator", opt_.coordinator},
                 {"attempt", backoff.attempt() + 1},
                 {"check", "is the coordinator running and reachable from this host?"}});
       if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) {
         client_.Reconnect();
         if (TargetMarkedDone()) {
           LogEvent(spdlog::level::info, "migration_complete",
-                   {{"worker", opt_.id}, {"rows_written", rows_written_},
+                   {{"worker", opt_.id},
+                    {"rows_written", rows_written_},
                     {"source", "the new store's version marker"}});
           return Status::Ok();
         }
@@ -155,8 +162,8 @@ Status Worker::Run() {
         lease.range = g.getRangeId();
         lease.epoch = g.getEpoch();
         lease.table = AsView(g.getTable());
-        lease.bounds = KeyRange{lease.table, std::string(AsView(g.getLo())),
-                                std::string(AsView(g.getHi()))};
+        lease.bounds =
+            KeyRange{lease.table, std::string(AsView(g.getLo())), std::string(AsView(g.getHi()))};
         lease.cursor = AsView(g.getCursor());
         lease.rows = g.getRowsDone();
         lease.bytes = g.getBytesDone();
@@ -166,8 +173,11 @@ Status Worker::Run() {
         paused_ = false;
         rate_limit_ = g.getRowsPerSecond();
         LogEvent(spdlog::level::debug, "lease",
-                 {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
-                  {"table", lease.table}, {"cursor", KeyToString(lease.cursor)}});
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
+                  {"table", lease.table},
+                  {"cursor", KeyToString(lease.cursor)}});
         Outcome out = Copy(lease);
         if (out == Outcome::kStopped) return Status::Ok();
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
@@ -256,7 +266,9 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
         if (e.getCode() == Error::Code::LEASE_LOST && e.getRangeId() == lease.range &&
             e.getEpoch() == lease.epoch) {
           LogEvent(spdlog::level::warn, "lease_lost",
-                   {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
+                   {{"worker", opt_.id},
+                    {"range", lease.range},
+                    {"epoch", lease.epoch},
                     {"why", std::string(AsView(e.getMessage()))}});
           return false;
         }
@@ -320,14 +332,19 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
       auto rb = reply->root().getBody();
       if (rb.isAck()) {
         LogEvent(spdlog::level::info, complete ? "range_done" : "range_released",
-                 {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
-                  {"rows", lease.rows}, {"bytes", lease.bytes},
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
+                  {"rows", lease.rows},
+                  {"bytes", lease.bytes},
                   {"cursor", KeyToString(lease.cursor)}});
         return true;
       }
       if (rb.isError()) {
         LogEvent(spdlog::level::warn, "lease_lost",
-                 {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
                   {"why", std::string(AsView(rb.getError().getMessage()))}});
         return false;
       }
@@ -343,8 +360,11 @@ void Worker::ReportError(const Lease& lease, const Status& s) {
   bool permanent = s.code() == Code::kPermanent || s.code() == Code::kInvalidArgument ||
                    s.code() == Code::kInternal;
   LogEvent(spdlog::level::err, "range_error",
-           {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
-            {"permanent", permanent}, {"error", s.message()}});
+           {{"worker", opt_.id},
+            {"range", lease.range},
+            {"epoch", lease.epoch},
+            {"permanent", permanent},
+            {"error", s.message()}});
   capnp::MallocMessageBuilder b;
   uint64_t rid = client_.NextRequestId();
   auto r = NewEnvelope(b, rid).getBody().initReportError();
@@ -389,7 +409,9 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       if (!DrainReplies(lease, 50)) return Outcome::kLost;
       if (MonotonicMs() >= lease.deadline_mono) {
         LogEvent(spdlog::level::warn, "lease_expired",
-                 {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
                   {"check", "no answer from the coordinator within the lease TTL"}});
         return Outcome::kLost;
       }
@@ -415,14 +437,17 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     }
     size_t want = batch_rows_;
     if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, batch_rows_);
-    Status s = source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch);
+    Status s =
+        source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch);
     if (s.ok() && batch.rows() == 0) {
       return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
     }
     if (s.ok()) s = target_->WriteBatch(schema, batch, fence);
     if (s.code() == Code::kLeaseLost) {
       LogEvent(spdlog::level::warn, "fenced",
-               {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"epoch", lease.epoch},
                 {"why", s.message()}});
       return Outcome::kLost;
     }
@@ -430,8 +455,11 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       bool transient = s.code() == Code::kUnavailable;
       if (transient && static_cast<uint32_t>(backoff.attempt()) < opt_.transient_retries) {
         LogEvent(RetryLevel(backoff.attempt() + 2), "batch_retry",
-                 {{"worker", opt_.id}, {"range", lease.range}, {"epoch", lease.epoch},
-                  {"attempt", backoff.attempt() + 1}, {"error", s.message()}});
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
+                  {"attempt", backoff.attempt() + 1},
+                  {"error", s.message()}});
         int64_t until = MonotonicMs() + backoff.NextDelayMs();
         while (MonotonicMs() < until && !Stopping()) {
           if (!DrainReplies(lease, 50)) return Outcome::kLost;

@@ -21,7 +21,6 @@
 #include <map>
 #include <memory>
 #include <string>
-
 #include <zmq.hpp>
 
 #include "common/status.h"

@@ -1,0 +1,186 @@
+// PgStore: the Store (common/store.h) for `postgresql://...` / `postgres://...`
+// (libpq connection URIs), on either side of a migration.
+//
+// Opening: the URI goes to libpq as it is (PQconnectdbParams with
+// expand_dbname), so PGPASSFILE, PGPASSWORD, PGSSLMODE, ~/.pgpass and the
+// rest of libpq's environment apply. Session settings: client_encoding UTF8,
+// TimeZone UTC, DateStyle ISO, extra_float_digits 3. A source session is
+// read-only (default_transaction_read_only). A target creates the metadata
+// table at once, so a missing privilege fails at Open.
+//
+// Tables: those of the connection's current schema (the first schema of its
+// search_path that exists; set it with `?options=-csearch_path%3Dmy_schema`
+// or the role's default), ordinary and partitioned tables, sorted bytewise by
+// name, without the metadata table. Generated columns are not listed. A
+// table without a primary key is listed keyed by rowid (key_columns empty)
+// but cannot be planned or read (kInvalidArgument): PostgreSQL has no stable
+// rowid. Columns carry format_type() types; index_sql holds
+// pg_get_indexdef() of every non-primary-key index.
+//
+// Keys and order: every key comparison and ORDER BY happens in PostgreSQL on
+// the primary-key columns (row-value comparisons). Text-like key columns whose
+// collation is not already bytewise get COLLATE "C", so text keys order
+// bytewise on every store, as common/key_codec.h and SQLite do.
+//
+// Values (see README, "PostgreSQL"): int2/int4/int8 → int64; float4/float8 →
+// double (NaN, ±Infinity kept); bytea → Blob; bool → int64 0/1; everything
+// else (numeric, text, varchar, uuid, date, timestamp, json, arrays, ...) →
+// Text holding PostgreSQL's text form (numeric exactly), with TimeZone UTC.
+//
+// Writes: each batch is COPY (binary) into a per-connection temporary staging
+// table of wire types (bigint / double precision / bytea / text), then ONE
+// INSERT INTO t SELECT <casts to the column types> FROM staging ON CONFLICT
+// (pk) DO UPDATE, in ONE transaction with the fence upsert on the metadata
+// table. Any failure rolls the whole batch back.
+//
+// Metadata table `__ferry_meta (key text PRIMARY KEY, value bigint, bytes bytea)`:
+//   'version'                     value = the data version
+//   'boundary'                    bytes = the mirrored boundary; absent = none
+//   'fence/<plan_id>/<range_id>'  value = the highest epoch that wrote the range
+//
+// Connection loss: a call that finds the connection broken fails with
+// kUnavailable ("connection lost"); the next call reconnects (re-preparing
+// statements and re-creating staging tables). libpq and server messages are
+// scrubbed of the URI's password; Describe() is the redacted URI.
+//
+// Thread safety: a PgStore is one connection; confine it to one thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/pg_util.h"
+#include "common/status.h"
+#include "common/store.h"
+#include "common/value.h"
+
+namespace ferry {
+
+class PgStore : public Store {
+ public:
+  // Connects to `uri` in `role`. Errors: kUnavailable when the server cannot
+  // be reached (retry), kInvalidArgument for a malformed URI, an
+  // authentication failure, a missing database or privilege (message names
+  // the redacted URI and the flag to check).
+  static Result<std::unique_ptr<PgStore>> Open(const std::string& uri, StoreRole role);
+
+  ~PgStore() override;
+  PgStore(const PgStore&) = delete;
+  PgStore& operator=(const PgStore&) = delete;
+
+  std::string Describe() const override;
+
+  Result<std::vector<TableSchema>> ListTables() override;
+
+  // Estimates the row count from pg_class (reltuples scaled to the current
+  // relation size; ANALYZE first if the table was never analyzed) and, when
+  // the table is larger than what an exact pass would need, takes split
+  // points from an ordered TABLESAMPLE of the keys (about 32 sampled keys per
+  // range); otherwise one ordered pass over the keys, exact like SqliteStore.
+  // Split points are real keys, ascending, distinct. *rows is the estimate
+  // (exact in the ordered-pass case).
+  Result<std::vector<std::string>> PlanSplits(const TableSchema& table, uint64_t rows_per_range,
+                                              uint64_t* rows) override;
+
+  // Keyset page with a prepared statement per (table, bound shape). The LIMIT
+  // adapts to the table's average row size so a page stays near max_bytes.
+  Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
+                   size_t max_rows, size_t max_bytes, RowBatch* out) override;
+
+  // One transaction: the metadata table, then each missing table (types
+  // mapped from the "sqlite" dialect, kept for "postgresql"; a rowid-keyed
+  // source table gets a leading `rowid bigint` primary-key column) and its
+  // indexes (IF NOT EXISTS). An existing table whose columns differ
+  // (case-insensitively, in order) fails with kFailedPrecondition.
+  Status CreateSchema(const std::vector<TableSchema>& tables) override;
+
+  // See the file comment. kLeaseLost if a newer epoch is recorded;
+  // kPermanent (naming table, column and row key) for a value the column
+  // cannot hold, and for constraint / data errors from the server;
+  // kUnavailable on connection loss and other transient failures.
+  Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
+
+  Result<std::optional<int64_t>> ReadVersion() override;
+  Result<Marker> ReadMarker() override;
+  Status WriteMarker(const Marker& marker) override;
+
+  // ---- for tests and diagnostics ----
+  // The server process id of the current connection (0 if disconnected).
+  int BackendPid() const;
+  // Called inside WriteBatch's transaction, after the rows are written and
+  // before COMMIT (test seam for connection-loss tests).
+  void SetBeforeCommitHookForTest(std::function<void()> hook) { before_commit_ = std::move(hook); }
+
+  // The PostgreSQL type a column of SQLite declared type `decl` gets
+  // (SQLite affinity rules): INT → bigint; CHAR/CLOB/TEXT → text; BLOB or
+  // empty → bytea; REAL/FLOA/DOUB → double precision; else numeric.
+  static std::string MapSqliteType(const std::string& decl);
+
+ private:
+  // How a column's values travel: the staging type and the Value kind.
+  enum class Wire { kInt, kFloat, kBytes, kText, kBool };
+  struct ColInfo {
+    std::string name;
+    std::string type;  // format_type
+    Wire wire = Wire::kText;
+    bool string_type = false;  // text/varchar/bpchar/name: assignment cast
+    bool needs_c = false;      // collatable, collation not bytewise
+  };
+  struct TableInfo {
+    std::string qualified;  // "schema"."table"
+    std::vector<ColInfo> cols;
+    std::vector<size_t> pk;  // positions in cols
+    double avg_row_bytes = 0;
+  };
+  struct WritePlan {
+    std::string stage;  // pg_temp."ferry_stage_N"
+    std::string create_stage, copy_sql, insert_sql;
+    std::vector<Wire> wires;  // per batch cell
+    std::vector<std::string> names;
+  };
+
+  PgStore(std::string uri, StoreRole role);
+
+  Status Connect();
+  Status EnsureConnected();
+  void Disconnect();
+  Status Exec(const std::string& sql, std::string_view what);
+  Result<PgResult> Query(const std::string& sql, std::string_view what,
+                         const std::vector<std::optional<std::string>>& params = {},
+                         bool binary = false);
+  Result<PgResult> ExecPrepared(const std::string& sql, std::string_view what,
+                                const std::vector<std::optional<std::string>>& params,
+                                const std::vector<int>& formats, bool binary);
+  Status Error(const PGresult* res, std::string_view what);
+  Status RefuseWrite() const;
+  std::string Qualified(const std::string& table) const;
+
+  Result<TableInfo*> Info(const std::string& table);
+  Result<const WritePlan*> PlanWrite(const TableSchema& table, TableInfo* info);
+  Status CreateOneTable(const TableSchema& table);
+  Status CreateMeta();
+  Result<bool> MetaExists();
+  Status WriteRows(const TableSchema& table, const RowBatch& batch, const WritePlan& plan);
+
+  std::string uri_;
+  std::string password_;
+  StoreRole role_;
+  PgConnPtr conn_;
+  std::string schema_;
+  bool c_default_ = false;  // the database's default collation is bytewise
+  std::map<std::string, std::string> prepared_;  // SQL → statement name
+  std::map<std::string, TableInfo> info_;
+  std::map<std::string, WritePlan> writes_;
+  std::set<std::string> staged_;  // staging tables created on this connection
+  int next_stmt_ = 0;
+  int next_stage_ = 0;
+  std::function<void()> before_commit_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,89 @@
+#include "common/pg_util.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace ferry {
+
+std::string PgPasswordOf(const std::string& conninfo) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!opts) return "";
+  std::string out;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (std::strcmp(o->keyword, "password") == 0 && o->val) out = o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+std::string Scrub(std::string text, const std::string& secret) {
+  if (secret.empty()) return text;
+  size_t pos = 0;
+  while ((pos = text.find(secret, pos)) != std::string::npos) {
+    text.replace(pos, secret.size(), "***");
+    pos += 3;
+  }
+  return text;
+}
+
+Code PgCodeForSqlstate(std::string_view s) {
+  if (s.size() != 5) return Code::kUnavailable;
+  std::string_view cls = s.substr(0, 2);
+  if (cls == "08" || cls == "53" || s == "57P01" || s == "57P02" || s == "57P03" ||
+      s == "40001" || s == "40P01" || s == "55P03" || s == "57014" || s == "58030") {
+    return Code::kUnavailable;
+  }
+  if (cls == "23" || cls == "22" || s == "21000") return Code::kPermanent;
+  if (cls == "42") return Code::kInvalidArgument;
+  return Code::kPermanent;
+}
+
+namespace {
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+}  // namespace
+
+Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  const bool lost = conn == nullptr || PQstatus(conn) == CONNECTION_BAD;
+  std::string msg;
+  if (res && PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) {
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (const char* d = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) {
+      msg += std::string(" (") + d + ")";
+    }
+  } else if (conn) {
+    msg = Trim(PQerrorMessage(conn));
+  }
+  if (msg.empty()) msg = "unknown error";
+  Code code = state ? PgCodeForSqlstate(state) : Code::kUnavailable;
+  if (lost) code = Code::kUnavailable;
+  std::string text = fmt::format("{}: {}{}{}", what, lost ? "connection lost: " : "", msg,
+                                 state ? fmt::format(" (SQLSTATE {})", state) : "");
+  return Status(code, std::move(text));
+}
+
+std::string PgQuoteIdent(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string PgQuoteLiteral(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace ferry
