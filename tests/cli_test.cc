@@ -240,11 +240,19 @@ class BadInputTest : public ::testing::Test {
   // Runs the embedded mode and checks: exit `want`, exactly one non-empty
   // line on stderr, and the new store at `target_path` not created.
   void ExpectRejected(const std::string& source, const std::string& target_uri,
-                      const std::string& target_path, int want, const Args& extra = {}) {
+                      const std::string& target_path, int want, const Args& extra = {},
+                      bool as_nobody = false) {
     Args flags = {"--local-workers", "1", "--range-rows", "100"};
     flags.insert(flags.end(), extra.begin(), extra.end());
+    Args argv = Coordinator(source, target_uri, state_, flags);
+    if (as_nobody && geteuid() == 0) {
+      // Root ignores permission bits: run the coordinator as an unprivileged
+      // user, with the test directory (state file, lock) open to it.
+      ::chmod(dir_.path().c_str(), 0777);
+      argv.insert(argv.begin(), {"/usr/sbin/runuser", "-u", "nobody", "--"});
+    }
     std::string out, err;
-    int code = RunCommandSplit(Coordinator(source, target_uri, state_, flags), &out, &err, 30000);
+    int code = RunCommandSplit(argv, &out, &err, 30000);
     EXPECT_EQ(code, want) << "stdout:\n" << out << "stderr:\n" << err;
     auto lines = NonEmptyLines(err);
     EXPECT_EQ(lines.size(), 1u) << "expected exactly one line on stderr (the error), got:\n"
@@ -280,16 +288,18 @@ TEST_F(BadInputTest, LegacyIsNotADatabase) {
 }
 
 TEST_F(BadInputTest, UnreadableLegacyFile) {
-  if (geteuid() == 0) GTEST_SKIP() << "root can read any file";
+  if (geteuid() == 0 && access("/usr/sbin/runuser", X_OK) != 0) GTEST_SKIP() << "no runuser";
   ASSERT_EQ(::chmod(legacy_.c_str(), 0), 0);
-  ExpectRejected("sqlite:" + legacy_, "sqlite:" + target_, target_, 2);
+  ExpectRejected("sqlite:" + legacy_, "sqlite:" + target_, target_, 2, {}, /*as_nobody=*/true);
 }
 
 TEST_F(BadInputTest, TargetInReadOnlyDirectory) {
-  if (geteuid() == 0) GTEST_SKIP() << "root can write any directory";
+  if (geteuid() == 0 && access("/usr/sbin/runuser", X_OK) != 0) GTEST_SKIP() << "no runuser";
   const std::string ro = dir_.File("ro");
   ASSERT_EQ(::mkdir(ro.c_str(), 0555), 0);
-  ExpectRejected("sqlite:" + legacy_, "sqlite:" + ro + "/new.db", ro + "/new.db", 2);
+  ::chmod(legacy_.c_str(), 0644);
+  ExpectRejected("sqlite:" + legacy_, "sqlite:" + ro + "/new.db", ro + "/new.db", 2, {},
+                 /*as_nobody=*/true);
 }
 
 TEST_F(BadInputTest, TargetUnderMissingDirectory) {
