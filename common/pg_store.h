@@ -131,6 +131,7 @@ class PgStore : public Store {
     Wire wire = Wire::kText;
     bool string_type = false;  // text/varchar/bpchar/name: assignment cast
     bool needs_c = false;      // collatable, collation not bytewise
+    bool not_null = false;
   };
   struct TableInfo {
     std::string qualified;  // "schema"."table"
@@ -173,7 +174,7 @@ class PgStore : public Store {
   StoreRole role_;
   PgConnPtr conn_;
   std::string schema_;
-  bool c_default_ = false;  // the database's default collation is bytewise
+  bool c_default_ = false;                       // the database's default collation is bytewise
   std::map<std::string, std::string> prepared_;  // SQL → statement name
   std::map<std::string, TableInfo> info_;
   std::map<std::string, WritePlan> writes_;

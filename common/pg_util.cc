@@ -32,8 +32,8 @@ std::string Scrub(std::string text, const std::string& secret) {
 Code PgCodeForSqlstate(std::string_view s) {
   if (s.size() != 5) return Code::kUnavailable;
   std::string_view cls = s.substr(0, 2);
-  if (cls == "08" || cls == "53" || s == "57P01" || s == "57P02" || s == "57P03" ||
-      s == "40001" || s == "40P01" || s == "55P03" || s == "57014" || s == "58030") {
+  if (cls == "08" || cls == "53" || s == "57P01" || s == "57P02" || s == "57P03" || s == "40001" ||
+      s == "40P01" || s == "55P03" || s == "57014" || s == "58030") {
     return Code::kUnavailable;
   }
   if (cls == "23" || cls == "22" || s == "21000") return Code::kPermanent;

@@ -153,6 +153,7 @@ Result<std::string> IndexIfNotExists(const std::string& sql) {
 std::string MapPgType(const std::string& pg_type) {
   std::string t = ToLower(pg_type);
   auto has = [&](const char* s) { return t.find(s) != std::string::npos; };
+  if (has("bool")) return "INTEGER";  // PgStore reads booleans as 0 / 1
   if (has("int") || has("serial")) return "INTEGER";
   if (has("double") || has("real") || has("float")) return "REAL";
   if (has("bytea")) return "BLOB";

@@ -1,6 +1,6 @@
 // The Store interface: what the coordinator and workers need from a legacy
 // (source) or new (target) store. Implementations: SqliteStore (sqlite:PATH)
-// and, later, PgStore (postgresql://...).
+// and PgStore (postgresql://...).
 //
 // Key space: (table name, encoded key). A KeyRange is [lo, hi) inside one
 // table; an empty lo / hi means the table's start / end. Scans compare keys in

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/pg_store.h"
 #include "common/sqlite_store.h"
 #include "common/store.h"
 
@@ -88,8 +89,8 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& uri, StoreRole role)
     return std::unique_ptr<Store>(std::move(store));
   }
   if (StartsWith(uri, "postgresql://") || StartsWith(uri, "postgres://")) {
-    return InvalidArgument(
-        fmt::format("PostgreSQL stores are not built yet (store URI '{}')", RedactUri(uri)));
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<PgStore> store, PgStore::Open(uri, role));
+    return std::unique_ptr<Store>(std::move(store));
   }
   return InvalidArgument(fmt::format(
       "unknown store URI scheme in '{}': use sqlite:PATH or postgresql://...", RedactUri(uri)));

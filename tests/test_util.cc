@@ -1,8 +1,12 @@
 #include "tests/test_util.h"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 
@@ -228,6 +232,166 @@ std::string DumpTable(const std::string& path, const std::string& table) {
 
 int64_t StoreVersion(const std::string& path) {
   return QueryInt(path, "SELECT value FROM __ferry_meta WHERE key='version'", -1);
+}
+
+}  // namespace ferry::testing
+
+// ---- PostgreSQL ----
+
+namespace ferry::testing {
+namespace {
+
+struct PgConn {
+  PGconn* c = nullptr;
+  explicit PgConn(const std::string& uri) {
+    c = PQconnectdb(uri.c_str());
+    if (PQstatus(c) != CONNECTION_OK) ADD_FAILURE() << "cannot connect: " << PQerrorMessage(c);
+    PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+    PQclear(PQexec(c, "SET extra_float_digits = 3"));
+  }
+  ~PgConn() { PQfinish(c); }
+};
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += kDigits[p[i] >> 4];
+    out += kDigits[p[i] & 15];
+  }
+  return out;
+}
+
+std::string RealRepr(double d) {
+  if (std::isnan(d)) return "r:NaN";
+  if (std::isinf(d)) return d > 0 ? "r:Infinity" : "r:-Infinity";
+  return "r:" + fmt::format("{}", d);
+}
+
+}  // namespace
+
+std::string PgAdminUri() {
+  const char* u = std::getenv("FERRY_TEST_PG_URI");
+  return u ? u : "";
+}
+
+std::string PgUriWithDb(const std::string& uri, const std::string& db) {
+  size_t q = uri.find('?');
+  std::string base = uri.substr(0, q);
+  std::string query = q == std::string::npos ? "" : uri.substr(q);
+  size_t slash = base.find('/', base.find("://") + 3);
+  return (slash == std::string::npos ? base : base.substr(0, slash)) + "/" + db + query;
+}
+
+PgTestDb::PgTestDb() {
+  std::random_device rd;
+  name_ = fmt::format("ferry_t_{:08x}{:04x}", rd(), rd() & 0xffff);
+  uri_ = PgUriWithDb(PgAdminUri(), name_);
+  ok_ = PgExec(PgAdminUri(), "CREATE DATABASE " + name_);
+}
+
+PgTestDb::~PgTestDb() {
+  if (!ok_) return;
+  PgConn c(PgAdminUri());
+  PQclear(PQexec(c.c, ("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)").c_str()));
+}
+
+bool PgExec(const std::string& uri, const std::string& sql) {
+  PgConn c(uri);
+  PGresult* r = PQexec(c.c, sql.c_str());
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok) ADD_FAILURE() << "SQL failed: " << PQresultErrorMessage(r) << "\n" << sql;
+  PQclear(r);
+  return ok;
+}
+
+std::string PgQueryText(const std::string& uri, const std::string& sql) {
+  PgConn c(uri);
+  PGresult* r = PQexec(c.c, sql.c_str());
+  std::string out;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    out = std::string("<error: ") + PQresultErrorMessage(r) + ">";
+  } else if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+    out = PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  return out;
+}
+
+int64_t PgQueryInt(const std::string& uri, const std::string& sql, int64_t fallback) {
+  std::string s = PgQueryText(uri, sql);
+  if (s.empty() || s[0] == '<') return fallback;
+  return std::strtoll(s.c_str(), nullptr, 10);
+}
+
+std::vector<std::string> PgCanonicalRows(const std::string& uri, const std::string& table) {
+  PgConn c(uri);
+  std::string q = "\"";
+  for (char ch : table) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  q += "\"";
+  PGresult* r = PQexec(c.c, ("SELECT * FROM " + q).c_str());
+  std::vector<std::string> out;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    out.push_back(std::string("<error: ") + PQresultErrorMessage(r) + ">");
+    PQclear(r);
+    return out;
+  }
+  for (int i = 0; i < PQntuples(r); ++i) {
+    std::string line;
+    for (int j = 0; j < PQnfields(r); ++j) {
+      if (j) line += '|';
+      if (PQgetisnull(r, i, j)) {
+        line += "N";
+        continue;
+      }
+      const char* v = PQgetvalue(r, i, j);
+      switch (PQftype(r, j)) {
+        case 20: case 21: case 23: line += std::string("i:") + v; break;  // int8/2/4
+        case 700: case 701: line += RealRepr(std::strtod(v, nullptr)); break;
+        case 17: line += std::string("b:") + (v + 2); break;  // bytea, hex output "\x.."
+        default: line += std::string("t:") + v; break;
+      }
+    }
+    out.push_back(std::move(line));
+  }
+  PQclear(r);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table) {
+  Conn c(path);
+  std::string q = "\"";
+  for (char ch : table) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  q += "\"";
+  sqlite3_stmt* s = nullptr;
+  std::vector<std::string> out;
+  if (sqlite3_prepare_v2(c.db, ("SELECT * FROM " + q).c_str(), -1, &s, nullptr) != SQLITE_OK) {
+    out.push_back(std::string("<error: ") + sqlite3_errmsg(c.db) + ">");
+    return out;
+  }
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::string line;
+    for (int j = 0; j < sqlite3_column_count(s); ++j) {
+      if (j) line += '|';
+      switch (sqlite3_column_type(s, j)) {
+        case SQLITE_NULL: line += "N"; break;
+        case SQLITE_INTEGER: line += fmt::format("i:{}", sqlite3_column_int64(s, j)); break;
+        case SQLITE_FLOAT: line += RealRepr(sqlite3_column_double(s, j)); break;
+        case SQLITE_BLOB:
+          line += "b:" + Hex(static_cast<const unsigned char*>(sqlite3_column_blob(s, j)),
+                             static_cast<size_t>(sqlite3_column_bytes(s, j)));
+          break;
+        default:
+          line += "t:" + std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, j)),
+                                     static_cast<size_t>(sqlite3_column_bytes(s, j)));
+      }
+    }
+    out.push_back(std::move(line));
+  }
+  sqlite3_finalize(s);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace ferry::testing

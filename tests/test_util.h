@@ -51,3 +51,44 @@ std::string DumpTable(const std::string& path, const std::string& table);
 int64_t StoreVersion(const std::string& path);
 
 }  // namespace ferry::testing
+
+// ---- PostgreSQL (tests skip unless FERRY_TEST_PG_URI is set) ----
+namespace ferry::testing {
+
+// FERRY_TEST_PG_URI, or "" when unset.
+std::string PgAdminUri();
+
+// A fresh database ferry_t_<random> created through the admin URI and
+// dropped (WITH (FORCE)) on destruction. ok() is false (with a test failure
+// recorded) if it could not be created.
+class PgTestDb {
+ public:
+  PgTestDb();
+  ~PgTestDb();
+  PgTestDb(const PgTestDb&) = delete;
+  PgTestDb& operator=(const PgTestDb&) = delete;
+  bool ok() const { return ok_; }
+  const std::string& uri() const { return uri_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_, uri_;
+  bool ok_ = false;
+};
+
+// `uri` with its database name replaced by `db`.
+std::string PgUriWithDb(const std::string& uri, const std::string& db);
+// Runs `sql` (several statements allowed); ADD_FAILURE and false on error.
+bool PgExec(const std::string& uri, const std::string& sql);
+// First cell of the first row as text ("" if none or NULL; "<error: ...>" on error).
+std::string PgQueryText(const std::string& uri, const std::string& sql);
+int64_t PgQueryInt(const std::string& uri, const std::string& sql, int64_t fallback = -1);
+
+// Every row of `table` in a canonical, store-independent form, sorted:
+// cells joined by '|', each NULL as N, integer as i:<n>, float as r:<shortest
+// repr>, blob/bytea as b:<hex>, anything else as t:<text>. Read with plain
+// libpq / sqlite3, never through ferry. For comparing stores across engines.
+std::vector<std::string> PgCanonicalRows(const std::string& uri, const std::string& table);
+std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table);
+
+}  // namespace ferry::testing
