@@ -1,0 +1,1606 @@
+// ferry-bench: measures ferry side by side with baselines in ONE run and
+// prints a table of medians, ratios against the baseline measured in the same
+// run, the bars from issue #6 (met / not met) and the machine it ran on.
+//
+//   build-release/bin/ferry-bench --quick            # ~minutes
+//   build-release/bin/ferry-bench                    # full (10M-row memory case: long)
+//   build-release/bin/ferry-bench --pg-uri postgresql://user@127.0.0.1:5432/postgres
+//
+// (deploy/bench.sh builds Release into build-release and runs this.)
+//
+// Cases
+//   1. SQLite -> SQLite: sqlite3 CLI (ATTACH + INSERT ... SELECT per table,
+//      target schema and indexes created first) vs ferry embedded with 1, 2,
+//      4 workers and ferry over tcp with separate ferry-worker processes.
+//   2. SQLite -> PostgreSQL: pgloader vs ferry with 1, 2, 4 workers (only with
+//      --pg-uri / FERRY_BENCH_PG_URI and pgloader installed).
+//   3. Control plane: a simulated fleet of DEALER sockets speaking
+//      schemas/ferry.capnp directly (Register, then LeaseRequest -> Complete
+//      with rows 0) against a real ferry-coordinator planning N one-row ranges.
+//   4. Recovery: coordinator SIGKILL + restart to the first Grant with 100k
+//      ranges in its state; rows copied twice after a worker SIGKILL.
+//   5. Memory: ferry-worker peak RSS by store size; coordinator peak RSS.
+//
+// Every timed case runs --repeat times (default 3); the table shows medians.
+// Not a ctest test: it takes minutes and needs an otherwise idle machine to
+// mean much (the load average is printed with the results).
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <capnp/message.h>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "common/version.h"
+#include "common/wire.h"
+#include "tests/process_util.h"
+
+// Rows and bars are aggregates filled field by field; trailing fields default.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace fs = std::filesystem;
+using ferry::AsData;
+using ferry::AsView;
+using ferry::DecodeEnvelope;
+
+using ferry::NewEnvelope;
+using ferry::ToFrame;
+
+namespace {
+
+// ---------------------------------------------------------------- options --
+
+struct Options {
+  bool quick = false;
+  int repeat = 3;
+  std::string dir = "/tmp/ferry-bench";
+  std::string bin_dir = FERRY_BIN_DIR;
+  std::string cases = "1,2,3,4,5";
+  int64_t rows = 1000000;
+  int value_bytes = 100;
+  int tables = 4;
+  std::vector<int> workers = {1, 2, 4};
+  int tcp_workers = 2;
+  std::string pg_uri;
+  int fleet = 1000;
+  int fleet_threads = 4;
+  std::vector<int64_t> ctl_ranges = {10000, 100000};
+  int64_t restart_ranges = 100000;
+  std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
+  int64_t dup_rows = 500000;
+  int64_t diag_batch_rows = 20000;
+  bool keep = false;
+};
+
+Options g_opt;
+
+// ---------------------------------------------------------------- helpers --
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+double NowS() { return NowNs() / 1e9; }
+
+std::string Bin(const std::string& name) { return g_opt.bin_dir + "/" + name; }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void Log(const std::string& line) {
+  std::cerr << fmt::format("[bench {:.1f}] {}\n", NowS(), line);
+}
+
+void RemoveDb(const std::string& path) {
+  for (const char* suf : {"", "-wal", "-shm", "-journal", ".lock"}) {
+    std::error_code ec;
+    fs::remove(path + suf, ec);
+  }
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double Percentile(std::vector<uint32_t>& v, double p) {
+  if (v.empty()) return NAN;
+  size_t k = static_cast<size_t>(std::min<double>(v.size() - 1, std::floor(p * (v.size() - 1) + 0.5)));
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  return v[k];
+}
+
+long ProcStatusKbOf(pid_t pid, const std::string& key) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::atol(line.c_str() + key.size() + 1);
+  }
+  return -1;
+}
+
+// A child process with its rusage (peak RSS, CPU) collected on exit.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const std::string& log,
+        const std::string& stdin_path = "") {
+    start_ns_ = NowNs();
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(log.empty() ? "/dev/null" : log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      int in = open(stdin_path.empty() ? "/dev/null" : stdin_path.c_str(), O_RDONLY);
+      dup2(in, 0);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (!exited_ && pid_ > 0) {
+      kill(pid_, SIGKILL);
+      Wait(10000);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) {
+    if (!exited_) kill(pid_, sig);
+  }
+  // Polls every 1 ms; true once exited.
+  bool Wait(int64_t timeout_ms) {
+    const int64_t deadline = NowNs() + timeout_ms * 1000000;
+    while (!exited_) {
+      int status = 0;
+      struct rusage ru {};
+      pid_t r = wait4(pid_, &status, WNOHANG, &ru);
+      if (r == pid_) {
+        exited_ = true;
+        end_ns_ = NowNs();
+        code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        maxrss_kb_ = ru.ru_maxrss;
+        cpu_s_ = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
+        break;
+      }
+      if (NowNs() > deadline) return false;
+      if (++polls_ % 20 == 0) SampleHwm();
+      usleep(1000);
+    }
+    return true;
+  }
+  // Peak RSS of the executed program: VmHWM of its own mm, read from /proc
+  // while it runs (ru_maxrss is useless here: it includes the forked copy of
+  // this process before exec). Sampled every ~20 ms while waited on.
+  void SampleHwm() {
+    if (exited_) return;
+    hwm_kb_ = std::max(hwm_kb_, ProcStatusKbOf(pid_, "VmHWM"));
+  }
+  long hwm_kb() const { return hwm_kb_; }
+  bool running() {
+    Wait(0);
+    return !exited_;
+  }
+  int code() const { return code_; }
+  double wall_s() const { return (end_ns_ - start_ns_) / 1e9; }
+  int64_t start_ns() const { return start_ns_; }
+  long maxrss_kb() const { return maxrss_kb_; }  // ru_maxrss: includes the pre-exec fork
+  double cpu_s() const { return cpu_s_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int code_ = -1;
+  int64_t start_ns_ = 0, end_ns_ = 0;
+  long maxrss_kb_ = 0;
+  long hwm_kb_ = 0;
+  int64_t polls_ = 0;
+  double cpu_s_ = 0;
+};
+
+// utime+stime of a live process, seconds (/proc/PID/stat fields 14, 15).
+double ProcCpuS(pid_t pid) {
+  std::string s = Slurp(fmt::format("/proc/{}/stat", pid));
+  size_t rp = s.rfind(')');
+  if (rp == std::string::npos) return NAN;
+  std::istringstream in(s.substr(rp + 2));
+  std::string f;
+  std::vector<std::string> fields;
+  while (in >> f) fields.push_back(f);
+  // fields[0] is field 3 (state); utime is field 14 -> index 11.
+  if (fields.size() < 13) return NAN;
+  double ticks = std::stod(fields[11]) + std::stod(fields[12]);
+  return ticks / sysconf(_SC_CLK_TCK);
+}
+
+// A field of /proc/PID/status in kB (VmHWM, VmRSS), -1 if unknown.
+long ProcStatusKb(pid_t pid, const std::string& key) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::atol(line.c_str() + key.size() + 1);
+  }
+  return -1;
+}
+
+std::string LoadAvg() {
+  std::string s = Slurp("/proc/loadavg");
+  std::istringstream in(s);
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// ------------------------------------------------------------- sqlite C API --
+
+class Sql {
+ public:
+  explicit Sql(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+      throw std::runtime_error("cannot open " + path);
+    }
+    sqlite3_busy_timeout(db_, 10000);
+  }
+  ~Sql() { sqlite3_close(db_); }
+  void Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string m = err ? err : "?";
+      sqlite3_free(err);
+      throw std::runtime_error("sql: " + m + " in: " + sql.substr(0, 200));
+    }
+  }
+  std::vector<std::vector<std::string>> Rows(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(std::string("sql: ") + sqlite3_errmsg(db_));
+    }
+    std::vector<std::vector<std::string>> out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const unsigned char* t = sqlite3_column_text(st, i);
+        row.push_back(t ? reinterpret_cast<const char*>(t) : "");
+      }
+      out.push_back(std::move(row));
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+  int64_t Int(const std::string& sql, int64_t fallback = -1) {
+    auto r = Rows(sql);
+    if (r.empty() || r[0].empty() || r[0][0].empty()) return fallback;
+    return std::stoll(r[0][0]);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+std::string Quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) {
+    o += c;
+    if (c == '\'') o += '\'';
+  }
+  return o + "'";
+}
+std::string Ident(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    o += c;
+    if (c == '"') o += '"';
+  }
+  return o + "\"";
+}
+
+std::vector<std::string> UserTables(const std::string& path) {
+  Sql db(path);
+  std::vector<std::string> out;
+  for (auto& r : db.Rows("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE "
+                         "'sqlite\\_%' ESCAPE '\\' AND name <> '__ferry_meta' ORDER BY name")) {
+    out.push_back(r[0]);
+  }
+  return out;
+}
+
+std::map<std::string, int64_t> CountRows(const std::string& path,
+                                         const std::vector<std::string>& tables) {
+  std::map<std::string, int64_t> out;
+  Sql db(path);
+  for (const auto& t : tables) out[t] = db.Int("SELECT count(*) FROM " + Ident(t), -1);
+  return out;
+}
+
+// ------------------------------------------------------------ data stores --
+
+// The case-1 store: `tables` tables splitting `rows` rows. Even tables:
+// integer key (rowid alias), text with NULLs, REAL, a BLOB payload of
+// `value_bytes`, an index on email. Odd tables: composite (text, integer)
+// key, WITHOUT ROWID. Cached by its parameters.
+std::string DataStore(int64_t rows, int value_bytes, int tables) {
+  std::string path =
+      fmt::format("{}/legacy-{}r-{}b-{}t.db", g_opt.dir, rows, value_bytes, tables);
+  if (fs::exists(path)) return path;
+  Log(fmt::format("generating {} ...", path));
+  double t0 = NowS();
+  std::string tmp = path + ".tmp";
+  RemoveDb(tmp);
+  {
+    Sql db(tmp);
+    db.Exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-262144;");
+    for (int i = 0; i < tables; ++i) {
+      int64_t n = rows / tables + (i < rows % tables ? 1 : 0);
+      std::string t = fmt::format("t{}", i);
+      db.Exec("BEGIN");
+      if (i % 2 == 0) {
+        db.Exec(fmt::format(
+            "CREATE TABLE {0} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, score "
+            "REAL, payload BLOB);"
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < {1}) "
+            "INSERT INTO {0} SELECT i, 'user ' || i, CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' "
+            "|| i || '@example.com' END, (i * 7919 % 1000000) / 100.0, randomblob({2}) FROM s;"
+            "CREATE INDEX {0}_email ON {0} (email);",
+            t, n, value_bytes));
+      } else {
+        db.Exec(fmt::format(
+            "CREATE TABLE {0} (customer TEXT NOT NULL, seq INTEGER NOT NULL, amount REAL, "
+            "status TEXT, payload BLOB, PRIMARY KEY (customer, seq)) WITHOUT ROWID;"
+            "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM s WHERE i < {1} - 1) "
+            "INSERT INTO {0} SELECT printf('cust-%08d', i / 100), i % 100, (i % 100000) / 100.0, "
+            "CASE i % 4 WHEN 0 THEN 'new' WHEN 1 THEN 'paid' WHEN 2 THEN 'shipped' ELSE "
+            "'returned' END, randomblob({2}) FROM s;",
+            t, n, value_bytes));
+      }
+      db.Exec("COMMIT");
+    }
+  }
+  fs::rename(tmp, path);
+  Log(fmt::format("generated in {:.1f} s, {:.1f} MiB", NowS() - t0,
+                  fs::file_size(path) / 1048576.0));
+  return path;
+}
+
+// One table of `rows` integer keys and nothing else: planned with
+// --range-rows 1 into `rows` ranges for the control-plane cases.
+std::string KeysStore(int64_t rows) {
+  std::string path = fmt::format("{}/keys-{}.db", g_opt.dir, rows);
+  if (fs::exists(path)) return path;
+  std::string tmp = path + ".tmp";
+  RemoveDb(tmp);
+  {
+    Sql db(tmp);
+    db.Exec("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;");
+    db.Exec(fmt::format(
+        "BEGIN; CREATE TABLE t (id INTEGER PRIMARY KEY);"
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < {}) "
+        "INSERT INTO t SELECT i FROM s; COMMIT;",
+        rows));
+  }
+  fs::rename(tmp, path);
+  return path;
+}
+
+// ------------------------------------------------------------ result table --
+
+struct Row {
+  std::string section;
+  std::string name;
+  std::vector<double> samples;  // seconds (or the metric) per run
+  std::string unit = "s";
+  int64_t rows = 0;             // rows moved per run (for rows/s)
+  double baseline = NAN;        // median of the baseline in the same section
+  std::string note;
+};
+
+std::vector<Row> g_rows;
+struct Bar {
+  std::string what;
+  std::string target;
+  std::string measured;
+  std::optional<bool> met;  // nullopt: not measured
+  std::string why;
+};
+std::vector<Bar> g_bars;
+std::vector<std::string> g_notes;
+
+void PrintTable(std::ostream& out) {
+  std::string section;
+  for (const Row& r : g_rows) {
+    if (r.section != section) {
+      section = r.section;
+      out << "\n" << section << "\n";
+      out << fmt::format("  {:<52} {:>5} {:>12} {:>12} {:>12} {:>9}  {}\n", "case", "runs",
+                         "median", "min..max", "rows/s", "ratio", "note");
+    }
+    if (r.samples.empty()) {
+      out << fmt::format("  {:<52} {:>5} {:>12}  {}\n", r.name, 0, "-", r.note);
+      continue;
+    }
+    double med = Median(r.samples);
+    auto [mn, mx] = std::minmax_element(r.samples.begin(), r.samples.end());
+    std::string val = r.unit == "s"     ? fmt::format("{:.2f} s", med)
+                      : r.unit == "MiB" ? fmt::format("{:.1f} MiB", med)
+                      : r.unit == "ms"  ? fmt::format("{:.1f} ms", med)
+                                        : fmt::format("{:.0f} {}", med, r.unit);
+    std::string range = r.samples.size() > 1
+                            ? (r.unit == "s" || r.unit == "ms" || r.unit == "MiB"
+                                   ? fmt::format("{:.2f}..{:.2f}", *mn, *mx)
+                                   : fmt::format("{:.0f}..{:.0f}", *mn, *mx))
+                            : "";
+    std::string rate = (r.unit == "s" && r.rows > 0) ? fmt::format("{:.0f}", r.rows / med) : "";
+    std::string ratio = std::isnan(r.baseline) ? "" : fmt::format("{:.2f}x", med / r.baseline);
+    out << fmt::format("  {:<52} {:>5} {:>12} {:>12} {:>12} {:>9}  {}\n", r.name,
+                       r.samples.size(), val, range, rate, ratio, r.note);
+  }
+}
+
+void PrintBars(std::ostream& out) {
+  out << "\nBars (issue #6)\n";
+  for (const Bar& b : g_bars) {
+    std::string verdict = !b.met ? "not measured" : *b.met ? "MET" : "NOT MET";
+    out << fmt::format("  [{:<12}] {:<58} target {:<16} measured {}{}\n", verdict, b.what,
+                       b.target, b.measured, b.why.empty() ? "" : "  (" + b.why + ")");
+  }
+}
+
+std::string MachineInfo() {
+  std::string model;
+  std::istringstream cpu(Slurp("/proc/cpuinfo"));
+  std::string line;
+  while (std::getline(cpu, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  long mem_kb = 0;
+  std::istringstream mi(Slurp("/proc/meminfo"));
+  while (std::getline(mi, line)) {
+    if (line.rfind("MemTotal:", 0) == 0) mem_kb = std::atol(line.c_str() + 9);
+  }
+  struct utsname u {};
+  uname(&u);
+  return fmt::format("nproc {} | {} | {:.1f} GiB RAM | Linux {} | sqlite {}",
+                     std::thread::hardware_concurrency(), model, mem_kb / 1048576.0, u.release,
+                     sqlite3_libversion());
+}
+
+// ------------------------------------------------------------- case 1 & 2 --
+
+bool RunOk(Child& c, int64_t timeout_ms, const std::string& what, const std::string& log) {
+  if (!c.Wait(timeout_ms)) {
+    c.Signal(SIGKILL);
+    c.Wait(10000);
+    Log(what + ": timed out; log " + log);
+    return false;
+  }
+  if (c.code() != 0) {
+    Log(fmt::format("{}: exit {}; log {}", what, c.code(), log));
+    return false;
+  }
+  return true;
+}
+
+// Waits for the endpoints file of a coordinator started with --endpoints-file.
+bool WaitListening(const std::string& endpoints_file, Child& c, int64_t timeout_ms) {
+  int64_t deadline = NowNs() + timeout_ms * 1000000;
+  while (NowNs() < deadline) {
+    if (fs::exists(endpoints_file)) return true;
+    if (!c.running()) return false;
+    usleep(1000);
+  }
+  return false;
+}
+
+// ferry SQLite/PG -> target with N in-process workers. Wall seconds, NaN on failure.
+double FerryEmbedded(const std::string& source_uri, const std::string& target_uri,
+                     const std::string& state, int workers, const std::string& log,
+                     const std::vector<std::string>& extra = {}) {
+  RemoveDb(state);
+  std::vector<std::string> argv = {Bin("ferry-coordinator"), "--source", source_uri, "--target",
+                                   target_uri, "--state", state, "--local-workers",
+                                   std::to_string(workers), "--listen", "tcp://127.0.0.1:0",
+                                   "--status-endpoint", "tcp://127.0.0.1:0", "--log-level", "warn"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  Child c(argv, log);
+  if (!RunOk(c, 3600000, "ferry-coordinator --local-workers", log)) return NAN;
+  return c.wall_s();
+}
+
+// ferry with a coordinator process and `workers` ferry-worker processes over
+// tcp. Wall seconds from coordinator start to the last process exit.
+double FerryTcp(const std::string& source_uri, const std::string& target_uri,
+                const std::string& state, int workers, const std::string& log,
+                long* worker_maxrss_kb = nullptr, long* coord_maxrss_kb = nullptr) {
+  RemoveDb(state);
+  int port = ferry::testing::FreePort();
+  std::string ep = fmt::format("tcp://127.0.0.1:{}", port);
+  std::string ef = state + ".endpoints";
+  fs::remove(ef);
+  Child c({Bin("ferry-coordinator"), "--source", source_uri, "--target", target_uri, "--state",
+           state, "--listen", ep, "--status-endpoint", "tcp://127.0.0.1:0", "--exit-when-done",
+           "--endpoints-file", ef, "--log-level", "warn"},
+          log);
+  if (!WaitListening(ef, c, 600000)) {
+    Log("coordinator did not start; log " + log);
+    return NAN;
+  }
+  std::vector<std::unique_ptr<Child>> ws;
+  for (int i = 0; i < workers; ++i) {
+    ws.push_back(std::make_unique<Child>(
+        std::vector<std::string>{Bin("ferry-worker"), "--coordinator", ep, "--id",
+                                 fmt::format("bench-w{}", i), "--log-level", "warn"},
+        log));
+  }
+  const int64_t deadline = NowNs() + 3600'000'000'000;
+  while (!c.Wait(20) && NowNs() < deadline) {
+    c.SampleHwm();
+    for (auto& w : ws) {
+      if (w->running()) w->SampleHwm();
+    }
+  }
+  bool ok = RunOk(c, 1000, "ferry-coordinator (tcp)", log);
+  int64_t end = NowNs();
+  long wmax = 0;
+  for (auto& w : ws) {
+    ok = RunOk(*w, 60000, "ferry-worker", log) && ok;
+    end = std::max(end, NowNs());
+    wmax = std::max(wmax, w->hwm_kb());
+  }
+  if (worker_maxrss_kb) *worker_maxrss_kb = wmax;
+  if (coord_maxrss_kb) *coord_maxrss_kb = c.hwm_kb();
+  if (!ok) return NAN;
+  return (end - c.start_ns()) / 1e9;
+}
+
+std::string CheckCounts(const std::map<std::string, int64_t>& want,
+                        const std::map<std::string, int64_t>& got) {
+  for (const auto& [t, n] : want) {
+    auto it = got.find(t);
+    int64_t g = it == got.end() ? -1 : it->second;
+    if (g != n) return fmt::format("{}: {} rows, expected {}", t, g, n);
+  }
+  return "";
+}
+
+void CaseSqlite() {
+  const std::string legacy = DataStore(g_opt.rows, g_opt.value_bytes, g_opt.tables);
+  const std::string target = g_opt.dir + "/c1-new.db";
+  const std::string state = g_opt.dir + "/c1-state.db";
+  const std::string log = g_opt.dir + "/c1.log";
+  const auto tables = UserTables(legacy);
+  const auto want = CountRows(legacy, tables);
+  int64_t total = 0;
+  for (auto& [t, n] : want) total += n;
+  const std::string section = fmt::format(
+      "1. SQLite -> SQLite: {} rows, {} tables, {}-byte values, legacy file {:.0f} MiB", total,
+      tables.size(), g_opt.value_bytes, fs::file_size(legacy) / 1048576.0);
+
+  // Baseline script: target schema (tables, then indexes) first, like ferry;
+  // then one INSERT ... SELECT per table, each its own transaction.
+  std::string script = g_opt.dir + "/c1-baseline.sql";
+  {
+    Sql db(legacy);
+    std::ofstream f(script);
+    f << "PRAGMA journal_mode=WAL;\n";
+    for (auto& r : db.Rows("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE "
+                           "'sqlite\\_%' ESCAPE '\\' AND name <> '__ferry_meta' ORDER BY "
+                           "type='index', name")) {
+      f << r[0] << ";\n";
+    }
+    f << "ATTACH " << Quote(legacy) << " AS src;\n";
+    for (const auto& t : tables) {
+      f << "BEGIN; INSERT INTO main." << Ident(t) << " SELECT * FROM src." << Ident(t)
+        << "; COMMIT;\n";
+    }
+  }
+  Row base{section, "baseline: sqlite3 CLI ATTACH + INSERT..SELECT"};
+  base.rows = total;
+  for (int i = 0; i < g_opt.repeat; ++i) {
+    RemoveDb(target);
+    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
+    if (RunOk(c, 3600000, "sqlite3 baseline", log)) {
+      std::string bad = CheckCounts(want, CountRows(target, tables));
+      if (bad.empty()) base.samples.push_back(c.wall_s());
+      else Log("baseline row counts: " + bad);
+    }
+    Log(fmt::format("baseline run {}: {:.2f} s", i + 1, c.wall_s()));
+  }
+  const double b = Median(base.samples);
+  g_rows.push_back(base);
+
+  auto ferry_case = [&](const std::string& name, auto&& run) {
+    Row r{section, name};
+    r.rows = total;
+    r.baseline = b;
+    for (int i = 0; i < g_opt.repeat; ++i) {
+      RemoveDb(target);
+      double s = run();
+      std::string bad = std::isnan(s) ? "run failed" : CheckCounts(want, CountRows(target, tables));
+      if (bad.empty()) {
+        r.samples.push_back(s);
+      } else {
+        r.note = "FAILED: " + bad;
+        Log(name + ": " + bad);
+      }
+      Log(fmt::format("{} run {}: {:.2f} s", name, i + 1, s));
+    }
+    if (r.note.empty()) r.note = "row counts verified";
+    g_rows.push_back(r);
+    return Median(r.samples);
+  };
+  double two = NAN;
+  for (int w : g_opt.workers) {
+    double m = ferry_case(fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s"), [&] {
+      return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, w, log);
+    });
+    if (w == 2) two = m;
+  }
+  ferry_case(fmt::format("ferry tcp, {} ferry-worker processes", g_opt.tcp_workers), [&] {
+    return FerryTcp("sqlite:" + legacy, "sqlite:" + target, state, g_opt.tcp_workers, log);
+  });
+  if (g_opt.diag_batch_rows > 0) {
+    // Diagnostic (not a bar): the same run with fewer, larger batches, i.e.
+    // fewer fenced target transactions (each one a synchronous=FULL commit).
+    const std::string br = std::to_string(g_opt.diag_batch_rows);
+    ferry_case("diagnostic: ferry embedded, 2 workers, --batch-rows " + br, [&] {
+      return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                           {"--batch-rows", br});
+    });
+  }
+  g_bars.push_back(Bar{"SQLite->SQLite: ferry 2 workers (embedded) wall vs sqlite3 CLI", "<= 1.25x",
+                       std::isnan(two) || std::isnan(b) ? "-" : fmt::format("{:.2f}x", two / b),
+                       std::isnan(two) || std::isnan(b) ? std::nullopt
+                                                        : std::optional<bool>(two / b <= 1.25)});
+  if (!g_opt.keep) RemoveDb(target);
+}
+
+// ----- PostgreSQL: psql for set-up and counts, pgloader for the baseline --
+
+bool HaveExe(const std::string& name) {
+  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// `uri` with its database replaced by `db`.
+std::string UriWithDb(const std::string& uri, const std::string& db) {
+  size_t scheme = uri.find("://");
+  size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+  size_t q = uri.find('?', start);
+  size_t slash = uri.find('/', start);
+  if (slash == std::string::npos || (q != std::string::npos && slash > q)) {
+    size_t ins = q == std::string::npos ? uri.size() : q;
+    return uri.substr(0, ins) + "/" + db + uri.substr(ins);
+  }
+  size_t end = q == std::string::npos ? uri.size() : q;
+  return uri.substr(0, slash + 1) + db + uri.substr(end);
+}
+
+int Psql(const std::string& uri, const std::string& sql, std::string* out = nullptr) {
+  std::string o, e;
+  int rc = ferry::testing::RunCommandSplit(
+      {"/usr/bin/env", "psql", uri, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql},
+      &o, &e, 600000);
+  if (rc != 0) Log("psql: " + e);
+  if (out) *out = o;
+  return rc;
+}
+
+bool FreshPgDb(const std::string& admin_uri, const std::string& db) {
+  return Psql(admin_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)") == 0 &&
+         Psql(admin_uri, "CREATE DATABASE " + db) == 0;
+}
+
+std::map<std::string, int64_t> PgCounts(const std::string& uri,
+                                        const std::vector<std::string>& tables) {
+  std::map<std::string, int64_t> out;
+  for (const auto& t : tables) {
+    std::string o;
+    out[t] = Psql(uri, "SELECT count(*) FROM " + Ident(t), &o) == 0 ? std::atoll(o.c_str()) : -1;
+  }
+  return out;
+}
+
+void CasePostgres() {
+  const std::string section = "2. SQLite -> PostgreSQL";
+  if (g_opt.pg_uri.empty()) {
+    g_rows.push_back(Row{section, "all", {}, "s", 0, NAN, "skipped (no PostgreSQL URI)"});
+    g_bars.push_back(Bar{"SQLite->PostgreSQL: ferry 2 workers vs pgloader (speed ratio)", ">= 1.0",
+                         "skipped (no PostgreSQL URI)", std::nullopt});
+    return;
+  }
+  if (!HaveExe("pgloader") || !HaveExe("psql")) {
+    g_rows.push_back(Row{section, "all", {}, "s", 0, NAN,
+                         "skipped (pgloader or psql not installed: apt-get install pgloader "
+                         "postgresql-client)"});
+    g_bars.push_back(Bar{"SQLite->PostgreSQL: ferry 2 workers vs pgloader (speed ratio)", ">= 1.0",
+                         "skipped (no pgloader)", std::nullopt});
+    return;
+  }
+  const std::string legacy = DataStore(g_opt.rows, g_opt.value_bytes, g_opt.tables);
+  const auto tables = UserTables(legacy);
+  const auto want = CountRows(legacy, tables);
+  int64_t total = 0;
+  for (auto& [t, n] : want) total += n;
+  const std::string db = "ferry_bench";
+  const std::string target = UriWithDb(g_opt.pg_uri, db);
+  const std::string state = g_opt.dir + "/c2-state.db";
+  const std::string log = g_opt.dir + "/c2.log";
+  const std::string sec = fmt::format("{}: {} rows, {} tables, database {} on the given server",
+                                      section, total, tables.size(), db);
+
+  Row base{sec, "baseline: pgloader sqlite:// -> postgresql://"};
+  base.rows = total;
+  for (int i = 0; i < g_opt.repeat; ++i) {
+    if (!FreshPgDb(g_opt.pg_uri, db)) break;
+    Child c({"pgloader", "sqlite://" + legacy, target}, log);
+    if (RunOk(c, 3600000, "pgloader", log)) {
+      std::string bad = CheckCounts(want, PgCounts(target, tables));
+      if (bad.empty()) base.samples.push_back(c.wall_s());
+      else base.note = "FAILED: " + bad;
+    }
+    Log(fmt::format("pgloader run {}: {:.2f} s", i + 1, c.wall_s()));
+  }
+  const double b = Median(base.samples);
+  g_rows.push_back(base);
+  double two = NAN;
+  for (int w : g_opt.workers) {
+    Row r{sec, fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s")};
+    r.rows = total;
+    r.baseline = b;
+    for (int i = 0; i < g_opt.repeat; ++i) {
+      if (!FreshPgDb(g_opt.pg_uri, db)) break;
+      double s = FerryEmbedded("sqlite:" + legacy, target, state, w, log);
+      std::string bad = std::isnan(s) ? "run failed" : CheckCounts(want, PgCounts(target, tables));
+      if (bad.empty()) r.samples.push_back(s);
+      else r.note = "FAILED: " + bad;
+      Log(fmt::format("{} run {}: {:.2f} s", r.name, i + 1, s));
+    }
+    if (r.note.empty()) r.note = "row counts verified";
+    if (w == 2) two = Median(r.samples);
+    g_rows.push_back(r);
+  }
+  Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  bool have = !std::isnan(two) && !std::isnan(b);
+  g_bars.push_back(Bar{"SQLite->PostgreSQL: ferry 2 workers vs pgloader (speed ratio)", ">= 1.0",
+                       have ? fmt::format("{:.2f} (pgloader {:.2f} s / ferry {:.2f} s)", b / two, b,
+                                          two)
+                            : "-",
+                       have ? std::optional<bool>(b / two >= 1.0) : std::nullopt});
+}
+
+// ---------------------------------------------------------- fleet simulator --
+
+struct FleetStats {
+  uint64_t registered = 0, grants = 0, completions = 0, nowork = 0, errors = 0, lease_lost = 0,
+           unknown = 0, timeouts = 0, done = 0;
+  int64_t first_grant_ns = INT64_MAX, last_ack_ns = 0;
+  std::vector<uint32_t> grant_lat_us;
+  std::string first_error;
+};
+
+struct FleetConfig {
+  std::string endpoint;
+  int workers = 1000;
+  int threads = 4;
+  std::string id_prefix = "sim";
+  // Stops when this many completions were acked fleet-wide (0: run until
+  // every simulated worker was told the migration is complete).
+  uint64_t stop_after = 0;
+  int64_t timeout_ms = 600000;
+};
+
+// Each thread owns its share of the simulated workers (one DEALER socket and
+// one small state machine each) and polls them all with zmq::poll.
+class Fleet {
+ public:
+  explicit Fleet(FleetConfig cfg) : cfg_(std::move(cfg)) {}
+
+  FleetStats Run() {
+    std::vector<std::thread> ts;
+    std::vector<FleetStats> per(cfg_.threads);
+    int64_t deadline = NowNs() + cfg_.timeout_ms * 1000000;
+    for (int t = 0; t < cfg_.threads; ++t) {
+      int n = cfg_.workers / cfg_.threads + (t < cfg_.workers % cfg_.threads ? 1 : 0);
+      ts.emplace_back([this, t, n, deadline, &per] { Thread(t, n, deadline, &per[t]); });
+    }
+    for (auto& th : ts) th.join();
+    FleetStats all;
+    for (auto& s : per) {
+      all.registered += s.registered;
+      all.grants += s.grants;
+      all.completions += s.completions;
+      all.nowork += s.nowork;
+      all.errors += s.errors;
+      all.lease_lost += s.lease_lost;
+      all.unknown += s.unknown;
+      all.timeouts += s.timeouts;
+      all.done += s.done;
+      all.first_grant_ns = std::min(all.first_grant_ns, s.first_grant_ns);
+      all.last_ack_ns = std::max(all.last_ack_ns, s.last_ack_ns);
+      all.grant_lat_us.insert(all.grant_lat_us.end(), s.grant_lat_us.begin(),
+                              s.grant_lat_us.end());
+      if (all.first_error.empty()) all.first_error = s.first_error;
+    }
+    return all;
+  }
+
+ private:
+  enum class St { kRegister, kLease, kComplete, kWait, kDone };
+  struct W {
+    std::string id;
+    St st = St::kRegister;
+    uint64_t rid = 0;
+    int64_t sent_ns = 0;
+    int64_t wake_ns = 0;  // kWait: when to ask again
+    uint64_t range = 0, epoch = 0;
+  };
+
+  static constexpr int64_t kRequestTimeoutNs = 10'000'000'000;  // resend after 10 s
+
+  void Send(zmq::socket_t& s, W& w, St st, FleetStats* stats) {
+    capnp::MallocMessageBuilder b;
+    auto env = NewEnvelope(b, ++w.rid);
+    auto body = env.getBody();
+    switch (st) {
+      case St::kRegister: {
+        auto r = body.initRegister();
+        r.setWorkerId(w.id);
+        r.setHost("bench-sim");
+        r.setPid(static_cast<uint32_t>(getpid()));
+        r.setVersion(ferry::kFerryVersion);
+        break;
+      }
+      case St::kLease:
+        body.initLeaseRequest().setWorkerId(w.id);
+        break;
+      case St::kComplete: {
+        auto c = body.initComplete();
+        c.setWorkerId(w.id);
+        c.setRangeId(w.range);
+        c.setEpoch(w.epoch);
+        c.setRows(0);
+        c.setBytes(0);
+        c.setDigest(0);
+        break;
+      }
+      default:
+        return;
+    }
+    w.st = st;
+    w.sent_ns = NowNs();
+    zmq::message_t f = ToFrame(b);
+    try {
+      if (!s.send(f, zmq::send_flags::dontwait)) {
+        // High-water mark: treat as lost, the timeout resends.
+        stats->timeouts++;
+      }
+    } catch (const zmq::error_t&) {
+      stats->timeouts++;
+    }
+  }
+
+  void Thread(int t, int n, int64_t deadline, FleetStats* stats) {
+    zmq::context_t ctx(1);
+    ctx.set(zmq::ctxopt::max_sockets, n + 16);
+    std::vector<zmq::socket_t> socks;
+    std::vector<W> ws(n);
+    socks.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      socks.emplace_back(ctx, zmq::socket_type::dealer);
+      socks[i].set(zmq::sockopt::linger, 0);
+      socks[i].set(zmq::sockopt::sndhwm, 1000);
+      socks[i].set(zmq::sockopt::rcvhwm, 1000);
+      socks[i].connect(cfg_.endpoint);
+      ws[i].id = fmt::format("{}-{}-{}", cfg_.id_prefix, t, i);
+    }
+    for (int i = 0; i < n; ++i) Send(socks[i], ws[i], St::kRegister, stats);
+    std::vector<zmq::pollitem_t> items(n);
+    for (int i = 0; i < n; ++i) items[i] = {static_cast<void*>(socks[i]), 0, ZMQ_POLLIN, 0};
+    int live = n;
+    while (live > 0 && !stop_.load(std::memory_order_relaxed)) {
+      int64_t now = NowNs();
+      if (now > deadline) {
+        if (stats->first_error.empty()) stats->first_error = "fleet timed out";
+        break;
+      }
+      int64_t next = now + 50'000'000;
+      for (const W& w : ws) {
+        if (w.st == St::kWait) next = std::min(next, w.wake_ns);
+      }
+      int64_t wait_ms = std::max<int64_t>(0, (next - now + 999'999) / 1'000'000);
+      try {
+        zmq::poll(items, std::chrono::milliseconds(wait_ms));
+      } catch (const zmq::error_t&) {
+      }
+      now = NowNs();
+      for (int i = 0; i < n; ++i) {
+        W& w = ws[i];
+        if (items[i].revents & ZMQ_POLLIN) {
+          zmq::message_t m;
+          while (w.st != St::kDone && socks[i].recv(m, zmq::recv_flags::dontwait)) {
+            if (!Handle(socks[i], w, m, stats)) continue;
+            if (w.st == St::kDone) --live;
+          }
+        }
+        if (w.st == St::kWait && w.wake_ns <= now) {
+          Send(socks[i], w, St::kLease, stats);
+        } else if ((w.st == St::kRegister || w.st == St::kLease || w.st == St::kComplete) &&
+                   now - w.sent_ns > kRequestTimeoutNs) {
+          stats->timeouts++;
+          Send(socks[i], w, w.st, stats);
+        }
+      }
+    }
+  }
+
+  // Applies one reply; false if it was stale or unreadable.
+  bool Handle(zmq::socket_t& s, W& w, zmq::message_t& m, FleetStats* stats) {
+    auto d = DecodeEnvelope(m.data(), m.size());
+    if (!d.ok()) {
+      stats->errors++;
+      return false;
+    }
+    Envelope::Reader env = (*d)->root();
+    if (env.getRequestId() != w.rid) return false;  // answer to a request we resent
+    const int64_t now = NowNs();
+    auto body = env.getBody();
+    switch (body.which()) {
+      case Envelope::Body::REGISTERED:
+        stats->registered++;
+        Send(s, w, St::kLease, stats);
+        return true;
+      case Envelope::Body::GRANT: {
+        auto g = body.getGrant();
+        stats->grants++;
+        stats->grant_lat_us.push_back(static_cast<uint32_t>((now - w.sent_ns) / 1000));
+        stats->first_grant_ns = std::min(stats->first_grant_ns, now);
+        w.range = g.getRangeId();
+        w.epoch = g.getEpoch();
+        Send(s, w, St::kComplete, stats);
+        return true;
+      }
+      case Envelope::Body::ACK: {
+        stats->completions++;
+        stats->last_ack_ns = now;
+        uint64_t total = completions_.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (cfg_.stop_after && total >= cfg_.stop_after) stop_ = true;
+        Send(s, w, St::kLease, stats);
+        return true;
+      }
+      case Envelope::Body::NO_WORK: {
+        auto nw = body.getNoWork();
+        stats->nowork++;
+        if (nw.getComplete() || nw.getFailed() || nw.getDraining()) {
+          if (nw.getFailed() && stats->first_error.empty())
+            stats->first_error = "coordinator says the migration failed";
+          stats->done++;
+          w.st = St::kDone;
+          return true;
+        }
+        w.st = St::kWait;
+        w.wake_ns = now + std::max<int64_t>(1, nw.getRetryAfterMs()) * 1'000'000;
+        return true;
+      }
+      case Envelope::Body::ERROR: {
+        auto e = body.getError();
+        if (e.getCode() == ::Error::Code::UNKNOWN_WORKER) {
+          stats->unknown++;
+          Send(s, w, St::kRegister, stats);
+        } else if (e.getCode() == ::Error::Code::LEASE_LOST) {
+          stats->lease_lost++;
+          Send(s, w, St::kLease, stats);
+        } else {
+          stats->errors++;
+          if (stats->first_error.empty()) stats->first_error = std::string(AsView(e.getMessage()));
+          w.st = St::kWait;
+          w.wake_ns = now + 100'000'000;
+        }
+        return true;
+      }
+      default:
+        stats->errors++;
+        return false;
+    }
+  }
+
+  FleetConfig cfg_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> completions_{0};
+};
+
+// -------------------------------------------------------------- case 3 & 5 --
+
+struct CtlRun {
+  double plan_s = NAN;       // spawn -> listening (planning + schema + state insert)
+  double drain_s = NAN;      // first grant -> last ack
+  double grants_per_s = NAN, completions_per_s = NAN;
+  double p50_ms = NAN, p99_ms = NAN, max_ms = NAN;
+  double cpu_s = NAN, cpu_pct = NAN;
+  double hwm_mib = NAN;
+  double sim_cpu_s = NAN;  // the simulator's own CPU over the drain
+  double commits = NAN, commit_s = NAN;  // state group commits and their total time
+  uint64_t grants = 0, completions = 0;
+  std::string error;
+};
+
+// A real ferry-coordinator with `ranges` one-row ranges and a simulated fleet
+// that drains them all.
+CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, const std::string& perf_prefix = "") {
+  CtlRun out;
+  const std::string src = KeysStore(ranges);
+  const std::string target = fmt::format("{}/{}-new.db", g_opt.dir, tag);
+  const std::string state = fmt::format("{}/{}-state.db", g_opt.dir, tag);
+  const std::string log = fmt::format("{}/{}.log", g_opt.dir, tag);
+  const std::string ef = state + ".endpoints";
+  RemoveDb(target);
+  RemoveDb(state);
+  fs::remove(ef);
+  int port = ferry::testing::FreePort();
+  std::string ep = fmt::format("tcp://127.0.0.1:{}", port);
+  std::vector<std::string> argv;
+  if (!perf_prefix.empty()) {
+    std::istringstream in(perf_prefix);
+    std::string a;
+    while (in >> a) argv.push_back(a);
+  }
+  for (std::string a :
+       {Bin("ferry-coordinator"), std::string("--source"), "sqlite:" + src, std::string("--target"),
+        "sqlite:" + target, std::string("--state"), state, std::string("--range-rows"),
+        std::string("1"), std::string("--listen"), ep, std::string("--status-endpoint"),
+        std::string("tcp://127.0.0.1:0"), std::string("--lease-ttl"), std::string("60"),
+        std::string("--endpoints-file"), ef, std::string("--log-level"), std::string("warn")}) {
+    argv.push_back(a);
+  }
+  Child c(argv, log);
+  if (!WaitListening(ef, c, 600000)) {
+    out.error = "coordinator did not start; see " + log;
+    return out;
+  }
+  out.plan_s = (NowNs() - c.start_ns()) / 1e9;
+  pid_t pid = c.pid();
+  {
+    // Under a profiler the pid is the profiler's: take the coordinator's from the file.
+    std::string j = Slurp(ef);
+    size_t p = j.find("\"pid\":");
+    if (p != std::string::npos) pid = std::atoi(j.c_str() + p + 6);
+  }
+  // FERRY_BENCH_PERF=DIR: record the coordinator with perf during the drain.
+  std::unique_ptr<Child> perf;
+  if (const char* pd = std::getenv("FERRY_BENCH_PERF")) {
+    perf = std::make_unique<Child>(
+        std::vector<std::string>{"perf", "record", "-F", "499", "-g", "-o",
+                                 fmt::format("{}/{}.perf.data", pd, tag), "-p",
+                                 std::to_string(pid)},
+        log + ".perf");
+    usleep(300000);
+  }
+  struct rusage ru0 {};
+  getrusage(RUSAGE_SELF, &ru0);
+  double cpu0 = ProcCpuS(pid);
+  int64_t t0 = NowNs();
+  FleetConfig fc;
+  fc.endpoint = ep;
+  fc.workers = g_opt.fleet;
+  fc.threads = g_opt.fleet_threads;
+  FleetStats st = Fleet(fc).Run();
+  int64_t t1 = NowNs();
+  double cpu1 = ProcCpuS(pid);
+  struct rusage ru1 {};
+  getrusage(RUSAGE_SELF, &ru1);
+  auto secs = [](const timeval& a) { return a.tv_sec + a.tv_usec / 1e6; };
+  out.sim_cpu_s = secs(ru1.ru_utime) + secs(ru1.ru_stime) - secs(ru0.ru_utime) - secs(ru0.ru_stime);
+  if (perf) {
+    perf->Signal(SIGINT);
+    perf->Wait(60000);
+  }
+  out.hwm_mib = ProcStatusKb(pid, "VmHWM") / 1024.0;
+  {
+    // Group-commit evidence from the coordinator's own metrics.
+    std::string metrics;
+    auto j = nlohmann::json::parse(Slurp(ef), nullptr, false);
+    if (j.is_object() &&
+        ferry::testing::StatusCommand(j.value("status", ""), "metrics", &metrics, 5000)) {
+      auto metric = [&](const std::string& name) {
+        size_t p = metrics.find("\n" + name + " ");
+        return p == std::string::npos ? NAN : std::atof(metrics.c_str() + p + name.size() + 2);
+      };
+      out.commits = metric("ferry_state_commits_total");
+      out.commit_s = metric("ferry_state_commit_seconds_sum");
+    }
+  }
+  out.cpu_s = cpu1 - cpu0;
+  out.cpu_pct = 100.0 * out.cpu_s / ((t1 - t0) / 1e9);
+  out.grants = st.grants;
+  out.completions = st.completions;
+  if (st.first_grant_ns != INT64_MAX && st.last_ack_ns > st.first_grant_ns) {
+    out.drain_s = (st.last_ack_ns - st.first_grant_ns) / 1e9;
+    out.grants_per_s = st.grants / out.drain_s;
+    out.completions_per_s = st.completions / out.drain_s;
+  }
+  out.p50_ms = Percentile(st.grant_lat_us, 0.50) / 1000.0;
+  out.p99_ms = Percentile(st.grant_lat_us, 0.99) / 1000.0;
+  out.max_ms = Percentile(st.grant_lat_us, 1.0) / 1000.0;
+  if (st.completions != static_cast<uint64_t>(ranges) || st.done != static_cast<uint64_t>(g_opt.fleet)) {
+    out.error = fmt::format("{} completions for {} ranges, {}/{} workers told complete; {}",
+                            st.completions, ranges, st.done, g_opt.fleet, st.first_error);
+  }
+  Log(fmt::format(
+      "control plane {} ranges: plan {:.2f} s, drain {:.2f} s, {:.0f} grants/s, {:.0f} "
+      "completions/s, p50 {:.2f} ms, p99 {:.2f} ms, max {:.1f} ms, coordinator CPU {:.1f} s "
+      "({:.0f}%), {:.0f} state commits ({:.1f} s in commits, {:.1f} grants+completions per commit), simulator CPU {:.1f} s, VmHWM {:.1f} MiB; lease_lost {} unknown {} timeouts {} errors {} {}",
+      ranges, out.plan_s, out.drain_s, out.grants_per_s, out.completions_per_s, out.p50_ms,
+      out.p99_ms, out.max_ms, out.cpu_s, out.cpu_pct, out.commits, out.commit_s, 2.0 * out.grants / out.commits, out.sim_cpu_s, out.hwm_mib, st.lease_lost, st.unknown,
+      st.timeouts, st.errors, out.error));
+  c.Signal(SIGTERM);
+  if (!c.Wait(30000)) {
+    c.Signal(SIGKILL);
+    c.Wait(5000);
+  }
+  if (!g_opt.keep) {
+    RemoveDb(target);
+    RemoveDb(state);
+  }
+  return out;
+}
+
+double g_coord_hwm_100k = NAN;
+
+void CaseControlPlane() {
+  for (int64_t n : g_opt.ctl_ranges) {
+    const std::string sec = fmt::format(
+        "3. Control plane: {} simulated workers ({} threads) vs ferry-coordinator, {} ranges",
+        g_opt.fleet, g_opt.fleet_threads, n);
+    std::vector<CtlRun> runs;
+    for (int i = 0; i < g_opt.repeat; ++i) {
+      runs.push_back(ControlPlaneRun(n, fmt::format("c3-{}", n)));
+    }
+    auto col = [&](auto f) {
+      std::vector<double> v;
+      for (auto& r : runs)
+        if (r.error.empty() && !std::isnan(f(r))) v.push_back(f(r));
+      return v;
+    };
+    std::string err;
+    for (auto& r : runs)
+      if (!r.error.empty()) err = r.error;
+    auto add = [&](const std::string& name, std::vector<double> v, const std::string& unit,
+                   const std::string& note = "") {
+      Row r{sec, name, std::move(v), unit};
+      r.note = err.empty() ? note : "ERROR: " + err;
+      g_rows.push_back(r);
+    };
+    add("planning (spawn -> listening)", col([](auto& r) { return r.plan_s; }), "s",
+        "plan + schema + state insert, --range-rows 1");
+    add("drain (first grant -> last ack)", col([](auto& r) { return r.drain_s; }), "s");
+    add("grants/s", col([](auto& r) { return r.grants_per_s; }), "/s");
+    add("completions/s", col([](auto& r) { return r.completions_per_s; }), "/s");
+    add("grant latency p50", col([](auto& r) { return r.p50_ms; }), "ms",
+        "LeaseRequest send -> Grant receive");
+    add("grant latency p99", col([](auto& r) { return r.p99_ms; }), "ms");
+    add("grant latency max", col([](auto& r) { return r.max_ms; }), "ms");
+    add("coordinator CPU over the drain", col([](auto& r) { return r.cpu_s; }), "s",
+        "/proc/PID/stat utime+stime");
+    add("coordinator CPU utilisation", col([](auto& r) { return r.cpu_pct; }), "%");
+    add("state group commits (whole run)", col([](auto& r) { return r.commits; }), "",
+        "ferry_state_commits_total");
+    add("time in state commits (whole run)", col([](auto& r) { return r.commit_s; }), "s",
+        "ferry_state_commit_seconds_sum (synchronous=FULL)");
+    add("simulator CPU over the drain (same host)", col([](auto& r) { return r.sim_cpu_s; }),
+        "s", "competes with the coordinator for the cores");
+    add("coordinator peak RSS (VmHWM)", col([](auto& r) { return r.hwm_mib; }), "MiB");
+    double comp = Median(col([](auto& r) { return r.completions_per_s; }));
+    double p99 = Median(col([](auto& r) { return r.p99_ms; }));
+    g_bars.push_back(Bar{fmt::format("control plane {} ranges: completions/s, {} workers", n,
+                                     g_opt.fleet),
+                         ">= 20000", fmt::format("{:.0f}", comp),
+                         std::isnan(comp) ? std::nullopt : std::optional<bool>(comp >= 20000)});
+    g_bars.push_back(Bar{fmt::format("control plane {} ranges: p99 grant latency, {} workers", n,
+                                     g_opt.fleet),
+                         "<= 10 ms", fmt::format("{:.2f} ms", p99),
+                         std::isnan(p99) ? std::nullopt : std::optional<bool>(p99 <= 10)});
+    if (n == 100000) {
+      double hwm = 0;
+      for (auto& r : runs) hwm = std::max(hwm, r.hwm_mib);
+      g_coord_hwm_100k = hwm;
+    }
+  }
+}
+
+void CaseMemory() {
+  const std::string sec = "5. Memory: one ferry-worker process over tcp (peak RSS = VmHWM from /proc, sampled every 20 ms)";
+  std::vector<std::pair<int64_t, double>> peaks;
+  for (int64_t rows : g_opt.mem_rows) {
+    const std::string legacy = DataStore(rows, g_opt.value_bytes, g_opt.tables);
+    const std::string target = g_opt.dir + "/c5-new.db";
+    const std::string state = g_opt.dir + "/c5-state.db";
+    const std::string log = g_opt.dir + "/c5.log";
+    const auto tables = UserTables(legacy);
+    const auto want = CountRows(legacy, tables);
+    RemoveDb(target);
+    long wkb = 0, ckb = 0;
+    double s = FerryTcp("sqlite:" + legacy, "sqlite:" + target, state, 1, log, &wkb, &ckb);
+    std::string bad = std::isnan(s) ? "run failed" : CheckCounts(want, CountRows(target, tables));
+    Row r{sec, fmt::format("ferry-worker peak RSS, {} rows ({:.0f} MiB file)", rows,
+                           fs::file_size(legacy) / 1048576.0),
+          {wkb / 1024.0}, "MiB"};
+    r.note = bad.empty() ? fmt::format("1 run; copy took {:.1f} s ({:.0f} rows/s); coordinator "
+                                       "peak {:.1f} MiB",
+                                       s, rows / s, ckb / 1024.0)
+                         : "FAILED: " + bad;
+    g_rows.push_back(r);
+    if (bad.empty()) peaks.emplace_back(rows, wkb / 1024.0);
+    Log(fmt::format("memory {} rows: worker {:.1f} MiB, coordinator {:.1f} MiB, {:.1f} s", rows,
+                    wkb / 1024.0, ckb / 1024.0, s));
+    if (!g_opt.keep) RemoveDb(target);
+  }
+  if (!peaks.empty()) {
+    double mx = 0;
+    std::string m;
+    for (auto& [rows, mib] : peaks) {
+      mx = std::max(mx, mib);
+      m += fmt::format("{}{:.1f} MiB @ {} rows", m.empty() ? "" : ", ", mib, rows);
+    }
+    g_bars.push_back(Bar{"worker peak RSS, any store size", "<= 64 MiB", m,
+                         std::optional<bool>(mx <= 64)});
+  }
+  if (!std::isnan(g_coord_hwm_100k)) {
+    g_rows.push_back(Row{sec, "coordinator peak RSS, 100000 ranges (case 3)", {g_coord_hwm_100k},
+                         "MiB", 0, NAN, "max over the case-3 runs"});
+    g_bars.push_back(Bar{"coordinator peak RSS at 100,000 ranges", "<= 256 MiB",
+                         fmt::format("{:.1f} MiB", g_coord_hwm_100k),
+                         std::optional<bool>(g_coord_hwm_100k <= 256)});
+  }
+}
+
+// ------------------------------------------------------------------ case 4 --
+
+// One registered simulated worker that asks for a lease every `every_ms`
+// until a Grant arrives; returns the receive time (ns), 0 on timeout.
+int64_t WaitFirstGrant(const std::string& endpoint, const std::string& id, int64_t timeout_ms) {
+  zmq::context_t ctx(1);
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::reconnect_ivl, 5);
+  s.set(zmq::sockopt::reconnect_ivl_max, 5);
+  s.connect(endpoint);
+  uint64_t rid = 0;
+  int64_t deadline = NowNs() + timeout_ms * 1000000;
+  int64_t next_send = 0;
+  auto send = [&](bool reg) {
+    capnp::MallocMessageBuilder b;
+    auto body = NewEnvelope(b, ++rid).getBody();
+    if (reg) {
+      auto r = body.initRegister();
+      r.setWorkerId(id);
+      r.setHost("bench-sim");
+      r.setPid(static_cast<uint32_t>(getpid()));
+      r.setVersion(ferry::kFerryVersion);
+    } else {
+      body.initLeaseRequest().setWorkerId(id);
+    }
+    zmq::message_t f = ToFrame(b);
+    (void)s.send(f, zmq::send_flags::dontwait);
+  };
+  while (NowNs() < deadline) {
+    if (NowNs() >= next_send) {
+      send(false);
+      next_send = NowNs() + 20'000'000;
+    }
+    std::vector<zmq::pollitem_t> items = {{static_cast<void*>(s), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, std::chrono::milliseconds(5));
+    zmq::message_t m;
+    while (s.recv(m, zmq::recv_flags::dontwait)) {
+      int64_t now = NowNs();
+      auto d = DecodeEnvelope(m.data(), m.size());
+      if (!d.ok()) continue;
+      auto body = (*d)->root().getBody();
+      if (body.isGrant()) return now;
+      if (body.isError() && body.getError().getCode() == ::Error::Code::UNKNOWN_WORKER) {
+        send(true);
+      } else if (body.isRegistered()) {
+        send(false);
+      }
+    }
+  }
+  return 0;
+}
+
+void CaseRecovery() {
+  const std::string sec = "4. Recovery";
+  // (a) coordinator SIGKILL + restart -> first grant, 100k ranges in state.
+  {
+    const int64_t n = g_opt.restart_ranges;
+    const std::string src = KeysStore(n);
+    const std::string target = g_opt.dir + "/c4-new.db";
+    const std::string state = g_opt.dir + "/c4-state.db";
+    const std::string log = g_opt.dir + "/c4.log";
+    const std::string ef = state + ".endpoints";
+    RemoveDb(target);
+    RemoveDb(state);
+    fs::remove(ef);
+    int port = ferry::testing::FreePort();
+    std::string ep = fmt::format("tcp://127.0.0.1:{}", port);
+    std::vector<std::string> argv = {Bin("ferry-coordinator"), "--source", "sqlite:" + src,
+                                     "--target", "sqlite:" + target, "--state", state,
+                                     "--range-rows", "1", "--listen", ep, "--status-endpoint",
+                                     "tcp://127.0.0.1:0", "--lease-ttl", "60", "--endpoints-file",
+                                     ef, "--log-level", "warn"};
+    auto c = std::make_unique<Child>(argv, log);
+    std::vector<double> samples;
+    std::string note;
+    if (!WaitListening(ef, *c, 600000)) {
+      note = "coordinator did not start";
+    } else {
+      // Mid-run: the fleet drains part of the plan, then the coordinator dies.
+      FleetConfig fc;
+      fc.endpoint = ep;
+      fc.workers = g_opt.fleet;
+      fc.threads = g_opt.fleet_threads;
+      fc.stop_after = static_cast<uint64_t>(n / 5);
+      FleetStats st = Fleet(fc).Run();
+      c->Signal(SIGKILL);
+      c->Wait(10000);
+      Sql sdb(state);
+      note = fmt::format("killed after {} completions; state: {} done, {} leased of {}",
+                         st.completions, sdb.Int("SELECT count(*) FROM ranges WHERE state=2"),
+                         sdb.Int("SELECT count(*) FROM ranges WHERE state=1"), n);
+      for (int i = 0; i < g_opt.repeat; ++i) {
+        fs::remove(ef);
+        c = std::make_unique<Child>(argv, log);
+        int64_t t0 = c->start_ns();
+        int64_t got = WaitFirstGrant(ep, "sim-0-0", 60000);
+        if (got) samples.push_back((got - t0) / 1e9);
+        Log(fmt::format("restart {}: first grant after {:.3f} s", i + 1, got ? (got - t0) / 1e9 : -1.0));
+        c->Signal(SIGKILL);
+        c->Wait(10000);
+      }
+    }
+    g_rows.push_back(Row{sec, fmt::format("coordinator restart -> first grant, {} ranges", n),
+                         samples, "s", 0, NAN, note + "; resend every 20 ms, reconnect 5 ms"});
+    double m = Median(samples);
+    g_bars.push_back(Bar{fmt::format("coordinator restart to first grant, {} ranges", n), "<= 1 s",
+                         samples.empty() ? "-" : fmt::format("{:.3f} s", m),
+                         samples.empty() ? std::nullopt : std::optional<bool>(m <= 1.0)});
+    c.reset();
+    if (!g_opt.keep) {
+      RemoveDb(target);
+      RemoveDb(state);
+    }
+  }
+  // (b) worker SIGKILL mid-range: rows written twice vs rows since its last
+  // heartbeat (audit trigger on the pre-created target table, as in
+  // tests/fault_test.cc).
+  {
+    const int64_t rows = g_opt.dup_rows;
+    const std::string legacy = fmt::format("{}/dup-{}.db", g_opt.dir, rows);
+    if (!fs::exists(legacy)) {
+      RemoveDb(legacy + ".tmp");
+      {
+        Sql db(legacy + ".tmp");
+        db.Exec(fmt::format(
+            "PRAGMA journal_mode=OFF; BEGIN; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, "
+            "note TEXT); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE "
+            "x<{}) INSERT INTO t SELECT x, randomblob(40), 'row ' || x FROM c; COMMIT;",
+            rows));
+      }
+      fs::rename(legacy + ".tmp", legacy);
+    }
+    const std::string target = g_opt.dir + "/c4b-new.db";
+    const std::string state = g_opt.dir + "/c4b-state.db";
+    const std::string log = g_opt.dir + "/c4b.log";
+    std::vector<double> dup, since_hb;
+    std::string note;
+    for (int i = 0; i < g_opt.repeat; ++i) {
+      RemoveDb(target);
+      RemoveDb(state);
+      {
+        Sql t(target);
+        t.Exec(R"sql(
+          CREATE TABLE __ferry_meta (key TEXT PRIMARY KEY, value);
+          CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, note TEXT);
+          CREATE TABLE audit (seq INTEGER PRIMARY KEY, id INTEGER);
+          CREATE TRIGGER t_audit AFTER INSERT ON t BEGIN
+            INSERT INTO audit (id) VALUES (NEW.id);
+          END;)sql");
+      }
+      int port = ferry::testing::FreePort();
+      std::string ep = fmt::format("tcp://127.0.0.1:{}", port);
+      std::string ef = state + ".endpoints";
+      fs::remove(ef);
+      Child c({Bin("ferry-coordinator"), "--source", "sqlite:" + legacy, "--target",
+               "sqlite:" + target, "--state", state, "--listen", ep, "--status-endpoint",
+               "tcp://127.0.0.1:0", "--exit-when-done", "--lease-ttl", "2", "--batch-rows",
+               "2000", "--range-rows", "10000000", "--endpoints-file", ef, "--log-level", "warn"},
+              log);
+      if (!WaitListening(ef, c, 60000)) break;
+      auto a = std::make_unique<Child>(
+          std::vector<std::string>{Bin("ferry-worker"), "--coordinator", ep, "--id", "dup-a",
+                                   "--log-level", "warn"},
+          log);
+      int64_t hb_rows = 0;
+      {
+        Sql s(state);
+        int64_t dl = NowNs() + 120'000'000'000;
+        while (NowNs() < dl) {
+          hb_rows = s.Int("SELECT rows FROM ranges WHERE id=1", 0);
+          if (hb_rows >= rows * 3 / 10) break;
+          usleep(2000);
+        }
+      }
+      // Kill at a point unrelated to the heartbeat cadence.
+      usleep(static_cast<useconds_t>((137 + 97 * i) % 400) * 1000);
+      a->Signal(SIGKILL);
+      a->Wait(5000);
+      const int64_t at_kill_hb = Sql(state).Int("SELECT rows FROM ranges WHERE id=1", 0);
+      const int64_t committed = Sql(target).Int("SELECT count(*) FROM t", 0);
+      auto b = std::make_unique<Child>(
+          std::vector<std::string>{Bin("ferry-worker"), "--coordinator", ep, "--id", "dup-b",
+                                   "--log-level", "warn"},
+          log);
+      bool ok = RunOk(c, 600000, "coordinator (dup)", log);
+      ok = RunOk(*b, 30000, "worker b (dup)", log) && ok;
+      if (!ok) break;
+      const int64_t writes = Sql(target).Int("SELECT count(*) FROM audit", 0);
+      dup.push_back(static_cast<double>(writes - rows));
+      since_hb.push_back(static_cast<double>(committed - at_kill_hb));
+      Log(fmt::format("worker kill {}: committed {} at kill, heartbeated {}, written twice {}",
+                      i + 1, committed, at_kill_hb, writes - rows));
+      note = fmt::format("{} rows, batch 2000, lease-ttl 2 s (heartbeat 400 ms)", rows);
+    }
+    Row r1{sec, "rows copied twice after worker SIGKILL", dup, "rows", 0, NAN, note};
+    Row r2{sec, "rows committed since last heartbeat at kill", since_hb, "rows", 0, NAN,
+           "target count(*) - state ranges.rows at kill"};
+    g_rows.push_back(r1);
+    g_rows.push_back(r2);
+    bool within = !dup.empty();
+    for (size_t i = 0; i < dup.size(); ++i) within = within && dup[i] <= since_hb[i];
+    g_bars.push_back(Bar{"worker SIGKILL: rows copied twice <= rows since last heartbeat",
+                         "each run", dup.empty() ? "-" : fmt::format("{:.0f} vs {:.0f} (median)",
+                                                                     Median(dup), Median(since_hb)),
+                         dup.empty() ? std::nullopt : std::optional<bool>(within)});
+    if (!g_opt.keep) {
+      RemoveDb(target);
+      RemoveDb(state);
+    }
+  }
+}
+
+bool Wants(int c) { return g_opt.cases.find(std::to_string(c)) != std::string::npos; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry-bench: ferry vs baselines, side by side, in one run (issue #6)"};
+  std::string mem_rows;
+  std::string ctl_ranges;
+  std::string workers;
+  app.add_flag("--quick", g_opt.quick,
+               "smaller sizes: memory case 100k and 1M rows, control plane 10k and 100k ranges");
+  app.add_option("--repeat", g_opt.repeat, "runs per timed case (median reported)")->default_val(3);
+  app.add_option("--dir", g_opt.dir, "work directory (stores are cached here)")
+      ->default_val("/tmp/ferry-bench");
+  app.add_option("--bin-dir", g_opt.bin_dir, "where ferry-coordinator / ferry-worker are")
+      ->default_val(FERRY_BIN_DIR);
+  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5");
+  app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
+  app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
+      ->default_val(100);
+  app.add_option("--tables", g_opt.tables, "case 1/2/5 tables")->default_val(4);
+  app.add_option("--workers", workers, "case 1/2 embedded worker counts")->default_val("1,2,4");
+  app.add_option("--tcp-workers", g_opt.tcp_workers, "case 1 ferry-worker processes")
+      ->default_val(2);
+  app.add_option("--pg-uri", g_opt.pg_uri,
+                 "PostgreSQL server for case 2 (a database ferry_bench is created and dropped "
+                 "on it); default $FERRY_BENCH_PG_URI");
+  app.add_option("--fleet", g_opt.fleet, "simulated workers")->default_val(1000);
+  app.add_option("--fleet-threads", g_opt.fleet_threads, "simulator threads")->default_val(4);
+  app.add_option("--ctl-ranges", ctl_ranges, "case 3 range counts")->default_val("10000,100000");
+  app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
+      ->default_val(100000);
+  app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
+      ->default_val(500000);
+  app.add_option("--mem-rows", mem_rows,
+                 "case 5 store sizes (default 1000000,10000000; --quick 100000,1000000)");
+  app.add_option("--diag-batch-rows", g_opt.diag_batch_rows,
+                 "case 1 diagnostic row: 2 workers with this --batch-rows (0: skip)")
+      ->default_val(20000);
+  app.add_flag("--keep", g_opt.keep, "keep targets and state files");
+  CLI11_PARSE(app, argc, argv);
+  auto parse_list = [](const std::string& s) {
+    std::vector<int64_t> v;
+    std::stringstream ss(s);
+    std::string x;
+    while (std::getline(ss, x, ','))
+      if (!x.empty()) v.push_back(std::stoll(x));
+    return v;
+  };
+  g_opt.workers.clear();
+  for (int64_t w : parse_list(workers)) g_opt.workers.push_back(static_cast<int>(w));
+  g_opt.ctl_ranges = parse_list(ctl_ranges);
+  g_opt.mem_rows = parse_list(mem_rows);
+  if (g_opt.mem_rows.empty()) {
+    g_opt.mem_rows = g_opt.quick ? std::vector<int64_t>{100000, 1000000}
+                                 : std::vector<int64_t>{1000000, 10000000};
+  }
+  if (g_opt.pg_uri.empty() && std::getenv("FERRY_BENCH_PG_URI"))
+    g_opt.pg_uri = std::getenv("FERRY_BENCH_PG_URI");
+  if (g_opt.repeat < 1) g_opt.repeat = 1;
+  fs::create_directories(g_opt.dir);
+  for (const char* exe : {"ferry-coordinator", "ferry-worker"}) {
+    if (access(Bin(exe).c_str(), X_OK) != 0) {
+      std::cerr << "ferry-bench: error: " << Bin(exe)
+                << " not found: build first (bash deploy/bench.sh does)\n";
+      return 2;
+    }
+  }
+  // 1,000 simulated workers and the coordinator's 1,000 connections need fds.
+  struct rlimit rl {};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  signal(SIGPIPE, SIG_IGN);
+
+  const std::string machine = MachineInfo();
+  const std::string load0 = LoadAvg();
+  const double t0 = NowS();
+  Log("machine: " + machine + "; load " + load0);
+  try {
+    if (Wants(1)) CaseSqlite();
+    if (Wants(2)) CasePostgres();
+    if (Wants(3)) CaseControlPlane();
+    if (Wants(4)) CaseRecovery();
+    if (Wants(5)) CaseMemory();
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-bench: error: " << e.what() << "\n";
+    PrintTable(std::cerr);
+    return 1;
+  }
+  std::ostringstream out;
+  out << "ferry-bench (" << ferry::kFerryVersion << ", " << (g_opt.quick ? "quick" : "full")
+      << " mode, " << g_opt.repeat << " runs per timed case, medians)\n";
+  out << "machine: " << machine << "\n";
+  out << fmt::format("load average (1/5/15 min): at start {}, at end {}; wall {:.0f} s\n", load0,
+                     LoadAvg(), NowS() - t0);
+  PrintTable(out);
+  PrintBars(out);
+  std::cout << out.str();
+  std::ofstream(g_opt.dir + "/results.txt") << out.str();
+  return 0;
+}
