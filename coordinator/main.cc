@@ -18,6 +18,7 @@
 using namespace ferry;
 
 int main(int argc, char** argv) {
+  InstallStopSignals();  // first: a SIGTERM during start-up is a clean stop too
   CLI::App app{
       "ferry-coordinator: plans the legacy store into key ranges, leases them to "
       "workers, and commits the migration.",
@@ -70,7 +71,6 @@ int main(int argc, char** argv) {
   }
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
   StartLogging(log);
-  InstallStopSignals();
 
   zmq::context_t ctx;
   SystemClock clock;

@@ -103,6 +103,7 @@ int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, doub
 }  // namespace
 
 int main(int argc, char** argv) {
+  InstallStopSignals();  // first: a SIGTERM during start-up is a clean stop too
   CLI::App app{
       "ferryctl: watch and steer a ferry migration through the coordinator's status "
       "socket.",
@@ -162,7 +163,6 @@ int main(int argc, char** argv) {
     return HandleParseError(app, e);
   }
   StartLogging(log);
-  InstallStopSignals();
   spdlog::set_level(spdlog::level::warn);
   zmq::context_t ctx;
   const int request_ms = static_cast<int>(request_timeout_s * 1000);

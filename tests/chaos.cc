@@ -15,10 +15,12 @@
 // One line per run, then exactly:
 //   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
 // Exit 0 only if L = D = M = F = 0.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,15 +28,12 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "tests/cluster.h"
 #include "tests/process_util.h"
@@ -139,8 +138,10 @@ class Sql {
     }
     int64_t v = fallback;
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) v = sqlite3_column_int64(s, 0);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+      v = sqlite3_column_int64(s, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      error_ = fmt::format("{}: {}", sql, sqlite3_errmsg(db_));
     sqlite3_finalize(s);
     return v;
   }
@@ -255,8 +256,8 @@ void CompareStores(const std::string& legacy, const std::string& target, CheckRe
     }
     // (pragma rows are ordered by pk, so `key` is in key order.)
     std::vector<std::string> ncols;
-    for (auto& r : db.Rows(fmt::format("SELECT name FROM pragma_table_info({}, 'n') ORDER BY pk, cid",
-                                       QuoteLiteral(t)))) {
+    for (auto& r : db.Rows(fmt::format(
+             "SELECT name FROM pragma_table_info({}, 'n') ORDER BY pk, cid", QuoteLiteral(t)))) {
       ncols.push_back(r[0]);
     }
     {
@@ -317,13 +318,16 @@ void CheckFinish(const std::string& state, const std::string& target, CheckResul
   const int64_t state_boundary = st.Int("SELECT length(boundary) FROM job", -1);
   const int64_t state_version = st.Int("SELECT current_version FROM job", -1);
   if (finalize != 1) {
-    res->problems.push_back(fmt::format("version bumped {} times (finalize events), want 1", finalize));
+    res->problems.push_back(
+        fmt::format("version bumped {} times (finalize events), want 1", finalize));
   }
   if (state_boundary != 0) {
-    res->problems.push_back(fmt::format("state job.boundary not cleared (length {})", state_boundary));
+    res->problems.push_back(
+        fmt::format("state job.boundary not cleared (length {})", state_boundary));
   }
   if (state_version != kToVersion) {
-    res->problems.push_back(fmt::format("state job.current_version {} != {}", state_version, kToVersion));
+    res->problems.push_back(
+        fmt::format("state job.current_version {} != {}", state_version, kToVersion));
   }
   Sql nt(target);
   const int64_t version = nt.Int("SELECT value FROM __ferry_meta WHERE key='version'", -1);
@@ -340,10 +344,12 @@ void CheckFinish(const std::string& state, const std::string& target, CheckResul
 struct Proc {
   std::unique_ptr<Process> p;
   std::string name;
-  bool stopped = false;       // SIGSTOPped, SIGCONT pending
+  bool stopped = false;  // SIGSTOPped, SIGCONT pending
   int64_t cont_at_ms = 0;
-  bool signalled = false;     // we sent SIGKILL or SIGTERM
+  bool signalled = false;  // we sent SIGKILL or SIGTERM
+  int last_signal = 0;
   int64_t started_ms = 0;
+  int64_t signalled_ms = 0;
 };
 
 struct RunStats {
@@ -361,12 +367,13 @@ class Run {
   // Returns true if the migration reached `complete`.
   bool Chaos(std::string* why) {
     MakeLegacy(c_.legacy, o_.rows, rng_());
-    const int64_t t0 = NowMs();
+    const int64_t t0 = t0_ = NowMs();
     const int64_t deadline = t0 + int64_t{o_.max_seconds} * 1000;
-    coord_args_ = {"--lease-ttl", fmt::format("{}", o_.lease_ttl), "--range-rows",
-                   std::to_string(o_.range_rows), "--batch-rows", std::to_string(o_.batch_rows),
-                   "--from-version", std::to_string(kFromVersion), "--to-version",
-                   std::to_string(kToVersion)};
+    coord_args_ = {"--lease-ttl",    fmt::format("{}", o_.lease_ttl),
+                   "--range-rows",   std::to_string(o_.range_rows),
+                   "--batch-rows",   std::to_string(o_.batch_rows),
+                   "--from-version", std::to_string(kFromVersion),
+                   "--to-version",   std::to_string(kToVersion)};
     StartCoordinator();
     // Hit planning: kill the first coordinator after a random moment within
     // the (measured) planning time, on most runs.
@@ -374,7 +381,9 @@ class Run {
       const int64_t est = std::max<int64_t>(5, *plan_estimate_ms_);
       plan_kill_at_ = NowMs() + Uniform(est / 4, est);
     }
-    for (int i = 0; i < o_.workers; ++i) StartWorker();
+    // Workers start once the throttle is set (it reaches workers with their
+    // grants), at once without a throttle.
+    bool workers_started = false;
     next_action_ = NowMs() + NextInterval();
     bool complete = false;
     int64_t next_poll = 0;
@@ -404,10 +413,12 @@ class Run {
             coord_.reset();
             break;
           }
-          stats_.anomalies.push_back(fmt::format("coordinator exited on its own with code {}", code));
+          stats_.anomalies.push_back(
+              fmt::format("coordinator exited on its own with code {}", code));
         }
-        if (coord_->signalled && code != 0 && code != 128 + SIGKILL && code != 128 + SIGTERM) {
-          stats_.anomalies.push_back(fmt::format("coordinator exited with code {} after a signal", code));
+        if (coord_->signalled && !ExpectedExit(*coord_, code)) {
+          stats_.anomalies.push_back(
+              fmt::format("coordinator exited with code {} after a signal", code));
         }
         coord_.reset();
         coord_restart_at_ = now + (restart_now_ ? 0 : Uniform(0, 1500));
@@ -422,7 +433,7 @@ class Run {
         }
         const int code = w.p->exit_code();
         // A worker exits 0 on its own once it hears the migration is done.
-        if (code != 0 && !(w.signalled && code == 128 + SIGKILL)) {
+        if (code != 0 && !(w.signalled && ExpectedExit(w, code))) {
           stats_.anomalies.push_back(fmt::format("worker {} exited with code {}{}", w.name, code,
                                                  w.signalled ? " after a signal" : " on its own"));
         }
@@ -438,12 +449,16 @@ class Run {
           ++it;
         }
       }
+      if (!workers_started && (throttled_ || o_.throttle == 0)) {
+        workers_started = true;
+        for (int i = 0; i < o_.workers; ++i) StartWorker();
+      }
       // Learn how long a fresh start takes to commit its plan.
       if (!plan_seen_ && coord_ && coord_->started_ms == first_start_ms_ && !coord_->signalled) {
         if (PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0) {
           plan_seen_ = true;
           const int64_t took = now - first_start_ms_;
-          *plan_estimate_ms_ = std::max<int64_t>(5, (*plan_estimate_ms_ + took) / 2);
+          *plan_estimate_ms_ = std::max<int64_t>(5, took * 9 / 10);
           if (o_.verbose) std::cerr << fmt::format("  chaos: plan committed after {} ms\n", took);
         }
       }
@@ -451,15 +466,18 @@ class Run {
       if (plan_kill_at_ && now >= plan_kill_at_) {
         plan_kill_at_ = 0;
         if (coord_ && !coord_->stopped) {
-          const bool planned = PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
+          const bool planned =
+              PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
           Act(coord_.get(), SIGKILL);
           if (!planned) stats_.plan_hits++;
           // Aim at the planning window: earlier if we were late, later if early.
-          *plan_estimate_ms_ = planned ? std::max<int64_t>(5, *plan_estimate_ms_ * 3 / 4)
-                                       : *plan_estimate_ms_ * 5 / 4 + 1;
+          // (Shrinking faster than growing settles where most kills hit.)
+          *plan_estimate_ms_ = planned ? std::max<int64_t>(5, *plan_estimate_ms_ * 3 / 5)
+                                       : *plan_estimate_ms_ * 11 / 10 + 1;
           if (o_.verbose) {
             std::cerr << fmt::format("  chaos: planning kill {} ms after start, plan {}\n",
-                                     now - coord_->started_ms, planned ? "committed" : "not committed");
+                                     now - coord_->started_ms,
+                                     planned ? "committed" : "not committed");
           }
           restart_now_ = Chance(0.5);
         }
@@ -502,8 +520,8 @@ class Run {
             const int64_t total = st.value("ranges_total", int64_t{0});
             const int64_t done = st.value("ranges_done", int64_t{0});
             // Hit the end: when at most one or two ranges remain.
-            if (total > 0 && end_hits_armed_ > 0 && total - done <= (end_hits_armed_ == 2 ? 2 : 1) &&
-                !end_kill_at_) {
+            if (total > 0 && end_hits_armed_ > 0 &&
+                total - done <= (end_hits_armed_ == 2 ? 2 : 1) && !end_kill_at_) {
               end_hits_armed_--;
               end_kill_at_ = now + Uniform(0, 250);
             }
@@ -526,18 +544,26 @@ class Run {
 
   // After the migration: a restart with the same arguments is a no-op.
   bool ReRunIsNoop(std::string* why) {
-    std::vector<std::string> argv = {Bin("ferry-coordinator"), "--source", "sqlite:" + c_.legacy,
-                                     "--target", "sqlite:" + c_.target, "--state", c_.state,
-                                     "--listen", c_.listen(), "--status-endpoint",
-                                     c_.status_endpoint(), "--exit-when-done"};
+    std::vector<std::string> argv = {Bin("ferry-coordinator"),
+                                     "--source",
+                                     "sqlite:" + c_.legacy,
+                                     "--target",
+                                     "sqlite:" + c_.target,
+                                     "--state",
+                                     c_.state,
+                                     "--listen",
+                                     c_.listen(),
+                                     "--status-endpoint",
+                                     c_.status_endpoint(),
+                                     "--exit-when-done"};
     argv.insert(argv.end(), coord_args_.begin(), coord_args_.end());
     Process p(argv, dir_ + "/rerun.log");
     if (!p.Wait(60000)) {
       *why = "re-run after completion did not exit";
       return false;
     }
-    if (p.exit_code() != 0 || ReadFile(dir_ + "/rerun.log").find("already at version") ==
-                                  std::string::npos) {
+    if (p.exit_code() != 0 ||
+        ReadFile(dir_ + "/rerun.log").find("already at version") == std::string::npos) {
       *why = fmt::format("re-run after completion exited {}: {}", p.exit_code(),
                          ReadFile(dir_ + "/rerun.log"));
       return false;
@@ -567,6 +593,14 @@ class Run {
     return std::max<int64_t>(1, static_cast<int64_t>(d(rng_)));
   }
 
+  // Exit codes we expect after our signal: 0 after SIGTERM (clean stop),
+  // 137 after SIGKILL, and 143 after a SIGTERM that came before the process
+  // could install its handler (within 500 ms of its start).
+  static bool ExpectedExit(const Proc& p, int code) {
+    if (code == 0 || code == 128 + SIGKILL) return true;
+    return code == 128 + SIGTERM && p.last_signal == SIGTERM && p.signalled_ms - p.started_ms < 500;
+  }
+
   void StartCoordinator() {
     auto p = std::make_unique<Proc>();
     p->p = c_.StartCoordinator(coord_args_);
@@ -590,6 +624,8 @@ class Run {
     if (sig == SIGKILL) stats_.kills++;
     if (sig == SIGTERM) stats_.terms++;
     p->signalled = true;
+    p->last_signal = sig;
+    p->signalled_ms = NowMs();
     p->p->Signal(sig);
     if (p->stopped && sig == SIGTERM) {  // a stopped process handles SIGTERM only once resumed
       p->p->Signal(SIGCONT);
@@ -653,11 +689,32 @@ class Run {
       }
     }
     if (complete) {
-      // Workers exit 0 by themselves once they hear the migration is done.
+      // Workers exit 0 by themselves once they hear the migration is done
+      // (bounded: 30 s for all of them together).
+      WaitFor(
+          [&] {
+            for (auto& w : workers_) {
+              if (w->p->running()) return false;
+            }
+            return true;
+          },
+          30000);
       for (auto& w : workers_) {
-        if (!w->p->Wait(30000)) {
-          stats_.anomalies.push_back(fmt::format("worker {} still running 30 s after complete", w->name));
-          w->p->Kill();
+        if (w->p->running()) {
+          std::string last;
+          for (const std::string& line :
+               NonEmptyLines(ReadFile(dir_ + "/worker-" + w->name + ".log"))) {
+            last = line;
+          }
+          // SIGTERM: a clean stop (exit 0) is still expected.
+          w->p->Signal(SIGTERM);
+          const bool stopped = w->p->Wait(10000);
+          stats_.anomalies.push_back(fmt::format(
+              "worker {} (started {:.1f} s into the run) still running 30 s after complete; "
+              "SIGTERM -> {}; its last log line: {}",
+              w->name, (w->started_ms - t0_) / 1000.0,
+              stopped ? fmt::format("exit {}", w->p->exit_code()) : std::string("still running"),
+              last));
         } else if (w->p->exit_code() != 0 && !w->signalled) {
           stats_.anomalies.push_back(
               fmt::format("worker {} exited with code {} at the end", w->name, w->p->exit_code()));
@@ -672,9 +729,8 @@ class Run {
         stats_.anomalies.push_back("coordinator did not stop within 15 s of SIGTERM");
         coord_->p->Kill();
       } else if (complete && coord_->p->exit_code() != 0) {
-        stats_.anomalies.push_back(
-            fmt::format("coordinator exited with code {} on SIGTERM after complete",
-                        coord_->p->exit_code()));
+        stats_.anomalies.push_back(fmt::format(
+            "coordinator exited with code {} on SIGTERM after complete", coord_->p->exit_code()));
       }
       coord_.reset();
     }
@@ -697,6 +753,7 @@ class Run {
   int64_t plan_kill_at_ = 0, end_kill_at_ = 0;
   int end_hits_armed_ = 2;
   int64_t first_start_ms_ = 0;
+  int64_t t0_ = 0;
   bool plan_seen_ = false;
   bool throttled_ = false;
   bool done_via_restart_ = false;
@@ -706,7 +763,8 @@ class Run {
 
 std::string MakeRunDir(int index) {
   std::string tmpl =
-      (std::filesystem::temp_directory_path() / fmt::format("ferry-chaos-{}-XXXXXX", index)).string();
+      (std::filesystem::temp_directory_path() / fmt::format("ferry-chaos-{}-XXXXXX", index))
+          .string();
   char* p = mkdtemp(tmpl.data());
   if (!p) {
     std::perror("mkdtemp");
@@ -721,9 +779,10 @@ std::string MakeRunDir(int index) {
 int main(int argc, char** argv) {
   using namespace ferry::testing;
   Options o;
-  CLI::App app{"ferry-chaos: migrations with real ferry processes under SIGKILL/SIGSTOP/SIGTERM "
-               "chaos, checked row for row with SQL",
-               "ferry-chaos"};
+  CLI::App app{
+      "ferry-chaos: migrations with real ferry processes under SIGKILL/SIGSTOP/SIGTERM "
+      "chaos, checked row for row with SQL",
+      "ferry-chaos"};
   app.add_option("--rows", o.rows, "rows in the generated legacy store")->default_val(200000);
   app.add_option("--workers", o.workers, "ferry-worker processes kept running")->default_val(4);
   app.add_option("--runs", o.runs, "migrations to run")->default_val(20);
@@ -734,13 +793,18 @@ int main(int argc, char** argv) {
   app.add_option("--lease-ttl", o.lease_ttl, "coordinator --lease-ttl (seconds)")->default_val(2);
   app.add_option("--range-rows", o.range_rows, "coordinator --range-rows")->default_val(10000);
   app.add_option("--batch-rows", o.batch_rows, "coordinator --batch-rows")->default_val(500);
-  app.add_flag("--keep", o.keep, "keep every run's temp dir (failed runs' dirs are always kept)");
+  app.add_flag("--keep", o.keep,
+               "keep every run's temp dir (the dirs of failed runs and runs with notes are "
+               "always kept)");
   app.add_option("--max-seconds", o.max_seconds, "per run; a run exceeding it fails")
       ->default_val(300);
   app.add_option("--throttle", o.throttle,
                  "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
-                 "to act; 0 = off; default: --rows / 8 (an undisturbed copy takes ~8 s)");
+                 "to act; 0 = off; default: an undisturbed copy takes 3 s + 1 s per 25000 rows");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
+  std::string check_dir;
+  app.add_option("--check", check_dir,
+                 "only check a kept run directory (legacy.db, new.db, state.db) and exit");
   CLI11_PARSE(app, argc, argv);
   if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
       o.range_rows < 1 || o.batch_rows < 1 || o.max_seconds < 1) {
@@ -748,15 +812,31 @@ int main(int argc, char** argv) {
                  "--lease-ttl, --range-rows, --batch-rows, --max-seconds must be positive\n";
     return 2;
   }
+  if (!check_dir.empty()) {
+    CheckResult check;
+    CompareStores(check_dir + "/legacy.db", check_dir + "/new.db", &check);
+    CheckFinish(check_dir + "/state.db", check_dir + "/new.db", &check);
+    for (const auto& p : check.problems) std::cout << "  problem: " << p << "\n";
+    for (const auto& d : check.details) std::cout << "  " << d << "\n";
+    const bool ok = !check.lost && !check.extra && !check.mismatched && check.problems.empty();
+    std::cout << fmt::format(
+        "check {}: {}: {} rows, {} lost, {} duplicated-or-extra, {} mismatched\n", check_dir,
+        ok ? "ok" : "FAILED", check.legacy_rows, check.lost, check.extra, check.mismatched);
+    return ok ? 0 : 1;
+  }
   o.seed_given = seed_opt->count() > 0;
-  if (o.throttle < 0) o.throttle = std::max<int64_t>(100, o.rows / 8);
+  if (o.throttle < 0) {
+    // An undisturbed copy would take 3 s + 1 s per 25 000 rows: long enough
+    // for the chaos to land inside ranges, short enough for many runs.
+    o.throttle = std::max<int64_t>(100, o.rows * 25000 / (3 * 25000 + o.rows));
+  }
   if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
   signal(SIGPIPE, SIG_IGN);
-  std::cout << fmt::format("chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                           "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}\n",
-                           o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl,
-                           o.range_rows, o.batch_rows,
-                           o.throttle ? std::to_string(o.throttle) + " rows/s" : "off")
+  std::cout << fmt::format(
+                   "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}\n",
+                   o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
+                   o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off")
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
@@ -783,7 +863,8 @@ int main(int argc, char** argv) {
       if (complete) {
         CheckFinish(run.cluster().state, run.cluster().target, &check);
         std::string rerun_why;
-        if (check.problems.empty() && !run.ReRunIsNoop(&rerun_why)) check.problems.push_back(rerun_why);
+        if (check.problems.empty() && !run.ReRunIsNoop(&rerun_why))
+          check.problems.push_back(rerun_why);
         // The re-run must not have bumped anything again.
         if (check.problems.empty()) CheckFinish(run.cluster().state, run.cluster().target, &check);
       }
@@ -809,7 +890,7 @@ int main(int argc, char** argv) {
     for (const auto& d : check.details) std::cout << "  " << d << "\n";
     for (const auto& a : stats.anomalies) std::cout << "  note: " << a << "\n";
     std::cout << std::flush;
-    if (o.keep || !ok) {
+    if (o.keep || !ok || !stats.anomalies.empty()) {
       std::cout << "  kept " << dir << " (state.db, legacy.db, new.db, *.log)\n" << std::flush;
     } else {
       std::error_code ec;
@@ -817,8 +898,9 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << fmt::format("chaos: total {:.1f} s\n", (NowMs() - all0) / 1000.0);
-  std::cout << fmt::format("chaos: {} runs, {} lost, {} duplicated-or-extra, {} mismatched, {} failed",
-                           o.runs, lost, extra, mismatched, failed)
+  std::cout << fmt::format(
+                   "chaos: {} runs, {} lost, {} duplicated-or-extra, {} mismatched, {} failed",
+                   o.runs, lost, extra, mismatched, failed)
             << std::endl;
   return (lost == 0 && extra == 0 && mismatched == 0 && failed == 0) ? 0 : 1;
 }

@@ -8,6 +8,7 @@
 using namespace ferry;
 
 int main(int argc, char** argv) {
+  InstallStopSignals();  // first: a SIGTERM during start-up is a clean stop too
   CLI::App app{
       "ferry-worker: leases key ranges from a ferry coordinator and copies them from the "
       "legacy store to the new store.",
@@ -27,7 +28,6 @@ int main(int argc, char** argv) {
     return HandleParseError(app, e);
   }
   StartLogging(log);
-  InstallStopSignals();
   zmq::context_t ctx;
   Worker w(o, &ctx, StopFlag());
   Status s = w.Run();
