@@ -14,28 +14,14 @@
 #include <utility>
 
 #include "common/key_codec.h"
+#include "common/text_util.h"
 
 namespace ferry {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool IsMetaTable(std::string_view name) { return IEquals(name, kMetaTable); }
 

@@ -1,5 +1,7 @@
 #include "tests/process_util.h"
 
+#include "ctl/ctl_client.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -153,20 +155,10 @@ bool ReadEndpointsFile(const std::string& path, CoordinatorEndpoints* out, int t
 bool StatusCommand(const std::string& endpoint, const std::string& command, std::string* reply,
                    int timeout_ms) {
   static zmq::context_t ctx;
-  try {
-    zmq::socket_t sock(ctx, zmq::socket_type::req);
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::rcvtimeo, timeout_ms);
-    sock.set(zmq::sockopt::sndtimeo, timeout_ms);
-    sock.connect(endpoint);
-    if (!sock.send(zmq::buffer(command), zmq::send_flags::none)) return false;
-    zmq::message_t m;
-    if (!sock.recv(m)) return false;
-    if (reply) *reply = m.to_string();
-    return true;
-  } catch (const zmq::error_t&) {
-    return false;
-  }
+  auto r = ::ferry::StatusRequest(ctx, endpoint, command, timeout_ms);
+  if (!r.ok()) return false;
+  if (reply) *reply = *r;
+  return true;
 }
 
 std::vector<std::string> NonEmptyLines(const std::string& text) {
