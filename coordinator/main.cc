@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-attempts", o.max_attempts,
                  "permanent errors on a range before it is marked failed")
       ->default_val(3);
+  double stall_s = 30;
+  app.add_option("--stall-after", stall_s,
+                 "a leased range whose cursor has not moved this long is listed as stalled")
+      ->default_val(30);
   app.add_flag("--exit-when-done", o.exit_when_done,
                "exit once the migration is complete (default: keep serving status)");
   app.add_flag("--retry-failed", o.retry_failed, "put failed ranges back to pending on start");
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
+  o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   StartLogging(log);
 
   zmq::context_t ctx;

@@ -4,6 +4,7 @@
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <thread>
 
@@ -127,7 +128,8 @@ struct Fixture {
                         std::to_string(counter++);
     o.range_rows = range_rows;
     o.batch_rows = 7;
-    o.lease_ttl_ms = 10000;
+    o.lease_ttl_ms = ttl_ms;
+    o.stall_ms = stall_ms;
     return o;
   }
   std::unique_ptr<Coordinator> Start(uint64_t range_rows) {
@@ -138,6 +140,8 @@ struct Fixture {
     return c;
   }
   int counter = 0;
+  int64_t ttl_ms = 10000;
+  int64_t stall_ms = 30000;
 };
 
 void MakeSimpleTable(const std::string& path, int rows) {
@@ -340,6 +344,34 @@ TEST(CoordinatorTest, PauseStopsGrantsAndResumeRestartsThem) {
   EXPECT_NE(c->HandleCommand("bogus").find("error"), std::string::npos);
   EXPECT_NE(c->HandleCommand("throttle -5").find("error"), std::string::npos);
   EXPECT_NE(c->HandleCommand("throttle 1000").find("\"ok\":true"), std::string::npos);
+}
+
+// `ranges stalled` lists leased ranges whose cursor has not moved for the
+// stall time, with the reason ferry knows.
+TEST(CoordinatorTest, StalledRangesAreListedWithTheirReason) {
+  Fixture f;
+  f.ttl_ms = 600000;
+  f.stall_ms = 5000;
+  MakeSimpleTable(f.legacy, 30);
+  auto c = f.Start(10);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  w.Register();
+  auto g = w.Lease();
+  ASSERT_EQ(g.range, 1u);
+  auto stalled = [&] { return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"]; };
+  EXPECT_TRUE(stalled().empty());
+  f.clock.Advance(6000);
+  auto r = stalled();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]["id"], 1);
+  EXPECT_EQ(r[0]["reason"], "no heartbeat");
+  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, "", 0), "ack");  // alive, no progress
+  r = stalled();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]["reason"], "heartbeats without progress");
+  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
+  EXPECT_TRUE(stalled().empty());
+  EXPECT_NE(c->HandleCommand("ranges bogus").find("error"), std::string::npos);
 }
 
 }  // namespace
