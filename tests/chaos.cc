@@ -12,6 +12,12 @@
 // state file, the new store's __ferry_meta version == --to-version) and the
 // boundary was cleared (no `boundary` key in __ferry_meta, empty job.boundary).
 //
+// With --target-pg URI (or --target-pg-env NAME) the new store is a fresh
+// PostgreSQL database created on that server for each run; the same counts
+// are then computed from canonical row dumps of both stores (plain sqlite3 /
+// libpq, see SqliteCanonicalRows / PgCanonicalRows), matched on the primary
+// key (or the rowid, which PostgreSQL holds as a leading `rowid` column).
+//
 // One line per run, then exactly:
 //   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
 // Exit 0 only if L = D = M = F = 0.
@@ -32,6 +38,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -58,6 +65,7 @@ struct Options {
   int max_seconds = 300;
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
+  std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
 };
 
 constexpr int kFromVersion = 1;
@@ -329,13 +337,196 @@ void CheckFinish(const std::string& state, const std::string& target, CheckResul
     res->problems.push_back(
         fmt::format("state job.current_version {} != {}", state_version, kToVersion));
   }
-  Sql nt(target);
-  const int64_t version = nt.Int("SELECT value FROM __ferry_meta WHERE key='version'", -1);
-  const int64_t boundary = nt.Int("SELECT count(*) FROM __ferry_meta WHERE key='boundary'", -1);
+  // The new store: a postgresql:// URI or a SQLite file.
+  const bool pg = target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
+  int64_t version = -1, boundary = -1;
+  if (pg) {
+    version = PgQueryInt(target, "SELECT value FROM __ferry_meta WHERE key='version'", -1);
+    boundary = PgQueryInt(target, "SELECT count(*) FROM __ferry_meta WHERE key='boundary'", -1);
+  } else {
+    Sql nt(target);
+    version = nt.Int("SELECT value FROM __ferry_meta WHERE key='version'", -1);
+    boundary = nt.Int("SELECT count(*) FROM __ferry_meta WHERE key='boundary'", -1);
+  }
   if (version != kToVersion) {
     res->problems.push_back(fmt::format("new store version {} != {}", version, kToVersion));
   }
   if (boundary != 0) res->problems.push_back("new store __ferry_meta still has a boundary");
+}
+
+// ---------------------------------------------------------------------------
+// The same checks against a PostgreSQL new store.
+
+// A fresh database on the server of `admin_uri` (like PgTestDb, but it can be
+// kept for inspection after a failed run).
+class PgRunDb {
+ public:
+  explicit PgRunDb(const std::string& admin_uri) : admin_(admin_uri) {
+    std::random_device rd;
+    name_ = fmt::format("ferry_chaos_{:08x}{:04x}", rd(), rd() & 0xffff);
+    uri_ = PgUriWithDb(admin_, name_);
+    ok_ = PgExec(admin_, "CREATE DATABASE " + name_);
+  }
+  ~PgRunDb() {
+    if (ok_ && !keep_) PgExec(admin_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+  }
+  PgRunDb(const PgRunDb&) = delete;
+  PgRunDb& operator=(const PgRunDb&) = delete;
+  bool ok() const { return ok_; }
+  const std::string& uri() const { return uri_; }
+  void Keep() { keep_ = true; }
+
+ private:
+  std::string admin_, name_, uri_;
+  bool ok_ = false, keep_ = false;
+};
+
+// Splits a canonical row (cells joined by '|', each N or tagged i:/r:/b:/t:)
+// into `n` cells; a '|' inside a text cell is recognised because the next
+// part does not start a cell. Empty if that does not give `n` cells.
+std::vector<std::string> SplitCanonical(const std::string& line, size_t n) {
+  std::vector<std::string> cells;
+  size_t start = 0;
+  while (true) {
+    size_t bar = line.find('|', start);
+    std::string part = line.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
+    const bool new_cell = cells.empty() || part == "N" ||
+                          (part.size() >= 2 && part[1] == ':' &&
+                           (part[0] == 'i' || part[0] == 'r' || part[0] == 'b' || part[0] == 't'));
+    if (new_cell) {
+      cells.push_back(part);
+    } else {
+      cells.back() += "|" + part;
+    }
+    if (bar == std::string::npos) break;
+    start = bar + 1;
+  }
+  if (cells.size() != n) cells.clear();
+  return cells;
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = s.find(',', start);
+    out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+void ComparePgStore(const std::string& legacy, const std::string& uri, CheckResult* res) {
+  Sql db(legacy);
+  if (!db.ok()) {
+    res->problems.push_back("cannot open the legacy store: " + db.error());
+    return;
+  }
+  const auto lt = UserTables(db, "main");
+  const std::string pg_tables = PgQueryText(
+      uri,
+      "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = "
+      "current_schema() AND tablename <> '__ferry_meta'");
+  if (pg_tables.rfind("<error", 0) == 0) {
+    res->problems.push_back("cannot list the tables of the new store: " + pg_tables);
+    return;
+  }
+  const auto nt = SplitList(pg_tables);
+  for (const std::string& t : nt) {
+    if (std::find(lt.begin(), lt.end(), t) == lt.end()) {
+      int64_t n = PgQueryInt(uri, fmt::format("SELECT count(*) FROM {}", Quote(t)), 0);
+      res->extra += n;
+      res->problems.push_back(fmt::format("table {} exists only in the new store ({} rows)", t, n));
+    }
+  }
+  for (const std::string& t : lt) {
+    // Columns in declaration order; key cells by position (pk order), or
+    // the rowid as a leading cell for a table without a primary key.
+    std::vector<std::string> cols;
+    std::vector<std::pair<int, size_t>> pk;  // (pk ordinal, position)
+    for (auto& r : db.Rows(fmt::format("SELECT name, pk FROM pragma_table_info({}, 'main') "
+                                       "ORDER BY cid",
+                                       QuoteLiteral(t)))) {
+      if (r[1] != "0") pk.emplace_back(std::stoi(r[1]), cols.size());
+      cols.push_back(r[0]);
+    }
+    const bool rowid = pk.empty();
+    std::vector<size_t> key;
+    if (rowid) {
+      cols.insert(cols.begin(), "rowid");
+      key.push_back(0);
+    } else {
+      std::sort(pk.begin(), pk.end());
+      for (auto& [ord, pos] : pk) key.push_back(pos);
+    }
+    auto a = SqliteCanonicalRows(legacy, t, rowid);
+    res->legacy_rows += static_cast<int64_t>(a.size());
+    if (!a.empty() && a[0].rfind("<error", 0) == 0) {
+      res->problems.push_back(fmt::format("table {}: cannot read the legacy store: {}", t, a[0]));
+      continue;
+    }
+    if (std::find(nt.begin(), nt.end(), t) == nt.end()) {
+      res->lost += static_cast<int64_t>(a.size());
+      res->problems.push_back(fmt::format("table {} is missing from the new store", t));
+      continue;
+    }
+    std::string want_cols;
+    for (const std::string& c : cols) want_cols += (want_cols.empty() ? "" : ",") + c;
+    const std::string have_cols = PgQueryText(
+        uri, fmt::format("SELECT string_agg(a.attname, ',' ORDER BY a.attnum) FROM pg_attribute a "
+                         "WHERE a.attrelid = {}::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                         QuoteLiteral(Quote(t))));
+    if (have_cols != want_cols) {
+      res->problems.push_back(
+          fmt::format("table {}: columns differ: new store ({}), legacy ({})", t, have_cols,
+                      want_cols));
+      continue;
+    }
+    auto b = PgCanonicalRows(uri, t);
+    if (!b.empty() && b[0].rfind("<error", 0) == 0) {
+      res->problems.push_back(fmt::format("table {}: cannot read the new store: {}", t, b[0]));
+      continue;
+    }
+    res->new_rows += static_cast<int64_t>(b.size());
+    auto key_of = [&](const std::string& line) {
+      auto cells = SplitCanonical(line, cols.size());
+      if (cells.empty()) return line;  // unsplittable: the whole row is its key
+      std::string k;
+      for (size_t p : key) k += (k.empty() ? "" : ",") + cells[p];
+      return k;
+    };
+    std::map<std::string, const std::string*> lmap;
+    for (const std::string& line : a) lmap.emplace(key_of(line), &line);
+    std::vector<std::string> lost_keys, extra_keys, mism_keys;
+    std::map<std::string, bool> seen;  // keys of the new store seen so far
+    for (const std::string& line : b) {
+      const std::string k = key_of(line);
+      auto it = lmap.find(k);
+      if (it == lmap.end() || seen.count(k)) {
+        extra_keys.push_back(k);
+        continue;
+      }
+      seen[k] = true;
+      if (*it->second != line) mism_keys.push_back(k);
+    }
+    for (auto& [k, line] : lmap) {
+      if (!seen.count(k)) lost_keys.push_back(k);
+    }
+    res->lost += static_cast<int64_t>(lost_keys.size());
+    res->extra += static_cast<int64_t>(extra_keys.size());
+    res->mismatched += static_cast<int64_t>(mism_keys.size());
+    auto sample = [&](const char* what, const std::vector<std::string>& keys) {
+      if (keys.empty()) return;
+      std::string s;
+      for (size_t i = 0; i < keys.size() && i < 10; ++i) s += (i ? " " : "") + keys[i];
+      res->details.push_back(fmt::format("table {}: {} keys (first 10): {}", t, what, s));
+    };
+    sample("lost", lost_keys);
+    sample("duplicated-or-extra", extra_keys);
+    sample("mismatched", mism_keys);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -361,8 +552,12 @@ struct RunStats {
 
 class Run {
  public:
-  Run(const Options& o, int index, uint64_t seed, const std::string& dir, int64_t* plan_estimate_ms)
-      : o_(o), index_(index), rng_(seed), c_(dir), dir_(dir), plan_estimate_ms_(plan_estimate_ms) {}
+  // target_uri: the new store's URI when it is not sqlite:<dir>/new.db.
+  Run(const Options& o, int index, uint64_t seed, const std::string& dir, int64_t* plan_estimate_ms,
+      const std::string& target_uri = "")
+      : o_(o), index_(index), rng_(seed), c_(dir), dir_(dir), plan_estimate_ms_(plan_estimate_ms) {
+    c_.target_uri = target_uri;
+  }
 
   // Returns true if the migration reached `complete`.
   bool Chaos(std::string* why) {
@@ -548,7 +743,7 @@ class Run {
                                      "--source",
                                      "sqlite:" + c_.legacy,
                                      "--target",
-                                     "sqlite:" + c_.target,
+                                     c_.TargetArg(),
                                      "--state",
                                      c_.state,
                                      "--listen",
@@ -802,10 +997,28 @@ int main(int argc, char** argv) {
                  "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
                  "to act; 0 = off; default: an undisturbed copy takes 3 s + 1 s per 25000 rows");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
+  auto* pg_opt = app.add_option(
+      "--target-pg", o.target_pg,
+      "migrate into PostgreSQL: admin URI (postgresql://...) of a server on which each run "
+      "creates (and afterwards drops) a fresh database; with --check: the kept run's database");
+  std::string pg_env;
+  app.add_option("--target-pg-env", pg_env,
+                 "like --target-pg, with the URI read from this environment variable; if it is "
+                 "unset or empty, print `chaos: skipped (NAME not set)` and exit 0")
+      ->excludes(pg_opt);
   std::string check_dir;
   app.add_option("--check", check_dir,
-                 "only check a kept run directory (legacy.db, new.db, state.db) and exit");
+                 "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
+                 "and exit");
   CLI11_PARSE(app, argc, argv);
+  if (!pg_env.empty()) {
+    const char* v = std::getenv(pg_env.c_str());
+    if (!v || !*v) {
+      std::cout << "chaos: skipped (" << pg_env << " not set)" << std::endl;
+      return 0;
+    }
+    o.target_pg = v;
+  }
   if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
       o.range_rows < 1 || o.batch_rows < 1 || o.max_seconds < 1) {
     std::cerr << "ferry-chaos: error: --rows >= 10, and --workers, --runs, --kill-interval-ms, "
@@ -814,8 +1027,13 @@ int main(int argc, char** argv) {
   }
   if (!check_dir.empty()) {
     CheckResult check;
-    CompareStores(check_dir + "/legacy.db", check_dir + "/new.db", &check);
-    CheckFinish(check_dir + "/state.db", check_dir + "/new.db", &check);
+    if (o.target_pg.empty()) {
+      CompareStores(check_dir + "/legacy.db", check_dir + "/new.db", &check);
+      CheckFinish(check_dir + "/state.db", check_dir + "/new.db", &check);
+    } else {
+      ComparePgStore(check_dir + "/legacy.db", o.target_pg, &check);
+      CheckFinish(check_dir + "/state.db", o.target_pg, &check);
+    }
     for (const auto& p : check.problems) std::cout << "  problem: " << p << "\n";
     for (const auto& d : check.details) std::cout << "  " << d << "\n";
     const bool ok = !check.lost && !check.extra && !check.mismatched && check.problems.empty();
@@ -834,9 +1052,10 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}\n",
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}\n",
                    o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
-                   o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off")
+                   o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off",
+                   o.target_pg.empty() ? "sqlite" : "postgresql")
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
@@ -852,24 +1071,49 @@ int main(int argc, char** argv) {
     RunStats stats;
     double secs = 0;
     bool via_restart = false;
+    std::unique_ptr<PgRunDb> pgdb;  // the PostgreSQL new store (--target-pg)
+    std::string kept_db;
+    if (!o.target_pg.empty()) {
+      pgdb = std::make_unique<PgRunDb>(o.target_pg);
+      if (!pgdb->ok()) {
+        std::cout << fmt::format("run {}: FAILED: cannot create a database on {}\n", i,
+                                 o.target_pg)
+                  << std::flush;
+        failed++;
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+        continue;
+      }
+    }
     {
-      Run run(o, i, run_seed, dir, &plan_estimate_ms);
+      Run run(o, i, run_seed, dir, &plan_estimate_ms, pgdb ? pgdb->uri() : "");
+      // The new store as the checks see it: a SQLite file or the PostgreSQL URI.
+      const std::string target = pgdb ? pgdb->uri() : run.cluster().target;
       const bool complete = run.Chaos(&why);
       secs = run.seconds();
       stats = run.stats();
       via_restart = run.done_via_restart();
       if (!complete) ok = false;
-      CompareStores(run.cluster().legacy, run.cluster().target, &check);
+      if (pgdb) {
+        ComparePgStore(run.cluster().legacy, target, &check);
+      } else {
+        CompareStores(run.cluster().legacy, target, &check);
+      }
       if (complete) {
-        CheckFinish(run.cluster().state, run.cluster().target, &check);
+        CheckFinish(run.cluster().state, target, &check);
         std::string rerun_why;
         if (check.problems.empty() && !run.ReRunIsNoop(&rerun_why))
           check.problems.push_back(rerun_why);
         // The re-run must not have bumped anything again.
-        if (check.problems.empty()) CheckFinish(run.cluster().state, run.cluster().target, &check);
+        if (check.problems.empty()) CheckFinish(run.cluster().state, target, &check);
       }
     }
     if (check.lost || check.extra || check.mismatched || !check.problems.empty()) ok = false;
+    if (pgdb && (o.keep || !ok || !stats.anomalies.empty())) {
+      pgdb->Keep();
+      kept_db = pgdb->uri();
+    }
+    pgdb.reset();
     lost += check.lost;
     extra += check.extra;
     mismatched += check.mismatched;
@@ -891,7 +1135,12 @@ int main(int argc, char** argv) {
     for (const auto& a : stats.anomalies) std::cout << "  note: " << a << "\n";
     std::cout << std::flush;
     if (o.keep || !ok || !stats.anomalies.empty()) {
-      std::cout << "  kept " << dir << " (state.db, legacy.db, new.db, *.log)\n" << std::flush;
+      std::cout << "  kept " << dir
+                << (kept_db.empty() ? " (state.db, legacy.db, new.db, *.log)"
+                                    : " (state.db, legacy.db, *.log) and the new store " + kept_db +
+                                          " (check: --check DIR --target-pg URI)")
+                << "\n"
+                << std::flush;
     } else {
       std::error_code ec;
       std::filesystem::remove_all(dir, ec);

@@ -21,7 +21,7 @@ std::unique_ptr<Process> Cluster::StartCoordinator(const std::vector<std::string
                                    "--source",
                                    "sqlite:" + legacy,
                                    "--target",
-                                   "sqlite:" + target,
+                                   TargetArg(),
                                    "--state",
                                    state,
                                    "--listen",

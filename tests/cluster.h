@@ -20,6 +20,10 @@ class Cluster {
   explicit Cluster(const std::string& dir);
 
   std::string legacy, target, state, log_dir;
+  // When set, the coordinator's --target (e.g. a postgresql:// URI) instead
+  // of sqlite:<target>.
+  std::string target_uri;
+  std::string TargetArg() const { return target_uri.empty() ? "sqlite:" + target : target_uri; }
   int port = 0, status_port = 0;
   std::string listen() const { return "tcp://127.0.0.1:" + std::to_string(port); }
   std::string status_endpoint() const { return "tcp://127.0.0.1:" + std::to_string(status_port); }

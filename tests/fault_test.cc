@@ -346,7 +346,7 @@ TEST(FaultTest, TerminatedWorkerReleasesItsLease) {
   // With a 600 s TTL, only a release lets b have the range now.
   ASSERT_TRUE(coord->Wait(60000)) << c.Logs();
   EXPECT_EQ(coord->exit_code(), 0);
-  ASSERT_TRUE(b->Wait(10000));
+  ASSERT_TRUE(b->Wait(10000)) << c.Logs();
   ExpectMigrated(c);
 }
 

@@ -359,14 +359,16 @@ std::vector<std::string> PgCanonicalRows(const std::string& uri, const std::stri
   return out;
 }
 
-std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table) {
+std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table,
+                                             bool with_rowid) {
   Conn c(path);
   std::string q = "\"";
   for (char ch : table) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
   q += "\"";
   sqlite3_stmt* s = nullptr;
   std::vector<std::string> out;
-  if (sqlite3_prepare_v2(c.db, ("SELECT * FROM " + q).c_str(), -1, &s, nullptr) != SQLITE_OK) {
+  const std::string sql = (with_rowid ? "SELECT rowid, * FROM " : "SELECT * FROM ") + q;
+  if (sqlite3_prepare_v2(c.db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
     out.push_back(std::string("<error: ") + sqlite3_errmsg(c.db) + ">");
     return out;
   }

@@ -89,6 +89,9 @@ int64_t PgQueryInt(const std::string& uri, const std::string& sql, int64_t fallb
 // repr>, blob/bytea as b:<hex>, anything else as t:<text>. Read with plain
 // libpq / sqlite3, never through ferry. For comparing stores across engines.
 std::vector<std::string> PgCanonicalRows(const std::string& uri, const std::string& table);
-std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table);
+// with_rowid: prepend the rowid as the first cell (a SQLite table without a
+// primary key becomes a PostgreSQL table with a leading `rowid bigint` key).
+std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std::string& table,
+                                             bool with_rowid = false);
 
 }  // namespace ferry::testing

@@ -140,16 +140,16 @@ Status Worker::Run() {
                 {"coordinator", opt_.coordinator},
                 {"attempt", backoff.attempt() + 1},
                 {"check", "is the coordinator running and reachable from this host?"}});
-      if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) {
-        client_.Reconnect();
-        if (TargetMarkedDone()) {
-          LogEvent(spdlog::level::info, "migration_complete",
-                   {{"worker", opt_.id},
-                    {"rows_written", rows_written_},
-                    {"source", "the new store's version marker"}});
-          return Status::Ok();
-        }
+      // The coordinator may have finished and gone (or be down): the new
+      // store's own version marker says whether the migration is complete.
+      if (TargetMarkedDone()) {
+        LogEvent(spdlog::level::info, "migration_complete",
+                 {{"worker", opt_.id},
+                  {"rows_written", rows_written_},
+                  {"source", "the new store's version marker"}});
+        return Status::Ok();
       }
+      if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
       Sleep(backoff.NextDelayMs());
       continue;
     }
