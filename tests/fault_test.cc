@@ -58,6 +58,24 @@ void ExpectMigrated(const Cluster& c) {
       << "the version must be bumped exactly once";
 }
 
+// One table of 20,000 rows planned as a single range, copied by worker `a`
+// under a throttle so that faults land mid-range; returns once `a` has
+// heartbeated at least `rows` rows. The target is audited (AddAudit).
+std::unique_ptr<Process> StartAuditedSingleRange(Cluster& c, int throttle, int64_t rows,
+                                                 std::unique_ptr<Process>* a) {
+  MakeTable(c.legacy, 20000);
+  AddAudit(c.target);
+  auto coord = c.StartCoordinator(
+      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "1000000"});
+  EXPECT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
+  c.Command("throttle " + std::to_string(throttle));
+  *a = c.StartWorker("a");
+  EXPECT_TRUE(
+      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= rows; }, 30000))
+      << c.Logs();
+  return coord;
+}
+
 // 1. SIGKILL a worker mid-range: the lease expires, the range is re-granted
 // with a higher epoch, and the next owner resumes after the last heartbeated
 // cursor. Rows copied twice are at most those the dead worker committed
@@ -65,16 +83,9 @@ void ExpectMigrated(const Cluster& c) {
 TEST(FaultTest, KilledWorkerRangeIsRegrantedAndResumesAfterCursor) {
   TempDir dir;
   Cluster c(dir.path());
-  MakeTable(c.legacy, 20000);
-  AddAudit(c.target);
-  auto coord = c.StartCoordinator(
-      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "1000000"});
-  ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
-  c.Command("throttle 4000");
-  auto a = c.StartWorker("a");
-  ASSERT_TRUE(
-      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 2000; }, 30000))
-      << c.Logs();
+  std::unique_ptr<Process> a;
+  auto coord = StartAuditedSingleRange(c, 4000, 2000, &a);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   a->Signal(SIGKILL);
   a->Wait(5000);
   const int64_t epoch_a = StateInt(c, "SELECT epoch FROM ranges WHERE id=1");
@@ -104,15 +115,9 @@ TEST(FaultTest, KilledWorkerRangeIsRegrantedAndResumesAfterCursor) {
 TEST(FaultTest, PausedWorkerIsFencedAfterItsLeaseMoves) {
   TempDir dir;
   Cluster c(dir.path());
-  MakeTable(c.legacy, 20000);
-  AddAudit(c.target);
-  auto coord = c.StartCoordinator(
-      {"--exit-when-done", "--lease-ttl", "1", "--batch-rows", "100", "--range-rows", "1000000"});
-  ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
-  c.Command("throttle 3000");
-  auto a = c.StartWorker("a");
-  ASSERT_TRUE(
-      WaitFor([&] { return StateInt(c, "SELECT rows FROM ranges WHERE id=1") >= 1000; }, 30000));
+  std::unique_ptr<Process> a;
+  auto coord = StartAuditedSingleRange(c, 3000, 1000, &a);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   a->Signal(SIGSTOP);
   const int64_t epoch_a = StateInt(c, "SELECT epoch FROM ranges WHERE id=1");
   auto b = c.StartWorker("b");

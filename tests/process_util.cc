@@ -1,9 +1,8 @@
 #include "tests/process_util.h"
 
-#include "ctl/ctl_client.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,13 +11,12 @@
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "ctl/ctl_client.h"
 #include "tests/test_util.h"
 
 namespace ferry::testing {
@@ -39,31 +37,17 @@ int FreePort() {
   return port;
 }
 
-Process::Process(std::vector<std::string> argv, const std::string& log_path) {
-  pid_ = fork();
-  if (pid_ == 0) {
-    int fd = open(log_path.empty() ? "/dev/null" : log_path.c_str(),
-                  O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-}
+Process::Process(std::vector<std::string> argv, const std::string& log_path)
+    : Process(std::move(argv), log_path, log_path) {}
 
 Process::Process(std::vector<std::string> argv, const std::string& out_path,
                  const std::string& err_path) {
   pid_ = fork();
   if (pid_ == 0) {
-    int out = open(out_path.empty() ? "/dev/null" : out_path.c_str(),
-                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int err = open(err_path.empty() ? "/dev/null" : err_path.c_str(),
-                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int out = open(out_path.empty() ? "/dev/null" : out_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                   0644);
+    int err = open(err_path.empty() ? "/dev/null" : err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                   0644);
     dup2(out, 1);
     dup2(err, 2);
     int devnull = open("/dev/null", O_RDONLY);
