@@ -17,17 +17,6 @@
 namespace ferry {
 namespace {
 
-
-
-std::string Join(const std::vector<std::string>& v, std::string_view sep = ", ") {
-  std::string out;
-  for (const std::string& s : v) {
-    if (!out.empty()) out += sep;
-    out += s;
-  }
-  return out;
-}
-
 bool IsMetaTable(std::string_view name) { return IEquals(name, kMetaTable); }
 
 Status RefuseMeta(std::string_view name) {
@@ -168,24 +157,10 @@ struct Scanner {
 // Splits "a, b COLLATE x DESC, (c+1)" at top-level commas.
 std::vector<std::string> SplitTopLevel(std::string_view body) {
   std::vector<std::string> out;
-  int depth = 0;
-  char quote = 0;
+  SqlNesting nest;
   size_t start = 0;
   for (size_t i = 0; i < body.size(); ++i) {
-    char c = body[i];
-    if (quote) {
-      if (c == quote) quote = 0;
-      continue;
-    }
-    if (c == '\'' || c == '"' || c == '`')
-      quote = c;
-    else if (c == '[')
-      quote = ']';
-    else if (c == '(')
-      ++depth;
-    else if (c == ')')
-      --depth;
-    else if (c == ',' && depth == 0) {
+    if (nest.Feed(body[i]) && body[i] == ',' && nest.depth == 0) {
       out.emplace_back(body.substr(start, i - start));
       start = i + 1;
     }
@@ -226,22 +201,10 @@ Result<std::string> TranslateSqliteIndex(const std::string& sql, const TableSche
   if (sc.i >= sql.size() || sql[sc.i] != '(') return bad();
   // Find the matching ')'.
   size_t open = sc.i;
-  int depth = 0;
-  char quote = 0;
+  SqlNesting nest;
   size_t close = std::string::npos;
   for (size_t i = open; i < sql.size(); ++i) {
-    char c = sql[i];
-    if (quote) {
-      if (c == quote) quote = 0;
-      continue;
-    }
-    if (c == '\'' || c == '"' || c == '`')
-      quote = c;
-    else if (c == '[')
-      quote = ']';
-    else if (c == '(')
-      ++depth;
-    else if (c == ')' && --depth == 0) {
+    if (nest.Feed(sql[i]) && sql[i] == ')' && nest.depth == 0) {
       close = i;
       break;
     }
@@ -1005,9 +968,7 @@ Status PgStore::CreateOneTable(const TableSchema& table) {
     std::vector<std::string> have;
     for (int i = 0; i < PQntuples(have_r.get()); ++i)
       have.push_back(PQgetvalue(have_r.get(), i, 0));
-    bool same =
-        have.size() == want.size() && std::equal(have.begin(), have.end(), want.begin(), IEquals);
-    if (!same) {
+    if (!SameColumns(have, want)) {
       return FailedPrecondition(fmt::format(
           "target table {} already exists with columns ({}) but the source has ({}); drop or "
           "rename the target table",

@@ -21,23 +21,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
-
 bool IsMetaTable(std::string_view name) { return IEquals(name, kMetaTable); }
 
 Status RefuseMeta(std::string_view name) {
   return InvalidArgument(fmt::format(
       "table {} is ferry's reserved metadata table; it is never copied or written as user data",
       name));
-}
-
-std::string JoinNames(const std::vector<std::string>& names) {
-  std::string out;
-  for (const std::string& n : names) {
-    if (!out.empty()) out += ", ";
-    out += n;
-  }
-  return out;
 }
 
 // "(?a,?b)" or "?a" for one column; params numbered from `first`.
@@ -64,7 +53,7 @@ KeySql MakeKeySql(const TableSchema& table, const std::string& rowid_alias) {
     for (size_t pos : table.key_columns) cols.push_back(QuoteIdent(table.columns[pos].name));
   }
   k.arity = cols.size();
-  k.list = JoinNames(cols);
+  k.list = Join(cols);
   k.tuple = cols.size() == 1 ? cols[0] : "(" + k.list + ")";
   return k;
 }
@@ -74,7 +63,7 @@ std::string CellList(const TableSchema& table, const std::string& rowid_alias) {
   std::vector<std::string> cols;
   if (table.rowid_key()) cols.push_back(QuoteIdent(rowid_alias));
   for (const Column& c : table.columns) cols.push_back(QuoteIdent(c.name));
-  return JoinNames(cols);
+  return Join(cols);
 }
 
 // Checks what ReadBatch/PlanSplits/WriteBatch need of a schema, and returns
@@ -159,7 +148,7 @@ std::string CreateFromColumns(const TableSchema& table, bool map_pg_types) {
   if (!table.key_columns.empty()) {
     std::vector<std::string> pk;
     for (size_t pos : table.key_columns) pk.push_back(QuoteIdent(table.columns[pos].name));
-    sql += ", PRIMARY KEY (" + JoinNames(pk) + ")";
+    sql += ", PRIMARY KEY (" + Join(pk) + ")";
   }
   return sql + ")";
 }
@@ -566,13 +555,11 @@ Status SqliteStore::CreateOneTable(const TableSchema& table) {
     while ((rc = cols.Step()) == SQLITE_ROW) have.push_back(cols.Str(0));
     if (rc != SQLITE_DONE) return db_.Error(rc, fmt::format("columns of table {}", table.name));
     for (const Column& c : table.columns) want.push_back(c.name);
-    bool same =
-        have.size() == want.size() && std::equal(have.begin(), have.end(), want.begin(), IEquals);
-    if (!same) {
+    if (!SameColumns(have, want)) {
       return FailedPrecondition(fmt::format(
           "target table {} already exists with columns ({}) but the source has ({}); drop or "
           "rename the target table",
-          table.name, JoinNames(have), JoinNames(want)));
+          table.name, Join(have), Join(want)));
     }
   } else {
     std::string create = table.dialect == "sqlite" && !table.create_sql.empty()

@@ -116,11 +116,7 @@ Status Coordinator::Start() {
     table_.Load(std::move(ranges), job_.last_epoch);
     FERRY_ASSIGN_OR_RETURN(std::vector<WorkerRow> workers, state_->LoadWorkers());
     for (WorkerRow& w : workers) workers_[w.id].row = std::move(w);
-    for (const RangeRecord& r : table_.ranges()) {
-      if (r.state == RangeState::kLeased && workers_.count(r.owner)) {
-        workers_[r.owner].current_range = r.id;
-      }
-    }
+    RebuildWorkerLeases();
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
     FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
     if (opt_.retry_failed && table_.RetryFailed() > 0 && job_.phase == JobPhase::kFailed) {
@@ -222,17 +218,22 @@ Status Coordinator::PlanAll() {
   return Status::Ok();
 }
 
+void Coordinator::RebuildWorkerLeases() {
+  for (auto& [id, w] : workers_) w.current_range = 0;
+  for (uint64_t id : table_.leased()) {
+    const RangeRecord* r = table_.Find(id);
+    auto it = workers_.find(r->owner);
+    if (it != workers_.end()) it->second.current_range = r->id;
+  }
+}
+
 Status Coordinator::ReloadFromState() {
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state_->LoadJob());
   if (!stored) return Internal("state file lost its job");
   job_ = *stored;
   FERRY_ASSIGN_OR_RETURN(std::vector<RangeRecord> ranges, state_->LoadRanges());
   table_.Load(std::move(ranges), job_.last_epoch);
-  for (auto& [id, w] : workers_) w.current_range = 0;
-  for (const RangeRecord& r : table_.ranges()) {
-    auto it = workers_.find(r.owner);
-    if (r.state == RangeState::kLeased && it != workers_.end()) it->second.current_range = r.id;
-  }
+  RebuildWorkerLeases();
   events_.clear();
   dirty_workers_.clear();
   job_dirty_ = false;
@@ -329,7 +330,7 @@ void Coordinator::LogProgress() {
   if (planning_ || now < next_progress_ms_) return;
   next_progress_ms_ = now + 2000;
   if (job_.phase != JobPhase::kCopying) return;
-  nlohmann::json st = nlohmann::json::parse(StatusJson());
+  const nlohmann::json st = StatusFields();
   LogEvent(spdlog::level::info, "progress",
            {{"rows", st["rows_copied"]},
             {"rows_estimated", st["rows_estimated"]},

@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -124,6 +125,8 @@ class Coordinator {
   Status CheckJobMatches(const JobMeta& stored);
   Status PlanNextTable();
   Status ReloadFromState();
+  // Recomputes each worker's current range from the lease table.
+  void RebuildWorkerLeases();
   void HandleWorkerFrames(std::vector<zmq::message_t>& frames);
   zmq::message_t Dispatch(const void* data, size_t size);
   void Expire();
@@ -138,7 +141,7 @@ class Coordinator {
   void LogProgress();
 
   // status_commands.cc
-  std::string StatusJson();
+  nlohmann::json StatusFields();  // the `status` command's answer
   std::string RangesJson(const std::string& filter);
   std::string WorkersJson();
   std::string MetricsText();

@@ -183,6 +183,16 @@ Status StateStore::WriteRange(const RangeRecord& r, bool insert) {
   return Step(s, "update range");
 }
 
+Status StateStore::WriteEvent(const Event& e) {
+  event_insert_.Bind(1, e.ts_ms);
+  event_insert_.Bind(2, e.kind);
+  event_insert_.Bind(3, static_cast<int64_t>(e.range));
+  event_insert_.Bind(4, static_cast<int64_t>(e.epoch));
+  event_insert_.Bind(5, e.worker);
+  event_insert_.Bind(6, e.detail);
+  return Step(event_insert_, "insert event");
+}
+
 Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) {
   FERRY_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   auto existing = LoadJob();
@@ -193,19 +203,8 @@ Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>&
   Status s = WriteJob(job);
   for (size_t i = 0; s.ok() && i < plan.size(); ++i) s = WriteRange(plan[i], /*insert=*/true);
   if (s.ok()) {
-    Event e{clock_->NowMs(),
-            "plan",
-            0,
-            0,
-            "",
-            fmt::format("{} ranges, plan {}", plan.size(), job.plan_id)};
-    event_insert_.Bind(1, e.ts_ms);
-    event_insert_.Bind(2, e.kind);
-    event_insert_.Bind(3, int64_t{0});
-    event_insert_.Bind(4, int64_t{0});
-    event_insert_.Bind(5, e.worker);
-    event_insert_.Bind(6, e.detail);
-    s = Step(event_insert_, "insert event");
+    s = WriteEvent(Event{clock_->NowMs(), "plan", 0, 0, "",
+                         fmt::format("{} ranges, plan {}", plan.size(), job.plan_id)});
   }
   if (s.ok()) s = db_.Exec("COMMIT");
   if (!s.ok()) return Rollback(s);
@@ -218,16 +217,7 @@ Status StateStore::Commit(const StateCommit& c) {
   if (!s.ok()) return s;
   if (c.job) s = WriteJob(*c.job);
   for (size_t i = 0; s.ok() && i < c.ranges.size(); ++i) s = WriteRange(*c.ranges[i], false);
-  for (size_t i = 0; s.ok() && i < c.events.size(); ++i) {
-    const Event& e = c.events[i];
-    event_insert_.Bind(1, e.ts_ms);
-    event_insert_.Bind(2, e.kind);
-    event_insert_.Bind(3, static_cast<int64_t>(e.range));
-    event_insert_.Bind(4, static_cast<int64_t>(e.epoch));
-    event_insert_.Bind(5, e.worker);
-    event_insert_.Bind(6, e.detail);
-    s = Step(event_insert_, "insert event");
-  }
+  for (size_t i = 0; s.ok() && i < c.events.size(); ++i) s = WriteEvent(c.events[i]);
   for (size_t i = 0; s.ok() && i < c.workers.size(); ++i) {
     const WorkerRow& w = c.workers[i];
     worker_upsert_.Bind(1, w.id);

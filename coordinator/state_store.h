@@ -82,6 +82,7 @@ class StateStore {
   Status Step(Stmt& s, const char* what);
   Status WriteJob(const JobMeta& job);
   Status WriteRange(const RangeRecord& r, bool insert);
+  Status WriteEvent(const Event& e);
   Status Rollback(Status cause);
 
   std::string path_;

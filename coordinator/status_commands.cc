@@ -57,7 +57,9 @@ std::string Coordinator::HandleCommand(const std::string& line) {
     return ErrorJson(m);
   };
   if (!extra.empty()) return bad("too many arguments; try 'help'");
-  if (cmd == "status" && arg.empty()) return StatusJson();
+  if (cmd == "status" && arg.empty()) {
+    return StatusFields().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
   if (cmd == "ranges") return RangesJson(arg);
   if (cmd == "workers" && arg.empty()) return WorkersJson();
   if (cmd == "metrics" && arg.empty()) return MetricsText();
@@ -150,7 +152,7 @@ std::string Coordinator::HandleCommand(const std::string& line) {
   return bad(fmt::format("unknown command '{}'; try 'help'", shown));
 }
 
-std::string Coordinator::StatusJson() {
+nlohmann::json Coordinator::StatusFields() {
   uint64_t rows = RowsCopied();
   uint64_t est = 0;
   for (const RangeRecord& r : table_.ranges()) {
@@ -201,7 +203,7 @@ std::string Coordinator::StatusJson() {
       {"uptime_seconds", (now - started_ms_) / 1000},
       {"version", kFerryVersion},
   };
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return j;
 }
 
 std::string Coordinator::RangesJson(const std::string& filter) {
