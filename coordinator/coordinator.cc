@@ -727,17 +727,9 @@ bool Coordinator::AllWorkersToldDone() const {
   return true;
 }
 
-uint64_t Coordinator::RowsCopied() const {
-  uint64_t n = 0;
-  for (const RangeRecord& r : table_.ranges()) n += r.rows;
-  return n;
-}
+uint64_t Coordinator::RowsCopied() const { return table_.rows_total(); }
 
-uint64_t Coordinator::BytesCopied() const {
-  uint64_t n = 0;
-  for (const RangeRecord& r : table_.ranges()) n += r.bytes;
-  return n;
-}
+uint64_t Coordinator::BytesCopied() const { return table_.bytes_total(); }
 
 void Coordinator::SampleRate() {
   int64_t now = MonotonicMs();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <climits>
 
 #include "common/key_codec.h"
@@ -30,6 +31,15 @@ std::optional<RangeState> ParseRangeState(const std::string& s) {
   return std::nullopt;
 }
 
+namespace {
+
+// A range's share of LeaseTable::rows_estimated().
+uint64_t EstimateOf(const RangeRecord& r) {
+  return r.state == RangeState::kDone ? r.rows : std::max(r.est_rows, r.rows);
+}
+
+}  // namespace
+
 LeaseTable::LeaseTable(const Clock* clock, int64_t ttl_ms, uint32_t max_attempts)
     : clock_(clock), ttl_ms_(ttl_ms), max_attempts_(max_attempts) {}
 
@@ -38,13 +48,23 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   last_epoch_ = last_epoch;
   pending_.clear();
   leased_.clear();
+  by_deadline_.clear();
   dirty_.clear();
+  rows_total_ = 0;
+  bytes_total_ = 0;
+  estimate_total_ = 0;
   for (auto& c : counts_) c = 0;
   int64_t now = clock_->NowMs();
   for (RangeRecord& r : ranges_) {
     counts_[static_cast<int>(r.state)]++;
+    rows_total_ += r.rows;
+    bytes_total_ += r.bytes;
+    estimate_total_ += EstimateOf(r);
     if (r.state == RangeState::kPending) pending_.insert(r.id);
-    if (r.state == RangeState::kLeased) leased_.insert(r.id);
+    if (r.state == RangeState::kLeased) {
+      leased_.insert(r.id);
+      by_deadline_.emplace(r.deadline_ms, r.id);
+    }
     if (r.epoch > last_epoch_) last_epoch_ = r.epoch;  // never reuse a token
     r.progress_ms = now;
   }
@@ -53,14 +73,31 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
 }
 
 void LeaseTable::SetState(RangeRecord* r, RangeState s) {
+  estimate_total_ -= EstimateOf(*r);
   counts_[static_cast<int>(r->state)]--;
   if (r->state == RangeState::kPending) pending_.erase(r->id);
-  if (r->state == RangeState::kLeased) leased_.erase(r->id);
+  if (r->state == RangeState::kLeased) {
+    leased_.erase(r->id);
+    by_deadline_.erase({r->deadline_ms, r->id});
+  }
   r->state = s;
+  estimate_total_ += EstimateOf(*r);
   counts_[static_cast<int>(s)]++;
   if (s == RangeState::kPending) pending_.insert(r->id);
-  if (s == RangeState::kLeased) leased_.insert(r->id);
+  if (s == RangeState::kLeased) {
+    leased_.insert(r->id);
+    by_deadline_.emplace(r->deadline_ms, r->id);
+  }
   dirty_.insert(r->id);
+}
+
+void LeaseTable::SetDeadline(RangeRecord* r, int64_t deadline_ms) {
+  if (r->deadline_ms == deadline_ms) return;
+  if (r->state == RangeState::kLeased) {
+    by_deadline_.erase({r->deadline_ms, r->id});
+    by_deadline_.emplace(deadline_ms, r->id);
+  }
+  r->deadline_ms = deadline_ms;
 }
 
 const RangeRecord* LeaseTable::Grant(const std::string& worker) {
@@ -69,7 +106,7 @@ const RangeRecord* LeaseTable::Grant(const std::string& worker) {
   SetState(r, RangeState::kLeased);
   r->owner = worker;
   r->epoch = ++last_epoch_;
-  r->deadline_ms = clock_->NowMs() + ttl_ms_;
+  SetDeadline(r, clock_->NowMs() + ttl_ms_);
   r->attempts++;
   r->progress_ms = clock_->NowMs();
   return r;
@@ -95,8 +132,13 @@ void LeaseTable::ApplyProgress(RangeRecord* r, const Progress& p) {
     r->cursor.assign(p.cursor);
     r->progress_ms = clock_->NowMs();
   }
+  // Unsigned wrap-around makes a smaller count (a rewind) subtract.
+  rows_total_ += p.rows - r->rows;
+  bytes_total_ += p.bytes - r->bytes;
+  estimate_total_ -= EstimateOf(*r);
   r->rows = p.rows;
   r->bytes = p.bytes;
+  estimate_total_ += EstimateOf(*r);
   r->digest = p.digest;
   dirty_.insert(r->id);
 }
@@ -107,7 +149,7 @@ Status LeaseTable::Heartbeat(uint64_t range, uint64_t epoch, const std::string& 
   RangeRecord* r = Owned(range, epoch, worker, &why);
   if (!r) return why;
   ApplyProgress(r, p);
-  r->deadline_ms = clock_->NowMs() + ttl_ms_;
+  SetDeadline(r, clock_->NowMs() + ttl_ms_);
   return Status::Ok();
 }
 
@@ -121,7 +163,7 @@ Status LeaseTable::Complete(uint64_t range, uint64_t epoch, const std::string& w
   RangeRecord* r = Owned(range, epoch, worker, &why);
   if (!r) return why;
   ApplyProgress(r, p);
-  r->deadline_ms = 0;
+  SetDeadline(r, 0);
   r->last_error.clear();
   SetState(r, RangeState::kDone);
   AdvancePrefix();
@@ -135,7 +177,7 @@ Status LeaseTable::Release(uint64_t range, uint64_t epoch, const std::string& wo
   if (!r) return why;
   ApplyProgress(r, p);
   r->owner.clear();
-  r->deadline_ms = 0;
+  SetDeadline(r, 0);
   SetState(r, RangeState::kPending);
   return Status::Ok();
 }
@@ -150,7 +192,7 @@ Status LeaseTable::ReportError(uint64_t range, uint64_t epoch, const std::string
   if (permanent) r->errors++;
   r->last_error = message;
   r->owner.clear();
-  r->deadline_ms = 0;
+  SetDeadline(r, 0);
   SetState(r, permanent && r->errors >= max_attempts_ ? RangeState::kFailed : RangeState::kPending);
   return Status::Ok();
 }
@@ -165,23 +207,20 @@ Status LeaseTable::Revoke(uint64_t range) {
         fmt::format("range {} is {}, not leased", range, RangeStateName(r->state)));
   }
   r->owner.clear();
-  r->deadline_ms = 0;
+  SetDeadline(r, 0);
   SetState(r, RangeState::kPending);
   return Status::Ok();
 }
 
 std::vector<LeaseTable::Expired> LeaseTable::ExpireDue() {
   std::vector<Expired> expired;
-  int64_t now = clock_->NowMs();
-  for (uint64_t id : leased_) {
-    const RangeRecord& r = ranges_[id - 1];
-    if (r.deadline_ms <= now) expired.push_back(Expired{id, r.owner, r.epoch});
-  }
-  for (const Expired& e : expired) {
-    RangeRecord* r = &ranges_[e.range - 1];
+  const int64_t now = clock_->NowMs();
+  while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+    RangeRecord* r = &ranges_[by_deadline_.begin()->second - 1];
+    expired.push_back(Expired{r->id, r->owner, r->epoch});
     r->owner.clear();
-    r->deadline_ms = 0;
-    SetState(r, RangeState::kPending);
+    SetState(r, RangeState::kPending);  // leaves by_deadline_
+    SetDeadline(r, 0);
   }
   return expired;
 }
@@ -198,9 +237,7 @@ size_t LeaseTable::RetryFailed() {
 }
 
 int64_t LeaseTable::NextDeadlineMs() const {
-  int64_t next = INT64_MAX;
-  for (uint64_t id : leased_) next = std::min(next, ranges_[id - 1].deadline_ms);
-  return next;
+  return by_deadline_.empty() ? INT64_MAX : by_deadline_.begin()->first;
 }
 
 const RangeRecord* LeaseTable::Find(uint64_t id) const {

@@ -9,6 +9,13 @@
 // owner); any mismatch returns kLeaseLost and changes nothing.
 //
 // The boundary is the end of the longest prefix of done ranges in key order.
+//
+// Per-message and per-loop-pass work is proportional to what changed, not to
+// the number of ranges: leased ranges are indexed by (deadline, id) so
+// NextDeadlineMs() is O(1) and ExpireDue() O(expired * log leased); the done
+// prefix only moves forward (amortised O(1) per completion); row and byte
+// totals are kept as running sums.
+//
 // Every mutation marks the range dirty; the coordinator persists the dirty
 // ranges and job meta in one state transaction, and on a failed commit
 // reloads the table from the state file (nothing is advanced that was not
@@ -21,6 +28,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -64,8 +72,9 @@ class LeaseTable {
   // Operator revoke: leased -> pending now; its epoch is fenced by the next grant.
   Status Revoke(uint64_t range);
 
-  // Leased ranges whose deadline has passed go back to pending. Returns
-  // (range, previous owner, epoch) of each.
+  // Leased ranges whose deadline has passed (deadline <= now) go back to
+  // pending. Returns (range, previous owner, epoch) of each, earliest
+  // deadline first (ties by id).
   struct Expired {
     uint64_t range;
     std::string owner;
@@ -75,7 +84,7 @@ class LeaseTable {
   // Failed ranges go back to pending with their error count cleared
   // (operator asked to retry them). Returns how many.
   size_t RetryFailed();
-  // Earliest lease deadline, or INT64_MAX if nothing is leased.
+  // Earliest lease deadline, or INT64_MAX if nothing is leased. O(1).
   int64_t NextDeadlineMs() const;
 
   const RangeRecord* Find(uint64_t id) const;
@@ -92,6 +101,12 @@ class LeaseTable {
   bool Failed() const;
 
   size_t count(RangeState s) const { return counts_[static_cast<int>(s)]; }
+  // Sums of every range's rows / bytes (running totals, O(1)).
+  uint64_t rows_total() const { return rows_total_; }
+  uint64_t bytes_total() const { return bytes_total_; }
+  // Sum over ranges of (done ? rows : max(est_rows, rows)): the estimate of
+  // the job's total rows, refined as ranges finish (running total, O(1)).
+  uint64_t rows_estimated() const { return estimate_total_; }
   const std::set<uint64_t>& leased() const { return leased_; }
 
   // Ids mutated since the last call.
@@ -100,6 +115,9 @@ class LeaseTable {
  private:
   RangeRecord* Owned(uint64_t range, uint64_t epoch, const std::string& worker, Status* why);
   void SetState(RangeRecord* r, RangeState s);
+  // Every change of a range's deadline_ms goes through here so the
+  // deadline index stays exact.
+  void SetDeadline(RangeRecord* r, int64_t deadline_ms);
   void ApplyProgress(RangeRecord* r, const Progress& p);
   void AdvancePrefix();
 
@@ -112,6 +130,11 @@ class LeaseTable {
   size_t counts_[4] = {0, 0, 0, 0};
   std::set<uint64_t> pending_;
   std::set<uint64_t> leased_;
+  // (deadline_ms, id) of every leased range.
+  std::set<std::pair<int64_t, uint64_t>> by_deadline_;
+  uint64_t rows_total_ = 0;
+  uint64_t bytes_total_ = 0;
+  uint64_t estimate_total_ = 0;
   std::set<uint64_t> dirty_;
 };
 

@@ -154,10 +154,7 @@ std::string Coordinator::HandleCommand(const std::string& line) {
 
 nlohmann::json Coordinator::StatusFields() {
   uint64_t rows = RowsCopied();
-  uint64_t est = 0;
-  for (const RangeRecord& r : table_.ranges()) {
-    est += r.state == RangeState::kDone ? r.rows : std::max(r.est_rows, r.rows);
-  }
+  uint64_t est = table_.rows_estimated();
   double rate = 0;
   if (rate_samples_.size() >= 2) {
     auto& [t0, r0] = rate_samples_.front();

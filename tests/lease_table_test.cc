@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <climits>
+#include <map>
 #include <random>
 
 #include "common/key_codec.h"
@@ -238,6 +241,156 @@ TEST(LeaseTableTest, BoundaryMatchesReferenceModelUnderRandomSchedules) {
       ASSERT_EQ(t.Boundary(), expect) << "seed " << seed << " prefix " << prefix;
     }
     EXPECT_EQ(t.Boundary(), "");
+  }
+}
+
+// Leases expire exactly at their (renewed) deadline: the deadline index
+// follows grants, heartbeats, releases, revokes, errors and completions.
+TEST(LeaseTableTest, ExpiryFollowsRenewalsAndIgnoresReturnedLeases) {
+  FakeClock clock;
+  const int64_t t0 = clock.NowMs();
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(6), 0);
+  EXPECT_EQ(t.NextDeadlineMs(), INT64_MAX);
+  uint64_t e[7] = {};
+  for (uint64_t id = 1; id <= 6; ++id) {
+    const RangeRecord* r = t.Grant("w" + std::to_string(id));
+    ASSERT_EQ(r->id, id);
+    e[id] = r->epoch;
+    clock.Advance(100);  // range id's deadline: t0 + (id - 1) * 100 + kTtl
+  }
+  EXPECT_EQ(t.NextDeadlineMs(), t0 + kTtl);
+  // Range 1 renews (now t0 + 600), so range 2 holds the earliest deadline.
+  ASSERT_TRUE(t.Heartbeat(1, e[1], "w1", At("", 1)).ok());
+  EXPECT_EQ(t.Find(1)->deadline_ms, t0 + 600 + kTtl);
+  EXPECT_EQ(t.NextDeadlineMs(), t0 + 100 + kTtl);
+  // Ranges 2..5 leave the leased state four different ways.
+  ASSERT_TRUE(t.Release(2, e[2], "w2", At("", 0)).ok());
+  ASSERT_TRUE(t.Revoke(3).ok());
+  ASSERT_TRUE(t.Complete(4, e[4], "w4", At("", 4)).ok());
+  ASSERT_TRUE(t.ReportError(5, e[5], "w5", /*permanent=*/false, "disk full").ok());
+  EXPECT_EQ(t.NextDeadlineMs(), t0 + 500 + kTtl);  // range 6
+  // A stale heartbeat (old epoch) renews nothing.
+  EXPECT_EQ(t.Heartbeat(2, e[2], "w2", At("", 0)).code(), Code::kLeaseLost);
+  EXPECT_EQ(t.NextDeadlineMs(), t0 + 500 + kTtl);
+
+  clock.Set(t0 + 500 + kTtl - 1);
+  EXPECT_TRUE(t.ExpireDue().empty());
+  clock.Set(t0 + 500 + kTtl);  // deadline <= now expires
+  auto expired = t.ExpireDue();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].range, 6u);
+  EXPECT_EQ(expired[0].owner, "w6");
+  EXPECT_EQ(expired[0].epoch, e[6]);
+  EXPECT_EQ(t.Find(6)->state, RangeState::kPending);
+  EXPECT_EQ(t.Find(6)->deadline_ms, 0);
+  EXPECT_EQ(t.NextDeadlineMs(), t0 + 600 + kTtl);  // renewed range 1
+
+  clock.Set(t0 + 600 + kTtl - 1);
+  EXPECT_TRUE(t.ExpireDue().empty());
+  clock.Set(t0 + 600 + kTtl);
+  expired = t.ExpireDue();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].range, 1u);
+  EXPECT_EQ(t.NextDeadlineMs(), INT64_MAX);
+  EXPECT_EQ(t.count(RangeState::kLeased), 0u);
+  EXPECT_EQ(t.count(RangeState::kDone), 1u);
+}
+
+// Expiries come out earliest deadline first, ties by range id, and a lease
+// persisted by a previous incarnation expires at its stored deadline.
+TEST(LeaseTableTest, ExpiryOrderAndPersistedDeadlinesAfterLoad) {
+  FakeClock clock;
+  const int64_t now = clock.NowMs();
+  LeaseTable t(&clock, kTtl);
+  auto plan = Plan(4);
+  const int64_t deadline[4] = {now + 300, now + 100, now + 300, now + 200};
+  for (size_t i = 0; i < 4; ++i) {
+    plan[i].state = RangeState::kLeased;
+    plan[i].owner = "w";
+    plan[i].epoch = i + 1;
+    plan[i].deadline_ms = deadline[i];
+  }
+  t.Load(plan, 4);
+  EXPECT_EQ(t.NextDeadlineMs(), now + 100);
+  clock.Set(now + 1000);
+  auto expired = t.ExpireDue();
+  ASSERT_EQ(expired.size(), 4u);
+  EXPECT_EQ(expired[0].range, 2u);
+  EXPECT_EQ(expired[1].range, 4u);
+  EXPECT_EQ(expired[2].range, 1u);
+  EXPECT_EQ(expired[3].range, 3u);
+  EXPECT_EQ(t.NextDeadlineMs(), INT64_MAX);
+  // Reloading (what a failed commit does) rebuilds the index from the records.
+  t.Load(plan, 4);
+  EXPECT_EQ(t.NextDeadlineMs(), now + 100);
+  EXPECT_EQ(t.count(RangeState::kLeased), 4u);
+}
+
+// The deadline index and the running totals agree with a brute-force scan of
+// every range after every operation of random schedules.
+TEST(LeaseTableTest, IndexesAndTotalsMatchAScanUnderRandomSchedules) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    std::mt19937_64 rng(seed);
+    FakeClock clock;
+    LeaseTable t(&clock, kTtl, /*max_attempts=*/2);
+    auto plan = Plan(1 + rng() % 30);
+    for (RangeRecord& r : plan) r.est_rows = rng() % 50;
+    t.Load(plan, 0);
+    std::map<uint64_t, std::pair<std::string, uint64_t>> held;  // range -> (worker, epoch)
+    for (int step = 0; step < 400; ++step) {
+      const int action = static_cast<int>(rng() % 8);
+      auto pick = [&] {
+        auto it = held.begin();
+        std::advance(it, rng() % held.size());
+        return *it;
+      };
+      const Progress p = At("", rng() % 100);
+      if (action == 0 || held.empty()) {
+        std::string w = "w" + std::to_string(rng() % 4);
+        if (const RangeRecord* r = t.Grant(w)) held[r->id] = {w, r->epoch};
+      } else if (action == 1) {
+        auto [id, h] = pick();
+        ASSERT_TRUE(t.Heartbeat(id, h.second, h.first, p).ok());
+      } else if (action == 2) {
+        auto [id, h] = pick();
+        ASSERT_TRUE(t.Complete(id, h.second, h.first, p).ok());
+        held.erase(id);
+      } else if (action == 3) {
+        auto [id, h] = pick();
+        ASSERT_TRUE(t.Release(id, h.second, h.first, p).ok());
+        held.erase(id);
+      } else if (action == 4) {
+        auto [id, h] = pick();
+        ASSERT_TRUE(t.Revoke(id).ok());
+        held.erase(id);
+      } else if (action == 5) {
+        auto [id, h] = pick();
+        ASSERT_TRUE(t.ReportError(id, h.second, h.first, rng() % 2 == 0, "x").ok());
+        held.erase(id);
+      } else if (action == 6) {
+        clock.Advance(static_cast<int64_t>(rng() % (kTtl / 2)));
+        for (const auto& e : t.ExpireDue()) {
+          ASSERT_EQ(held.count(e.range), 1u) << "seed " << seed;
+          held.erase(e.range);
+        }
+      } else {
+        t.RetryFailed();
+      }
+      int64_t next = INT64_MAX;
+      uint64_t rows = 0, bytes = 0, est = 0;
+      for (const RangeRecord& r : t.ranges()) {
+        if (r.state == RangeState::kLeased) next = std::min(next, r.deadline_ms);
+        rows += r.rows;
+        bytes += r.bytes;
+        est += r.state == RangeState::kDone ? r.rows : std::max(r.est_rows, r.rows);
+      }
+      ASSERT_EQ(t.NextDeadlineMs(), next) << "seed " << seed << " step " << step;
+      ASSERT_EQ(t.rows_total(), rows) << "seed " << seed << " step " << step;
+      ASSERT_EQ(t.bytes_total(), bytes) << "seed " << seed << " step " << step;
+      ASSERT_EQ(t.rows_estimated(), est) << "seed " << seed << " step " << step;
+      ASSERT_EQ(t.count(RangeState::kLeased), held.size()) << "seed " << seed;
+    }
   }
 }
 
