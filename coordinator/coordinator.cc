@@ -450,8 +450,10 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
           if (!r) return nowork(250);
           metrics_.grants++;
           w->current_range = r->id;
-          Record(Event{clock_->NowMs(), "grant", r->id, r->epoch, id,
-                       fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor))});
+          if (spdlog::should_log(spdlog::level::info)) {
+            LogRoutine("grant", r->id, r->epoch, id,
+                       fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
+          }
         }
         auto g = out.getBody().initGrant();
         g.setRangeId(r->id);
@@ -518,8 +520,10 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         if (which == Envelope::Body::COMPLETE) {
           if (w && w->current_range == range) w->current_range = 0;
           metrics_.completions++;
-          Record(Event{clock_->NowMs(), "complete", range, epoch, id,
-                       fmt::format("rows={} bytes={} digest={:016x}", p.rows, p.bytes, p.digest)});
+          if (spdlog::should_log(spdlog::level::info)) {
+            LogRoutine("complete", range, epoch, id,
+                       fmt::format("rows={} bytes={} digest={:016x}", p.rows, p.bytes, p.digest));
+          }
         } else if (which == Envelope::Body::RELEASE) {
           if (w && w->current_range == range) w->current_range = 0;
           if (w && body.getRelease().getLeaving()) {
@@ -585,13 +589,20 @@ uint64_t Coordinator::ThrottleShare() const {
   return std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active));
 }
 
+void Coordinator::LogRoutine(const char* kind, uint64_t range, uint64_t epoch,
+                             const std::string& worker, const std::string& detail) {
+  LogEvent(spdlog::level::info, kind,
+           {{"range", range}, {"epoch", epoch}, {"worker", worker}, {"detail", detail}});
+}
+
 void Coordinator::Record(Event e) {
-  nlohmann::json fields = {
-      {"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker}, {"detail", e.detail}};
   auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire")
                    ? spdlog::level::warn
                    : spdlog::level::info;
-  LogEvent(level, e.kind, fields);
+  if (spdlog::should_log(level)) {
+    LogEvent(level, e.kind,
+             {{"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker}, {"detail", e.detail}});
+  }
   events_.push_back(std::move(e));
 }
 

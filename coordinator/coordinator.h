@@ -134,7 +134,17 @@ class Coordinator {
   void CommitAndReply();
   void Mirror();
   void SampleRate();
+  // Logs `e` and queues it for the state file's event log (committed with
+  // the pass). Operator-visible events only: plan, register, release,
+  // expire, range_error/range_failed, finalize, failed and operator actions.
   void Record(Event e);
+  // Routine per-range events (grant, complete) are logged (info) but not
+  // written to the state file: the range row already holds the latest
+  // owner, epoch and counters, and a row per message would double the
+  // state writes on the hot path. Callers skip building `detail` when info
+  // is not logged.
+  void LogRoutine(const char* kind, uint64_t range, uint64_t epoch, const std::string& worker,
+                  const std::string& detail);
   WorkerInfo* TouchWorker(const std::string& id);
   // A worker's share of the fleet-wide throttle (rows/s; 0 = none).
   uint64_t ThrottleShare() const;

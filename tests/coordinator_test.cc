@@ -4,8 +4,8 @@
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/key_codec.h"
@@ -202,6 +202,62 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   EXPECT_EQ(c->metrics().lease_lost, 3u);
 }
 
+// A heartbeat moves the lease deadline: the lease expires at the renewed
+// deadline, not the granted one, and exactly once. Routine grants and
+// completions are logged but not written to the state file's event log;
+// operator-visible events (register, expire, finalize) are.
+TEST(CoordinatorTest, RenewedLeaseExpiresAtItsNewDeadlineAndEventLogKeepsOperatorEvents) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 20);
+  auto c = f.Start(10);
+  ASSERT_EQ(c->leases().ranges().size(), 2u);
+  FakeWorker w1(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  FakeWorker w2(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+  w1.Register();
+  w2.Register();
+  auto g1 = w1.Lease();
+  ASSERT_EQ(g1.range, 1u);
+  auto g2 = w2.Lease();
+  ASSERT_EQ(g2.range, 2u);
+  f.clock.Advance(f.ttl_ms - 1);
+  ASSERT_EQ(w1.Send("heartbeat", 1, g1.epoch, "", 0), "ack");  // range 1 renewed
+  f.clock.Advance(1);                                          // range 2's deadline
+  c->Step(0);
+  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kLeased);
+  EXPECT_EQ(c->leases().Find(2)->state, RangeState::kPending);
+  EXPECT_EQ(c->metrics().expiries, 1u);
+  f.clock.Advance(f.ttl_ms - 2);  // one ms before range 1's renewed deadline
+  c->Step(0);
+  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kLeased);
+  EXPECT_EQ(c->metrics().expiries, 1u);
+  f.clock.Advance(1);
+  c->Step(0);
+  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kPending);
+  EXPECT_EQ(c->metrics().expiries, 2u);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='expire'"), 2);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM ranges WHERE state=0"), 2);
+
+  // Drain both ranges: grants and completions go to the log only.
+  for (int i = 0; i < 2; ++i) {
+    auto g = w1.Lease();
+    ASSERT_NE(g.range, 0u);
+    ASSERT_EQ(w1.Send("complete", g.range, g.epoch, "", 10), "ack");
+  }
+  EXPECT_TRUE(c->complete());
+  EXPECT_EQ(c->RowsCopied(), 20u);
+  EXPECT_EQ(c->metrics().grants, 4u);
+  EXPECT_EQ(c->metrics().completions, 2u);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='register'"), 2);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='finalize'"), 1);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='plan'"), 1);
+  EXPECT_EQ(
+      testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind IN ('grant', 'complete')"),
+      0);
+  // The range rows themselves hold the last owner, epoch and counters.
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT sum(rows) FROM ranges WHERE state=2"), 20);
+  EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=2"), "w1");
+}
+
 TEST(CoordinatorTest, FinalizeIsAtomicUnderCommitFailureAtEveryStep) {
   int failing_steps = 0;
   for (int k = 0; k < 50; ++k) {
@@ -358,7 +414,9 @@ TEST(CoordinatorTest, StalledRangesAreListedWithTheirReason) {
   w.Register();
   auto g = w.Lease();
   ASSERT_EQ(g.range, 1u);
-  auto stalled = [&] { return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"]; };
+  auto stalled = [&] {
+    return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
+  };
   EXPECT_TRUE(stalled().empty());
   f.clock.Advance(6000);
   auto r = stalled();
