@@ -13,9 +13,11 @@ constexpr unsigned char kReal = 0x20;
 constexpr unsigned char kText = 0x30;
 constexpr unsigned char kBlob = 0x40;
 
-void AppendBigEndian(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
+void AppendTagged(unsigned char tag, uint64_t v, std::string* out) {
+  char buf[9];
+  buf[0] = static_cast<char>(tag);
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>((v >> (56 - 8 * i)) & 0xff);
+  out->append(buf, sizeof buf);
 }
 
 uint64_t ReadBigEndian(const unsigned char* p) {
@@ -24,42 +26,60 @@ uint64_t ReadBigEndian(const unsigned char* p) {
   return v;
 }
 
-void AppendEscaped(const std::string& bytes, std::string* out) {
-  for (char c : bytes) {
-    out->push_back(c);
-    if (c == '\0') out->push_back(static_cast<char>(0xff));
+// tag, the bytes with each 0x00 escaped as 0x00 0xFF, then 0x00.
+void AppendEscaped(unsigned char tag, std::string_view bytes, std::string* out) {
+  out->push_back(static_cast<char>(tag));
+  const char* p = bytes.data();
+  const char* end = p + bytes.size();
+  while (p < end) {
+    const char* zero = static_cast<const char*>(std::memchr(p, 0, static_cast<size_t>(end - p)));
+    if (zero == nullptr) {
+      out->append(p, static_cast<size_t>(end - p));
+      break;
+    }
+    out->append(p, static_cast<size_t>(zero - p) + 1);
+    out->push_back(static_cast<char>(0xff));
+    p = zero + 1;
   }
   out->push_back('\0');
 }
 
 }  // namespace
 
+void AppendKeyNull(std::string* out) { out->push_back(static_cast<char>(kNull)); }
+
+void AppendKeyInt(int64_t v, std::string* out) {
+  AppendTagged(kInt, static_cast<uint64_t>(v) ^ (uint64_t{1} << 63), out);
+}
+
+void AppendKeyReal(double d, std::string* out) {
+  if (d == 0.0) d = 0.0;  // -0.0 sorts equal to 0.0 in SQLite
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  bits = (bits & (uint64_t{1} << 63)) ? ~bits : bits | (uint64_t{1} << 63);
+  AppendTagged(kReal, bits, out);
+}
+
+void AppendKeyText(std::string_view bytes, std::string* out) { AppendEscaped(kText, bytes, out); }
+
+void AppendKeyBlob(std::string_view bytes, std::string* out) { AppendEscaped(kBlob, bytes, out); }
+
 void AppendKeyElement(const Value& v, std::string* out) {
   switch (v.index()) {
     case 0:
-      out->push_back(static_cast<char>(kNull));
+      AppendKeyNull(out);
       break;
     case 1:
-      out->push_back(static_cast<char>(kInt));
-      AppendBigEndian(static_cast<uint64_t>(std::get<int64_t>(v)) ^ (uint64_t{1} << 63), out);
+      AppendKeyInt(std::get<int64_t>(v), out);
       break;
-    case 2: {
-      double d = std::get<double>(v);
-      if (d == 0.0) d = 0.0;  // -0.0 sorts equal to 0.0 in SQLite
-      uint64_t bits;
-      std::memcpy(&bits, &d, sizeof bits);
-      bits = (bits & (uint64_t{1} << 63)) ? ~bits : bits | (uint64_t{1} << 63);
-      out->push_back(static_cast<char>(kReal));
-      AppendBigEndian(bits, out);
+    case 2:
+      AppendKeyReal(std::get<double>(v), out);
       break;
-    }
     case 3:
-      out->push_back(static_cast<char>(kText));
-      AppendEscaped(std::get<Text>(v).bytes, out);
+      AppendKeyText(std::get<Text>(v).bytes, out);
       break;
     case 4:
-      out->push_back(static_cast<char>(kBlob));
-      AppendEscaped(std::get<Blob>(v).bytes, out);
+      AppendKeyBlob(std::get<Blob>(v).bytes, out);
       break;
   }
 }

@@ -17,6 +17,7 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,7 +27,14 @@
 
 namespace ferry {
 
+// Append one element's encoding to *out; AppendKeyElement dispatches on the
+// Value's type to the others (which take cells without building a Value).
 void AppendKeyElement(const Value& v, std::string* out);
+void AppendKeyNull(std::string* out);
+void AppendKeyInt(int64_t v, std::string* out);
+void AppendKeyReal(double v, std::string* out);
+void AppendKeyText(std::string_view bytes, std::string* out);
+void AppendKeyBlob(std::string_view bytes, std::string* out);
 std::string EncodeKey(const Value* values, size_t n);
 inline std::string EncodeKey(const std::vector<Value>& values) {
   return EncodeKey(values.data(), values.size());

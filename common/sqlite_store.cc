@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <utility>
 
@@ -102,6 +105,48 @@ Result<std::vector<Value>> DecodeBound(std::string_view encoded, size_t arity, b
   return values;
 }
 
+// The conditions selecting the rows of `range` after `after` (>= range.lo
+// when `after` is empty), with parameters numbered from ?1, and the values
+// to bind to them in order.
+struct RangeFilter {
+  std::vector<std::string> conditions;  // AND-ed; empty = the whole table
+  std::vector<Value> params;
+};
+
+Result<RangeFilter> MakeRangeFilter(const TableSchema& table, const KeySql& key,
+                                    const KeyRange& range, std::string_view after) {
+  if (!range.table.empty() && range.table != table.name) {
+    return InvalidArgument(
+        fmt::format("range of table {} read as table {}", range.table, table.name));
+  }
+  const bool rowid = table.rowid_key();
+  RangeFilter f;
+  if (!after.empty() || !range.lo.empty()) {
+    const bool exclusive = !after.empty();
+    FERRY_ASSIGN_OR_RETURN(std::vector<Value> lo,
+                           DecodeBound(exclusive ? after : std::string_view(range.lo), key.arity,
+                                       rowid, exclusive ? "cursor" : "lower", table.name));
+    f.conditions.push_back(fmt::format(
+        "{} {} {}", key.tuple, exclusive ? ">" : ">=", Params(key.arity, f.params.size() + 1)));
+    f.params.insert(f.params.end(), lo.begin(), lo.end());
+  }
+  if (!range.hi.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<Value> hi,
+                           DecodeBound(range.hi, key.arity, rowid, "upper", table.name));
+    f.conditions.push_back(
+        fmt::format("{} < {}", key.tuple, Params(key.arity, f.params.size() + 1)));
+    f.params.insert(f.params.end(), hi.begin(), hi.end());
+  }
+  return f;
+}
+
+// " WHERE a AND b", or "" for no conditions.
+std::string WhereClause(const std::vector<std::string>& conditions) {
+  std::string out;
+  for (const std::string& c : conditions) out += (out.empty() ? " WHERE " : " AND ") + c;
+  return out;
+}
+
 // Adds IF NOT EXISTS to a SQLite "CREATE [UNIQUE] INDEX name ..." statement.
 Result<std::string> IndexIfNotExists(const std::string& sql) {
   size_t i = 0;
@@ -169,15 +214,39 @@ Result<std::string> TranslatePgIndex(const std::string& sql, const std::string& 
                      m[2].str(), QuoteIdent(table), m[3].str());
 }
 
+// The process-wide writer mutex of the SQLite file at `path` (one per file,
+// by canonical path). SQLite has one writer per file; stores of the same
+// process (embedded workers) queue here for it instead of polling the file
+// lock, so the lock passes from one transaction to the next without sleeps.
+std::shared_ptr<std::mutex> WriterMutex(const std::string& path) {
+  static std::mutex registry_mu;
+  static std::map<std::string, std::weak_ptr<std::mutex>> registry;
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(path, ec);
+  const std::string key = ec ? path : canonical.string();
+  std::lock_guard<std::mutex> lock(registry_mu);
+  for (auto it = registry.begin(); it != registry.end();) {
+    it = it->second.expired() ? registry.erase(it) : std::next(it);
+  }
+  std::shared_ptr<std::mutex> mu = registry[key].lock();
+  if (!mu) {
+    mu = std::make_shared<std::mutex>();
+    registry[key] = mu;
+  }
+  return mu;
+}
+
 }  // namespace
 
 // ---- transactions ----
 
-// BEGIN IMMEDIATE on construction (check ok()), ROLLBACK on destruction
-// unless Commit() succeeded.
+// Takes the file's in-process writer mutex (targets), then BEGIN IMMEDIATE
+// on construction (check ok()); ROLLBACK on destruction unless Commit()
+// succeeded; the mutex is held until destruction.
 class SqliteStore::Txn {
  public:
   explicit Txn(SqliteStore* store) : store_(store) {
+    if (store_->write_mu_) writer_ = std::unique_lock<std::mutex>(*store_->write_mu_);
     status_ = Run("BEGIN IMMEDIATE");
     active_ = status_.ok();
   }
@@ -204,6 +273,7 @@ class SqliteStore::Txn {
   }
 
   SqliteStore* store_;
+  std::unique_lock<std::mutex> writer_;  // released after the destructor's ROLLBACK
   Status status_;
   bool active_ = false;
 };
@@ -269,8 +339,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
     }
   }
 
-  int flags = source ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  auto db = Db::Open(path, flags);
+  // Targets accept URI file names so that CanCopyFrom can ATTACH the source
+  // read-only; a path that itself starts with "file:" is opened as ./file:...
+  int flags = source ? SQLITE_OPEN_READONLY
+                     : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI);
+  const std::string open_path = !source && path.rfind("file:", 0) == 0 ? "./" + path : path;
+  auto db = Db::Open(open_path, flags);
   if (!db.ok()) {
     const std::string& m = db.status().message();
     size_t colon = m.rfind(": ");
@@ -278,6 +352,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
                                        colon == std::string::npos ? m : m.substr(colon + 2), flag));
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, role, std::move(db).value()));
+  if (!source) store->write_mu_ = WriterMutex(path);
   // Turns a failure of the first statements into a one-line, actionable error.
   auto open_error = [&](const Status& s) -> Status {
     const std::string cause = store->db_.ErrorMessage();
@@ -462,53 +537,22 @@ Status SqliteStore::ReadBatch(const TableSchema& table, const KeyRange& range,
   out->Clear();
   out->width = table.width();
   FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
-  if (!range.table.empty() && range.table != table.name) {
-    return InvalidArgument(
-        fmt::format("range of table {} read as table {}", range.table, table.name));
-  }
   if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
   const KeySql key = MakeKeySql(table, alias);
   const bool rowid = table.rowid_key();
-
-  Lower lower =
-      !after.empty() ? Lower::kExclusive : (!range.lo.empty() ? Lower::kInclusive : Lower::kNone);
-  std::vector<Value> lo_values, hi_values;
-  if (lower != Lower::kNone) {
-    FERRY_ASSIGN_OR_RETURN(
-        lo_values,
-        DecodeBound(lower == Lower::kExclusive ? after : std::string_view(range.lo), key.arity,
-                    rowid, lower == Lower::kExclusive ? "cursor" : "lower", table.name));
-  }
-  const bool has_hi = !range.hi.empty();
-  if (has_hi) {
-    FERRY_ASSIGN_OR_RETURN(hi_values, DecodeBound(range.hi, key.arity, rowid, "upper", table.name));
-  }
+  FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
 
   // SELECT [rowid,] cols FROM t WHERE key >|>= lower AND key < upper ORDER BY key LIMIT n
-  std::string where;
-  size_t next = 1;
-  if (lower != Lower::kNone) {
-    where += fmt::format(" WHERE {} {} {}", key.tuple,
-                         lower == Lower::kExclusive ? ">" : ">=", Params(key.arity, next));
-    next += key.arity;
-  }
-  if (has_hi) {
-    where += fmt::format(" {} {} < {}", where.empty() ? "WHERE" : "AND", key.tuple,
-                         Params(key.arity, next));
-    next += key.arity;
-  }
   FERRY_ASSIGN_OR_RETURN(
       Stmt * stmt,
       Cached(fmt::format("SELECT {} FROM {}{} ORDER BY {} LIMIT ?{}", CellList(table, alias),
-                         QuoteIdent(table.name), where, key.list, next)));
-
+                         QuoteIdent(table.name), WhereClause(filter.conditions), key.list,
+                         filter.params.size() + 1)));
   int p = 1;
-  for (const Value& v : lo_values) stmt->BindValue(p++, v);
-  for (const Value& v : hi_values) stmt->BindValue(p++, v);
+  for (const Value& v : filter.params) stmt->BindValue(p++, v);
   stmt->Bind(p, static_cast<int64_t>(max_rows));
 
   const size_t width = table.width();
-  std::vector<Value> key_values(key.arity);
   int rc;
   while ((rc = stmt->Step()) == SQLITE_ROW) {
     for (size_t c = 0; c < width; ++c) {
@@ -516,13 +560,13 @@ Status SqliteStore::ReadBatch(const TableSchema& table, const KeyRange& range,
       out->bytes += PayloadBytes(out->cells.back());
     }
     const Value* row = out->cells.data() + out->cells.size() - width;
+    std::string& k = out->keys.emplace_back();
     if (rowid) {
-      key_values[0] = row[0];
+      AppendKeyElement(row[0], &k);
     } else {
-      for (size_t i = 0; i < key.arity; ++i) key_values[i] = row[table.key_columns[i]];
+      for (size_t pos : table.key_columns) AppendKeyElement(row[pos], &k);
     }
-    out->keys.push_back(EncodeKey(key_values));
-    out->bytes += out->keys.back().size();
+    out->bytes += k.size();
     if (out->bytes >= max_bytes) break;
   }
   stmt->Reset();  // ends the read transaction; bound values are still alive
@@ -620,14 +664,7 @@ Status SqliteStore::WriteBatch(const TableSchema& table, const RowBatch& batch,
 
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
-  FERRY_ASSIGN_OR_RETURN(std::optional<Value> recorded, MetaGet(fence_key));
-  if (recorded && std::holds_alternative<int64_t>(*recorded) &&
-      std::get<int64_t>(*recorded) > static_cast<int64_t>(fence.epoch)) {
-    return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
-                                 fence.range_id, fence.epoch, std::get<int64_t>(*recorded)));
-  }
-  FERRY_RETURN_IF_ERROR(MetaPut(fence_key, static_cast<int64_t>(fence.epoch)));
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence));
 
   for (size_t r = 0; r < batch.rows(); ++r) {
     const Value* row = batch.row(r);
@@ -640,6 +677,227 @@ Status SqliteStore::WriteBatch(const TableSchema& table, const RowBatch& batch,
     }
   }
   return txn.Commit();
+}
+
+Status SqliteStore::CheckAndRecordFence(const Fence& fence) {
+  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
+  FERRY_ASSIGN_OR_RETURN(std::optional<Value> recorded, MetaGet(fence_key));
+  if (recorded && std::holds_alternative<int64_t>(*recorded) &&
+      std::get<int64_t>(*recorded) > static_cast<int64_t>(fence.epoch)) {
+    return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
+                                 fence.range_id, fence.epoch, std::get<int64_t>(*recorded)));
+  }
+  return MetaPut(fence_key, static_cast<int64_t>(fence.epoch));
+}
+
+// ---- direct copy ----
+
+// The state of the copy statement running on this connection, read and
+// updated by FoldRow once per row the statement selects, in key order.
+struct SqliteStore::FoldState {
+  std::vector<size_t> key_cells;  // positions of the key among the cells
+  size_t max_bytes = 0;
+  CopiedBatch batch;  // rows, bytes, last key, digest so far
+  std::string row;    // scratch: the row's digest bytes
+  std::string key;    // scratch: the row's encoded key
+};
+
+namespace {
+
+// AppendKeyElement for a cell the engine holds, without building a Value.
+void AppendCell(sqlite3_value* v, std::string* out) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+      AppendKeyInt(sqlite3_value_int64(v), out);
+      break;
+    case SQLITE_FLOAT:
+      AppendKeyReal(sqlite3_value_double(v), out);
+      break;
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+      AppendKeyText(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))), out);
+      break;
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
+      size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
+      AppendKeyBlob(p ? std::string_view(p, n) : std::string_view(), out);
+      break;
+    }
+    default:
+      AppendKeyNull(out);
+  }
+}
+
+// PayloadBytes for a cell the engine holds.
+uint64_t CellBytes(sqlite3_value* v) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+    case SQLITE_FLOAT:
+      return 8;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB:
+      return static_cast<uint64_t>(sqlite3_value_bytes(v));
+    default:
+      return 0;
+  }
+}
+
+// A file name as a read-only SQLite URI: file:/abs/path?mode=ro, with every
+// byte outside [A-Za-z0-9/._~-] percent-encoded.
+std::string ReadOnlyUri(const std::string& path) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(path, ec);
+  const std::string p = ec ? path : abs.string();
+  std::string out = "file:";
+  for (unsigned char c : p) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '_' || c == '~' || c == '-') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out + "?mode=ro";
+}
+
+constexpr const char* kSourceSchema = "ferry_src";
+
+}  // namespace
+
+// ferry_fold(cells...): folds the row into the running copy's digest and
+// returns 1, or returns 0 (the row is not copied) once the batch holds
+// max_bytes, exactly where ReadBatch stops.
+void SqliteStore::FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  auto* store = static_cast<SqliteStore*>(sqlite3_user_data(ctx));
+  FoldState* st = store->fold_;
+  if (st == nullptr) {
+    sqlite3_result_error(ctx, "ferry_fold called outside a ferry copy", -1);
+    return;
+  }
+  CopiedBatch& b = st->batch;
+  if (b.rows > 0 && b.bytes >= st->max_bytes) {
+    sqlite3_result_int(ctx, 0);
+    return;
+  }
+  st->key.clear();
+  for (size_t pos : st->key_cells) {
+    if (pos >= static_cast<size_t>(argc)) {
+      sqlite3_result_error(ctx, "ferry_fold: key cell out of range", -1);
+      return;
+    }
+    AppendCell(argv[pos], &st->key);
+  }
+  st->row.assign(st->key);
+  for (int i = 0; i < argc; ++i) {
+    AppendCell(argv[i], &st->row);
+    b.bytes += CellBytes(argv[i]);
+  }
+  b.digest = XXH3_64bits_withSeed(st->row.data(), st->row.size(), b.digest);
+  b.bytes += st->key.size();
+  b.last_key.swap(st->key);
+  ++b.rows;
+  sqlite3_result_int(ctx, 1);
+}
+
+// The statement copying the next batch: INSERT OR REPLACE INTO main.t (cells)
+// SELECT cells FROM ferry_src.t WHERE <range> AND ferry_fold(cells)
+// ORDER BY key LIMIT ?n. ferry_fold is the last condition, so it sees only
+// rows inside the range.
+std::string SqliteStore::CopySql(const TableSchema& table, const std::string& alias,
+                                 std::vector<std::string> conditions, size_t limit_param) {
+  const KeySql key = MakeKeySql(table, alias);
+  const std::string cells = CellList(table, alias);
+  conditions.push_back(fmt::format("ferry_fold({})", cells));
+  return fmt::format(
+      "INSERT OR REPLACE INTO main.{0} ({1}) SELECT {1} FROM {2}.{0}{3} ORDER BY {4} LIMIT ?{5}",
+      QuoteIdent(table.name), cells, kSourceSchema, WhereClause(conditions), key.list, limit_param);
+}
+
+bool SqliteStore::CanCopyFrom(Store& source, const TableSchema& table) {
+  auto* src = dynamic_cast<SqliteStore*>(&source);
+  if (src == nullptr || src->role_ != StoreRole::kSource || role_ != StoreRole::kTarget) {
+    return false;
+  }
+  Result<std::string> alias = CheckTable(table);
+  if (!alias.ok()) return false;
+  if (attached_ != src->path_) {
+    if (!attached_.empty()) return false;  // one source per target connection
+    if (sqlite3_create_function_v2(db_.get(), "ferry_fold", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY,
+                                   this, &SqliteStore::FoldRow, nullptr, nullptr,
+                                   nullptr) != SQLITE_OK) {
+      return false;
+    }
+    auto attach = db_.Prepare(fmt::format("ATTACH DATABASE ?1 AS {}", kSourceSchema));
+    if (!attach.ok()) return false;
+    attach->Bind(1, ReadOnlyUri(src->path_));
+    if (attach->Step() != SQLITE_DONE) return false;
+    attached_ = src->path_;
+  }
+  // The rows must come out of an ordered walk of the key: a sort would run
+  // ferry_fold on every row of the range, not only on the ones copied.
+  const KeySql key = MakeKeySql(table, *alias);
+  std::vector<std::string> conditions;
+  size_t next = 1;
+  for (const char* op : {">", "<"}) {
+    conditions.push_back(fmt::format("{} {} {}", key.tuple, op, Params(key.arity, next)));
+    next += key.arity;
+  }
+  auto plan = db_.Prepare("EXPLAIN QUERY PLAN " + CopySql(table, *alias, conditions, next));
+  if (!plan.ok()) return false;
+  int rc;
+  while ((rc = plan->Step()) == SQLITE_ROW) {
+    if (plan->Str(3).find("TEMP B-TREE") != std::string::npos) return false;
+  }
+  return rc == SQLITE_DONE;
+}
+
+Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const KeyRange& range,
+                              std::string_view after, size_t max_rows, size_t max_bytes,
+                              const Fence& fence, CopiedBatch* out) {
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  auto* src = dynamic_cast<SqliteStore*>(&source);
+  if (src == nullptr || attached_.empty() || attached_ != src->path_) {
+    return FailedPrecondition(
+        fmt::format("{}: CopyBatch without a successful CanCopyFrom", Describe()));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
+  if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
+  const KeySql key = MakeKeySql(table, alias);
+  FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt * copy, Cached(CopySql(table, alias, filter.conditions, filter.params.size() + 1)));
+
+  Txn txn(this);
+  FERRY_RETURN_IF_ERROR(txn.status());
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence));
+  int p = 1;
+  for (const Value& v : filter.params) copy->BindValue(p++, v);
+  copy->Bind(p, static_cast<int64_t>(max_rows));
+
+  FoldState st;
+  if (table.rowid_key()) {
+    st.key_cells = {0};
+  } else {
+    st.key_cells = table.key_columns;
+  }
+  st.max_bytes = max_bytes;
+  st.batch.digest = out->digest;
+  fold_ = &st;
+  int rc = copy->Step();
+  const int64_t changed = sqlite3_changes64(db_.get());
+  copy->Reset();
+  fold_ = nullptr;
+  if (rc != SQLITE_DONE) {
+    return db_.Error(
+        rc, fmt::format("copy a batch of table {} from {}", table.name, source.Describe()));
+  }
+  if (changed != static_cast<int64_t>(st.batch.rows)) {
+    return Internal(fmt::format("table {}: direct copy folded {} rows but wrote {}", table.name,
+                                st.batch.rows, changed));
+  }
+  FERRY_RETURN_IF_ERROR(txn.Commit());
+  *out = std::move(st.batch);
+  return Status::Ok();
 }
 
 // ---- metadata ----

@@ -30,10 +30,13 @@
 // the store; a batch never re-prepares. Memory is bounded by one batch.
 //
 // Thread safety: a SqliteStore is one SQLite connection; confine it to one
-// thread (or serialize all calls externally).
+// thread (or serialize all calls externally). Target stores of one process
+// opened on the same file share a writer mutex, so their write transactions
+// queue in-process rather than polling SQLite's file lock.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -94,6 +97,21 @@ class SqliteStore : public Store {
   // kPermanent for constraint violations. On any error nothing is written.
   Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
 
+  // Direct copy (Store::CanCopyFrom / CopyBatch) from a SqliteStore opened as
+  // the source: this target connection ATTACHes the source file read-only
+  // (file:PATH?mode=ro, at most one source per connection) and copies each
+  // batch with one INSERT OR REPLACE ... SELECT ... ORDER BY key LIMIT n in
+  // which the function ferry_fold(cells) folds every selected row into the
+  // digest (same bytes as FoldDigest) and stops the batch at max_bytes. False
+  // when the query plan would sort instead of walking the key in order (the
+  // fold must see exactly the rows copied, in key order). CopyBatch checks
+  // that the rows folded equal the rows written (kInternal, rolled back, if
+  // not). Errors as for WriteBatch.
+  bool CanCopyFrom(Store& source, const TableSchema& table) override;
+  Status CopyBatch(Store& source, const TableSchema& table, const KeyRange& range,
+                   std::string_view after, size_t max_rows, size_t max_bytes, const Fence& fence,
+                   CopiedBatch* out) override;
+
   // nullopt when the metadata table or the 'version' key is absent.
   // kFailedPrecondition when the stored version is not an integer.
   Result<std::optional<int64_t>> ReadVersion() override;
@@ -109,7 +127,6 @@ class SqliteStore : public Store {
 
  private:
   class Txn;
-  enum class Lower { kNone, kInclusive, kExclusive };
 
   SqliteStore(std::string path, StoreRole role, Db db);
 
@@ -123,12 +140,25 @@ class SqliteStore : public Store {
   Status MetaPut(std::string_view key, const Value& value);
   Status MetaDelete(std::string_view key);
   Status CreateOneTable(const TableSchema& table);
+  // In a write transaction: kLeaseLost if a newer epoch than fence.epoch is
+  // recorded for the range, else records fence.epoch.
+  Status CheckAndRecordFence(const Fence& fence);
+
+  struct FoldState;
+  static void FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv);
+  static std::string CopySql(const TableSchema& table, const std::string& alias,
+                             std::vector<std::string> conditions, size_t limit_param);
   Status RefuseWrite() const;  // for writes to a source
 
   std::string path_;
   StoreRole role_;
   Db db_;
   std::unordered_map<std::string, Stmt> stmts_;  // by SQL text
+  // Targets: the file's process-wide writer mutex, held by every write
+  // transaction (see WriterMutex in the .cc); null for sources.
+  std::shared_ptr<std::mutex> write_mu_;
+  std::string attached_;       // path of the source attached for direct copy
+  FoldState* fold_ = nullptr;  // the running CopyBatch's state, else null
 };
 
 }  // namespace ferry

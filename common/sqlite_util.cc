@@ -1,8 +1,41 @@
 #include "common/sqlite_util.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdint>
 
 namespace ferry {
+namespace {
+
+// Microseconds slept before busy-handler retry `count` (0-based): short
+// sleeps first, so a writer waiting for another connection's transaction
+// (typically a few milliseconds) gets the lock soon after it is released,
+// instead of after SQLite's default 1, 2, 5, 10, ... 100 ms steps.
+int64_t BusySleepUs(int count) {
+  if (count < 40) return 100;   // first 4 ms
+  if (count < 100) return 500;  // next 30 ms
+  return 2000;
+}
+
+// sqlite3_busy_handler callback; `arg` carries the timeout in milliseconds.
+// Gives up (SQLITE_BUSY reaches the caller) once the sleeps add up to it.
+int FineBusyHandler(void* arg, int count) {
+  const int64_t timeout_us = static_cast<int64_t>(reinterpret_cast<intptr_t>(arg)) * 1000;
+  int64_t slept = 0;
+  if (count < 40) {
+    slept = count * 100;
+  } else if (count < 100) {
+    slept = 4000 + (count - 40) * 500;
+  } else {
+    slept = 34000 + static_cast<int64_t>(count - 100) * 2000;
+  }
+  if (slept >= timeout_us) return 0;
+  ::usleep(static_cast<useconds_t>(BusySleepUs(count)));
+  return 1;
+}
+
+}  // namespace
 
 Stmt& Stmt::operator=(Stmt&& o) noexcept {
   if (this != &o) {
@@ -95,7 +128,8 @@ Result<Db> Db::Open(const std::string& path, int flags, int busy_timeout_ms) {
     return Unavailable(fmt::format("cannot open SQLite database {}: {}", path, msg));
   }
   sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, busy_timeout_ms);
+  sqlite3_busy_handler(raw, &FineBusyHandler,
+                       reinterpret_cast<void*>(static_cast<intptr_t>(busy_timeout_ms)));
   return db;
 }
 

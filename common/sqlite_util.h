@@ -62,7 +62,9 @@ class Db {
   Db& operator=(const Db&) = delete;
   ~Db();
 
-  // flags: SQLITE_OPEN_* ; busy_timeout_ms applies to every statement.
+  // flags: SQLITE_OPEN_* ; busy_timeout_ms applies to every statement: a
+  // locked database is retried with short sleeps (0.1 ms at first, 2 ms at
+  // most) until they add up to it, then the call fails with SQLITE_BUSY.
   static Result<Db> Open(const std::string& path, int flags, int busy_timeout_ms = 30000);
 
   sqlite3* get() const { return db_; }

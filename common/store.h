@@ -60,6 +60,16 @@ struct Fence {
   uint64_t epoch = 0;
 };
 
+// What one batch copied, as the worker's cursor and digest need it. For
+// CopyBatch, `digest` is the range digest before the batch on entry and after
+// it on return (common/digest.h).
+struct CopiedBatch {
+  size_t rows = 0;
+  uint64_t bytes = 0;    // as RowBatch::bytes counts them
+  std::string last_key;  // encoded key of the last row copied; empty if none
+  uint64_t digest = 0;
+};
+
 // What the coordinator mirrors into the new store's metadata table.
 struct Marker {
   std::optional<int64_t> version;  // the data version, when known
@@ -82,8 +92,7 @@ class Store {
   // count. Fails with kInvalidArgument if the key cannot order every row
   // (e.g. NULL in a primary-key column).
   virtual Result<std::vector<std::string>> PlanSplits(const TableSchema& table,
-                                                      uint64_t rows_per_range,
-                                                      uint64_t* rows) = 0;
+                                                      uint64_t rows_per_range, uint64_t* rows) = 0;
 
   // Reads up to `max_rows` rows (stopping early past `max_bytes`) of `range`
   // with key > `after` (or >= range.lo when `after` is empty), in key order,
@@ -99,7 +108,31 @@ class Store {
   // Writes `batch` as idempotent upserts in ONE transaction that first checks
   // and records `fence` (kLeaseLost, nothing written, if a newer epoch is
   // recorded for the range).
-  virtual Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) = 0;
+  virtual Status WriteBatch(const TableSchema& table, const RowBatch& batch,
+                            const Fence& fence) = 0;
+
+  // ---- direct copy (optional) ----
+  // True when this target can copy `table` straight from `source` with
+  // CopyBatch: the engine copies rows itself, without them crossing into the
+  // caller as Values. Default: false (use ReadBatch + WriteBatch).
+  virtual bool CanCopyFrom(Store& source, const TableSchema& table) {
+    (void)source;
+    (void)table;
+    return false;
+  }
+  // Only after CanCopyFrom(source, table) returned true. The same rows,
+  // cursor, bytes and digest as source.ReadBatch(table, range, after,
+  // max_rows, max_bytes) followed by WriteBatch(table, batch, fence) and
+  // FoldDigest, in ONE transaction that first checks and records `fence`
+  // (kLeaseLost, nothing written, if a newer epoch is recorded). out->rows is
+  // 0 when the range has no rows after `after`.
+  virtual Status CopyBatch(Store& source, const TableSchema& table, const KeyRange& range,
+                           std::string_view after, size_t max_rows, size_t max_bytes,
+                           const Fence& fence, CopiedBatch* out) {
+    (void)source, (void)table, (void)range, (void)after, (void)max_rows, (void)max_bytes;
+    (void)fence, (void)out;
+    return FailedPrecondition("this store cannot copy directly from another store");
+  }
 
   // ---- metadata (both sides) ----
   // The data version recorded in the metadata table; nullopt if absent.

@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
   app.add_option("--status-endpoint", o.status_endpoint, "operator status socket (ZeroMQ REP)")
       ->default_val("tcp://127.0.0.1:7401");
   app.add_option("--local-workers", local_workers, "run N workers in-process; exit when done");
+  bool no_direct = false;
+  app.add_flag("--no-direct-copy", no_direct,
+               "local workers always read rows and write them (default: a SQLite new store "
+               "copies from a SQLite legacy store itself)");
   app.add_option("--lease-ttl", ttl_s, "lease time-to-live in seconds")->default_val(10);
   app.add_option("--range-rows", o.range_rows, "rows per planned range")->default_val(100000);
   app.add_option("--batch-rows", o.batch_rows, "rows per copy batch (one transaction)")
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
       WorkerOptions wo;
       wo.coordinator = coord.inproc_endpoint();
       wo.id = fmt::format("{}-local{}", DefaultWorkerId(), i);
+      wo.direct_copy = !no_direct;
       Worker w(wo, &ctx, &workers_stop);
       worker_status[i] = w.Run();
       workers_exited++;

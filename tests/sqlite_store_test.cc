@@ -13,11 +13,14 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/digest.h"
 #include "common/key_codec.h"
 #include "common/sqlite_util.h"
 #include "common/store.h"
+#include "tests/test_util.h"
 
 namespace ferry {
 namespace {
@@ -26,9 +29,9 @@ namespace fs = std::filesystem;
 using std::string_literals::operator""s;
 
 // Passes if `text` contains `part`, printing both otherwise.
-testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
+::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
 }
 
 #define ASSERT_OK(expr)                                     \
@@ -37,7 +40,7 @@ testing::AssertionResult Contains(const std::string& text, const std::string& pa
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
-class SqliteStoreTest : public testing::Test {
+class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "ferry-store-test-XXXXXX").string();
@@ -754,6 +757,211 @@ TEST_F(SqliteStoreTest, OpenStoreDispatchesOnScheme) {
             "unknown store URI scheme in 'mysql://root:***@db/x': use sqlite:PATH or "
             "postgresql://...");
   EXPECT_EQ(OpenStore("sqlite:", StoreRole::kTarget).status().code(), Code::kInvalidArgument);
+}
+
+// ---- direct copy ----
+
+// The legacy store for the direct-copy tests: a rowid table with gaps and
+// every storage class in its cells, a WITHOUT ROWID table whose composite key
+// is full of escaping edge cases, and a rowid table with a BLOB primary key
+// (read through its automatic index).
+void MakeEdgeStore(const std::string& path) {
+  auto db = Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  ASSERT_OK(db->Exec(
+      "CREATE TABLE rid (a, b);"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 600) "
+      "INSERT INTO rid (rowid, a, b) SELECT i * 3 - 700, CASE i % 5 WHEN 0 THEN NULL WHEN 1 "
+      "THEN i WHEN 2 THEN i * -0.5 WHEN 3 THEN hex(randomblob(i % 40)) ELSE randomblob(i % 9) "
+      "END, CASE WHEN i % 7 = 0 THEN '' WHEN i % 11 = 0 THEN x'' ELSE 'r' || i END FROM s;"
+      "DELETE FROM rid WHERE rowid % 4 = 0;"
+      "CREATE TABLE comp (t TEXT, b BLOB, r REAL, v, PRIMARY KEY (t, b, r)) WITHOUT ROWID;"
+      "CREATE TABLE bk (k BLOB PRIMARY KEY, v TEXT, n INTEGER);"
+      "CREATE INDEX bk_v ON bk (v);"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300) "
+      "INSERT OR IGNORE INTO bk SELECT randomblob(1 + i % 17), 'v' || (i % 13), i * "
+      "9007199254740993 FROM "
+      "s;"));
+  auto ins = db->Prepare("INSERT OR IGNORE INTO comp VALUES (?1, ?2, ?3, ?4)");
+  ASSERT_TRUE(ins.ok());
+  const std::vector<std::string> texts = {"", "a", "a\0"s, "a\0b"s, "a\xff"s, "b", "\xff\xff"s};
+  const std::vector<std::string> blobs = {"", "\0"s, "\0\0"s, "\xff"s, "x"};
+  const std::vector<double> reals = {-1e300, -1.5, -0.0, 2.5, 1.0 / 0.0};
+  int64_t n = 0;
+  for (const auto& t : texts) {
+    for (const auto& b : blobs) {
+      for (double r : reals) {
+        ins->Bind(1, std::string_view(t));
+        ins->BindBlob(2, b);
+        ins->BindValue(3, r);
+        if (n % 3 == 0) {
+          ins->BindValue(4, Value(Null{}));
+        } else {
+          ins->Bind(4, n * 1000003);
+        }
+        ++n;
+        ASSERT_EQ(ins->Step(), SQLITE_DONE) << db->ErrorMessage();
+        ins->Reset();
+      }
+    }
+  }
+}
+
+std::string FileBytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Batch for batch, CopyBatch gives the same rows, bytes, cursor and digest
+// as ReadBatch + WriteBatch + FoldDigest, and both targets end equal to the
+// source row for row (compared by SQL, not by digest). The source's path
+// needs URI escaping and its file is left byte-identical.
+TEST_F(SqliteStoreTest, DirectCopyMatchesReadAndWriteBatchForBatch) {
+  const std::string old_path = Path("old ?#%&=.db");
+  MakeEdgeStore(old_path);
+  const std::string before = FileBytes(old_path);
+  auto source = OpenOk(old_path, StoreRole::kSource);
+  auto direct = OpenOk(Path("direct.db"), StoreRole::kTarget);
+  auto rows = OpenOk(Path("rows.db"), StoreRole::kTarget);
+  ASSERT_TRUE(source && direct && rows);
+  auto tables = source->ListTables();
+  ASSERT_TRUE(tables.ok()) << tables.status().ToString();
+  ASSERT_EQ(tables->size(), 3u);
+  ASSERT_OK(direct->CreateSchema(*tables));
+  ASSERT_OK(rows->CreateSchema(*tables));
+
+  uint64_t batches = 0, byte_stops = 0;
+  for (const TableSchema& table : *tables) {
+    SCOPED_TRACE(table.name);
+    ASSERT_TRUE(direct->CanCopyFrom(*source, table));
+    uint64_t total = 0;
+    auto splits = source->PlanSplits(table, 37, &total);
+    ASSERT_TRUE(splits.ok());
+    std::vector<std::string> bounds = {""};
+    bounds.insert(bounds.end(), splits->begin(), splits->end());
+    bounds.push_back("");
+    uint64_t copied_rows = 0;
+    for (size_t r = 0; r + 1 < bounds.size(); ++r) {
+      const KeyRange range{table.name, bounds[r], bounds[r + 1]};
+      const Fence fence{"plan", r + 1, 1};
+      std::string cursor;
+      uint64_t digest = 17;
+      RowBatch batch;
+      std::string scratch;
+      for (;;) {
+        const size_t max_bytes = 40 + 97 * (batches % 5);
+        CopiedBatch got;
+        got.digest = digest;
+        ASSERT_OK(direct->CopyBatch(*source, table, range, cursor, 11, max_bytes, fence, &got));
+        ASSERT_OK(source->ReadBatch(table, range, cursor, 11, max_bytes, &batch));
+        ++batches;
+        ASSERT_EQ(got.rows, batch.rows());
+        if (batch.rows() == 0) break;
+        if (batch.rows() < 11 && batch.bytes >= max_bytes) ++byte_stops;
+        ASSERT_OK(rows->WriteBatch(table, batch, fence));
+        EXPECT_EQ(got.bytes, batch.bytes);
+        EXPECT_EQ(got.last_key, batch.keys.back());
+        digest = FoldDigest(digest, batch, &scratch);
+        EXPECT_EQ(got.digest, digest);
+        cursor = got.last_key;
+        copied_rows += got.rows;
+      }
+    }
+    EXPECT_EQ(copied_rows, total);
+    EXPECT_GT(total, 100u);
+  }
+  EXPECT_GT(byte_stops, 10u);  // the byte budget, not only the row limit, ended batches
+  source.reset();
+  direct.reset();
+  rows.reset();
+  EXPECT_EQ(ferry::testing::CompareSqliteStores(old_path, Path("direct.db")), "");
+  EXPECT_EQ(ferry::testing::CompareSqliteStores(Path("rows.db"), Path("direct.db")), "");
+  EXPECT_EQ(FileBytes(old_path), before);
+}
+
+TEST_F(SqliteStoreTest, DirectCopyIsFencedAndRollsBackWithTheFence) {
+  MakeEdgeStore(Path("old.db"));
+  auto source = OpenOk(Path("old.db"), StoreRole::kSource);
+  auto target = OpenOk(Path("new.db"), StoreRole::kTarget);
+  ASSERT_TRUE(source && target);
+  const TableSchema rid = Table(source.get(), "rid");
+  ASSERT_OK(target->CreateSchema({rid}));
+  ASSERT_TRUE(target->CanCopyFrom(*source, rid));
+  const KeyRange all{"rid", "", ""};
+  CopiedBatch first;
+  ASSERT_OK(target->CopyBatch(*source, rid, all, "", 10, 1 << 20, Fence{"p", 1, 5}, &first));
+  ASSERT_EQ(first.rows, 10u);
+
+  CopiedBatch stale;
+  stale.digest = 99;
+  Status s =
+      target->CopyBatch(*source, rid, all, first.last_key, 10, 1 << 20, Fence{"p", 1, 4}, &stale);
+  EXPECT_EQ(s.code(), Code::kLeaseLost) << s.ToString();
+  EXPECT_EQ(stale.rows, 0u);
+  EXPECT_EQ(stale.digest, 99u);  // untouched on failure
+  EXPECT_EQ(Query(Path("new.db"), "SELECT count(*) FROM rid"), std::vector<std::string>{"10"});
+  EXPECT_EQ(Query(Path("new.db"), "SELECT value FROM __ferry_meta WHERE key = 'fence/p/1'"),
+            std::vector<std::string>{"5"});
+
+  // A batch that fails part-way (a NOT NULL target column) leaves neither its
+  // rows nor its fence behind.
+  Sql(Path("new.db"), "CREATE TABLE strict (a, b NOT NULL)");
+  TableSchema strict = rid;
+  strict.name = "strict";
+  Sql(Path("old.db"), "CREATE TABLE strict (a, b); INSERT INTO strict VALUES (1, 'x'), (2, NULL)");
+  ASSERT_TRUE(target->CanCopyFrom(*source, strict));
+  CopiedBatch bad;
+  s = target->CopyBatch(*source, strict, KeyRange{"strict", "", ""}, "", 10, 1 << 20,
+                        Fence{"p", 2, 1}, &bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(Query(Path("new.db"), "SELECT count(*) FROM strict"), std::vector<std::string>{"0"});
+  EXPECT_TRUE(
+      Query(Path("new.db"), "SELECT value FROM __ferry_meta WHERE key = 'fence/p/2'").empty());
+}
+
+TEST_F(SqliteStoreTest, DirectCopyNeedsOneSqliteSource) {
+  MakeEdgeStore(Path("old.db"));
+  MakeEdgeStore(Path("other.db"));
+  auto source = OpenOk(Path("old.db"), StoreRole::kSource);
+  auto other = OpenOk(Path("other.db"), StoreRole::kSource);
+  auto target = OpenOk(Path("new.db"), StoreRole::kTarget);
+  auto second_target = OpenOk(Path("new2.db"), StoreRole::kTarget);
+  ASSERT_TRUE(source && other && target && second_target);
+  const TableSchema rid = Table(source.get(), "rid");
+  ASSERT_OK(target->CreateSchema({rid}));
+  EXPECT_FALSE(source->CanCopyFrom(*other, rid));          // a source never writes
+  EXPECT_FALSE(target->CanCopyFrom(*second_target, rid));  // nor copies from a target
+  EXPECT_TRUE(target->CanCopyFrom(*source, rid));
+  EXPECT_FALSE(target->CanCopyFrom(*other, rid));  // one attached source per connection
+  CopiedBatch out;
+  EXPECT_EQ(
+      target
+          ->CopyBatch(*other, rid, KeyRange{"rid", "", ""}, "", 10, 1 << 20, Fence{"p", 1, 1}, &out)
+          .code(),
+      Code::kFailedPrecondition);
+  EXPECT_EQ(Query(Path("new.db"), "SELECT count(*) FROM rid"), std::vector<std::string>{"0"});
+}
+
+// Two target stores of one process on the same file (embedded workers)
+// write concurrently without a busy error: the writer mutex queues them.
+TEST_F(TargetTest, ConcurrentWritersOfOneFileQueueInProcess) {
+  auto second = OpenOk(Path("new.db"), StoreRole::kTarget);
+  ASSERT_NE(second, nullptr);
+  std::vector<Status> results(2);
+  auto write = [&](SqliteStore* store, int64_t base, Status* out) {
+    for (int64_t b = 0; b < 200 && out->ok(); ++b) {
+      std::vector<std::pair<int64_t, std::string>> batch;
+      for (int64_t i = 0; i < 20; ++i) batch.emplace_back(base + b * 20 + i, "x");
+      *out = store->WriteBatch(kv_, KvBatch(batch), Fence{"p", static_cast<uint64_t>(base), 1});
+    }
+  };
+  std::thread a(write, target_.get(), 0, &results[0]);
+  std::thread b(write, second.get(), 100000, &results[1]);
+  a.join();
+  b.join();
+  EXPECT_TRUE(results[0].ok()) << results[0].ToString();
+  EXPECT_TRUE(results[1].ok()) << results[1].ToString();
+  EXPECT_EQ(Query(Path("new.db"), "SELECT count(*) FROM kv"), std::vector<std::string>{"8000"});
 }
 
 TEST(RedactUriTest, RemovesPasswords) {

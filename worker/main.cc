@@ -22,11 +22,16 @@ int main(int argc, char** argv) {
   app.add_option("--source", o.source_uri, "override the legacy store URI the coordinator gives");
   app.add_option("--target", o.target_uri, "override the new store URI the coordinator gives");
   app.add_option("--batch-rows", o.batch_rows, "override rows per batch");
+  bool no_direct = false;
+  app.add_flag("--no-direct-copy", no_direct,
+               "always read rows into the worker and write them (default: a SQLite new store "
+               "copies from a SQLite legacy store itself)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return HandleParseError(app, e);
   }
+  o.direct_copy = !no_direct;
   StartLogging(log);
   zmq::context_t ctx;
   Worker w(o, &ctx, StopFlag());

@@ -386,8 +386,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
   const Fence fence{plan_id_, lease.range, lease.epoch};
   const int64_t safety = std::max<int64_t>(ttl_ms_ / 5, 50);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
-  RowBatch batch;
-  std::string scratch;
+  bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
   int64_t last_hb = MonotonicMs();
   int64_t throttle_start = MonotonicMs();
   uint64_t throttle_rows = 0;
@@ -437,12 +436,23 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     }
     size_t want = batch_rows_;
     if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, batch_rows_);
-    Status s =
-        source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch);
-    if (s.ok() && batch.rows() == 0) {
+    CopiedBatch copied;
+    copied.digest = lease.digest;
+    Status s = direct ? target_->CopyBatch(*source_, schema, lease.bounds, lease.cursor, want,
+                                           opt_.batch_bytes, fence, &copied)
+                      : ReadAndWrite(schema, lease, want, fence, &copied);
+    if (direct && !s.ok() && s.code() != Code::kLeaseLost && s.code() != Code::kUnavailable) {
+      LogEvent(spdlog::level::warn, "direct_copy_off",
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"error", s.message()},
+                {"next", "copying through read + write"}});
+      direct = false;
+      continue;
+    }
+    if (s.ok() && copied.rows == 0) {
       return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
     }
-    if (s.ok()) s = target_->WriteBatch(schema, batch, fence);
     if (s.code() == Code::kLeaseLost) {
       LogEvent(spdlog::level::warn, "fenced",
                {{"worker", opt_.id},
@@ -474,13 +484,26 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       return Outcome::kGaveBack;
     }
     backoff.Reset();
-    lease.digest = FoldDigest(lease.digest, batch, &scratch);
-    lease.cursor = batch.keys.back();
-    lease.rows += batch.rows();
-    lease.bytes += batch.bytes;
-    rows_written_ += batch.rows();
-    throttle_rows += batch.rows();
+    lease.digest = copied.digest;
+    lease.cursor = std::move(copied.last_key);
+    lease.rows += copied.rows;
+    lease.bytes += copied.bytes;
+    rows_written_ += copied.rows;
+    throttle_rows += copied.rows;
   }
+}
+
+Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
+                            const Fence& fence, CopiedBatch* out) {
+  FERRY_RETURN_IF_ERROR(
+      source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
+  out->rows = batch_.rows();
+  if (out->rows == 0) return Status::Ok();
+  FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));
+  out->bytes = batch_.bytes;
+  out->last_key = batch_.keys.back();
+  out->digest = FoldDigest(out->digest, batch_, &digest_scratch_);
+  return Status::Ok();
 }
 
 }  // namespace ferry

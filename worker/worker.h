@@ -2,7 +2,13 @@
 //
 // Copying a range: batches are read from the legacy store after the cursor
 // and written to the new store in ONE transaction each, fenced by the
-// range's epoch (Store::WriteBatch). Heartbeats carrying the cursor of the
+// range's epoch (Store::WriteBatch); when the new store can copy from the
+// legacy store itself (Store::CanCopyFrom: SQLite to SQLite) each batch is
+// one fenced Store::CopyBatch instead, with the same cursor and digest. A
+// direct copy failing with anything but lease-lost or a transient error
+// turns direct copy off for the rest of the lease (logged `direct_copy_off`)
+// and the batch is redone by the read/write path, whose error, if any, is
+// the one reported. Heartbeats carrying the cursor of the
 // last committed batch go out asynchronously (never a round trip per batch);
 // their acks extend the worker's own view of its lease deadline, measured
 // from when the heartbeat was SENT, so the worker stops writing before the
@@ -40,6 +46,7 @@ struct WorkerOptions {
   int64_t backoff_base_ms = 100;
   int64_t backoff_cap_ms = 5000;
   uint32_t transient_retries = 5;  // per batch, before the range is given back with an error
+  bool direct_copy = true;         // use Store::CopyBatch where the target supports it
 };
 
 class Worker {
@@ -67,6 +74,11 @@ class Worker {
   Status Register();
   Status OpenStores();
   Outcome Copy(Lease& lease);
+  // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
+  // written) when the range has no rows after the cursor. out->digest is the
+  // digest before the batch on entry.
+  Status ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
+                      const Fence& fence, CopiedBatch* out);
   void SendHeartbeat(const Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
@@ -91,6 +103,8 @@ class Worker {
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
+  RowBatch batch_;                              // ReadAndWrite's buffers
+  std::string digest_scratch_;
   bool paused_ = false;
   bool drain_ = false;
   uint64_t rate_limit_ = 0;
