@@ -584,8 +584,9 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
 
 uint64_t Coordinator::ThrottleShare() const {
   if (job_.throttle_rows_per_s == 0) return 0;
-  uint64_t active = 0;
-  for (const auto& [id, w] : workers_) active += w.current_range != 0;
+  // One share per lease held (a worker holds at most one): O(1), where
+  // counting workers would cost O(workers) on every grant and ack.
+  const uint64_t active = table_.count(RangeState::kLeased);
   return std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active));
 }
 

@@ -146,7 +146,8 @@ class Coordinator {
   void LogRoutine(const char* kind, uint64_t range, uint64_t epoch, const std::string& worker,
                   const std::string& detail);
   WorkerInfo* TouchWorker(const std::string& id);
-  // A worker's share of the fleet-wide throttle (rows/s; 0 = none).
+  // A worker's share of the fleet-wide throttle (rows/s; 0 = none): the
+  // budget split over the leases held.
   uint64_t ThrottleShare() const;
   void LogProgress();
 
