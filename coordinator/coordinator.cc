@@ -18,6 +18,10 @@ namespace {
 
 constexpr size_t kMaxMessagesPerPass = 4096;
 constexpr size_t kMaxIdBytes = 256;
+constexpr int kListenBacklog = 4096;
+// First segment of a reply's builder: replies are a few hundred bytes, and
+// the default (8 KiB, zeroed) was a calloc per message; larger ones grow.
+constexpr unsigned kReplyFirstSegmentWords = 128;
 
 std::string NewPlanId() {
   std::random_device rd;
@@ -27,7 +31,7 @@ std::string NewPlanId() {
 
 zmq::message_t ErrorFrame(uint64_t request_id, Error::Code code, const std::string& message,
                           uint64_t range = 0, uint64_t epoch = 0) {
-  capnp::MallocMessageBuilder b;
+  capnp::MallocMessageBuilder b(kReplyFirstSegmentWords);
   auto env = NewEnvelope(b, request_id);
   auto e = env.getBody().initError();
   e.setCode(code);
@@ -153,6 +157,11 @@ Status Coordinator::Start() {
     router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(4 * kMaxFrameBytes));
     router_->set(zmq::sockopt::rcvhwm, 100000);
     router_->set(zmq::sockopt::sndhwm, 100000);
+    // A fleet starting at once (1,000 workers) overflows ZeroMQ's default
+    // accept backlog of 100: the kernel drops the extra SYNs and those
+    // workers retry their connect a second or more later. The kernel caps
+    // this at net.core.somaxconn.
+    router_->set(zmq::sockopt::backlog, kListenBacklog);
     inproc_ = fmt::format("inproc://ferry-coordinator-{}", static_cast<const void*>(this));
     router_->bind(inproc_);
     if (!opt_.listen.empty()) {
@@ -383,7 +392,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
                                     "the same ferry version on both",
                                     env.getProtocolVersion(), kProtocolVersion));
     }
-    capnp::MallocMessageBuilder b;
+    capnp::MallocMessageBuilder b(kReplyFirstSegmentWords);
     auto out = NewEnvelope(b, rid);
     auto body = env.getBody();
     auto check_id = [](capnp::Text::Reader t) { return t.size() > 0 && t.size() <= kMaxIdBytes; };
