@@ -876,7 +876,7 @@ class Fleet {
   static constexpr int64_t kRequestTimeoutNs = 10'000'000'000;  // resend after 10 s
 
   void Send(zmq::socket_t& s, W& w, St st, FleetStats* stats) {
-    capnp::MallocMessageBuilder b;
+    capnp::MallocMessageBuilder b(128);  // 1 KiB first segment, not 8 KiB zeroed
     auto env = NewEnvelope(b, ++w.rid);
     auto body = env.getBody();
     switch (st) {
