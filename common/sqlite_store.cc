@@ -257,9 +257,16 @@ class SqliteStore::Txn {
   Txn& operator=(const Txn&) = delete;
 
   const Status& status() const { return status_; }
+  // COMMIT; on success the writer mutex is released and the store
+  // checkpoints if due (outside the mutex: another writer can go on).
   Status Commit() {
     Status s = Run("COMMIT");
-    if (s.ok()) active_ = false;
+    if (s.ok()) {
+      active_ = false;
+      store_->unsynced_ = true;
+      if (writer_.owns_lock()) writer_.unlock();
+      store_->CheckpointIfDue();
+    }
     return s;
   }
 
@@ -352,7 +359,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
                                        colon == std::string::npos ? m : m.substr(colon + 2), flag));
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, role, std::move(db).value()));
-  if (!source) store->write_mu_ = WriterMutex(path);
+  if (!source) {
+    store->write_mu_ = WriterMutex(path);
+    // Replaces SQLite's automatic checkpoint (run inside COMMIT, while the
+    // writer lock is held) with CheckpointIfDue after the lock is released.
+    sqlite3_wal_hook(store->db_.get(), &SqliteStore::WalHook, store.get());
+  }
   // Turns a failure of the first statements into a one-line, actionable error.
   auto open_error = [&](const Status& s) -> Status {
     const std::string cause = store->db_.ErrorMessage();
@@ -395,7 +407,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
         fmt::format("{} cannot use WAL journal mode (it stays '{}'); use a regular file (check {})",
                     what, got, flag));
   }
-  Status s = store->db_.Exec("PRAGMA synchronous=FULL");
+  Status s = store->db_.Exec("PRAGMA synchronous=NORMAL");
   if (!s.ok()) return open_error(s);
   {
     Txn txn(store.get());
@@ -640,7 +652,8 @@ Status SqliteStore::CreateSchema(const std::vector<TableSchema>& tables) {
   FERRY_RETURN_IF_ERROR(db_.Exec(fmt::format(
       "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)", QuoteIdent(kMetaTable))));
   for (const TableSchema& t : tables) FERRY_RETURN_IF_ERROR(CreateOneTable(t));
-  return txn.Commit();
+  FERRY_RETURN_IF_ERROR(txn.Commit());
+  return SyncWrites();
 }
 
 Status SqliteStore::WriteBatch(const TableSchema& table, const RowBatch& batch,
@@ -993,7 +1006,48 @@ Status SqliteStore::WriteMarker(const Marker& marker) {
   } else {
     FERRY_RETURN_IF_ERROR(MetaPut("boundary", Blob{marker.boundary}));
   }
-  return txn.Commit();
+  FERRY_RETURN_IF_ERROR(txn.Commit());
+  return SyncWrites();
+}
+
+int SqliteStore::WalHook(void* self, sqlite3* /*db*/, const char* /*schema*/, int frames) {
+  static_cast<SqliteStore*>(self)->wal_frames_ = frames;
+  return SQLITE_OK;
+}
+
+void SqliteStore::CheckpointIfDue() {
+  if (wal_frames_ < kCheckpointFrames) return;
+  const int frames = wal_frames_;
+  wal_frames_ = 0;
+  if (frames < kRestartFrames) {
+    // Copies what it can without waiting; concurrent writers go on.
+    (void)sqlite3_wal_checkpoint_v2(db_.get(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return;
+  }
+  // Writers that never pause keep the log from being fully copied when the
+  // next one begins, so it would grow without bound: once it is this long,
+  // copy all of it while no writer of this process runs, and the next
+  // writer starts the log over (other processes' writers wait in the busy
+  // handler). A busy reader just defers this to a later commit.
+  std::unique_lock<std::mutex> lock;
+  if (write_mu_) lock = std::unique_lock<std::mutex>(*write_mu_);
+  (void)sqlite3_wal_checkpoint_v2(db_.get(), "main", SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+}
+
+Status SqliteStore::SyncWrites() {
+  if (!unsynced_) return Status::Ok();
+  sqlite3_file* wal = nullptr;
+  int rc = sqlite3_file_control(db_.get(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+  if (rc != SQLITE_OK || wal == nullptr || wal->pMethods == nullptr) {
+    return Internal(fmt::format("{}: no write-ahead log to sync (rc {})", Describe(), rc));
+  }
+  rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+  if (rc != SQLITE_OK) {
+    return Unavailable(
+        fmt::format("{}: fsync of the write-ahead log failed: {}", Describe(), sqlite3_errstr(rc)));
+  }
+  unsynced_ = false;
+  return Status::Ok();
 }
 
 }  // namespace ferry

@@ -6,9 +6,15 @@
 //     database, else kInvalidArgument naming the path. The source's journal
 //     mode and contents are never changed.
 //   - kTarget: opened read-write, created if missing, switched to
-//     journal_mode=WAL and synchronous=FULL, and the metadata table is created
-//     at once, so an unwritable file or directory fails at Open with
+//     journal_mode=WAL and synchronous=NORMAL, and the metadata table is
+//     created at once, so an unwritable file or directory fails at Open with
 //     kInvalidArgument naming the path, before anything else happens.
+//
+// Durability (targets): a committed batch is atomic and visible at once, but
+// is fsynced lazily (WAL, synchronous=NORMAL): SyncWrites fsyncs the WAL,
+// which makes every batch committed so far by any connection durable
+// (checkpoints fsync the database file themselves). CreateSchema and
+// WriteMarker sync before they return.
 //
 // Keys: a table's key is its declared primary key (columns in PK order);
 // a table without one is keyed by its rowid, read and written through the
@@ -119,6 +125,8 @@ class SqliteStore : public Store {
   // Sets 'version' when marker.version has a value (an absent version leaves
   // the stored one alone); sets 'boundary', or deletes it when empty.
   Status WriteMarker(const Marker& marker) override;
+  // fsyncs the WAL if this connection committed since the last sync.
+  Status SyncWrites() override;
 
   // The column name a rowid-keyed table's rowid is read and written as: the
   // first of rowid, _rowid_, oid that is not (case-insensitively) one of
@@ -144,6 +152,15 @@ class SqliteStore : public Store {
   // recorded for the range, else records fence.epoch.
   Status CheckAndRecordFence(const Fence& fence);
 
+  // Checkpoints (targets): WalHook records the WAL's length after each of
+  // our commits; CheckpointIfDue, called after the commit released the
+  // writer mutex, runs a PASSIVE checkpoint from kCheckpointFrames on, and a
+  // RESTART one under the writer mutex from kRestartFrames on.
+  static constexpr int kCheckpointFrames = 1000;  // SQLite's default autocheckpoint
+  static constexpr int kRestartFrames = 16384;    // 64 MiB of 4 KiB pages
+  static int WalHook(void* self, sqlite3* db, const char* schema, int frames);
+  void CheckpointIfDue();
+
   struct FoldState;
   static void FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv);
   static std::string CopySql(const TableSchema& table, const std::string& alias,
@@ -159,6 +176,8 @@ class SqliteStore : public Store {
   std::shared_ptr<std::mutex> write_mu_;
   std::string attached_;       // path of the source attached for direct copy
   FoldState* fold_ = nullptr;  // the running CopyBatch's state, else null
+  bool unsynced_ = false;      // committed since the last SyncWrites
+  int wal_frames_ = 0;         // frames in the WAL after our last commit (WalHook)
 };
 
 }  // namespace ferry

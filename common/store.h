@@ -111,6 +111,12 @@ class Store {
   virtual Status WriteBatch(const TableSchema& table, const RowBatch& batch,
                             const Fence& fence) = 0;
 
+  // Makes every batch this store has committed durable (they are atomic and
+  // visible once committed, but may be made durable lazily). A worker calls
+  // it before it reports a cursor, so every row before a cursor the
+  // coordinator records survives a power loss. Default: nothing to do.
+  virtual Status SyncWrites() { return Status::Ok(); }
+
   // ---- direct copy (optional) ----
   // True when this target can copy `table` straight from `source` with
   // CopyBatch: the engine copies rows itself, without them crossing into the

@@ -227,6 +227,14 @@ bool Worker::TargetMarkedDone() {
 }
 
 void Worker::SendHeartbeat(const Lease& lease) {
+  // Only a durable cursor is reported. Without one, no heartbeat: the lease
+  // runs out and the range resumes from the last cursor that was reported.
+  Status synced = target_->SyncWrites();
+  if (!synced.ok()) {
+    LogEvent(spdlog::level::warn, "sync_failed",
+             {{"worker", opt_.id}, {"range", lease.range}, {"error", synced.message()}});
+    return;
+  }
   capnp::MallocMessageBuilder b;
   uint64_t rid = client_.NextRequestId();
   auto hb = NewEnvelope(b, rid).getBody().initHeartbeat();
@@ -300,6 +308,11 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
 }
 
 bool Worker::FinishRange(Lease& lease, bool complete) {
+  Status synced = target_->SyncWrites();  // the cursor reported must be durable
+  if (!synced.ok()) {
+    ReportError(lease, synced);
+    return false;
+  }
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   const int64_t give_up = MonotonicMs() + (complete ? 3 * ttl_ms_ : 2000);
   while (MonotonicMs() < give_up) {

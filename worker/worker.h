@@ -9,7 +9,9 @@
 // turns direct copy off for the rest of the lease (logged `direct_copy_off`)
 // and the batch is redone by the read/write path, whose error, if any, is
 // the one reported. Heartbeats carrying the cursor of the
-// last committed batch go out asynchronously (never a round trip per batch);
+// last committed batch go out asynchronously (never a round trip per batch),
+// each after Store::SyncWrites made that batch durable (so is the cursor of
+// a completion or a release; a failed sync reports an error instead);
 // their acks extend the worker's own view of its lease deadline, measured
 // from when the heartbeat was SENT, so the worker stops writing before the
 // coordinator could expire the lease even if the coordinator is gone.
