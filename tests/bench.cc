@@ -677,9 +677,15 @@ void CaseSqlite() {
   ferry_case(fmt::format("ferry tcp, {} ferry-worker processes", g_opt.tcp_workers), [&] {
     return FerryTcp("sqlite:" + legacy, "sqlite:" + target, state, g_opt.tcp_workers, log);
   });
+  // Diagnostic (not a bar): the rows cross into the worker and back (the
+  // read + write path every other store pair uses) instead of the direct copy.
+  ferry_case("diagnostic: ferry embedded, 2 workers, --no-direct-copy", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                         {"--no-direct-copy"});
+  });
   if (g_opt.diag_batch_rows > 0) {
     // Diagnostic (not a bar): the same run with fewer, larger batches, i.e.
-    // fewer fenced target transactions (each one a synchronous=FULL commit).
+    // fewer fenced target transactions.
     const std::string br = std::to_string(g_opt.diag_batch_rows);
     ferry_case("diagnostic: ferry embedded, 2 workers, --batch-rows " + br, [&] {
       return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
