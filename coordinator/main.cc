@@ -49,6 +49,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-direct-copy", no_direct,
                "local workers always read rows and write them (default: a SQLite new store "
                "copies from a SQLite legacy store itself)");
+  int io_threads = 2;
+  app.add_option("--io-threads", io_threads, "ZeroMQ I/O threads serving worker connections")
+      ->default_val(2)
+      ->check(CLI::Range(1, 64));
   app.add_option("--lease-ttl", ttl_s, "lease time-to-live in seconds")->default_val(10);
   app.add_option("--range-rows", o.range_rows, "rows per planned range")->default_val(100000);
   app.add_option("--batch-rows", o.batch_rows, "rows per copy batch (one transaction)")
@@ -81,7 +85,9 @@ int main(int argc, char** argv) {
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   StartLogging(log);
 
-  zmq::context_t ctx;
+  // The I/O threads do the per-connection TCP and framing work; with a large
+  // fleet a single one is the coordinator's bottleneck (ferry-bench case 3).
+  zmq::context_t ctx(io_threads);
   SystemClock clock;
   Coordinator coord(o, &clock, &ctx);
   Status s = coord.Start();
