@@ -88,6 +88,8 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, co
   }
   FERRY_RETURN_IF_ERROR(d.Exec("COMMIT"));
   FERRY_RETURN_IF_ERROR(store->Prepare());
+  store->checkpointer_ = std::make_unique<WalCheckpointer>(path);
+  store->checkpointer_->Attach(d.get());
   return store;
 }
 

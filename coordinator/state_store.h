@@ -10,6 +10,9 @@
 // Commit() writes one group of changes (dirty ranges, the job row, events,
 // workers) in ONE transaction: either all of it is durable or none.
 //
+// Checkpoints of the state file's WAL run on a private thread with its own
+// connection (common/wal_checkpointer.h), not inside Commit().
+//
 // Thread safety: owned by the coordinator's event-loop thread.
 #pragma once
 
@@ -22,6 +25,7 @@
 #include "common/clock.h"
 #include "common/sqlite_util.h"
 #include "common/status.h"
+#include "common/wal_checkpointer.h"
 #include "coordinator/range_record.h"
 
 namespace ferry {
@@ -86,6 +90,7 @@ class StateStore {
   Status Rollback(Status cause);
 
   std::string path_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // outlives db_
   Db db_;
   const Clock* clock_;
   Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;

@@ -1,0 +1,66 @@
+#include "common/wal_checkpointer.h"
+
+#include <utility>
+
+namespace ferry {
+
+WalCheckpointer::WalCheckpointer(std::string path, int frames, int restart_frames)
+    : path_(std::move(path)), frames_(frames), restart_frames_(restart_frames) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+WalCheckpointer::~WalCheckpointer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void WalCheckpointer::Attach(sqlite3* db) { sqlite3_wal_hook(db, &WalCheckpointer::Hook, this); }
+
+int WalCheckpointer::Hook(void* self, sqlite3* db, const char* schema, int frames) {
+  auto* c = static_cast<WalCheckpointer*>(self);
+  if (frames >= c->restart_frames_) {
+    if (sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr) ==
+        SQLITE_OK) {
+      c->restart_++;
+    }
+    return SQLITE_OK;
+  }
+  if (frames >= c->frames_) {
+    {
+      std::lock_guard<std::mutex> lock(c->mu_);
+      c->due_ = true;
+    }
+    c->cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void WalCheckpointer::Run() {
+  sqlite3* db = nullptr;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return due_ || stop_; });
+    if (stop_) break;
+    due_ = false;
+    lock.unlock();
+    if (db == nullptr &&
+        sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+            SQLITE_OK) {
+      sqlite3_close(db);  // retried on the next signal
+      db = nullptr;
+    }
+    if (db != nullptr && sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                                   nullptr) == SQLITE_OK) {
+      passive_++;
+    }
+    lock.lock();
+  }
+  lock.unlock();
+  if (db != nullptr) sqlite3_close(db);
+}
+
+}  // namespace ferry
