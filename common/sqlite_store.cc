@@ -18,6 +18,7 @@
 
 #include "common/key_codec.h"
 #include "common/text_util.h"
+#include "common/wal_checkpointer.h"
 
 namespace ferry {
 namespace {
@@ -214,13 +215,23 @@ Result<std::string> TranslatePgIndex(const std::string& sql, const std::string& 
                      m[2].str(), QuoteIdent(table), m[3].str());
 }
 
-// The process-wide writer mutex of the SQLite file at `path` (one per file,
-// by canonical path). SQLite has one writer per file; stores of the same
-// process (embedded workers) queue here for it instead of polling the file
+}  // namespace
+
+// What the target stores of one process share per SQLite file (by canonical
+// path). SQLite has one writer per file: stores of the same process
+// (embedded workers) queue on `writer` for it instead of polling the file
 // lock, so the lock passes from one transaction to the next without sleeps.
-std::shared_ptr<std::mutex> WriterMutex(const std::string& path) {
+// `checkpointer` runs the file's WAL checkpoints on its own thread, so a
+// commit never waits for one while other writers queue behind it.
+struct SqliteStore::SharedFile {
+  explicit SharedFile(const std::string& path) : checkpointer(path) {}
+  std::mutex writer;
+  WalCheckpointer checkpointer;
+};
+
+std::shared_ptr<SqliteStore::SharedFile> SqliteStore::Shared(const std::string& path) {
   static std::mutex registry_mu;
-  static std::map<std::string, std::weak_ptr<std::mutex>> registry;
+  static std::map<std::string, std::weak_ptr<SharedFile>> registry;
   std::error_code ec;
   fs::path canonical = fs::weakly_canonical(path, ec);
   const std::string key = ec ? path : canonical.string();
@@ -228,15 +239,13 @@ std::shared_ptr<std::mutex> WriterMutex(const std::string& path) {
   for (auto it = registry.begin(); it != registry.end();) {
     it = it->second.expired() ? registry.erase(it) : std::next(it);
   }
-  std::shared_ptr<std::mutex> mu = registry[key].lock();
-  if (!mu) {
-    mu = std::make_shared<std::mutex>();
-    registry[key] = mu;
+  std::shared_ptr<SharedFile> shared = registry[key].lock();
+  if (!shared) {
+    shared = std::make_shared<SharedFile>(path);
+    registry[key] = shared;
   }
-  return mu;
+  return shared;
 }
-
-}  // namespace
 
 // ---- transactions ----
 
@@ -246,7 +255,7 @@ std::shared_ptr<std::mutex> WriterMutex(const std::string& path) {
 class SqliteStore::Txn {
  public:
   explicit Txn(SqliteStore* store) : store_(store) {
-    if (store_->write_mu_) writer_ = std::unique_lock<std::mutex>(*store_->write_mu_);
+    if (store_->shared_) writer_ = std::unique_lock<std::mutex>(store_->shared_->writer);
     status_ = Run("BEGIN IMMEDIATE");
     active_ = status_.ok();
   }
@@ -257,15 +266,11 @@ class SqliteStore::Txn {
   Txn& operator=(const Txn&) = delete;
 
   const Status& status() const { return status_; }
-  // COMMIT; on success the writer mutex is released and the store
-  // checkpoints if due (outside the mutex: another writer can go on).
   Status Commit() {
     Status s = Run("COMMIT");
     if (s.ok()) {
       active_ = false;
       store_->unsynced_ = true;
-      if (writer_.owns_lock()) writer_.unlock();
-      store_->CheckpointIfDue();
     }
     return s;
   }
@@ -360,10 +365,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(path, role, std::move(db).value()));
   if (!source) {
-    store->write_mu_ = WriterMutex(path);
-    // Replaces SQLite's automatic checkpoint (run inside COMMIT, while the
-    // writer lock is held) with CheckpointIfDue after the lock is released.
-    sqlite3_wal_hook(store->db_.get(), &SqliteStore::WalHook, store.get());
+    store->shared_ = Shared(open_path);
+    store->shared_->checkpointer.Attach(store->db_.get());
   }
   // Turns a failure of the first statements into a one-line, actionable error.
   auto open_error = [&](const Status& s) -> Status {
@@ -1008,30 +1011,6 @@ Status SqliteStore::WriteMarker(const Marker& marker) {
   }
   FERRY_RETURN_IF_ERROR(txn.Commit());
   return SyncWrites();
-}
-
-int SqliteStore::WalHook(void* self, sqlite3* /*db*/, const char* /*schema*/, int frames) {
-  static_cast<SqliteStore*>(self)->wal_frames_ = frames;
-  return SQLITE_OK;
-}
-
-void SqliteStore::CheckpointIfDue() {
-  if (wal_frames_ < kCheckpointFrames) return;
-  const int frames = wal_frames_;
-  wal_frames_ = 0;
-  if (frames < kRestartFrames) {
-    // Copies what it can without waiting; concurrent writers go on.
-    (void)sqlite3_wal_checkpoint_v2(db_.get(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    return;
-  }
-  // Writers that never pause keep the log from being fully copied when the
-  // next one begins, so it would grow without bound: once it is this long,
-  // copy all of it while no writer of this process runs, and the next
-  // writer starts the log over (other processes' writers wait in the busy
-  // handler). A busy reader just defers this to a later commit.
-  std::unique_lock<std::mutex> lock;
-  if (write_mu_) lock = std::unique_lock<std::mutex>(*write_mu_);
-  (void)sqlite3_wal_checkpoint_v2(db_.get(), "main", SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
 }
 
 Status SqliteStore::SyncWrites() {

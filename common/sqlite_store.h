@@ -14,7 +14,9 @@
 // is fsynced lazily (WAL, synchronous=NORMAL): SyncWrites fsyncs the WAL,
 // which makes every batch committed so far by any connection durable
 // (checkpoints fsync the database file themselves). CreateSchema and
-// WriteMarker sync before they return.
+// WriteMarker sync before they return. WAL checkpoints run on a thread per
+// file and process (common/wal_checkpointer.h), never inside a batch's
+// commit while other writers wait.
 //
 // Keys: a table's key is its declared primary key (columns in PK order);
 // a table without one is keyed by its rowid, read and written through the
@@ -152,14 +154,10 @@ class SqliteStore : public Store {
   // recorded for the range, else records fence.epoch.
   Status CheckAndRecordFence(const Fence& fence);
 
-  // Checkpoints (targets): WalHook records the WAL's length after each of
-  // our commits; CheckpointIfDue, called after the commit released the
-  // writer mutex, runs a PASSIVE checkpoint from kCheckpointFrames on, and a
-  // RESTART one under the writer mutex from kRestartFrames on.
-  static constexpr int kCheckpointFrames = 1000;  // SQLite's default autocheckpoint
-  static constexpr int kRestartFrames = 16384;    // 64 MiB of 4 KiB pages
-  static int WalHook(void* self, sqlite3* db, const char* schema, int frames);
-  void CheckpointIfDue();
+  // Targets of one process share, per file, a writer mutex held by every
+  // write transaction and a WalCheckpointer (see the .cc).
+  struct SharedFile;
+  static std::shared_ptr<SharedFile> Shared(const std::string& path);
 
   struct FoldState;
   static void FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv);
@@ -169,15 +167,12 @@ class SqliteStore : public Store {
 
   std::string path_;
   StoreRole role_;
+  std::shared_ptr<SharedFile> shared_;  // targets only; outlives db_
   Db db_;
   std::unordered_map<std::string, Stmt> stmts_;  // by SQL text
-  // Targets: the file's process-wide writer mutex, held by every write
-  // transaction (see WriterMutex in the .cc); null for sources.
-  std::shared_ptr<std::mutex> write_mu_;
-  std::string attached_;       // path of the source attached for direct copy
-  FoldState* fold_ = nullptr;  // the running CopyBatch's state, else null
-  bool unsynced_ = false;      // committed since the last SyncWrites
-  int wal_frames_ = 0;         // frames in the WAL after our last commit (WalHook)
+  std::string attached_;                         // path of the source attached for direct copy
+  FoldState* fold_ = nullptr;                    // the running CopyBatch's state, else null
+  bool unsynced_ = false;                        // committed since the last SyncWrites
 };
 
 }  // namespace ferry
