@@ -1606,6 +1606,17 @@ void CaseRecovery() {
                "warn"},
               log);
       if (!WaitListening(ef, c, 60000)) break;
+      {
+        // 100,000 rows/s: the range takes ~5 s, so the kill lands mid-copy
+        // (unthrottled, the whole range copies in about half a second).
+        auto j = nlohmann::json::parse(Slurp(ef), nullptr, false);
+        std::string reply;
+        if (!j.is_object() || !ferry::testing::StatusCommand(j.value("status", ""),
+                                                             "throttle 100000", &reply, 5000)) {
+          Log("worker kill: could not set the throttle");
+          break;
+        }
+      }
       auto a =
           std::make_unique<Child>(std::vector<std::string>{Bin("ferry-worker"), "--coordinator", ep,
                                                            "--id", "dup-a", "--log-level", "warn"},
@@ -1638,7 +1649,8 @@ void CaseRecovery() {
       since_hb.push_back(static_cast<double>(committed - at_kill_hb));
       Log(fmt::format("worker kill {}: committed {} at kill, heartbeated {}, written twice {}",
                       i + 1, committed, at_kill_hb, writes - rows));
-      note = fmt::format("{} rows, batch 2000, lease-ttl 2 s (heartbeat 400 ms)", rows);
+      note = fmt::format(
+          "{} rows, batch 2000, throttle 100000 rows/s, lease-ttl 2 s (heartbeat 400 ms)", rows);
     }
     Row r1{sec, "rows copied twice after worker SIGKILL", dup, "rows", 0, NAN, note};
     Row r2{sec, "rows committed since last heartbeat at kill", since_hb, "rows", 0,
