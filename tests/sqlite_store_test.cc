@@ -40,6 +40,37 @@ using std::string_literals::operator""s;
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
+// Fills table comp (t TEXT, b BLOB, r REAL, v, PRIMARY KEY (t, b, r)) of the
+// file at `path` with keys full of escaping edge cases: NUL and 0xFF bytes,
+// prefixes, -0.0, inf; v is NULL for every third row.
+void FillEdgeKeys(const std::string& path) {
+  auto db = Db::Open(path, SQLITE_OPEN_READWRITE);
+  ASSERT_TRUE(db.ok());
+  auto ins = db->Prepare("INSERT OR IGNORE INTO comp VALUES (?1, ?2, ?3, ?4)");
+  ASSERT_TRUE(ins.ok());
+  const std::vector<std::string> texts = {"", "a", "a\0"s, "a\0b"s, "a\xff"s, "b", "\xff\xff"s};
+  const std::vector<std::string> blobs = {"", "\0"s, "\0\0"s, "\xff"s, "x"};
+  const std::vector<double> reals = {-1e300, -1.5, -0.0, 2.5, 1.0 / 0.0};
+  int64_t n = 0;
+  for (const auto& t : texts) {
+    for (const auto& b : blobs) {
+      for (double r : reals) {
+        ins->Bind(1, std::string_view(t));  // copied: BindValue would not copy
+        ins->BindBlob(2, b);
+        ins->BindValue(3, r);
+        if (n % 3 == 0) {
+          ins->BindValue(4, Value(Null{}));
+        } else {
+          ins->Bind(4, n * 1000003);
+        }
+        ++n;
+        ASSERT_EQ(ins->Step(), SQLITE_DONE) << db->ErrorMessage();
+        ins->Reset();
+      }
+    }
+  }
+}
+
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -394,29 +425,7 @@ TEST_F(SqliteStoreTest, RangeByRangeBatchesCoverEveryRowExactlyOnce) {
       "INSERT INTO rid (rowid, a, b) SELECT i * 3 - 700, i, hex(i) FROM s;"
       "DELETE FROM rid WHERE a % 5 = 0;"
       "CREATE TABLE comp (t TEXT, b BLOB, r REAL, v, PRIMARY KEY (t, b, r)) WITHOUT ROWID;");
-  // Keys full of escaping edge cases: NUL and 0xFF bytes, prefixes, -0.0, inf.
-  {
-    auto db = Db::Open(Path("old.db"), SQLITE_OPEN_READWRITE);
-    ASSERT_TRUE(db.ok());
-    auto ins = db->Prepare("INSERT OR IGNORE INTO comp VALUES (?1, ?2, ?3, ?4)");
-    ASSERT_TRUE(ins.ok());
-    const std::vector<std::string> texts = {"", "a", "a\0"s, "a\0b"s, "a\xff"s, "b", "\xff\xff"s};
-    const std::vector<std::string> blobs = {"", "\0"s, "\0\0"s, "\xff"s, "x"};
-    const std::vector<double> reals = {-1e300, -1.5, -0.0, 2.5, 1.0 / 0.0};
-    int64_t n = 0;
-    for (const auto& t : texts) {
-      for (const auto& b : blobs) {
-        for (double r : reals) {
-          ins->Bind(1, std::string_view(t));  // copied: BindValue would not copy
-          ins->BindBlob(2, b);
-          ins->BindValue(3, r);
-          ins->Bind(4, n++);
-          ASSERT_EQ(ins->Step(), SQLITE_DONE) << db->ErrorMessage();
-          ins->Reset();
-        }
-      }
-    }
-  }
+  FillEdgeKeys(Path("old.db"));
   auto store = OpenOk(Path("old.db"), StoreRole::kSource);
   ASSERT_NE(store, nullptr);
 
@@ -782,29 +791,7 @@ void MakeEdgeStore(const std::string& path) {
       "INSERT OR IGNORE INTO bk SELECT randomblob(1 + i % 17), 'v' || (i % 13), i * "
       "9007199254740993 FROM "
       "s;"));
-  auto ins = db->Prepare("INSERT OR IGNORE INTO comp VALUES (?1, ?2, ?3, ?4)");
-  ASSERT_TRUE(ins.ok());
-  const std::vector<std::string> texts = {"", "a", "a\0"s, "a\0b"s, "a\xff"s, "b", "\xff\xff"s};
-  const std::vector<std::string> blobs = {"", "\0"s, "\0\0"s, "\xff"s, "x"};
-  const std::vector<double> reals = {-1e300, -1.5, -0.0, 2.5, 1.0 / 0.0};
-  int64_t n = 0;
-  for (const auto& t : texts) {
-    for (const auto& b : blobs) {
-      for (double r : reals) {
-        ins->Bind(1, std::string_view(t));
-        ins->BindBlob(2, b);
-        ins->BindValue(3, r);
-        if (n % 3 == 0) {
-          ins->BindValue(4, Value(Null{}));
-        } else {
-          ins->Bind(4, n * 1000003);
-        }
-        ++n;
-        ASSERT_EQ(ins->Step(), SQLITE_DONE) << db->ErrorMessage();
-        ins->Reset();
-      }
-    }
-  }
+  FillEdgeKeys(path);
 }
 
 std::string FileBytes(const std::string& path) {
