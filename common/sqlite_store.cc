@@ -449,6 +449,8 @@ Result<std::vector<TableSchema>> SqliteStore::ListTables() {
   FERRY_ASSIGN_OR_RETURN(Stmt indexes,
                          db_.Prepare("SELECT sql FROM sqlite_master WHERE type = 'index' "
                                      "AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name"));
+  // 'shadow' marks the tables a virtual table keeps its data in (SQLite 3.37+).
+  auto kind = db_.Prepare("SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = ?1");
   std::vector<TableSchema> out;
   int rc;
   while ((rc = tables.Step()) == SQLITE_ROW) {
@@ -458,10 +460,19 @@ Result<std::vector<TableSchema>> SqliteStore::ListTables() {
     t.dialect = "sqlite";
     t.create_sql = tables.Str(1);
     if (ToLower(t.create_sql.substr(0, 20)) == "create virtual table") {
-      return InvalidArgument(fmt::format(
-          "table {} is a virtual table, which ferry does not support (leave it out of the tables "
-          "to move)",
-          t.name));
+      t.unsupported = "is a virtual table, which ferry does not support";
+      out.push_back(std::move(t));
+      continue;
+    }
+    if (kind.ok()) {
+      kind->Bind(1, t.name);
+      const bool shadow = kind->Step() == SQLITE_ROW && kind->Str(0) == "shadow";
+      kind->Reset();
+      if (shadow) {
+        t.unsupported = "is a shadow table of a virtual table, which ferry does not copy";
+        out.push_back(std::move(t));
+        continue;
+      }
     }
 
     std::vector<Column> all;  // including generated columns, for rowid shadowing

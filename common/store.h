@@ -41,6 +41,9 @@ struct TableSchema {
   std::vector<size_t> key_columns;
   std::string create_sql;              // the source's own DDL
   std::vector<std::string> index_sql;  // the source's own index DDL
+  // Why ferry cannot copy this table ("is a virtual table, ..."); empty when
+  // it can. Listed anyway, so that leaving it out of --tables works.
+  std::string unsupported;
 
   bool rowid_key() const { return key_columns.empty(); }
   size_t width() const { return columns.size() + (rowid_key() ? 1 : 0); }
@@ -84,7 +87,8 @@ class Store {
   virtual std::string Describe() const = 0;
 
   // ---- source side ----
-  // User tables (never the metadata table), sorted by name.
+  // User tables (never the metadata table), sorted by name; tables ferry
+  // cannot copy are listed with TableSchema::unsupported set.
   virtual Result<std::vector<TableSchema>> ListTables() = 0;
 
   // Split points of `table` so that consecutive points are about

@@ -9,7 +9,17 @@ namespace ferry {
 
 Result<std::vector<TableSchema>> SelectTables(const std::vector<TableSchema>& all,
                                               const std::string& selection) {
-  if (selection.empty()) return all;
+  auto check = [](std::vector<TableSchema> tables) -> Result<std::vector<TableSchema>> {
+    for (const TableSchema& t : tables) {
+      if (!t.unsupported.empty()) {
+        return InvalidArgument(fmt::format(
+            "table {} {} (leave it out of the tables to move: list the others with --tables)",
+            t.name, t.unsupported));
+      }
+    }
+    return tables;
+  };
+  if (selection.empty()) return check(all);
   std::set<std::string> wanted;
   std::stringstream ss(selection);
   std::string name;
@@ -24,7 +34,7 @@ Result<std::vector<TableSchema>> SelectTables(const std::vector<TableSchema>& al
     return InvalidArgument(
         fmt::format("--tables names '{}', which the legacy store does not have", *wanted.begin()));
   }
-  return out;
+  return check(std::move(out));
 }
 
 Status PlanTable(Store& source, const TableSchema& table, uint64_t range_rows,

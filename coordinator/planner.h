@@ -17,7 +17,8 @@
 namespace ferry {
 
 // Filters `all` by a comma-separated list of table names ("" = all).
-// kInvalidArgument naming an unknown table.
+// kInvalidArgument naming an unknown table, or a selected table that ferry
+// cannot copy (TableSchema::unsupported) with the reason.
 Result<std::vector<TableSchema>> SelectTables(const std::vector<TableSchema>& all,
                                               const std::string& selection);
 
