@@ -1258,51 +1258,79 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
 
 double g_coord_hwm_100k = NAN;
 
+// The runs of one control-plane setting, as rows of its section.
+struct CtlSeries {
+  std::string section;
+  std::vector<CtlRun> runs;
+
+  // f(run) over the runs without an error.
+  template <typename F>
+  std::vector<double> Col(F f) const {
+    std::vector<double> v;
+    for (const CtlRun& r : runs)
+      if (r.error.empty() && !std::isnan(f(r))) v.push_back(f(r));
+    return v;
+  }
+  template <typename F>
+  double MedianOf(F f) const {
+    return Median(Col(f));
+  }
+  // A row; its note is the last run's error instead, if one failed.
+  template <typename F>
+  void Add(const std::string& name, F f, const std::string& unit,
+           const std::string& note = "") const {
+    std::string err;
+    for (const CtlRun& r : runs)
+      if (!r.error.empty()) err = r.error;
+    Row row{section, name, Col(f), unit};
+    row.note = err.empty() ? note : "ERROR: " + err;
+    g_rows.push_back(row);
+  }
+};
+
 void CaseControlPlane() {
   for (int64_t n : g_opt.ctl_ranges) {
     const std::string sec = fmt::format(
         "3. Control plane: {} simulated workers ({} threads) vs ferry-coordinator, {} ranges",
         g_opt.fleet, g_opt.fleet_threads, n);
-    std::vector<CtlRun> runs;
+    CtlSeries closed{sec, {}};
     for (int i = 0; i < g_opt.repeat; ++i) {
-      runs.push_back(ControlPlaneRun(n, fmt::format("c3-{}", n)));
+      closed.runs.push_back(ControlPlaneRun(n, fmt::format("c3-{}", n)));
     }
-    auto col = [&](auto f) {
-      std::vector<double> v;
-      for (auto& r : runs)
-        if (r.error.empty() && !std::isnan(f(r))) v.push_back(f(r));
-      return v;
-    };
-    std::string err;
-    for (auto& r : runs)
-      if (!r.error.empty()) err = r.error;
-    auto add = [&](const std::string& name, std::vector<double> v, const std::string& unit,
-                   const std::string& note = "") {
-      Row r{sec, name, std::move(v), unit};
-      r.note = err.empty() ? note : "ERROR: " + err;
-      g_rows.push_back(r);
-    };
-    add("planning (spawn -> listening)", col([](auto& r) { return r.plan_s; }), "s",
+    closed.Add(
+        "planning (spawn -> listening)", [](auto& r) { return r.plan_s; }, "s",
         "plan + schema + state insert, --range-rows 1");
-    add("drain (first grant -> last ack)", col([](auto& r) { return r.drain_s; }), "s");
-    add("grants/s", col([](auto& r) { return r.grants_per_s; }), "/s");
-    add("completions/s", col([](auto& r) { return r.completions_per_s; }), "/s");
-    add("grant latency p50", col([](auto& r) { return r.p50_ms; }), "ms",
+    closed.Add(
+        "drain (first grant -> last ack)", [](auto& r) { return r.drain_s; }, "s");
+    closed.Add(
+        "grants/s", [](auto& r) { return r.grants_per_s; }, "/s");
+    closed.Add(
+        "completions/s", [](auto& r) { return r.completions_per_s; }, "/s");
+    closed.Add(
+        "grant latency p50", [](auto& r) { return r.p50_ms; }, "ms",
         "LeaseRequest send -> Grant receive");
-    add("grant latency p99", col([](auto& r) { return r.p99_ms; }), "ms");
-    add("grant latency max", col([](auto& r) { return r.max_ms; }), "ms");
-    add("coordinator CPU over the drain", col([](auto& r) { return r.cpu_s; }), "s",
+    closed.Add(
+        "grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+    closed.Add(
+        "grant latency max", [](auto& r) { return r.max_ms; }, "ms");
+    closed.Add(
+        "coordinator CPU over the drain", [](auto& r) { return r.cpu_s; }, "s",
         "/proc/PID/stat utime+stime");
-    add("coordinator CPU utilisation", col([](auto& r) { return r.cpu_pct; }), "%");
-    add("state group commits (whole run)", col([](auto& r) { return r.commits; }), "",
+    closed.Add(
+        "coordinator CPU utilisation", [](auto& r) { return r.cpu_pct; }, "%");
+    closed.Add(
+        "state group commits (whole run)", [](auto& r) { return r.commits; }, "",
         "ferry_state_commits_total");
-    add("time in state commits (whole run)", col([](auto& r) { return r.commit_s; }), "s",
+    closed.Add(
+        "time in state commits (whole run)", [](auto& r) { return r.commit_s; }, "s",
         "ferry_state_commit_seconds_sum (synchronous=FULL)");
-    add("simulator CPU over the drain (same host)", col([](auto& r) { return r.sim_cpu_s; }), "s",
+    closed.Add(
+        "simulator CPU over the drain (same host)", [](auto& r) { return r.sim_cpu_s; }, "s",
         "competes with the coordinator for the cores");
-    add("coordinator peak RSS (VmHWM)", col([](auto& r) { return r.hwm_mib; }), "MiB");
-    double comp = Median(col([](auto& r) { return r.completions_per_s; }));
-    double p99 = Median(col([](auto& r) { return r.p99_ms; }));
+    closed.Add(
+        "coordinator peak RSS (VmHWM)", [](auto& r) { return r.hwm_mib; }, "MiB");
+    const double comp = closed.MedianOf([](auto& r) { return r.completions_per_s; });
+    const double p99 = closed.MedianOf([](auto& r) { return r.p99_ms; });
     g_bars.push_back(
         Bar{fmt::format("control plane {} ranges: completions/s, {} workers", n, g_opt.fleet),
             ">= 20000", fmt::format("{:.0f}", comp),
@@ -1314,34 +1342,23 @@ void CaseControlPlane() {
       // The same fleet with a copy time per range, as real workers have: the
       // latency of a grant at (at least) the throughput bar's load, instead
       // of the queueing of 1,000 requests that are always outstanding.
-      std::vector<CtlRun> paced;
+      CtlSeries paced{sec, {}};
       for (int i = 0; i < g_opt.repeat; ++i) {
-        paced.push_back(ControlPlaneRun(n, fmt::format("c3p-{}", n), g_opt.ctl_copy_ms));
+        paced.runs.push_back(ControlPlaneRun(n, fmt::format("c3p-{}", n), g_opt.ctl_copy_ms));
       }
-      auto pcol = [&](auto f) {
-        std::vector<double> v;
-        for (auto& r : paced)
-          if (r.error.empty() && !std::isnan(f(r))) v.push_back(f(r));
-        return v;
-      };
-      std::string perr;
-      for (auto& r : paced)
-        if (!r.error.empty()) perr = r.error;
-      auto padd = [&](const std::string& name, std::vector<double> v, const std::string& unit,
-                      const std::string& note = "") {
-        Row r{sec, name, std::move(v), unit};
-        r.note = perr.empty() ? note : "ERROR: " + perr;
-        g_rows.push_back(r);
-      };
-      const std::string how =
-          fmt::format("each worker copies {} ms (+-50%) per range", g_opt.ctl_copy_ms);
-      padd("paced: completions/s", pcol([](auto& r) { return r.completions_per_s; }), "/s", how);
-      padd("paced: grant latency p50", pcol([](auto& r) { return r.p50_ms; }), "ms");
-      padd("paced: grant latency p99", pcol([](auto& r) { return r.p99_ms; }), "ms");
-      padd("paced: grant latency max", pcol([](auto& r) { return r.max_ms; }), "ms");
-      padd("paced: coordinator CPU utilisation", pcol([](auto& r) { return r.cpu_pct; }), "%");
-      const double pc = Median(pcol([](auto& r) { return r.completions_per_s; }));
-      const double pp = Median(pcol([](auto& r) { return r.p99_ms; }));
+      paced.Add(
+          "paced: completions/s", [](auto& r) { return r.completions_per_s; }, "/s",
+          fmt::format("each worker copies {} ms (+-50%) per range", g_opt.ctl_copy_ms));
+      paced.Add(
+          "paced: grant latency p50", [](auto& r) { return r.p50_ms; }, "ms");
+      paced.Add(
+          "paced: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+      paced.Add(
+          "paced: grant latency max", [](auto& r) { return r.max_ms; }, "ms");
+      paced.Add(
+          "paced: coordinator CPU utilisation", [](auto& r) { return r.cpu_pct; }, "%");
+      const double pc = paced.MedianOf([](auto& r) { return r.completions_per_s; });
+      const double pp = paced.MedianOf([](auto& r) { return r.p99_ms; });
       g_bars.push_back(Bar{
           fmt::format("control plane {} ranges: p99 grant latency at >= 20000 completions/s", n),
           "<= 10 ms", fmt::format("{:.2f} ms at {:.0f}/s", pp, pc),
@@ -1350,7 +1367,7 @@ void CaseControlPlane() {
     }
     if (n == 100000) {
       double hwm = 0;
-      for (auto& r : runs) hwm = std::max(hwm, r.hwm_mib);
+      for (auto& r : closed.runs) hwm = std::max(hwm, r.hwm_mib);
       g_coord_hwm_100k = hwm;
     }
   }
