@@ -968,12 +968,7 @@ Status PgStore::CreateOneTable(const TableSchema& table) {
     std::vector<std::string> have;
     for (int i = 0; i < PQntuples(have_r.get()); ++i)
       have.push_back(PQgetvalue(have_r.get(), i, 0));
-    if (!SameColumns(have, want)) {
-      return FailedPrecondition(fmt::format(
-          "target table {} already exists with columns ({}) but the source has ({}); drop or "
-          "rename the target table",
-          table.name, Join(have), Join(want)));
-    }
+    FERRY_RETURN_IF_ERROR(CheckSameColumns(table.name, have, want));
   } else {
     std::vector<std::string> defs, pk;
     if (!alias.empty()) {

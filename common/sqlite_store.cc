@@ -625,12 +625,7 @@ Status SqliteStore::CreateOneTable(const TableSchema& table) {
     while ((rc = cols.Step()) == SQLITE_ROW) have.push_back(cols.Str(0));
     if (rc != SQLITE_DONE) return db_.Error(rc, fmt::format("columns of table {}", table.name));
     for (const Column& c : table.columns) want.push_back(c.name);
-    if (!SameColumns(have, want)) {
-      return FailedPrecondition(fmt::format(
-          "target table {} already exists with columns ({}) but the source has ({}); drop or "
-          "rename the target table",
-          table.name, Join(have), Join(want)));
-    }
+    FERRY_RETURN_IF_ERROR(CheckSameColumns(table.name, have, want));
   } else {
     std::string create = table.dialect == "sqlite" && !table.create_sql.empty()
                              ? table.create_sql

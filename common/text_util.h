@@ -1,12 +1,16 @@
 // Small ASCII text helpers shared by the stores (identifier and type-name
-// handling). Pure functions.
+// handling, the existing-table column check). Pure functions.
 #pragma once
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/status.h"
 
 namespace ferry {
 
@@ -43,11 +47,18 @@ inline std::string Join(const std::vector<std::string>& v, std::string_view sep 
   return out;
 }
 
-// True if both lists name the same columns in the same order (ASCII
-// case-insensitively, as SQL identifiers compare).
-inline bool SameColumns(const std::vector<std::string>& have,
-                        const std::vector<std::string>& want) {
-  return have.size() == want.size() && std::equal(have.begin(), have.end(), want.begin(), IEquals);
+// Ok if an existing target table's columns `have` are the source's `want`
+// in the same order (ASCII case-insensitively, as SQL identifiers compare);
+// else kFailedPrecondition naming the table and both lists.
+inline Status CheckSameColumns(const std::string& table, const std::vector<std::string>& have,
+                               const std::vector<std::string>& want) {
+  if (have.size() == want.size() && std::equal(have.begin(), have.end(), want.begin(), IEquals)) {
+    return Status::Ok();
+  }
+  return FailedPrecondition(fmt::format(
+      "target table {} already exists with columns ({}) but the source has ({}); drop or "
+      "rename the target table",
+      table, Join(have), Join(want)));
 }
 
 // Tracks quoting ('...', "...", `...`, [...]) and parenthesis depth while SQL
