@@ -8,30 +8,23 @@
 namespace ferry {
 namespace {
 
-// Microseconds slept before busy-handler retry `count` (0-based): short
-// sleeps first, so a writer waiting for another connection's transaction
+// Microseconds slept in total before busy-handler retry `count` (0-based):
+// 0.1 ms steps for the first 4 ms, 0.5 ms steps for the next 30 ms, then
+// 2 ms steps. A writer waiting for another connection's transaction
 // (typically a few milliseconds) gets the lock soon after it is released,
 // instead of after SQLite's default 1, 2, 5, 10, ... 100 ms steps.
-int64_t BusySleepUs(int count) {
-  if (count < 40) return 100;   // first 4 ms
-  if (count < 100) return 500;  // next 30 ms
-  return 2000;
+int64_t SleptBeforeUs(int64_t count) {
+  if (count <= 40) return count * 100;
+  if (count <= 100) return 4000 + (count - 40) * 500;
+  return 34000 + (count - 100) * 2000;
 }
 
 // sqlite3_busy_handler callback; `arg` carries the timeout in milliseconds.
 // Gives up (SQLITE_BUSY reaches the caller) once the sleeps add up to it.
 int FineBusyHandler(void* arg, int count) {
   const int64_t timeout_us = static_cast<int64_t>(reinterpret_cast<intptr_t>(arg)) * 1000;
-  int64_t slept = 0;
-  if (count < 40) {
-    slept = count * 100;
-  } else if (count < 100) {
-    slept = 4000 + (count - 40) * 500;
-  } else {
-    slept = 34000 + static_cast<int64_t>(count - 100) * 2000;
-  }
-  if (slept >= timeout_us) return 0;
-  ::usleep(static_cast<useconds_t>(BusySleepUs(count)));
+  if (SleptBeforeUs(count) >= timeout_us) return 0;
+  ::usleep(static_cast<useconds_t>(SleptBeforeUs(count + 1) - SleptBeforeUs(count)));
   return 1;
 }
 
