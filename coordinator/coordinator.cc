@@ -396,6 +396,58 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
     auto out = NewEnvelope(b, rid);
     auto body = env.getBody();
     auto check_id = [](capnp::Text::Reader t) { return t.size() > 0 && t.size() <= kMaxIdBytes; };
+    // What a lease request gets (and a completion that asks for the next
+    // range): the worker's lease again if our grant reply was lost, a new
+    // grant, or NoWork saying when to ask again or that it is all over.
+    auto lease_reply = [&](const std::string& id, WorkerInfo* w) {
+      auto nowork = [&](uint32_t retry_ms) {
+        auto n = out.getBody().initNoWork();
+        n.setRetryAfterMs(retry_ms);
+        n.setComplete(complete());
+        n.setFailed(failed());
+        n.setPaused(job_.paused);
+        n.setDraining(w->draining);
+        return ToFrame(b);
+      };
+      if (!complete() && !failed() && !planning_ && table_.AllDone()) {
+        MaybeFinish();  // this message completed the last range: say so now
+      }
+      if (complete() || failed() || w->draining) {
+        if (complete() || failed()) w->told_done = true;
+        return nowork(0);
+      }
+      if (planning_) return nowork(200);
+      const RangeRecord* r = nullptr;
+      if (w->current_range) {
+        // The worker lost our grant reply: give it the same lease again.
+        const RangeRecord* held = table_.Find(w->current_range);
+        if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
+      }
+      if (!r) {
+        if (job_.paused) return nowork(500);
+        r = table_.Grant(id);
+        if (!r) return nowork(250);
+        metrics_.grants++;
+        w->current_range = r->id;
+        if (spdlog::should_log(spdlog::level::info)) {
+          LogRoutine("grant", r->id, r->epoch, id,
+                     fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
+        }
+      }
+      auto g = out.getBody().initGrant();
+      g.setRangeId(r->id);
+      g.setEpoch(r->epoch);
+      g.setTable(r->table);
+      g.setLo(AsData(r->lo));
+      g.setHi(AsData(r->hi));
+      g.setCursor(AsData(r->cursor));
+      g.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
+      g.setRowsDone(r->rows);
+      g.setBytesDone(r->bytes);
+      g.setDigest(r->digest);
+      g.setRowsPerSecond(ThrottleShare());
+      return ToFrame(b);
+    };
     switch (body.which()) {
       case Envelope::Body::REGISTER: {
         auto m = body.getRegister();
@@ -433,50 +485,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         std::string id(AsView(body.getLeaseRequest().getWorkerId()));
         WorkerInfo* w = TouchWorker(id);
         if (!w) return ErrorFrame(rid, Error::Code::UNKNOWN_WORKER, "register first");
-        auto nowork = [&](uint32_t retry_ms) {
-          auto n = out.getBody().initNoWork();
-          n.setRetryAfterMs(retry_ms);
-          n.setComplete(complete());
-          n.setFailed(failed());
-          n.setPaused(job_.paused);
-          n.setDraining(w->draining);
-          return ToFrame(b);
-        };
-        if (complete() || failed() || w->draining) {
-          if (complete() || failed()) w->told_done = true;
-          return nowork(0);
-        }
-        if (planning_) return nowork(200);
-        const RangeRecord* r = nullptr;
-        if (w->current_range) {
-          // The worker lost our grant reply: give it the same lease again.
-          const RangeRecord* held = table_.Find(w->current_range);
-          if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
-        }
-        if (!r) {
-          if (job_.paused) return nowork(500);
-          r = table_.Grant(id);
-          if (!r) return nowork(250);
-          metrics_.grants++;
-          w->current_range = r->id;
-          if (spdlog::should_log(spdlog::level::info)) {
-            LogRoutine("grant", r->id, r->epoch, id,
-                       fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
-          }
-        }
-        auto g = out.getBody().initGrant();
-        g.setRangeId(r->id);
-        g.setEpoch(r->epoch);
-        g.setTable(r->table);
-        g.setLo(AsData(r->lo));
-        g.setHi(AsData(r->hi));
-        g.setCursor(AsData(r->cursor));
-        g.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
-        g.setRowsDone(r->rows);
-        g.setBytesDone(r->bytes);
-        g.setDigest(r->digest);
-        g.setRowsPerSecond(ThrottleShare());
-        return ToFrame(b);
+        return lease_reply(id, w);
       }
       case Envelope::Body::HEARTBEAT:
       case Envelope::Body::COMPLETE:
@@ -507,6 +516,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         WorkerInfo* w = TouchWorker(id);
         const RangeRecord* before = table_.Find(range);
         uint64_t rows_before = before ? before->rows : 0;
+        const bool was_done = before && before->state == RangeState::kDone;
         Status s;
         if (which == Envelope::Body::HEARTBEAT) {
           s = table_.Heartbeat(range, epoch, id, p);
@@ -528,11 +538,14 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         }
         if (which == Envelope::Body::COMPLETE) {
           if (w && w->current_range == range) w->current_range = 0;
-          metrics_.completions++;
-          if (spdlog::should_log(spdlog::level::info)) {
+          if (!was_done) metrics_.completions++;  // else a retry whose answer was lost
+          if (!was_done && spdlog::should_log(spdlog::level::info)) {
             LogRoutine("complete", range, epoch, id,
                        fmt::format("rows={} bytes={} digest={:016x}", p.rows, p.bytes, p.digest));
           }
+          // A retried completion (our answer was lost) finds the range done
+          // under the same epoch and gets the same next lease again.
+          if (w && body.getComplete().getNext()) return lease_reply(id, w);
         } else if (which == Envelope::Body::RELEASE) {
           if (w && w->current_range == range) w->current_range = 0;
           if (w && body.getRelease().getLeaving()) {

@@ -108,6 +108,11 @@ struct Complete {
   bytes @4 :UInt64;
   digest @5 :UInt64;
   cursor @6 :Data;
+  # Also lease me the next range: the reply is then what a LeaseRequest
+  # would get (Grant or NoWork) instead of an Ack, saving a round trip per
+  # range. A coordinator that predates this field answers Ack; the worker
+  # then sends a LeaseRequest as before.
+  next @7 :Bool;
 }
 
 struct Release {

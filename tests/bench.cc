@@ -92,6 +92,8 @@ struct Options {
   int fleet_threads = 4;
   std::vector<int64_t> ctl_ranges = {10000, 100000};
   int64_t ctl_copy_ms = 35;
+  std::string ctl_coordinator_args;  // extra ferry-coordinator flags in case 3
+  std::string ctl_latency_dump;      // directory for per-grant (time, latency) files
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
@@ -839,6 +841,7 @@ struct FleetStats {
            unknown = 0, timeouts = 0, done = 0;
   int64_t first_grant_ns = INT64_MAX, last_ack_ns = 0;
   std::vector<uint32_t> grant_lat_us;
+  std::vector<int64_t> grant_t_ns;
   std::string first_error;
 };
 
@@ -887,6 +890,7 @@ class Fleet {
       all.first_grant_ns = std::min(all.first_grant_ns, s.first_grant_ns);
       all.last_ack_ns = std::max(all.last_ack_ns, s.last_ack_ns);
       all.grant_lat_us.insert(all.grant_lat_us.end(), s.grant_lat_us.begin(), s.grant_lat_us.end());
+      all.grant_t_ns.insert(all.grant_t_ns.end(), s.grant_t_ns.begin(), s.grant_t_ns.end());
       if (all.first_error.empty()) all.first_error = s.first_error;
     }
     return all;
@@ -929,6 +933,7 @@ class Fleet {
         c.setRows(0);
         c.setBytes(0);
         c.setDigest(0);
+        c.setNext(true);  // as ferry-worker does: the reply is the next lease
         break;
       }
       default:
@@ -1034,6 +1039,9 @@ class Fleet {
     if (env.getRequestId() != w.rid) return false;  // answer to a request we resent
     const int64_t now = NowNs();
     auto body = env.getBody();
+    if (w.st == St::kComplete && (body.isGrant() || body.isNoWork())) {
+      CountCompletion(now, stats);  // the completion's answer is the next lease
+    }
     switch (body.which()) {
       case Envelope::Body::REGISTERED:
         stats->registered++;
@@ -1052,6 +1060,7 @@ class Fleet {
         auto g = body.getGrant();
         stats->grants++;
         stats->grant_lat_us.push_back(static_cast<uint32_t>((now - w.sent_ns) / 1000));
+        stats->grant_t_ns.push_back(now);
         stats->first_grant_ns = std::min(stats->first_grant_ns, now);
         w.range = g.getRangeId();
         w.epoch = g.getEpoch();
@@ -1067,10 +1076,7 @@ class Fleet {
         return true;
       }
       case Envelope::Body::ACK: {
-        stats->completions++;
-        stats->last_ack_ns = now;
-        uint64_t total = completions_.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (cfg_.stop_after && total >= cfg_.stop_after) stop_ = true;
+        CountCompletion(now, stats);
         Send(s, w, St::kLease, stats);
         return true;
       }
@@ -1108,6 +1114,13 @@ class Fleet {
         stats->errors++;
         return false;
     }
+  }
+
+  void CountCompletion(int64_t now, FleetStats* stats) {
+    stats->completions++;
+    stats->last_ack_ns = now;
+    uint64_t total = completions_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (cfg_.stop_after && total >= cfg_.stop_after) stop_ = true;
   }
 
   FleetConfig cfg_;
@@ -1159,6 +1172,11 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
         std::string("--endpoints-file"), ef, std::string("--log-level"), std::string("warn")}) {
     argv.push_back(a);
   }
+  {
+    std::istringstream in(g_opt.ctl_coordinator_args);
+    std::string a;
+    while (in >> a) argv.push_back(a);
+  }
   Child c(argv, log);
   if (!WaitListening(ef, c, 600000)) {
     out.error = "coordinator did not start; see " + log;
@@ -1194,6 +1212,11 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   FleetStats st = Fleet(fc).Run();
   int64_t t1 = NowNs();
   double cpu1 = ProcCpuS(pid);
+  if (!g_opt.ctl_latency_dump.empty()) {
+    std::ofstream f(fmt::format("{}/{}.lat", g_opt.ctl_latency_dump, tag));
+    for (size_t i = 0; i < st.grant_t_ns.size(); ++i)
+      f << (st.grant_t_ns[i] - t0) / 1000 << " " << st.grant_lat_us[i] << "\n";
+  }
   struct rusage ru1 {};
   getrusage(RUSAGE_SELF, &ru1);
   auto secs = [](const timeval& a) { return a.tv_sec + a.tv_usec / 1e6; };
@@ -1308,7 +1331,7 @@ void CaseControlPlane() {
         "completions/s", [](auto& r) { return r.completions_per_s; }, "/s");
     closed.Add(
         "grant latency p50", [](auto& r) { return r.p50_ms; }, "ms",
-        "LeaseRequest send -> Grant receive");
+        "request (LeaseRequest, or Complete asking for the next) -> Grant");
     closed.Add(
         "grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
     closed.Add(
@@ -1720,6 +1743,11 @@ int main(int argc, char** argv) {
   app.add_option("--ctl-copy-ms", g_opt.ctl_copy_ms,
                  "case 3 paced runs: simulated copy time per range (0: skip them)")
       ->default_val(35);
+  app.add_option("--ctl-coordinator-args", g_opt.ctl_coordinator_args,
+                 "case 3: extra ferry-coordinator flags, e.g. \"--io-threads 1\"");
+  app.add_option("--ctl-latency-dump", g_opt.ctl_latency_dump,
+                 "case 3: write each grant's (microseconds since start, latency us) to "
+                 "DIR/<run>.lat, to see when the slow grants happen");
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")

@@ -77,6 +77,33 @@ class FakeWorker {
     return g;
   }
 
+  // A completion that asks for the next range (Complete.next). `reply` gets
+  // "grant", "nowork", "nowork complete", "ack", "lease lost" or "none".
+  GrantInfo CompleteNext(uint64_t range, uint64_t epoch, uint64_t rows, std::string* reply) {
+    capnp::MallocMessageBuilder b;
+    auto m = NewEnvelope(b, ++rid_).getBody().initComplete();
+    m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setRows(rows);
+    m.setNext(true);
+    auto r = Call(b, /*expect_reply=*/false);
+    GrantInfo g;
+    *reply = "none";
+    if (!r) return g;
+    auto rb = r->root().getBody();
+    if (rb.isGrant()) {
+      *reply = "grant";
+      auto gr = rb.getGrant();
+      g = GrantInfo{gr.getRangeId(), gr.getEpoch(), std::string(AsView(gr.getCursor())),
+                    gr.getRowsDone()};
+    } else if (rb.isNoWork()) {
+      *reply = rb.getNoWork().getComplete() ? "nowork complete" : "nowork";
+    } else if (rb.isAck()) {
+      *reply = "ack";
+    } else if (rb.isError() && rb.getError().getCode() == Error::Code::LEASE_LOST) {
+      *reply = "lease lost";
+    }
+    return g;
+  }
+
   // Returns "ack", "lease lost" or "none".
   std::string Send(const char* kind, uint64_t range, uint64_t epoch, const std::string& cursor,
                    uint64_t rows) {
@@ -200,6 +227,61 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT rows FROM ranges WHERE id=1"), 4);
   EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=1"), "w2");
   EXPECT_EQ(c->metrics().lease_lost, 3u);
+}
+
+// A completion that asks for the next range gets that range's grant in the
+// same answer, durable before it leaves; a retried completion (the answer
+// was lost) gets the same grant again, not a second one; the completion of
+// the last range is answered "complete" at once, the version already bumped.
+TEST(CoordinatorTest, CompletionAskingForTheNextRangeIsAnsweredWithItsGrant) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 30);
+  auto c = f.Start(10);
+  ASSERT_EQ(c->leases().ranges().size(), 3u);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  FakeWorker other(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+  w.Register();
+  other.Register();
+  auto g1 = w.Lease();
+  ASSERT_EQ(g1.range, 1u);
+
+  std::string reply;
+  auto g2 = w.CompleteNext(1, g1.epoch, 10, &reply);
+  ASSERT_EQ(reply, "grant");
+  EXPECT_EQ(g2.range, 2u);
+  EXPECT_GT(g2.epoch, g1.epoch);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=1"), 2);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT rows FROM ranges WHERE id=1"), 10);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=2"), 1);
+  EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=2"), "w1");
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT epoch FROM ranges WHERE id=2"),
+            static_cast<int64_t>(g2.epoch));
+
+  // The same completion again: the same lease, no new epoch, no new grant.
+  const uint64_t grants = c->metrics().grants;
+  const uint64_t completions = c->metrics().completions;
+  auto again = w.CompleteNext(1, g1.epoch, 10, &reply);
+  ASSERT_EQ(reply, "grant");
+  EXPECT_EQ(again.range, g2.range);
+  EXPECT_EQ(again.epoch, g2.epoch);
+  EXPECT_EQ(c->metrics().grants, grants);
+  EXPECT_EQ(c->metrics().completions, completions) << "a retry is not a second completion";
+  EXPECT_EQ(c->leases().count(RangeState::kLeased), 1u);
+
+  // Another worker's stale completion of range 1 is refused and grants nothing.
+  other.CompleteNext(1, g1.epoch, 10, &reply);
+  EXPECT_EQ(reply, "lease lost");
+  EXPECT_EQ(c->metrics().grants, grants);
+
+  auto g3 = w.CompleteNext(2, g2.epoch, 10, &reply);
+  ASSERT_EQ(reply, "grant");
+  EXPECT_EQ(g3.range, 3u);
+  w.CompleteNext(3, g3.epoch, 10, &reply);
+  EXPECT_EQ(reply, "nowork complete");
+  EXPECT_TRUE(c->complete());
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT phase FROM job"), 1);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT current_version FROM job"), 2);
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM ranges WHERE state=2"), 3);
 }
 
 // A heartbeat moves the lease deadline: the lease expires at the renewed

@@ -127,12 +127,17 @@ Status Worker::Run() {
         continue;
       }
     }
-    capnp::MallocMessageBuilder b;
-    uint64_t rid = client_.NextRequestId();
-    NewEnvelope(b, rid).getBody().initLeaseRequest().setWorkerId(opt_.id);
-    int64_t sent = MonotonicMs();
-    auto reply = client_.Call(b, rid, opt_.request_timeout_ms,
-                              [this](DecodedEnvelope& e) { ReleaseStale(e); });
+    // The answer to the last completion may already be the next lease.
+    int64_t sent = next_lease_sent_;
+    std::unique_ptr<DecodedEnvelope> reply = std::move(next_lease_);
+    if (!reply) {
+      capnp::MallocMessageBuilder b;
+      uint64_t rid = client_.NextRequestId();
+      NewEnvelope(b, rid).getBody().initLeaseRequest().setWorkerId(opt_.id);
+      sent = MonotonicMs();
+      reply = client_.Call(b, rid, opt_.request_timeout_ms,
+                           [this](DecodedEnvelope& e) { ReleaseStale(e); });
+    }
     if (!reply) {
       auto level = backoff.attempt() >= 10 ? spdlog::level::err : RetryLevel(backoff.attempt());
       LogEvent(level, "coordinator_unreachable",
@@ -157,21 +162,9 @@ Status Worker::Run() {
     auto body = reply->root().getBody();
     switch (body.which()) {
       case Envelope::Body::GRANT: {
-        auto g = body.getGrant();
-        Lease lease;
-        lease.range = g.getRangeId();
-        lease.epoch = g.getEpoch();
-        lease.table = AsView(g.getTable());
-        lease.bounds =
-            KeyRange{lease.table, std::string(AsView(g.getLo())), std::string(AsView(g.getHi()))};
-        lease.cursor = AsView(g.getCursor());
-        lease.rows = g.getRowsDone();
-        lease.bytes = g.getBytesDone();
-        lease.digest = g.getDigest();
-        ttl_ms_ = std::max<uint32_t>(100, g.getLeaseTtlMs());
-        lease.deadline_mono = sent + ttl_ms_;
+        Lease lease = LeaseFromGrant(*reply, sent);
         paused_ = false;
-        rate_limit_ = g.getRowsPerSecond();
+        rate_limit_ = body.getGrant().getRowsPerSecond();
         LogEvent(spdlog::level::debug, "lease",
                  {{"worker", opt_.id},
                   {"range", lease.range},
@@ -217,7 +210,29 @@ Status Worker::Run() {
         break;
     }
   }
+  // Stopped with a lease granted in answer to our last completion: give it back.
+  if (next_lease_ && next_lease_->root().getBody().isGrant()) {
+    Lease lease = LeaseFromGrant(*next_lease_, next_lease_sent_);
+    FinishRange(lease, /*complete=*/false);
+  }
   return Status::Ok();
+}
+
+Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
+  auto g = reply.root().getBody().getGrant();
+  Lease lease;
+  lease.range = g.getRangeId();
+  lease.epoch = g.getEpoch();
+  lease.table = AsView(g.getTable());
+  lease.bounds =
+      KeyRange{lease.table, std::string(AsView(g.getLo())), std::string(AsView(g.getHi()))};
+  lease.cursor = AsView(g.getCursor());
+  lease.rows = g.getRowsDone();
+  lease.bytes = g.getBytesDone();
+  lease.digest = g.getDigest();
+  ttl_ms_ = std::max<uint32_t>(100, g.getLeaseTtlMs());
+  lease.deadline_mono = sent + ttl_ms_;
+  return lease;
 }
 
 bool Worker::TargetMarkedDone() {
@@ -328,6 +343,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
       c.setBytes(lease.bytes);
       c.setDigest(lease.digest);
       c.setCursor(AsData(lease.cursor));
+      c.setNext(!Stopping() && !drain_);
     } else {
       auto r = body.initRelease();
       r.setWorkerId(opt_.id);
@@ -339,11 +355,13 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
       r.setDigest(lease.digest);
       r.setLeaving(true);
     }
+    const int64_t sent = MonotonicMs();
     auto reply = client_.Call(b, rid, opt_.request_timeout_ms,
                               [this](DecodedEnvelope& e) { ReleaseStale(e); });
     if (reply) {
       auto rb = reply->root().getBody();
-      if (rb.isAck()) {
+      const bool next = complete && (rb.isGrant() || rb.isNoWork());
+      if (rb.isAck() || next) {
         LogEvent(spdlog::level::info, complete ? "range_done" : "range_released",
                  {{"worker", opt_.id},
                   {"range", lease.range},
@@ -351,6 +369,10 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
                   {"rows", lease.rows},
                   {"bytes", lease.bytes},
                   {"cursor", KeyToString(lease.cursor)}});
+        if (next) {
+          next_lease_ = std::move(reply);
+          next_lease_sent_ = sent;
+        }
         return true;
       }
       if (rb.isError()) {

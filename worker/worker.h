@@ -1,4 +1,6 @@
 // Worker: registers with the coordinator, then loops lease -> copy -> complete.
+// A completion asks for the next range too (Complete.next), so a worker
+// spends one round trip per range, not two.
 //
 // Copying a range: batches are read from the legacy store after the cursor
 // and written to the new store in ONE transaction each, fenced by the
@@ -73,6 +75,8 @@ class Worker {
     int64_t deadline_mono = 0;  // our conservative view of the lease deadline
   };
 
+  // The lease in a Grant answering a request sent at `sent` (monotonic ms).
+  Lease LeaseFromGrant(DecodedEnvelope& reply, int64_t sent);
   Status Register();
   Status OpenStores();
   Outcome Copy(Lease& lease);
@@ -105,7 +109,11 @@ class Worker {
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
-  RowBatch batch_;                              // ReadAndWrite's buffers
+  // The coordinator's answer (Grant or NoWork) to a completion that asked
+  // for the next range, and when that completion was sent.
+  std::unique_ptr<DecodedEnvelope> next_lease_;
+  int64_t next_lease_sent_ = 0;
+  RowBatch batch_;  // ReadAndWrite's buffers
   std::string digest_scratch_;
   bool paused_ = false;
   bool drain_ = false;
