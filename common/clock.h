@@ -46,4 +46,11 @@ inline int64_t MonotonicMs() {
       .count();
 }
 
+// Monotonic microseconds, for timing short operations (a commit).
+inline int64_t MonotonicUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace ferry

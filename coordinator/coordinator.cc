@@ -685,7 +685,7 @@ void Coordinator::CommitAndReply() {
     for (uint64_t id : dirty) c.ranges.push_back(table_.Find(id));
     c.events = std::move(events_);
     c.workers = std::move(dirty_workers_);
-    int64_t t0 = MonotonicMs();
+    const int64_t t0 = MonotonicUs();
     Status s = state_->Commit(c);
     events_.clear();
     dirty_workers_.clear();
@@ -702,7 +702,7 @@ void Coordinator::CommitAndReply() {
       }
     } else {
       metrics_.commits++;
-      metrics_.commit_seconds.Observe((MonotonicMs() - t0) / 1000.0);
+      metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
       job_dirty_ = false;
     }
   }

@@ -1238,6 +1238,14 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
       };
       out.commits = metric("ferry_state_commits_total");
       out.commit_s = metric("ferry_state_commit_seconds_sum");
+      // The commit-latency histogram, for the log: slow commits hold every
+      // reply of their pass.
+      std::string hist;
+      std::istringstream lines(metrics);
+      for (std::string l; std::getline(lines, l);) {
+        if (l.rfind("ferry_state_commit_seconds_bucket", 0) == 0) hist += " " + l.substr(34);
+      }
+      Log("state commit latency histogram (cumulative):" + hist);
     }
   }
   out.cpu_s = cpu1 - cpu0;
