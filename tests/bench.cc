@@ -849,6 +849,7 @@ struct FleetConfig {
   std::string endpoint;
   int workers = 1000;
   int threads = 4;
+  int io_threads = 2;  // ZeroMQ I/O threads of the simulator's one context
   std::string id_prefix = "sim";
   // Stops when this many completions were acked fleet-wide (0: run until
   // every simulated worker was told the migration is complete).
@@ -868,6 +869,10 @@ class Fleet {
   explicit Fleet(FleetConfig cfg) : cfg_(std::move(cfg)) {}
 
   FleetStats Run() {
+    // One ZeroMQ context (and its I/O threads) for the whole fleet: fewer
+    // threads competing with the coordinator for the cores.
+    ctx_ = std::make_unique<zmq::context_t>(cfg_.io_threads);
+    ctx_->set(zmq::ctxopt::max_sockets, cfg_.workers + 64);
     std::vector<std::thread> ts;
     std::vector<FleetStats> per(cfg_.threads);
     int64_t deadline = NowNs() + cfg_.timeout_ms * 1000000;
@@ -897,9 +902,11 @@ class Fleet {
   }
 
  private:
-  enum class St { kRegister, kLease, kComplete, kWait, kCopy, kDone };
+  // kReady: registered, waiting for the whole fleet to be registered.
+  enum class St { kRegister, kReady, kLease, kComplete, kWait, kCopy, kDone };
   struct W {
     std::string id;
+    int thread = 0;
     St st = St::kRegister;
     uint64_t rid = 0;
     int64_t sent_ns = 0;
@@ -959,8 +966,7 @@ class Fleet {
   // found it empty, and a send may consume that signal: so every sequence of
   // operations on a socket ends with a recv that returned EAGAIN (Drain).
   void Thread(int t, int n, int64_t deadline, FleetStats* stats) {
-    zmq::context_t ctx(1);
-    ctx.set(zmq::ctxopt::max_sockets, n + 16);
+    zmq::context_t& ctx = *ctx_;
     std::vector<zmq::socket_t> socks;
     std::vector<W> ws(n);
     socks.reserve(n);
@@ -972,6 +978,7 @@ class Fleet {
       socks[i].set(zmq::sockopt::rcvhwm, 1000);
       socks[i].connect(cfg_.endpoint);
       ws[i].id = fmt::format("{}-{}-{}", cfg_.id_prefix, t, i);
+      ws[i].thread = t;
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.u32 = static_cast<uint32_t>(i);
@@ -992,6 +999,11 @@ class Fleet {
       Send(socks[i], ws[i], St::kRegister, stats);
       drain(i);
     }
+    // The fleet starts asking for leases only once every simulated worker
+    // (in every thread) is registered: grant latency is then measured on a
+    // fleet at work, not while this process is still creating sockets and
+    // the coordinator is still answering the registration burst.
+    bool counted_ready = false;
     std::vector<epoll_event> events(256);
     int64_t next_sweep = 0;
     while (live > 0 && !stop_.load(std::memory_order_relaxed)) {
@@ -999,6 +1011,20 @@ class Fleet {
       if (now > deadline) {
         if (stats->first_error.empty()) stats->first_error = "fleet timed out";
         break;
+      }
+      if (!started_[t]) {
+        if (!counted_ready && stats->registered >= static_cast<uint64_t>(n)) {
+          counted_ready = true;
+          ready_.fetch_add(1);
+        }
+        if (ready_.load() == cfg_.threads) {
+          started_[t] = true;
+          for (int i = 0; i < n; ++i) {
+            if (ws[i].st != St::kReady) continue;
+            Start(socks[i], ws[i], now, stats);
+            drain(i);
+          }
+        }
       }
       if (now >= next_sweep) {
         // Retries after "no work", simulated copies that are done, and
@@ -1045,16 +1071,8 @@ class Fleet {
     switch (body.which()) {
       case Envelope::Body::REGISTERED:
         stats->registered++;
-        if (cfg_.copy_ms > 0) {
-          // Paced: start at a random phase of a copy, as in a steady state,
-          // rather than all 1,000 at once.
-          thread_local std::mt19937_64 rng(std::random_device{}());
-          w.st = St::kWait;
-          w.wake_ns = now + static_cast<int64_t>(
-                                rng() % static_cast<uint64_t>(2 * cfg_.copy_ms * 1'000'000 + 1));
-          return true;
-        }
-        Send(s, w, St::kLease, stats);
+        w.st = St::kReady;
+        if (started_[w.thread]) Start(s, w, now, stats);  // registered again later
         return true;
       case Envelope::Body::GRANT: {
         auto g = body.getGrant();
@@ -1116,6 +1134,20 @@ class Fleet {
     }
   }
 
+  // A registered worker's first lease request: at once in a closed loop;
+  // paced, at a random phase of a copy, as in a steady state, rather than
+  // all 1,000 at once.
+  void Start(zmq::socket_t& s, W& w, int64_t now, FleetStats* stats) {
+    if (cfg_.copy_ms <= 0) {
+      Send(s, w, St::kLease, stats);
+      return;
+    }
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    w.st = St::kWait;
+    w.wake_ns =
+        now + static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * cfg_.copy_ms * 1'000'000 + 1));
+  }
+
   void CountCompletion(int64_t now, FleetStats* stats) {
     stats->completions++;
     stats->last_ack_ns = now;
@@ -1124,6 +1156,9 @@ class Fleet {
   }
 
   FleetConfig cfg_;
+  std::unique_ptr<zmq::context_t> ctx_;
+  std::atomic<int> ready_{0};  // threads whose workers are all registered
+  std::vector<char> started_ = std::vector<char>(cfg_.threads, 0);  // per thread
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> completions_{0};
 };
