@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <mutex>
 
 namespace ferry {
 namespace {
@@ -113,6 +114,13 @@ Db::~Db() {
 }
 
 Result<Db> Db::Open(const std::string& path, int flags, int busy_timeout_ms) {
+  static std::once_flag configured;
+  std::call_once(configured, [] {
+    // Memory statistics take a process-wide mutex on every SQLite
+    // allocation (several per row copied); ferry never reads them. Only
+    // possible before SQLite initialises; otherwise a harmless no-op.
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  });
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   Db db(raw);
