@@ -482,6 +482,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         return ToFrame(b);
       }
       case Envelope::Body::LEASE_REQUEST: {
+        metrics_.lease_requests++;
         std::string id(AsView(body.getLeaseRequest().getWorkerId()));
         WorkerInfo* w = TouchWorker(id);
         if (!w) return ErrorFrame(rid, Error::Code::UNKNOWN_WORKER, "register first");

@@ -27,6 +27,7 @@ class Histogram {
 };
 
 struct CoordinatorMetrics {
+  uint64_t lease_requests = 0;  // LeaseRequest messages (a completion asking for more is not one)
   uint64_t grants = 0;
   uint64_t expiries = 0;
   uint64_t completions = 0;

@@ -271,6 +271,9 @@ std::string Coordinator::MetricsText() {
   const CoordinatorMetrics& m = metrics_;
   RenderCounter("ferry_rows_copied_total", "Rows copied into the new store.", RowsCopied(), &out);
   RenderCounter("ferry_bytes_copied_total", "Key and value bytes copied.", BytesCopied(), &out);
+  RenderCounter("ferry_lease_requests_total",
+                "Lease requests (a completion that asks for the next range is not counted).",
+                m.lease_requests, &out);
   RenderCounter("ferry_grants_total", "Leases granted.", m.grants, &out);
   RenderCounter("ferry_expiries_total", "Leases expired.", m.expiries, &out);
   RenderCounter("ferry_completions_total", "Ranges completed.", m.completions, &out);

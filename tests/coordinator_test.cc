@@ -284,6 +284,42 @@ TEST(CoordinatorTest, CompletionAskingForTheNextRangeIsAnsweredWithItsGrant) {
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM ranges WHERE state=2"), 3);
 }
 
+// A real worker spends one round trip per range: after its first lease
+// request, each completion brings the next grant, and the last one the news
+// that the migration is complete, on which the worker exits by itself.
+TEST(CoordinatorTest, WorkerGetsEachNextRangeWithItsCompletion) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 60);
+  auto c = f.Start(10);
+  ASSERT_EQ(c->leases().ranges().size(), 6u);
+  std::atomic<bool> stop{false}, finished{false};
+  Status result;
+  std::thread worker([&] {
+    WorkerOptions o;
+    o.coordinator = c->inproc_endpoint();
+    o.id = "w1";
+    Worker w(o, &f.ctx, &stop);
+    result = w.Run();
+    finished = true;
+  });
+  bool exited = testing::WaitFor(
+      [&] {
+        c->Step(5);
+        return finished.load();
+      },
+      30000);
+  stop = true;
+  worker.join();
+  ASSERT_TRUE(exited) << "the worker did not exit on its own after the last completion";
+  EXPECT_TRUE(result.ok()) << result.ToString();
+  EXPECT_TRUE(c->complete());
+  EXPECT_EQ(c->metrics().lease_requests, 1u);
+  EXPECT_EQ(c->metrics().grants, 6u);
+  EXPECT_EQ(c->metrics().completions, 6u);
+  EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 60);
+  EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t WHERE v = 'v' || id"), 60);
+}
+
 // A heartbeat moves the lease deadline: the lease expires at the renewed
 // deadline, not the granted one, and exactly once. Routine grants and
 // completions are logged but not written to the state file's event log;
