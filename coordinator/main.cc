@@ -9,6 +9,7 @@
 
 #include "common/cli.h"
 #include "common/clock.h"
+#include "common/logging.h"
 #include "common/signals.h"
 #include "common/store.h"
 #include "coordinator/coordinator.h"
@@ -115,6 +116,13 @@ int main(int argc, char** argv) {
     std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
   }
 
+  if (local_workers > 1 && o.target_uri.rfind("sqlite:", 0) == 0) {
+    LogEvent(spdlog::level::info, "sqlite_one_writer",
+             {{"local_workers", local_workers},
+              {"note",
+               "a SQLite new store takes one writer at a time: workers beyond the first "
+               "add no speed (README, Performance)"}});
+  }
   const int64_t t0 = MonotonicMs();
   const uint64_t rows0 = coord.RowsCopied();
   std::atomic<bool> workers_stop{false};
@@ -139,6 +147,12 @@ int main(int argc, char** argv) {
     if (local_workers > 0) {
       if (StopRequested() && !workers_stop) {
         workers_stop = true;  // they release their leases while we still serve
+        stop_at = MonotonicMs();
+      }
+      if (coord.complete() && !workers_stop) {
+        // Every range is done and the version bumped: wake the workers that
+        // are waiting to ask again (up to 250 ms) instead of waiting for them.
+        workers_stop = true;
         stop_at = MonotonicMs();
       }
       if (workers_exited == local_workers) return true;
