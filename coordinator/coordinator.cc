@@ -22,6 +22,9 @@ constexpr int kListenBacklog = 4096;
 // First segment of a reply's builder: replies are a few hundred bytes, and
 // the default (8 KiB, zeroed) was a calloc per message; larger ones grow.
 constexpr unsigned kReplyFirstSegmentWords = 128;
+// How long a lease request may wait for a range to come free before it is
+// answered "no work, ask again": well under a worker's 2 s request timeout.
+constexpr int64_t kLeaseWaitMs = 1000;
 
 std::string NewPlanId() {
   std::random_device rd;
@@ -328,6 +331,7 @@ void Coordinator::Step(int timeout_ms) {
   }
   Expire();
   MaybeFinish();
+  ServeWaiting();
   CommitAndReply();
   Mirror();
   SampleRate();
@@ -363,7 +367,9 @@ void Coordinator::HandleWorkerFrames(std::vector<zmq::message_t>& frames) {
     }
     return;
   }
+  dispatch_identity_ = &frames[0];
   zmq::message_t reply = Dispatch(frames[1].data(), frames[1].size());
+  dispatch_identity_ = nullptr;
   if (reply.size() > 0) replies_.push_back(Reply{std::move(frames[0]), std::move(reply)});
 }
 
@@ -396,58 +402,6 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
     auto out = NewEnvelope(b, rid);
     auto body = env.getBody();
     auto check_id = [](capnp::Text::Reader t) { return t.size() > 0 && t.size() <= kMaxIdBytes; };
-    // What a lease request gets (and a completion that asks for the next
-    // range): the worker's lease again if our grant reply was lost, a new
-    // grant, or NoWork saying when to ask again or that it is all over.
-    auto lease_reply = [&](const std::string& id, WorkerInfo* w) {
-      auto nowork = [&](uint32_t retry_ms) {
-        auto n = out.getBody().initNoWork();
-        n.setRetryAfterMs(retry_ms);
-        n.setComplete(complete());
-        n.setFailed(failed());
-        n.setPaused(job_.paused);
-        n.setDraining(w->draining);
-        return ToFrame(b);
-      };
-      if (!complete() && !failed() && !planning_ && table_.AllDone()) {
-        MaybeFinish();  // this message completed the last range: say so now
-      }
-      if (complete() || failed() || w->draining) {
-        if (complete() || failed()) w->told_done = true;
-        return nowork(0);
-      }
-      if (planning_) return nowork(200);
-      const RangeRecord* r = nullptr;
-      if (w->current_range) {
-        // The worker lost our grant reply: give it the same lease again.
-        const RangeRecord* held = table_.Find(w->current_range);
-        if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
-      }
-      if (!r) {
-        if (job_.paused) return nowork(500);
-        r = table_.Grant(id);
-        if (!r) return nowork(250);
-        metrics_.grants++;
-        w->current_range = r->id;
-        if (spdlog::should_log(spdlog::level::info)) {
-          LogRoutine("grant", r->id, r->epoch, id,
-                     fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
-        }
-      }
-      auto g = out.getBody().initGrant();
-      g.setRangeId(r->id);
-      g.setEpoch(r->epoch);
-      g.setTable(r->table);
-      g.setLo(AsData(r->lo));
-      g.setHi(AsData(r->hi));
-      g.setCursor(AsData(r->cursor));
-      g.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
-      g.setRowsDone(r->rows);
-      g.setBytesDone(r->bytes);
-      g.setDigest(r->digest);
-      g.setRowsPerSecond(ThrottleShare());
-      return ToFrame(b);
-    };
     switch (body.which()) {
       case Envelope::Body::REGISTER: {
         auto m = body.getRegister();
@@ -486,7 +440,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         std::string id(AsView(body.getLeaseRequest().getWorkerId()));
         WorkerInfo* w = TouchWorker(id);
         if (!w) return ErrorFrame(rid, Error::Code::UNKNOWN_WORKER, "register first");
-        return lease_reply(id, w);
+        return LeaseReply(rid, id, w, /*may_wait=*/true);
       }
       case Envelope::Body::HEARTBEAT:
       case Envelope::Body::COMPLETE:
@@ -546,7 +500,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
           }
           // A retried completion (our answer was lost) finds the range done
           // under the same epoch and gets the same next lease again.
-          if (w && body.getComplete().getNext()) return lease_reply(id, w);
+          if (w && body.getComplete().getNext()) return LeaseReply(rid, id, w, /*may_wait=*/true);
         } else if (which == Envelope::Body::RELEASE) {
           if (w && w->current_range == range) w->current_range = 0;
           if (w && body.getRelease().getLeaving()) {
@@ -602,6 +556,91 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
     metrics_.malformed++;
     return ErrorFrame(rid, Error::Code::INTERNAL,
                       fmt::format("cannot handle message: {}", e.what()));
+  }
+}
+
+zmq::message_t Coordinator::LeaseReply(uint64_t rid, const std::string& id, WorkerInfo* w,
+                                       bool may_wait) {
+  capnp::MallocMessageBuilder b(kReplyFirstSegmentWords);
+  auto out = NewEnvelope(b, rid);
+  auto nowork = [&](uint32_t retry_ms) {
+    auto n = out.getBody().initNoWork();
+    n.setRetryAfterMs(retry_ms);
+    n.setComplete(complete());
+    n.setFailed(failed());
+    n.setPaused(job_.paused);
+    n.setDraining(w->draining);
+    return ToFrame(b);
+  };
+  if (!complete() && !failed() && !planning_ && table_.AllDone()) {
+    MaybeFinish();  // this message completed the last range: say so now
+  }
+  if (complete() || failed() || w->draining) {
+    if (complete() || failed()) w->told_done = true;
+    return nowork(0);
+  }
+  if (planning_) return nowork(200);
+  const RangeRecord* r = nullptr;
+  if (w->current_range) {
+    // The worker lost our grant reply: give it the same lease again.
+    const RangeRecord* held = table_.Find(w->current_range);
+    if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
+  }
+  if (!r) {
+    if (job_.paused) return nowork(500);
+    r = table_.Grant(id);
+    if (!r) {
+      if (may_wait && dispatch_identity_ && table_.count(RangeState::kLeased) > 0) {
+        // Nothing pending, but leased ranges may come back (expiry, release)
+        // or finish the job: hold the request and answer it the moment one
+        // of those happens (ServeWaiting), instead of having the worker poll.
+        Waiting& wt = waiting_[id];
+        wt.identity.copy(*dispatch_identity_);
+        wt.rid = rid;
+        wt.deadline_ms = clock_->NowMs() + kLeaseWaitMs;
+        return zmq::message_t();
+      }
+      return nowork(may_wait ? 250 : 10);
+    }
+    metrics_.grants++;
+    w->current_range = r->id;
+    if (spdlog::should_log(spdlog::level::info)) {
+      LogRoutine("grant", r->id, r->epoch, id,
+                 fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
+    }
+  }
+  auto g = out.getBody().initGrant();
+  g.setRangeId(r->id);
+  g.setEpoch(r->epoch);
+  g.setTable(r->table);
+  g.setLo(AsData(r->lo));
+  g.setHi(AsData(r->hi));
+  g.setCursor(AsData(r->cursor));
+  g.setLeaseTtlMs(static_cast<uint32_t>(table_.ttl_ms()));
+  g.setRowsDone(r->rows);
+  g.setBytesDone(r->bytes);
+  g.setDigest(r->digest);
+  g.setRowsPerSecond(ThrottleShare());
+  return ToFrame(b);
+}
+
+void Coordinator::ServeWaiting() {
+  if (waiting_.empty()) return;
+  const int64_t now = clock_->NowMs();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    auto wi = workers_.find(it->first);
+    WorkerInfo* w = wi == workers_.end() ? nullptr : &wi->second;
+    const bool answer = !w || complete() || failed() || w->draining || job_.paused ||
+                        now >= it->second.deadline_ms || table_.count(RangeState::kPending) > 0;
+    if (!answer) {
+      ++it;
+      continue;
+    }
+    zmq::message_t reply =
+        w ? LeaseReply(it->second.rid, it->first, w, /*may_wait=*/false)
+          : ErrorFrame(it->second.rid, Error::Code::UNKNOWN_WORKER, "register first");
+    replies_.push_back(Reply{std::move(it->second.identity), std::move(reply)});
+    it = waiting_.erase(it);
   }
 }
 

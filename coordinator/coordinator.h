@@ -129,6 +129,16 @@ class Coordinator {
   void RebuildWorkerLeases();
   void HandleWorkerFrames(std::vector<zmq::message_t>& frames);
   zmq::message_t Dispatch(const void* data, size_t size);
+  // The answer to a lease request (or to a completion asking for the next
+  // range) `rid` from worker `id`: its lease again if our grant was lost, a
+  // new grant, or NoWork. With `may_wait`, a request that finds nothing
+  // pending while ranges are leased waits instead (returns an empty frame;
+  // ServeWaiting answers it).
+  zmq::message_t LeaseReply(uint64_t rid, const std::string& id, WorkerInfo* w, bool may_wait);
+  // Answers the waiting lease requests that now have an answer: a range came
+  // free, the job completed or failed, the worker is draining, the job is
+  // paused, or the request waited long enough (then: NoWork, ask again).
+  void ServeWaiting();
   void Expire();
   void MaybeFinish();
   void CommitAndReply();
@@ -184,6 +194,15 @@ class Coordinator {
   std::vector<Event> events_;
   bool job_dirty_ = false;
   std::vector<Reply> replies_;
+  // Lease requests waiting for a range, one per worker (a resent request
+  // replaces the one its worker gave up on).
+  struct Waiting {
+    zmq::message_t identity;
+    uint64_t rid = 0;
+    int64_t deadline_ms = 0;
+  };
+  std::map<std::string, Waiting> waiting_;
+  zmq::message_t* dispatch_identity_ = nullptr;  // sender of the message in Dispatch
   std::optional<zmq::message_t> status_reply_;
   std::string mirrored_boundary_;
   bool mirror_needed_ = true;

@@ -298,6 +298,9 @@ std::string Coordinator::MetricsText() {
   uint64_t live = 0;
   for (const auto& [id, w] : workers_) live += now - w.row.last_seen_ms <= 3 * table_.ttl_ms();
   RenderGauge("ferry_workers_live", "Workers heard from within three lease TTLs.", live, &out);
+  RenderGauge("ferry_lease_requests_waiting",
+              "Lease requests held until a range comes free or the job ends (at most 1 s).",
+              static_cast<double>(waiting_.size()), &out);
   double progress = table_.ranges().empty() ? 1.0
                                             : static_cast<double>(table_.done_prefix()) /
                                                   static_cast<double>(table_.ranges().size());

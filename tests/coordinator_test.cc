@@ -30,21 +30,50 @@ class FakeWorker {
     sock_.connect(endpoint);
   }
 
-  std::unique_ptr<DecodedEnvelope> Call(capnp::MallocMessageBuilder& b, bool expect_reply = true) {
+  // Sends `b` (request id rid_) and waits for the answer to it; answers to
+  // earlier requests are dropped, as the real worker does.
+  std::unique_ptr<DecodedEnvelope> Call(capnp::MallocMessageBuilder& b, bool expect_reply = true,
+                                        int pumps = 500) {
     zmq::message_t frame = ToFrame(b);
     sock_.send(frame, zmq::send_flags::none);
-    for (int i = 0; i < 500; ++i) {
+    return Await(rid_, expect_reply, pumps);
+  }
+
+  // The answer to request `rid`, pumping the coordinator up to `pumps` times.
+  std::unique_ptr<DecodedEnvelope> Await(uint64_t rid, bool expect_reply = true, int pumps = 500) {
+    for (int i = 0; i < pumps; ++i) {
       if (pump_) pump_->Step(1);
       zmq::message_t reply;
-      if (sock_.recv(reply, zmq::recv_flags::dontwait)) {
+      while (sock_.recv(reply, zmq::recv_flags::dontwait)) {
         auto d = DecodeEnvelope(reply.data(), reply.size());
         EXPECT_TRUE(d.ok());
-        return d.ok() ? std::move(d).value() : nullptr;
+        if (d.ok() && (*d)->root().getRequestId() == rid) return std::move(d).value();
       }
       if (!pump_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     if (expect_reply) ADD_FAILURE() << "no reply";
     return nullptr;
+  }
+
+  uint64_t last_rid() const { return rid_; }
+
+  // What answered request `rid`: "grant", "nowork", "nowork complete" or "none".
+  std::string AwaitKind(uint64_t rid, int pumps = 500) {
+    auto r = Await(rid, /*expect_reply=*/false, pumps);
+    if (!r) return "none";
+    auto rb = r->root().getBody();
+    if (rb.isGrant()) return "grant";
+    if (rb.isNoWork()) return rb.getNoWork().getComplete() ? "nowork complete" : "nowork";
+    return "other";
+  }
+
+  // Sends a lease request without waiting; returns its request id.
+  uint64_t SendLease() {
+    capnp::MallocMessageBuilder b;
+    NewEnvelope(b, ++rid_).getBody().initLeaseRequest().setWorkerId(id_);
+    zmq::message_t frame = ToFrame(b);
+    sock_.send(frame, zmq::send_flags::none);
+    return rid_;
   }
 
   void Register() {
@@ -64,10 +93,12 @@ class FakeWorker {
     std::string cursor;
     uint64_t rows = 0;
   };
-  GrantInfo Lease() {
-    capnp::MallocMessageBuilder b;
-    NewEnvelope(b, ++rid_).getBody().initLeaseRequest().setWorkerId(id_);
-    auto reply = Call(b);
+  GrantInfo Lease() { return AwaitGrant(SendLease()); }
+
+  // The grant answering request `rid`; range 0 if the answer is something
+  // else (or none comes within `pumps` passes and !expect_reply).
+  GrantInfo AwaitGrant(uint64_t rid, bool expect_reply = true, int pumps = 500) {
+    auto reply = Await(rid, expect_reply, pumps);
     GrantInfo g;
     if (reply && reply->root().getBody().isGrant()) {
       auto gr = reply->root().getBody().getGrant();
@@ -205,10 +236,13 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   w2.Register();
   auto g1 = w1.Lease();
   ASSERT_EQ(g1.range, 1u);
-  EXPECT_EQ(w2.Lease().range, 0u) << "a second grant while the lease is live";
+  // While the lease is live, w2's request waits (no answer, no second grant)...
+  const uint64_t waiting = w2.SendLease();
+  EXPECT_EQ(w2.AwaitGrant(waiting, /*expect_reply=*/false, 20).range, 0u);
+  EXPECT_EQ(c->metrics().grants, 1u) << "a second grant while the lease is live";
+  // ... and the lease's expiry answers it with the range under a new epoch.
   f.clock.Advance(10001);
-  c->Step(0);  // expiry
-  auto g2 = w2.Lease();
+  auto g2 = w2.AwaitGrant(waiting);
   ASSERT_EQ(g2.range, 1u);
   ASSERT_GT(g2.epoch, g1.epoch);
   std::string c2 = EncodeKey({Value{int64_t{4}}});
@@ -318,6 +352,47 @@ TEST(CoordinatorTest, WorkerGetsEachNextRangeWithItsCompletion) {
   EXPECT_EQ(c->metrics().completions, 6u);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 60);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t WHERE v = 'v' || id"), 60);
+}
+
+// A lease request that finds nothing pending while ranges are leased waits
+// (the worker does not poll): it is answered "no work, ask again" after a
+// second, or at once when the job completes, as is a completion that asks
+// for more.
+TEST(CoordinatorTest, WaitingLeaseRequestsAreAnsweredOnTimeoutAndOnCompletion) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 20);
+  auto c = f.Start(10);
+  FakeWorker w1(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  FakeWorker w2(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+  FakeWorker w3(&f.ctx, c.get(), c->inproc_endpoint(), "w3");
+  w1.Register();
+  w2.Register();
+  w3.Register();
+  auto g1 = w1.Lease();
+  auto g2 = w2.Lease();
+  ASSERT_EQ(g1.range, 1u);
+  ASSERT_EQ(g2.range, 2u);
+
+  uint64_t rid = w3.SendLease();
+  EXPECT_EQ(w3.AwaitKind(rid, 20), "none");
+  f.clock.Advance(999);
+  EXPECT_EQ(w3.AwaitKind(rid, 20), "none");
+  f.clock.Advance(2);
+  EXPECT_EQ(w3.AwaitKind(rid), "nowork") << "a waiting request is answered after a second";
+
+  rid = w3.SendLease();
+  std::string reply;
+  w1.CompleteNext(1, g1.epoch, 10, &reply);
+  EXPECT_EQ(reply, "none") << "w1's completion waits for range 2 to finish or come free";
+  const uint64_t w1_rid = w1.last_rid();
+  EXPECT_EQ(testing::QueryInt(f.state, "SELECT state FROM ranges WHERE id=1"), 2)
+      << "the completion is committed while its answer waits";
+  w2.CompleteNext(2, g2.epoch, 10, &reply);
+  EXPECT_EQ(reply, "nowork complete");
+  EXPECT_EQ(w1.AwaitKind(w1_rid), "nowork complete");
+  EXPECT_EQ(w3.AwaitKind(rid), "nowork complete");
+  EXPECT_TRUE(c->AllWorkersToldDone());
+  EXPECT_EQ(c->metrics().grants, 2u);
 }
 
 // A heartbeat moves the lease deadline: the lease expires at the renewed
