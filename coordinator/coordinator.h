@@ -12,6 +12,9 @@
 // commits all resulting changes in ONE state transaction, and only then
 // sends the replies (so an epoch is durable before its grant leaves). A
 // failed commit reloads the state file and drops the replies (workers retry).
+// A lease request that finds nothing pending while ranges are leased is
+// held (waiting_, at most kLeaseWaitMs) and answered in the pass where a
+// range comes free or the job ends.
 //
 // Every network message is hostile: malformed, truncated, oversized,
 // unknown or wrong-version messages get an error reply (or are dropped) and
