@@ -130,6 +130,7 @@ class Coordinator {
   Status ReloadFromState();
   // Recomputes each worker's current range from the lease table.
   void RebuildWorkerLeases();
+  // Worker messages (coordinator/worker_messages.cc).
   void HandleWorkerFrames(std::vector<zmq::message_t>& frames);
   zmq::message_t Dispatch(const void* data, size_t size);
   // The answer to a lease request (or to a completion asking for the next
