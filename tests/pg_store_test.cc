@@ -340,8 +340,8 @@ class PgWriteTest : public PgStoreTest {
     for (int64_t k = from; k < to; ++k) {
       Value key = k;
       b.keys.push_back(EncodeKey(&key, 1));
-      b.cells.push_back(k);
-      b.cells.push_back(Text{v + std::to_string(k)});
+      b.cells.push_back(key);
+      b.cells.emplace_back(Text{v + std::to_string(k)});
     }
     return b;
   }
