@@ -47,7 +47,6 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   ranges_ = std::move(ranges);
   last_epoch_ = last_epoch;
   pending_.clear();
-  leased_.clear();
   by_deadline_.clear();
   dirty_.clear();
   rows_total_ = 0;
@@ -61,10 +60,7 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
     bytes_total_ += r.bytes;
     estimate_total_ += EstimateOf(r);
     if (r.state == RangeState::kPending) pending_.insert(r.id);
-    if (r.state == RangeState::kLeased) {
-      leased_.insert(r.id);
-      by_deadline_.emplace(r.deadline_ms, r.id);
-    }
+    if (r.state == RangeState::kLeased) by_deadline_.emplace(r.deadline_ms, r.id);
     if (r.epoch > last_epoch_) last_epoch_ = r.epoch;  // never reuse a token
     r.progress_ms = now;
   }
@@ -76,18 +72,12 @@ void LeaseTable::SetState(RangeRecord* r, RangeState s) {
   estimate_total_ -= EstimateOf(*r);
   counts_[static_cast<int>(r->state)]--;
   if (r->state == RangeState::kPending) pending_.erase(r->id);
-  if (r->state == RangeState::kLeased) {
-    leased_.erase(r->id);
-    by_deadline_.erase({r->deadline_ms, r->id});
-  }
+  if (r->state == RangeState::kLeased) by_deadline_.erase({r->deadline_ms, r->id});
   r->state = s;
   estimate_total_ += EstimateOf(*r);
   counts_[static_cast<int>(s)]++;
   if (s == RangeState::kPending) pending_.insert(r->id);
-  if (s == RangeState::kLeased) {
-    leased_.insert(r->id);
-    by_deadline_.emplace(r->deadline_ms, r->id);
-  }
+  if (s == RangeState::kLeased) by_deadline_.emplace(r->deadline_ms, r->id);
   dirty_.insert(r->id);
 }
 
@@ -240,6 +230,13 @@ int64_t LeaseTable::NextDeadlineMs() const {
   return by_deadline_.empty() ? INT64_MAX : by_deadline_.begin()->first;
 }
 
+std::vector<uint64_t> LeaseTable::leased() const {
+  std::vector<uint64_t> ids;
+  ids.reserve(by_deadline_.size());
+  for (const auto& [deadline, id] : by_deadline_) ids.push_back(id);
+  return ids;
+}
+
 const RangeRecord* LeaseTable::Find(uint64_t id) const {
   if (id == 0 || id > ranges_.size()) return nullptr;
   return &ranges_[id - 1];
@@ -260,7 +257,8 @@ std::string LeaseTable::Boundary() const {
 }
 
 bool LeaseTable::Failed() const {
-  return counts_[static_cast<int>(RangeState::kFailed)] > 0 && pending_.empty() && leased_.empty();
+  return counts_[static_cast<int>(RangeState::kFailed)] > 0 && pending_.empty() &&
+         by_deadline_.empty();
 }
 
 std::vector<uint64_t> LeaseTable::TakeDirty() {

@@ -107,7 +107,8 @@ class LeaseTable {
   // Sum over ranges of (done ? rows : max(est_rows, rows)): the estimate of
   // the job's total rows, refined as ranges finish (running total, O(1)).
   uint64_t rows_estimated() const { return estimate_total_; }
-  const std::set<uint64_t>& leased() const { return leased_; }
+  // Ids of the leased ranges, earliest deadline first. O(leased).
+  std::vector<uint64_t> leased() const;
 
   // Ids mutated since the last call.
   std::vector<uint64_t> TakeDirty();
@@ -129,8 +130,7 @@ class LeaseTable {
   size_t done_prefix_ = 0;
   size_t counts_[4] = {0, 0, 0, 0};
   std::set<uint64_t> pending_;
-  std::set<uint64_t> leased_;
-  // (deadline_ms, id) of every leased range.
+  // (deadline_ms, id) of every leased range: the set of leased ranges.
   std::set<std::pair<int64_t, uint64_t>> by_deadline_;
   uint64_t rows_total_ = 0;
   uint64_t bytes_total_ = 0;
