@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cctype>
@@ -16,6 +15,7 @@
 #include <regex>
 #include <utility>
 
+#include "common/digest.h"
 #include "common/key_codec.h"
 #include "common/text_util.h"
 #include "common/wal_checkpointer.h"
@@ -814,7 +814,7 @@ void SqliteStore::FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
     AppendCell(argv[i], &st->row);
     b.bytes += CellBytes(argv[i]);
   }
-  b.digest = XXH3_64bits_withSeed(st->row.data(), st->row.size(), b.digest);
+  b.digest = FoldRowBytes(b.digest, st->row);
   b.bytes += st->key.size();
   b.last_key.swap(st->key);
   ++b.rows;

@@ -1,6 +1,9 @@
 #include "common/wal_checkpointer.h"
 
+#include <optional>
 #include <utility>
+
+#include "common/sqlite_util.h"
 
 namespace ferry {
 
@@ -40,27 +43,24 @@ int WalCheckpointer::Hook(void* self, sqlite3* db, const char* schema, int frame
 }
 
 void WalCheckpointer::Run() {
-  sqlite3* db = nullptr;
+  std::optional<Db> db;  // opened at the first checkpoint; retried if that fails
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [this] { return due_ || stop_; });
     if (stop_) break;
     due_ = false;
     lock.unlock();
-    if (db == nullptr &&
-        sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
-            SQLITE_OK) {
-      sqlite3_close(db);  // retried on the next signal
-      db = nullptr;
+    if (!db) {
+      // PASSIVE checkpoints never wait on a lock, so no busy timeout.
+      Result<Db> opened = Db::Open(path_, SQLITE_OPEN_READWRITE, /*busy_timeout_ms=*/0);
+      if (opened.ok()) db.emplace(std::move(opened).value());
     }
-    if (db != nullptr && sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                                   nullptr) == SQLITE_OK) {
+    if (db && sqlite3_wal_checkpoint_v2(db->get(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                        nullptr) == SQLITE_OK) {
       passive_++;
     }
     lock.lock();
   }
-  lock.unlock();
-  if (db != nullptr) sqlite3_close(db);
 }
 
 }  // namespace ferry
