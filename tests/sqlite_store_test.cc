@@ -41,6 +41,15 @@ using std::string_literals::operator""s;
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
+// The range bounds a table's split points make: "" (the table's start),
+// each split, "" (its end); range i is [bounds[i], bounds[i + 1]).
+std::vector<std::string> RangeBounds(const std::vector<std::string>& splits) {
+  std::vector<std::string> bounds = {""};
+  bounds.insert(bounds.end(), splits.begin(), splits.end());
+  bounds.push_back("");
+  return bounds;
+}
+
 // Fills table comp (t TEXT, b BLOB, r REAL, v, PRIMARY KEY (t, b, r)) of the
 // file at `path` with keys full of escaping edge cases: NUL and 0xFF bytes,
 // prefixes, -0.0, inf; v is NULL for every third row.
@@ -152,9 +161,7 @@ class SqliteStoreTest : public ::testing::Test {
     auto splits = store->PlanSplits(table, rows_per_range, &rows);
     EXPECT_TRUE(splits.ok()) << splits.status().ToString();
     if (!splits.ok()) return {};
-    std::vector<std::string> bounds = {""};
-    bounds.insert(bounds.end(), splits->begin(), splits->end());
-    bounds.push_back("");
+    const std::vector<std::string> bounds = RangeBounds(*splits);
     std::vector<std::vector<Value>> out;
     for (size_t r = 0; r + 1 < bounds.size(); ++r) {
       KeyRange range{table.name, bounds[r], bounds[r + 1]};
@@ -635,9 +642,7 @@ TEST_F(SqliteStoreTest, CopyThroughCreateSchemaReproducesTablesAndIndexes) {
     uint64_t rows = 0;
     auto splits = source->PlanSplits(t, 64, &rows);
     ASSERT_TRUE(splits.ok());
-    std::vector<std::string> bounds = {""};
-    bounds.insert(bounds.end(), splits->begin(), splits->end());
-    bounds.push_back("");
+    const std::vector<std::string> bounds = RangeBounds(*splits);
     for (size_t r = 0; r + 1 < bounds.size(); ++r) {
       RowBatch batch;
       std::string cursor;
@@ -847,9 +852,7 @@ TEST_F(SqliteStoreTest, DirectCopyMatchesReadAndWriteBatchForBatch) {
     uint64_t total = 0;
     auto splits = source->PlanSplits(table, 37, &total);
     ASSERT_TRUE(splits.ok());
-    std::vector<std::string> bounds = {""};
-    bounds.insert(bounds.end(), splits->begin(), splits->end());
-    bounds.push_back("");
+    const std::vector<std::string> bounds = RangeBounds(*splits);
     uint64_t copied_rows = 0;
     for (size_t r = 0; r + 1 < bounds.size(); ++r) {
       const KeyRange range{table.name, bounds[r], bounds[r + 1]};

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/process_util.h"
+#include "tests/test_util.h"
 
 namespace ferry {
 namespace {
@@ -19,20 +20,12 @@ namespace fs = std::filesystem;
 class WalCheckpointerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "ferry-wal-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/state.db";
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db_), SQLITE_OK);
     ASSERT_EQ(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"),
               SQLITE_OK);
   }
-  void TearDown() override {
-    sqlite3_close(db_);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { sqlite3_close(db_); }
   int Exec(const std::string& sql) {
     return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
   }
@@ -49,7 +42,8 @@ class WalCheckpointerTest : public ::testing::Test {
     return log;
   }
 
-  std::string dir_, path_;
+  testing::TempDir dir_;
+  std::string path_ = dir_.File("state.db");
   sqlite3* db_ = nullptr;
 };
 
