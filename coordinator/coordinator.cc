@@ -321,7 +321,7 @@ void Coordinator::LogProgress() {
   int64_t now = MonotonicMs();
   if (planning_ || now < next_progress_ms_) return;
   next_progress_ms_ = now + 2000;
-  if (job_.phase != JobPhase::kCopying) return;
+  if (job_.phase != JobPhase::kCopying || !spdlog::should_log(spdlog::level::info)) return;
   const nlohmann::json st = StatusFields();
   LogEvent(spdlog::level::info, "progress",
            {{"rows", st["rows_copied"]},

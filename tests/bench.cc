@@ -1172,7 +1172,7 @@ struct CtlRun {
   double p50_ms = NAN, p99_ms = NAN, max_ms = NAN;
   double cpu_s = NAN, cpu_pct = NAN;
   double hwm_mib = NAN;
-  double sim_cpu_s = NAN;                // the simulator's own CPU over the drain
+  double sim_cpu_s = NAN;                // the simulator's own CPU over the fleet run
   double commits = NAN, commit_s = NAN;  // state group commits and their total time
   uint64_t grants = 0, completions = 0;
   std::string error;
@@ -1384,8 +1384,8 @@ void CaseControlPlane() {
     closed.Add(
         "grant latency max", [](auto& r) { return r.max_ms; }, "ms");
     closed.Add(
-        "coordinator CPU over the drain", [](auto& r) { return r.cpu_s; }, "s",
-        "/proc/PID/stat utime+stime");
+        "coordinator CPU over the fleet run", [](auto& r) { return r.cpu_s; }, "s",
+        "/proc/PID/stat utime+stime, registration to last answer");
     closed.Add(
         "coordinator CPU utilisation", [](auto& r) { return r.cpu_pct; }, "%");
     closed.Add(
@@ -1395,7 +1395,7 @@ void CaseControlPlane() {
         "time in state commits (whole run)", [](auto& r) { return r.commit_s; }, "s",
         "ferry_state_commit_seconds_sum (synchronous=FULL)");
     closed.Add(
-        "simulator CPU over the drain (same host)", [](auto& r) { return r.sim_cpu_s; }, "s",
+        "simulator CPU over the fleet run (same host)", [](auto& r) { return r.sim_cpu_s; }, "s",
         "competes with the coordinator for the cores");
     closed.Add(
         "coordinator peak RSS (VmHWM)", [](auto& r) { return r.hwm_mib; }, "MiB");
