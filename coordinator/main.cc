@@ -149,12 +149,6 @@ int main(int argc, char** argv) {
         workers_stop = true;  // they release their leases while we still serve
         stop_at = MonotonicMs();
       }
-      if (coord.complete() && !workers_stop) {
-        // Every range is done and the version bumped: wake the workers that
-        // are waiting to ask again (up to 250 ms) instead of waiting for them.
-        workers_stop = true;
-        stop_at = MonotonicMs();
-      }
       if (workers_exited == local_workers) return true;
       return stop_at && MonotonicMs() - stop_at > 15000;  // bounded
     }
