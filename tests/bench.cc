@@ -1180,8 +1180,7 @@ struct CtlRun {
 
 // A real ferry-coordinator with `ranges` one-row ranges and a simulated fleet
 // that drains them all.
-CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0,
-                       const std::string& perf_prefix = "") {
+CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0) {
   CtlRun out;
   const std::string src = KeysStore(ranges);
   const std::string target = fmt::format("{}/{}-new.db", g_opt.dir, tag);
@@ -1198,11 +1197,6 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   int port = ferry::testing::FreePort();
   std::string ep = fmt::format("tcp://127.0.0.1:{}", port);
   std::vector<std::string> argv;
-  if (!perf_prefix.empty()) {
-    std::istringstream in(perf_prefix);
-    std::string a;
-    while (in >> a) argv.push_back(a);
-  }
   for (std::string a :
        {Bin("ferry-coordinator"), std::string("--source"), "sqlite:" + src, std::string("--target"),
         "sqlite:" + target, std::string("--state"), state, std::string("--range-rows"),
@@ -1222,13 +1216,7 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
     return out;
   }
   out.plan_s = (NowNs() - c.start_ns()) / 1e9;
-  pid_t pid = c.pid();
-  {
-    // Under a profiler the pid is the profiler's: take the coordinator's from the file.
-    std::string j = Slurp(ef);
-    size_t p = j.find("\"pid\":");
-    if (p != std::string::npos) pid = std::atoi(j.c_str() + p + 6);
-  }
+  const pid_t pid = c.pid();
   // FERRY_BENCH_PERF=DIR: record the coordinator with perf during the drain.
   std::unique_ptr<Child> perf;
   if (const char* pd = std::getenv("FERRY_BENCH_PERF")) {
