@@ -33,12 +33,12 @@
 #include <deque>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
-#include <map>
 #include <thread>
 #include <vector>
 
@@ -357,30 +357,6 @@ void CheckFinish(const std::string& state, const std::string& target, CheckResul
 // ---------------------------------------------------------------------------
 // The same checks against a PostgreSQL new store.
 
-// A fresh database on the server of `admin_uri` (like PgTestDb, but it can be
-// kept for inspection after a failed run).
-class PgRunDb {
- public:
-  explicit PgRunDb(const std::string& admin_uri) : admin_(admin_uri) {
-    std::random_device rd;
-    name_ = fmt::format("ferry_chaos_{:08x}{:04x}", rd(), rd() & 0xffff);
-    uri_ = PgUriWithDb(admin_, name_);
-    ok_ = PgExec(admin_, "CREATE DATABASE " + name_);
-  }
-  ~PgRunDb() {
-    if (ok_ && !keep_) PgExec(admin_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-  }
-  PgRunDb(const PgRunDb&) = delete;
-  PgRunDb& operator=(const PgRunDb&) = delete;
-  bool ok() const { return ok_; }
-  const std::string& uri() const { return uri_; }
-  void Keep() { keep_ = true; }
-
- private:
-  std::string admin_, name_, uri_;
-  bool ok_ = false, keep_ = false;
-};
-
 // Splits a canonical row (cells joined by '|', each N or tagged i:/r:/b:/t:)
 // into `n` cells; a '|' inside a text cell is recognised because the next
 // part does not start a cell. Empty if that does not give `n` cells.
@@ -389,7 +365,8 @@ std::vector<std::string> SplitCanonical(const std::string& line, size_t n) {
   size_t start = 0;
   while (true) {
     size_t bar = line.find('|', start);
-    std::string part = line.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
+    std::string part =
+        line.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
     const bool new_cell = cells.empty() || part == "N" ||
                           (part.size() >= 2 && part[1] == ':' &&
                            (part[0] == 'i' || part[0] == 'r' || part[0] == 'b' || part[0] == 't'));
@@ -479,9 +456,8 @@ void ComparePgStore(const std::string& legacy, const std::string& uri, CheckResu
                          "WHERE a.attrelid = {}::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                          QuoteLiteral(Quote(t))));
     if (have_cols != want_cols) {
-      res->problems.push_back(
-          fmt::format("table {}: columns differ: new store ({}), legacy ({})", t, have_cols,
-                      want_cols));
+      res->problems.push_back(fmt::format("table {}: columns differ: new store ({}), legacy ({})",
+                                          t, have_cols, want_cols));
       continue;
     }
     auto b = PgCanonicalRows(uri, t);
@@ -1071,13 +1047,12 @@ int main(int argc, char** argv) {
     RunStats stats;
     double secs = 0;
     bool via_restart = false;
-    std::unique_ptr<PgRunDb> pgdb;  // the PostgreSQL new store (--target-pg)
+    std::unique_ptr<PgTestDb> pgdb;  // the PostgreSQL new store (--target-pg)
     std::string kept_db;
     if (!o.target_pg.empty()) {
-      pgdb = std::make_unique<PgRunDb>(o.target_pg);
+      pgdb = std::make_unique<PgTestDb>(o.target_pg, "ferry_chaos_");
       if (!pgdb->ok()) {
-        std::cout << fmt::format("run {}: FAILED: cannot create a database on {}\n", i,
-                                 o.target_pg)
+        std::cout << fmt::format("run {}: FAILED: cannot create a database on {}\n", i, o.target_pg)
                   << std::flush;
         failed++;
         std::error_code ec;

@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -9,9 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
+#include <utility>
 
 namespace ferry::testing {
 
@@ -128,13 +128,14 @@ bool HasRowid(sqlite3* db, const char* schema, const std::string& table) {
   sqlite3_finalize(s);
   if (!ok) return false;
   std::string err;
-  sql = fmt::format("SELECT count(*) FROM pragma_table_info('{}', '{}') WHERE pk > 0",
-                    [&] {
-                      std::string q;
-                      for (char ch : table) q += ch == '\'' ? std::string("''") : std::string(1, ch);
-                      return q;
-                    }(),
-                    schema);
+  sql = fmt::format(
+      "SELECT count(*) FROM pragma_table_info('{}', '{}') WHERE pk > 0",
+      [&] {
+        std::string q;
+        for (char ch : table) q += ch == '\'' ? std::string("''") : std::string(1, ch);
+        return q;
+      }(),
+      schema);
   return Scalar(db, sql, &err) == 0 && err.empty();
 }
 
@@ -166,7 +167,8 @@ std::string CompareSqliteStores(const std::string& a, const std::string& b) {
                       cols, x, QuoteName(t), cols, y, QuoteName(t)),
           &err);
       if (!err.empty()) return err;
-      if (missing != 0) return fmt::format("table {}: {} rows of {} missing from {}", t, missing, x, y);
+      if (missing != 0)
+        return fmt::format("table {}: {} rows of {} missing from {}", t, missing, x, y);
     }
   }
   return "";
@@ -192,7 +194,8 @@ void MakeDemoStore(const std::string& path, int64_t rows, uint64_t seed) {
     WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {2})
       INSERT INTO events SELECT 'tenant-' || (x % 13), x, 'kind' || (x % 4), randomblob(32) FROM c;
     COMMIT;
-  )sql", users, kv, events, seed % 1000));
+  )sql",
+                            users, kv, events, seed % 1000));
 }
 
 std::string DumpTable(const std::string& path, const std::string& table) {
@@ -246,7 +249,8 @@ struct PgConn {
   explicit PgConn(const std::string& uri) {
     c = PQconnectdb(uri.c_str());
     if (PQstatus(c) != CONNECTION_OK) ADD_FAILURE() << "cannot connect: " << PQerrorMessage(c);
-    PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        c, [](void*, const char*) {}, nullptr);
     PQclear(PQexec(c, "SET extra_float_digits = 3"));
   }
   ~PgConn() { PQfinish(c); }
@@ -283,16 +287,17 @@ std::string PgUriWithDb(const std::string& uri, const std::string& db) {
   return (slash == std::string::npos ? base : base.substr(0, slash)) + "/" + db + query;
 }
 
-PgTestDb::PgTestDb() {
+PgTestDb::PgTestDb(std::string admin_uri, const std::string& prefix)
+    : admin_(std::move(admin_uri)) {
   std::random_device rd;
-  name_ = fmt::format("ferry_t_{:08x}{:04x}", rd(), rd() & 0xffff);
-  uri_ = PgUriWithDb(PgAdminUri(), name_);
-  ok_ = PgExec(PgAdminUri(), "CREATE DATABASE " + name_);
+  name_ = fmt::format("{}{:08x}{:04x}", prefix, rd(), rd() & 0xffff);
+  uri_ = PgUriWithDb(admin_, name_);
+  ok_ = PgExec(admin_, "CREATE DATABASE " + name_);
 }
 
 PgTestDb::~PgTestDb() {
-  if (!ok_) return;
-  PgConn c(PgAdminUri());
+  if (!ok_ || keep_) return;
+  PgConn c(admin_);
   PQclear(PQexec(c.c, ("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)").c_str()));
 }
 
@@ -346,10 +351,21 @@ std::vector<std::string> PgCanonicalRows(const std::string& uri, const std::stri
       }
       const char* v = PQgetvalue(r, i, j);
       switch (PQftype(r, j)) {
-        case 20: case 21: case 23: line += std::string("i:") + v; break;  // int8/2/4
-        case 700: case 701: line += RealRepr(std::strtod(v, nullptr)); break;
-        case 17: line += std::string("b:") + (v + 2); break;  // bytea, hex output "\x.."
-        default: line += std::string("t:") + v; break;
+        case 20:
+        case 21:
+        case 23:
+          line += std::string("i:") + v;
+          break;  // int8/2/4
+        case 700:
+        case 701:
+          line += RealRepr(std::strtod(v, nullptr));
+          break;
+        case 17:
+          line += std::string("b:") + (v + 2);
+          break;  // bytea, hex output "\x.."
+        default:
+          line += std::string("t:") + v;
+          break;
       }
     }
     out.push_back(std::move(line));
@@ -377,9 +393,15 @@ std::vector<std::string> SqliteCanonicalRows(const std::string& path, const std:
     for (int j = 0; j < sqlite3_column_count(s); ++j) {
       if (j) line += '|';
       switch (sqlite3_column_type(s, j)) {
-        case SQLITE_NULL: line += "N"; break;
-        case SQLITE_INTEGER: line += fmt::format("i:{}", sqlite3_column_int64(s, j)); break;
-        case SQLITE_FLOAT: line += RealRepr(sqlite3_column_double(s, j)); break;
+        case SQLITE_NULL:
+          line += "N";
+          break;
+        case SQLITE_INTEGER:
+          line += fmt::format("i:{}", sqlite3_column_int64(s, j));
+          break;
+        case SQLITE_FLOAT:
+          line += RealRepr(sqlite3_column_double(s, j));
+          break;
         case SQLITE_BLOB:
           line += "b:" + Hex(static_cast<const unsigned char*>(sqlite3_column_blob(s, j)),
                              static_cast<size_t>(sqlite3_column_bytes(s, j)));

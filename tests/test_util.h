@@ -43,8 +43,8 @@ std::string CompareSqliteStores(const std::string& a, const std::string& b);
 // `events` (composite primary key, WITHOUT ROWID), `rows` rows spread over them.
 void MakeDemoStore(const std::string& path, int64_t rows, uint64_t seed = 1);
 
-// Every row of `table` (ordered by all columns), each cell rendered with SQL quote() (type-exact), one row per
-// line. "" for an empty table; "<error: ...>" if the table cannot be read.
+// Every row of `table` (ordered by all columns), each cell rendered with SQL quote() (type-exact),
+// one row per line. "" for an empty table; "<error: ...>" if the table cannot be read.
 std::string DumpTable(const std::string& path, const std::string& table);
 
 // Version marker of a store (sqlite:PATH), -1 if absent.
@@ -58,22 +58,24 @@ namespace ferry::testing {
 // FERRY_TEST_PG_URI, or "" when unset.
 std::string PgAdminUri();
 
-// A fresh database ferry_t_<random> created through the admin URI and
-// dropped (WITH (FORCE)) on destruction. ok() is false (with a test failure
-// recorded) if it could not be created.
+// A fresh database <prefix><random> created through `admin_uri` (default:
+// PgAdminUri()) and dropped (WITH (FORCE)) on destruction unless Keep() was
+// called. ok() is false (with a test failure recorded) if it could not be
+// created.
 class PgTestDb {
  public:
-  PgTestDb();
+  explicit PgTestDb(std::string admin_uri = PgAdminUri(), const std::string& prefix = "ferry_t_");
   ~PgTestDb();
   PgTestDb(const PgTestDb&) = delete;
   PgTestDb& operator=(const PgTestDb&) = delete;
   bool ok() const { return ok_; }
   const std::string& uri() const { return uri_; }
   const std::string& name() const { return name_; }
+  void Keep() { keep_ = true; }  // leave the database for inspection
 
  private:
-  std::string name_, uri_;
-  bool ok_ = false;
+  std::string admin_, name_, uri_;
+  bool ok_ = false, keep_ = false;
 };
 
 // `uri` with its database name replaced by `db`.
