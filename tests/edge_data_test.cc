@@ -4,12 +4,11 @@
 // tables with gaps, negative / extreme integer keys, REAL keys, composite keys
 // mixing types, odd table names. Tiny ranges and batches so boundaries fall
 // inside these key sets. The stores are compared with plain SQL.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -29,12 +28,12 @@ class EdgeDataTest : public ::testing::Test {
   int Migrate(const std::string& range_rows, const std::string& batch_rows,
               std::string* output = nullptr) {
     std::string out, err;
-    int code = RunCommandSplit(
-        {Bin("ferry-coordinator"), "--source", "sqlite:" + legacy_, "--target", "sqlite:" + target_,
-         "--state", state_, "--listen", "tcp://127.0.0.1:0", "--status-endpoint",
-         "tcp://127.0.0.1:0", "--local-workers", "2", "--range-rows", range_rows, "--batch-rows",
-         batch_rows},
-        &out, &err, 90000);
+    int code =
+        RunCommandSplit({Bin("ferry-coordinator"), "--source", "sqlite:" + legacy_, "--target",
+                         "sqlite:" + target_, "--state", state_, "--listen", "tcp://127.0.0.1:0",
+                         "--status-endpoint", "tcp://127.0.0.1:0", "--local-workers", "2",
+                         "--range-rows", range_rows, "--batch-rows", batch_rows},
+                        &out, &err, 90000);
     if (output) *output = out + err;
     if (code != 0) ADD_FAILURE() << "exit " << code << "\n" << out << err;
     return code;
@@ -61,8 +60,9 @@ TEST_F(EdgeDataTest, EmptyStoreWithoutTables) {
   ExecSql(legacy_, "CREATE TABLE x (a); DROP TABLE x;");
   ASSERT_EQ(QueryInt(legacy_, "SELECT count(*) FROM sqlite_master"), 0);
   MigrateAndCompare("2", "1");
-  EXPECT_EQ(QueryInt(target_, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT "
-                              "LIKE '__ferry%' AND name NOT LIKE 'sqlite_%'"),
+  EXPECT_EQ(QueryInt(target_,
+                     "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT "
+                     "LIKE '__ferry%' AND name NOT LIKE 'sqlite_%'"),
             0);
 }
 
@@ -136,9 +136,9 @@ TEST_F(EdgeDataTest, TextKeysWithEmbeddedNul) {
   MigrateAndCompare("2", "1");
   for (const char* t : {"t", "tw"}) {
     EXPECT_EQ(DumpTable(target_, t), DumpTable(legacy_, t)) << t;
-    EXPECT_EQ(QueryInt(target_, std::string("SELECT length(CAST(k AS BLOB)) FROM ") + t +
-                                    " WHERE v = 4"),
-              4)
+    EXPECT_EQ(
+        QueryInt(target_, std::string("SELECT length(CAST(k AS BLOB)) FROM ") + t + " WHERE v = 4"),
+        4)
         << t << ": the bytes after the NUL were lost";
   }
 }
@@ -183,10 +183,12 @@ TEST_F(EdgeDataTest, RowidTablesWithGapsAndExtremeIntegerKeys) {
   for (const char* t : {"ints", "intsw"}) {
     EXPECT_EQ(DumpTable(target_, t), DumpTable(legacy_, t)) << t;
   }
-  EXPECT_EQ(QueryText(target_, "SELECT group_concat(rowid, ',') FROM (SELECT rowid FROM nopk "
-                               "ORDER BY rowid)"),
-            QueryText(legacy_, "SELECT group_concat(rowid, ',') FROM (SELECT rowid FROM nopk "
-                               "ORDER BY rowid)"));
+  EXPECT_EQ(QueryText(target_,
+                      "SELECT group_concat(rowid, ',') FROM (SELECT rowid FROM nopk "
+                      "ORDER BY rowid)"),
+            QueryText(legacy_,
+                      "SELECT group_concat(rowid, ',') FROM (SELECT rowid FROM nopk "
+                      "ORDER BY rowid)"));
 }
 
 TEST_F(EdgeDataTest, RealKeys) {

@@ -36,7 +36,10 @@ class Process {
   bool Wait(int timeout_ms);
   bool running();
   int exit_code() const { return exit_code_; }
-  void Kill() { Signal(9); Wait(10000); }
+  void Kill() {
+    Signal(9);
+    Wait(10000);
+  }
 
  private:
   pid_t pid_ = -1;

@@ -1,16 +1,14 @@
 // A real Prometheus server (Debian's `prometheus`, installed by
 // deploy/install-deps.sh) scrapes the coordinator's /metrics on 127.0.0.1
 // with a 1 s interval and sees the row counter grow (~10 s).
-#include <unistd.h>
-
-#include <httplib.h>
-
-#include <fstream>
-#include <thread>
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/cluster.h"
 #include "tests/process_util.h"

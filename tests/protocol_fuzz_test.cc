@@ -9,16 +9,15 @@
 #include <capnp/message.h>
 #include <capnp/schema.h>
 #include <capnp/serialize.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "common/version.h"
@@ -51,7 +50,8 @@ std::string RegisterMsg(const std::string& id, uint64_t rid) {
   return Bytes(b);
 }
 
-std::string LeaseRequestMsg(const std::string& id, uint64_t rid, uint32_t version = kProtocolVersion) {
+std::string LeaseRequestMsg(const std::string& id, uint64_t rid,
+                            uint32_t version = kProtocolVersion) {
   capnp::MallocMessageBuilder b;
   auto env = NewEnvelope(b, rid);
   env.setProtocolVersion(version);
@@ -123,11 +123,21 @@ Reply DecodeReply(const zmq::message_t& m) {
       r.which = "error";
       break;
     }
-    case Envelope::Body::REGISTERED: r.which = "registered"; break;
-    case Envelope::Body::GRANT: r.which = "grant"; break;
-    case Envelope::Body::NO_WORK: r.which = "noWork"; break;
-    case Envelope::Body::ACK: r.which = "ack"; break;
-    default: r.which = "other"; break;
+    case Envelope::Body::REGISTERED:
+      r.which = "registered";
+      break;
+    case Envelope::Body::GRANT:
+      r.which = "grant";
+      break;
+    case Envelope::Body::NO_WORK:
+      r.which = "noWork";
+      break;
+    case Envelope::Body::ACK:
+      r.which = "ack";
+      break;
+    default:
+      r.which = "other";
+      break;
   }
   return r;
 }
@@ -256,8 +266,8 @@ TEST_F(ProtocolFuzzTest, HostileWorkerMessagesWhileRealWorkersMigrate) {
   ++expect_malformed;
 
   // 2. Random bytes of many lengths (odd lengths cannot be a message at all).
-  for (size_t len : {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 64, 100, 255, 256, 1000, 4096,
-                     4097, 65536, 1 << 20}) {
+  for (size_t len : {1,  3,  7,   8,   9,   15,   16,   17,   24,    31,     32,
+                     40, 64, 100, 255, 256, 1000, 4096, 4097, 65536, 1 << 20}) {
     for (int rep = 0; rep < 3; ++rep) {
       std::string junk(len, '\0');
       for (char& c : junk) c = static_cast<char>(rng());
@@ -357,7 +367,8 @@ TEST_F(ProtocolFuzzTest, HostileWorkerMessagesWhileRealWorkersMigrate) {
         return true;
       },
       30000))
-      << "no range was ever leased\n" << Log();
+      << "no range was ever leased\n"
+      << Log();
   const uint64_t range = leased["id"].get<uint64_t>();
   const uint64_t epoch = leased["epoch"].get<uint64_t>();
   const std::string owner = leased["owner"].get<std::string>();
@@ -411,8 +422,8 @@ TEST_F(ProtocolFuzzTest, HostileWorkerMessagesWhileRealWorkersMigrate) {
   EXPECT_GT(rounds, 0);
   const int64_t malformed = Metric(ep_.status, "ferry_malformed_messages_total") - malformed0;
   EXPECT_GE(malformed, expect_malformed + rounds * 10);  // + the odd-length junk
-  std::cout << "fuzz: " << rounds << " junk bursts during the copy; malformed counted "
-            << malformed << " (certainly malformed sent before the copy: " << expect_malformed
+  std::cout << "fuzz: " << rounds << " junk bursts during the copy; malformed counted " << malformed
+            << " (certainly malformed sent before the copy: " << expect_malformed
             << "); fenced range " << range << " epoch " << epoch << " owner " << owner << "\n";
 
   ASSERT_TRUE(w1.Wait(30000)) << ReadFile(dir_.File("w1.log"));

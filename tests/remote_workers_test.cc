@@ -1,11 +1,11 @@
 // A fleet over real TCP: one ferry-coordinator process in batch-job service
 // mode (--exit-when-done, no in-process workers) and three separate
 // ferry-worker processes. Everything must exit 0 and the stores must be equal.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -24,7 +24,8 @@ TEST(RemoteWorkersTest, ThreeWorkerProcessesOverTcp) {
                  "--range-rows", "1000", "--batch-rows", "300", "--exit-when-done"},
                 dir.File("coord.log"));
   CoordinatorEndpoints ep;
-  ASSERT_TRUE(ReadEndpointsFile(dir.File("ep.json"), &ep, 20000)) << ReadFile(dir.File("coord.log"));
+  ASSERT_TRUE(ReadEndpointsFile(dir.File("ep.json"), &ep, 20000))
+      << ReadFile(dir.File("coord.log"));
   ASSERT_EQ(ep.listen.rfind("tcp://127.0.0.1:", 0), 0u) << ep.listen;
   EXPECT_EQ(ep.pid, coord.pid());
 
@@ -51,10 +52,9 @@ TEST(RemoteWorkersTest, ThreeWorkerProcessesOverTcp) {
   EXPECT_EQ(coord.exit_code(), 0) << ReadFile(dir.File("coord.log"));
   for (int i = 0; i < 3; ++i) {
     const std::string log = dir.File("w" + std::to_string(i) + ".log");
-    ASSERT_TRUE(workers[i]->Wait(30000))
-        << "worker " << i << " did not exit:\n"
-        << ReadFile(log) << "==== coordinator:\n"
-        << ReadFile(dir.File("coord.log"));
+    ASSERT_TRUE(workers[i]->Wait(30000)) << "worker " << i << " did not exit:\n"
+                                         << ReadFile(log) << "==== coordinator:\n"
+                                         << ReadFile(dir.File("coord.log"));
     EXPECT_EQ(workers[i]->exit_code(), 0) << ReadFile(log);
   }
 
