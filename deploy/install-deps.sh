@@ -15,6 +15,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libxxhash-dev libcpp-httplib-dev
   libpq-dev postgresql postgresql-client
   prometheus  # promtool: tests check the metrics exposition format
+  clang-format  # the clang_format test checks every source against .clang-format
   util-linux  # prlimit: fault tests cap a worker's file size
 )
 
