@@ -1240,7 +1240,9 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   int64_t t1 = NowNs();
   double cpu1 = ProcCpuS(pid);
   if (!g_opt.ctl_latency_dump.empty()) {
-    std::ofstream f(fmt::format("{}/{}.lat", g_opt.ctl_latency_dump, tag));
+    static std::map<std::string, int> runs_of_tag;  // one file per run: <tag>-<n>.lat
+    fs::create_directories(g_opt.ctl_latency_dump);
+    std::ofstream f(fmt::format("{}/{}-{}.lat", g_opt.ctl_latency_dump, tag, ++runs_of_tag[tag]));
     for (size_t i = 0; i < st.grant_t_ns.size(); ++i)
       f << (st.grant_t_ns[i] - t0) / 1000 << " " << st.grant_lat_us[i] << "\n";
   }
@@ -1782,7 +1784,7 @@ int main(int argc, char** argv) {
                  "case 3: extra ferry-coordinator flags, e.g. \"--io-threads 1\"");
   app.add_option("--ctl-latency-dump", g_opt.ctl_latency_dump,
                  "case 3: write each grant's (microseconds since start, latency us) to "
-                 "DIR/<run>.lat, to see when the slow grants happen");
+                 "DIR/<case>-<run>.lat (created if missing), to see when the slow grants happen");
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
