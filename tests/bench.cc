@@ -693,7 +693,7 @@ void CaseSqlite() {
   });
   // Diagnostic (not a bar): the rows cross into the worker and back (the
   // read + write path every other store pair uses) instead of the direct copy.
-  ferry_case("diagnostic: ferry embedded, 2 workers, --no-direct-copy", [&] {
+  ferry_case("diagnostic: embedded, 2 workers, --no-direct-copy", [&] {
     return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
                          {"--no-direct-copy"});
   });
@@ -701,7 +701,7 @@ void CaseSqlite() {
     // Diagnostic (not a bar): the same run with fewer, larger batches, i.e.
     // fewer fenced target transactions.
     const std::string br = std::to_string(g_opt.diag_batch_rows);
-    ferry_case("diagnostic: ferry embedded, 2 workers, --batch-rows " + br, [&] {
+    ferry_case("diagnostic: embedded, 2 workers, --batch-rows " + br, [&] {
       return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
                            {"--batch-rows", br});
     });
