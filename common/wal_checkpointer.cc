@@ -53,10 +53,18 @@ void WalCheckpointer::Run() {
     if (!db) {
       // PASSIVE checkpoints never wait on a lock, so no busy timeout.
       Result<Db> opened = Db::Open(path_, SQLITE_OPEN_READWRITE, /*busy_timeout_ms=*/0);
-      if (opened.ok()) db.emplace(std::move(opened).value());
+      // A connection learns that the file is in WAL mode (and opens the
+      // WAL) only when it first reads it: until then a checkpoint on it
+      // returns SQLITE_OK having done nothing (log and checkpointed -1).
+      if (opened.ok() && opened->Exec("SELECT 1 FROM sqlite_master LIMIT 1").ok()) {
+        db.emplace(std::move(opened).value());
+      }
     }
-    if (db && sqlite3_wal_checkpoint_v2(db->get(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                        nullptr) == SQLITE_OK) {
+    int log = -1, checkpointed = -1;
+    if (db &&
+        sqlite3_wal_checkpoint_v2(db->get(), "main", SQLITE_CHECKPOINT_PASSIVE, &log,
+                                  &checkpointed) == SQLITE_OK &&
+        checkpointed > 0) {
       passive_++;
     }
     lock.lock();

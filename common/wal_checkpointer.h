@@ -39,7 +39,8 @@ class WalCheckpointer {
   // Installs the hook on `db`, the writer's connection to `path`.
   void Attach(sqlite3* db);
 
-  // Checkpoints run so far by the thread (for tests and metrics).
+  // PASSIVE checkpoints run so far by the thread that copied at least one
+  // frame into the database file; RESTART checkpoints run by the writer.
   uint64_t passive_checkpoints() const { return passive_.load(); }
   uint64_t restart_checkpoints() const { return restart_.load(); }
 
