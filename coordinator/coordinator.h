@@ -55,8 +55,8 @@ struct CoordinatorOptions {
   std::string status_endpoint = "tcp://127.0.0.1:7401";
   int64_t lease_ttl_ms = 10000;
   uint64_t range_rows = 100000;
-  uint32_t batch_rows = 2000;
-  uint32_t max_attempts = 3;  // permanent errors before a range fails
+  uint32_t batch_rows = 10000;  // rows per copy batch (one target transaction)
+  uint32_t max_attempts = 3;    // permanent errors before a range fails
   bool exit_when_done = false;
   bool retry_failed = false;
   int64_t stall_ms = 30000;  // a leased range whose cursor has not moved this long is stalled

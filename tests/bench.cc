@@ -97,7 +97,7 @@ struct Options {
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
-  int64_t diag_batch_rows = 20000;
+  int64_t diag_batch_rows = 2000;
   bool keep = false;
 };
 
@@ -1793,7 +1793,7 @@ int main(int argc, char** argv) {
                  "case 5 store sizes (default 1000000,10000000; --quick 100000,1000000)");
   app.add_option("--diag-batch-rows", g_opt.diag_batch_rows,
                  "case 1 diagnostic row: 2 workers with this --batch-rows (0: skip)")
-      ->default_val(20000);
+      ->default_val(2000);
   app.add_flag("--keep", g_opt.keep, "keep targets and state files");
   CLI11_PARSE(app, argc, argv);
   auto parse_list = [](const std::string& s) {

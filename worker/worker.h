@@ -102,7 +102,7 @@ class Worker {
   CoordinatorClient client_;
   std::string plan_id_;
   std::string source_uri_, target_uri_;
-  uint32_t batch_rows_ = 2000;
+  uint32_t batch_rows_ = 10000;
   int64_t ttl_ms_ = 10000;
   int64_t heartbeat_ms_ = 1000;
   int64_t to_version_ = 0;
