@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -613,6 +614,50 @@ std::string CheckCounts(const std::map<std::string, int64_t>& want,
   return "";
 }
 
+// One timed row of cases 1 and 2: `run` returns the wall time of one run
+// (NaN if it failed).
+struct TimedCase {
+  Row row;
+  std::function<double()> run;
+};
+
+// Runs every case `--repeat` times, interleaved (all cases once, then all
+// again...), so a slow phase of the machine or of the server (a checkpoint
+// after the previous case, a colder cache) lands on every case alike rather
+// than on whichever ran at that moment. `prepare` runs before each run (false:
+// skip it); `check` after each successful one returns "" or what is wrong.
+// cases[0] is the baseline: every other row's ratio is against its median.
+// Returns the medians by case, in order; the rows go to g_rows.
+std::vector<double> RunInterleaved(std::vector<TimedCase> cases,
+                                   const std::function<bool()>& prepare,
+                                   const std::function<std::string()>& check) {
+  for (int i = 0; i < g_opt.repeat; ++i) {
+    for (TimedCase& c : cases) {
+      if (!prepare()) {
+        c.row.note = "FAILED: could not prepare the target";
+        continue;
+      }
+      const double s = c.run();
+      const std::string bad = std::isnan(s) ? "run failed" : check();
+      if (bad.empty()) {
+        c.row.samples.push_back(s);
+      } else {
+        c.row.note = "FAILED: " + bad;
+        Log(c.row.name + ": " + bad);
+      }
+      Log(fmt::format("{} run {}: {:.2f} s", c.row.name, i + 1, s));
+    }
+  }
+  std::vector<double> medians;
+  for (TimedCase& c : cases) {
+    medians.push_back(Median(c.row.samples));
+    if (&c != &cases[0]) c.row.baseline = medians[0];
+    if (c.row.note.empty()) c.row.note = "row counts verified";
+    g_rows.push_back(std::move(c.row));
+  }
+  return medians;
+}
+
 void CaseSqlite() {
   const std::string legacy = DataStore(g_opt.rows, g_opt.value_bytes, g_opt.tables);
   const std::string target = g_opt.dir + "/c1-new.db";
@@ -644,68 +689,49 @@ void CaseSqlite() {
         << "; COMMIT;\n";
     }
   }
-  Row base{section, "baseline: sqlite3 CLI ATTACH + INSERT..SELECT"};
-  base.rows = total;
-  for (int i = 0; i < g_opt.repeat; ++i) {
-    RemoveDb(target);
-    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
-    if (RunOk(c, 3600000, "sqlite3 baseline", log)) {
-      std::string bad = CheckCounts(want, CountRows(target, tables));
-      if (bad.empty())
-        base.samples.push_back(c.wall_s());
-      else
-        Log("baseline row counts: " + bad);
-    }
-    Log(fmt::format("baseline run {}: {:.2f} s", i + 1, c.wall_s()));
-  }
-  const double b = Median(base.samples);
-  g_rows.push_back(base);
-
-  auto ferry_case = [&](const std::string& name, auto&& run) {
+  std::vector<TimedCase> cases;
+  auto add = [&](const std::string& name, std::function<double()> run) {
     Row r{section, name};
     r.rows = total;
-    r.baseline = b;
-    for (int i = 0; i < g_opt.repeat; ++i) {
-      RemoveDb(target);
-      double s = run();
-      std::string bad = std::isnan(s) ? "run failed" : CheckCounts(want, CountRows(target, tables));
-      if (bad.empty()) {
-        r.samples.push_back(s);
-      } else {
-        r.note = "FAILED: " + bad;
-        Log(name + ": " + bad);
-      }
-      Log(fmt::format("{} run {}: {:.2f} s", name, i + 1, s));
-    }
-    if (r.note.empty()) r.note = "row counts verified";
-    g_rows.push_back(r);
-    return Median(r.samples);
+    cases.push_back(TimedCase{std::move(r), std::move(run)});
   };
-  double two = NAN;
+  add("baseline: sqlite3 CLI ATTACH + INSERT..SELECT", [&] {
+    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
+    return RunOk(c, 3600000, "sqlite3 baseline", log) ? c.wall_s() : NAN;
+  });
+  size_t two_at = 0;
   for (int w : g_opt.workers) {
-    double m = ferry_case(fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s"), [&] {
-      return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, w, log);
-    });
-    if (w == 2) two = m;
+    if (w == 2) two_at = cases.size();
+    add(fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s"),
+        [&, w] { return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, w, log); });
   }
-  ferry_case(fmt::format("ferry tcp, {} ferry-worker processes", g_opt.tcp_workers), [&] {
+  add(fmt::format("ferry tcp, {} ferry-worker processes", g_opt.tcp_workers), [&] {
     return FerryTcp("sqlite:" + legacy, "sqlite:" + target, state, g_opt.tcp_workers, log);
   });
   // Diagnostic (not a bar): the rows cross into the worker and back (the
   // read + write path every other store pair uses) instead of the direct copy.
-  ferry_case("diagnostic: embedded, 2 workers, --no-direct-copy", [&] {
+  add("diagnostic: embedded, 2 workers, --no-direct-copy", [&] {
     return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
                          {"--no-direct-copy"});
   });
   if (g_opt.diag_batch_rows > 0) {
-    // Diagnostic (not a bar): the same run with fewer, larger batches, i.e.
-    // fewer fenced target transactions.
+    // Diagnostic (not a bar): the same run with another batch size, i.e.
+    // more or fewer fenced target transactions.
     const std::string br = std::to_string(g_opt.diag_batch_rows);
-    ferry_case("diagnostic: embedded, 2 workers, --batch-rows " + br, [&] {
+    add("diagnostic: embedded, 2 workers, --batch-rows " + br, [&, br] {
       return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
                            {"--batch-rows", br});
     });
   }
+  const std::vector<double> med = RunInterleaved(
+      std::move(cases),
+      [&] {
+        RemoveDb(target);
+        return true;
+      },
+      [&] { return CheckCounts(want, CountRows(target, tables)); });
+  const double b = med[0];
+  const double two = two_at ? med[two_at] : NAN;
   g_bars.push_back(
       Bar{"SQLite->SQLite: ferry 2 workers (embedded) wall vs sqlite3 CLI", "<= 1.25x",
           std::isnan(two) || std::isnan(b) ? "-" : fmt::format("{:.2f}x", two / b),
@@ -791,41 +817,27 @@ void CasePostgres() {
   const std::string sec = fmt::format("{}: {} rows, {} tables, database {} on the given server",
                                       section, total, tables.size(), db);
 
-  Row base{sec, "baseline: pgloader sqlite:// -> postgresql://"};
-  base.rows = total;
-  for (int i = 0; i < g_opt.repeat; ++i) {
-    if (!FreshPgDb(g_opt.pg_uri, db)) break;
-    Child c({"pgloader", "sqlite://" + legacy, target}, log);
-    if (RunOk(c, 3600000, "pgloader", log)) {
-      std::string bad = CheckCounts(want, PgCounts(target, tables));
-      if (bad.empty())
-        base.samples.push_back(c.wall_s());
-      else
-        base.note = "FAILED: " + bad;
-    }
-    Log(fmt::format("pgloader run {}: {:.2f} s", i + 1, c.wall_s()));
-  }
-  const double b = Median(base.samples);
-  g_rows.push_back(base);
-  double two = NAN;
-  for (int w : g_opt.workers) {
-    Row r{sec, fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s")};
+  std::vector<TimedCase> cases;
+  auto add = [&](const std::string& name, std::function<double()> run) {
+    Row r{sec, name};
     r.rows = total;
-    r.baseline = b;
-    for (int i = 0; i < g_opt.repeat; ++i) {
-      if (!FreshPgDb(g_opt.pg_uri, db)) break;
-      double s = FerryEmbedded("sqlite:" + legacy, target, state, w, log);
-      std::string bad = std::isnan(s) ? "run failed" : CheckCounts(want, PgCounts(target, tables));
-      if (bad.empty())
-        r.samples.push_back(s);
-      else
-        r.note = "FAILED: " + bad;
-      Log(fmt::format("{} run {}: {:.2f} s", r.name, i + 1, s));
-    }
-    if (r.note.empty()) r.note = "row counts verified";
-    if (w == 2) two = Median(r.samples);
-    g_rows.push_back(r);
+    cases.push_back(TimedCase{std::move(r), std::move(run)});
+  };
+  add("baseline: pgloader sqlite:// -> postgresql://", [&] {
+    Child c({"pgloader", "sqlite://" + legacy, target}, log);
+    return RunOk(c, 3600000, "pgloader", log) ? c.wall_s() : NAN;
+  });
+  size_t two_at = 0;
+  for (int w : g_opt.workers) {
+    if (w == 2) two_at = cases.size();
+    add(fmt::format("ferry embedded, {} worker{}", w, w == 1 ? "" : "s"),
+        [&, w] { return FerryEmbedded("sqlite:" + legacy, target, state, w, log); });
   }
+  const std::vector<double> med = RunInterleaved(
+      std::move(cases), [&] { return FreshPgDb(g_opt.pg_uri, db); },
+      [&] { return CheckCounts(want, PgCounts(target, tables)); });
+  const double b = med[0];
+  const double two = two_at ? med[two_at] : NAN;
   Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
   bool have = !std::isnan(two) && !std::isnan(b);
   g_bars.push_back(
