@@ -617,7 +617,7 @@ std::string CheckCounts(const std::map<std::string, int64_t>& want,
 // One timed row of cases 1 and 2: `run` returns the wall time of one run
 // (NaN if it failed).
 struct TimedCase {
-  Row row;
+  std::string name;
   std::function<double()> run;
 };
 
@@ -627,33 +627,41 @@ struct TimedCase {
 // than on whichever ran at that moment. `prepare` runs before each run (false:
 // skip it); `check` after each successful one returns "" or what is wrong.
 // cases[0] is the baseline: every other row's ratio is against its median.
-// Returns the medians by case, in order; the rows go to g_rows.
-std::vector<double> RunInterleaved(std::vector<TimedCase> cases,
+// Each run moves `rows` rows. Returns the medians by case, in order; the
+// rows go to g_rows under `section`.
+std::vector<double> RunInterleaved(const std::string& section, int64_t rows,
+                                   const std::vector<TimedCase>& cases,
                                    const std::function<bool()>& prepare,
                                    const std::function<std::string()>& check) {
+  std::vector<Row> out;
+  for (const TimedCase& c : cases) {
+    out.push_back(Row{section, c.name});
+    out.back().rows = rows;
+  }
   for (int i = 0; i < g_opt.repeat; ++i) {
-    for (TimedCase& c : cases) {
+    for (size_t k = 0; k < cases.size(); ++k) {
+      Row& r = out[k];
       if (!prepare()) {
-        c.row.note = "FAILED: could not prepare the target";
+        r.note = "FAILED: could not prepare the target";
         continue;
       }
-      const double s = c.run();
+      const double s = cases[k].run();
       const std::string bad = std::isnan(s) ? "run failed" : check();
       if (bad.empty()) {
-        c.row.samples.push_back(s);
+        r.samples.push_back(s);
       } else {
-        c.row.note = "FAILED: " + bad;
-        Log(c.row.name + ": " + bad);
+        r.note = "FAILED: " + bad;
+        Log(r.name + ": " + bad);
       }
-      Log(fmt::format("{} run {}: {:.2f} s", c.row.name, i + 1, s));
+      Log(fmt::format("{} run {}: {:.2f} s", r.name, i + 1, s));
     }
   }
   std::vector<double> medians;
-  for (TimedCase& c : cases) {
-    medians.push_back(Median(c.row.samples));
-    if (&c != &cases[0]) c.row.baseline = medians[0];
-    if (c.row.note.empty()) c.row.note = "row counts verified";
-    g_rows.push_back(std::move(c.row));
+  for (size_t k = 0; k < out.size(); ++k) {
+    medians.push_back(Median(out[k].samples));
+    if (k > 0) out[k].baseline = medians[0];
+    if (out[k].note.empty()) out[k].note = "row counts verified";
+    g_rows.push_back(std::move(out[k]));
   }
   return medians;
 }
@@ -691,9 +699,7 @@ void CaseSqlite() {
   }
   std::vector<TimedCase> cases;
   auto add = [&](const std::string& name, std::function<double()> run) {
-    Row r{section, name};
-    r.rows = total;
-    cases.push_back(TimedCase{std::move(r), std::move(run)});
+    cases.push_back(TimedCase{name, std::move(run)});
   };
   add("baseline: sqlite3 CLI ATTACH + INSERT..SELECT", [&] {
     Child c({"sqlite3", "-batch", "-bail", target}, log, script);
@@ -724,7 +730,7 @@ void CaseSqlite() {
     });
   }
   const std::vector<double> med = RunInterleaved(
-      std::move(cases),
+      section, total, cases,
       [&] {
         RemoveDb(target);
         return true;
@@ -819,9 +825,7 @@ void CasePostgres() {
 
   std::vector<TimedCase> cases;
   auto add = [&](const std::string& name, std::function<double()> run) {
-    Row r{sec, name};
-    r.rows = total;
-    cases.push_back(TimedCase{std::move(r), std::move(run)});
+    cases.push_back(TimedCase{name, std::move(run)});
   };
   add("baseline: pgloader sqlite:// -> postgresql://", [&] {
     Child c({"pgloader", "sqlite://" + legacy, target}, log);
@@ -834,7 +838,7 @@ void CasePostgres() {
         [&, w] { return FerryEmbedded("sqlite:" + legacy, target, state, w, log); });
   }
   const std::vector<double> med = RunInterleaved(
-      std::move(cases), [&] { return FreshPgDb(g_opt.pg_uri, db); },
+      sec, total, cases, [&] { return FreshPgDb(g_opt.pg_uri, db); },
       [&] { return CheckCounts(want, PgCounts(target, tables)); });
   const double b = med[0];
   const double two = two_at ? med[two_at] : NAN;
