@@ -21,6 +21,7 @@
 #include "common/sqlite_util.h"
 #include "common/store.h"
 #include "coordinator/planner.h"
+#include "tests/process_util.h"
 #include "tests/test_util.h"
 
 namespace ferry {
@@ -590,6 +591,25 @@ TEST_F(TargetTest, UpsertsAreIdempotent) {
   ASSERT_OK(target_->WriteBatch(kv_, KvBatch({{2, "B"}}), Fence{"p", 0, 2}));
   EXPECT_EQ(KvRows(), (std::vector<std::string>{"1=a", "2=B", "3=c"}));
   ASSERT_OK(target_->WriteBatch(kv_, RowBatch{2, {}, {}, 0}, Fence{"p", 0, 2}));  // empty batch
+}
+
+// The new store's WAL is checkpointed by the background thread while the
+// writer goes on: after ~8 MiB of batches (about 2,000 WAL frames, far below
+// the 16,384 at which the writer would checkpoint in its own commit), the
+// pages reach the database file itself.
+TEST_F(TargetTest, WalIsCheckpointedIntoTheDatabaseFileInTheBackground) {
+  const std::string db = Path("new.db");
+  const uintmax_t before = fs::file_size(db);
+  const std::string value(4000, 'v');
+  for (int64_t b = 0; b < 20; ++b) {
+    std::vector<std::pair<int64_t, std::string>> rows;
+    for (int64_t i = 0; i < 100; ++i) rows.push_back({b * 100 + i, value});
+    ASSERT_OK(target_->WriteBatch(kv_, KvBatch(rows), Fence{"p", 0, 1}));
+  }
+  EXPECT_TRUE(testing::WaitFor([&] { return fs::file_size(db) >= 2000u * 4000u; }, 10000))
+      << "database file " << before << " -> " << fs::file_size(db) << " bytes, WAL "
+      << fs::file_size(db + "-wal") << " bytes";
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM kv"), std::vector<std::string>{"2000"});
 }
 
 TEST_F(TargetTest, MetaTableCannotBeWrittenAsUserData) {
