@@ -54,6 +54,23 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   estimate_total_ = 0;
   for (auto& c : counts_) c = 0;
   int64_t now = clock_->NowMs();
+  // Tables: each one's ranges are a contiguous block of ids (key order).
+  table_of_.assign(ranges_.size() + 1, 0);
+  table_begin_.clear();
+  table_leased_.clear();
+  idle_key_.clear();
+  idle_tables_.clear();
+  for (RangeRecord& r : ranges_) {
+    if (table_begin_.empty() || r.table != ranges_[table_begin_.back() - 1].table) {
+      table_begin_.push_back(r.id);
+      table_leased_.push_back(0);
+      idle_key_.push_back(0);
+    }
+    const uint32_t t = static_cast<uint32_t>(table_begin_.size() - 1);
+    table_of_[r.id] = t;
+    if (r.state == RangeState::kLeased) table_leased_[t]++;
+  }
+  table_begin_.push_back(ranges_.size() + 1);  // end of the last table
   for (RangeRecord& r : ranges_) {
     counts_[static_cast<int>(r.state)]++;
     rows_total_ += r.rows;
@@ -64,11 +81,23 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
     if (r.epoch > last_epoch_) last_epoch_ = r.epoch;  // never reuse a token
     r.progress_ms = now;
   }
+  for (uint32_t t = 0; t + 1 < table_begin_.size(); ++t) UpdateIdle(t);
   done_prefix_ = 0;
   AdvancePrefix();
 }
 
+void LeaseTable::UpdateIdle(uint32_t t) {
+  if (idle_key_[t] != 0) idle_tables_.erase(idle_key_[t]);
+  idle_key_[t] = 0;
+  if (table_leased_[t] != 0) return;
+  auto it = pending_.lower_bound(table_begin_[t]);
+  if (it == pending_.end() || *it >= table_begin_[t + 1]) return;
+  idle_key_[t] = *it;
+  idle_tables_.insert(*it);
+}
+
 void LeaseTable::SetState(RangeRecord* r, RangeState s) {
+  const RangeState was = r->state;
   estimate_total_ -= EstimateOf(*r);
   counts_[static_cast<int>(r->state)]--;
   if (r->state == RangeState::kPending) pending_.erase(r->id);
@@ -79,6 +108,10 @@ void LeaseTable::SetState(RangeRecord* r, RangeState s) {
   if (s == RangeState::kPending) pending_.insert(r->id);
   if (s == RangeState::kLeased) by_deadline_.emplace(r->deadline_ms, r->id);
   dirty_.insert(r->id);
+  const uint32_t t = table_of_[r->id];
+  if (was == RangeState::kLeased) table_leased_[t]--;
+  if (s == RangeState::kLeased) table_leased_[t]++;
+  UpdateIdle(t);
 }
 
 void LeaseTable::SetDeadline(RangeRecord* r, int64_t deadline_ms) {
@@ -92,7 +125,8 @@ void LeaseTable::SetDeadline(RangeRecord* r, int64_t deadline_ms) {
 
 const RangeRecord* LeaseTable::Grant(const std::string& worker) {
   if (pending_.empty()) return nullptr;
-  RangeRecord* r = &ranges_[*pending_.begin() - 1];
+  const uint64_t id = idle_tables_.empty() ? *pending_.begin() : *idle_tables_.begin();
+  RangeRecord* r = &ranges_[id - 1];
   SetState(r, RangeState::kLeased);
   r->owner = worker;
   r->epoch = ++last_epoch_;

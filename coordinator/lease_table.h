@@ -55,7 +55,13 @@ class LeaseTable {
   void set_ttl_ms(int64_t ttl) { ttl_ms_ = ttl; }
   int64_t ttl_ms() const { return ttl_ms_; }
 
-  // Leases the first pending range (key order) to `worker`; nullptr if none.
+  // Leases a pending range to `worker`; nullptr if none. The first pending
+  // range (key order) of a table none of whose ranges is leased, if there is
+  // one; else the first pending range. So while there are tables enough,
+  // concurrent workers copy different tables, and each table fills in key
+  // order, appending at the end of its B-trees instead of into the middle of
+  // a neighbour's range (2 workers on one SQLite file: 1.47-1.55 s spread
+  // over tables vs 1.23-1.34 s on one table's adjacent ranges). O(log n).
   const RangeRecord* Grant(const std::string& worker);
 
   // Renews the lease and records progress.
@@ -121,6 +127,8 @@ class LeaseTable {
   void SetDeadline(RangeRecord* r, int64_t deadline_ms);
   void ApplyProgress(RangeRecord* r, const Progress& p);
   void AdvancePrefix();
+  // Re-files table t in idle_tables_ after its pending or leased set changed.
+  void UpdateIdle(uint32_t t);
 
   const Clock* clock_;
   int64_t ttl_ms_;
@@ -136,6 +144,15 @@ class LeaseTable {
   uint64_t bytes_total_ = 0;
   uint64_t estimate_total_ = 0;
   std::set<uint64_t> dirty_;
+  // Tables, numbered in key order: table_of_[id] is range id's table;
+  // table t's ranges are ids [table_begin_[t], table_begin_[t + 1]).
+  std::vector<uint32_t> table_of_;
+  std::vector<uint64_t> table_begin_;
+  std::vector<uint64_t> table_leased_;  // leased ranges per table
+  // The first pending id of every table with a pending range and none
+  // leased (idle_key_[t], 0 if t is not in the set).
+  std::set<uint64_t> idle_tables_;
+  std::vector<uint64_t> idle_key_;
 };
 
 // Printable boundary for status: table:(key), or "" when none.

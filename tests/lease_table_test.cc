@@ -394,6 +394,88 @@ TEST(LeaseTableTest, IndexesAndTotalsMatchAScanUnderRandomSchedules) {
   }
 }
 
+// A plan of several tables: sizes[i] ranges of table "t<i>", ids in order.
+std::vector<RangeRecord> TablesPlan(const std::vector<size_t>& sizes) {
+  std::vector<RangeRecord> out;
+  for (size_t t = 0; t < sizes.size(); ++t) {
+    for (RangeRecord r : Plan(sizes[t], "t" + std::to_string(t))) {
+      r.id = out.size() + 1;
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+TEST(LeaseTableTest, GrantSpreadsWorkersOverTablesAndKeepsEachTableInKeyOrder) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(TablesPlan({3, 2, 1}), 0);  // t0: ids 1-3, t1: 4-5, t2: 6
+  auto grant = [&](const std::string& w) {
+    const RangeRecord* r = t.Grant(w);
+    return r == nullptr ? uint64_t{0} : r->id;
+  };
+  EXPECT_EQ(grant("w1"), 1u);  // each worker starts a table no one copies
+  EXPECT_EQ(grant("w2"), 4u);
+  EXPECT_EQ(grant("w3"), 6u);
+  EXPECT_EQ(grant("w4"), 2u);  // every table busy: the first pending range
+  const uint64_t e1 = t.Find(1)->epoch, e4 = t.Find(4)->epoch;
+  ASSERT_TRUE(t.Complete(4, e4, "w2", At("", 1)).ok());
+  EXPECT_EQ(grant("w2"), 5u);  // t1 is free again: its next range, not t0's 3
+  ASSERT_TRUE(t.Complete(1, e1, "w1", At("", 1)).ok());
+  EXPECT_EQ(grant("w1"), 3u);  // only t0 has pending ranges left
+  EXPECT_EQ(grant("w5"), 0u);
+  // An expired lease makes its table free again.
+  clock.Advance(kTtl);
+  EXPECT_EQ(t.ExpireDue().size(), 4u);
+  EXPECT_EQ(grant("w6"), 2u);
+  EXPECT_EQ(grant("w7"), 5u);
+}
+
+TEST(LeaseTableTest, GrantMatchesAScanUnderRandomSchedules) {
+  for (uint64_t seed = 1; seed <= 100; ++seed) {
+    std::mt19937_64 rng(seed);
+    FakeClock clock;
+    LeaseTable t(&clock, kTtl, /*max_attempts=*/2);
+    std::vector<size_t> sizes(1 + rng() % 5);
+    for (size_t& n : sizes) n = 1 + rng() % 6;
+    t.Load(TablesPlan(sizes), 0);
+    std::map<uint64_t, std::pair<std::string, uint64_t>> held;  // range -> (worker, epoch)
+    for (int step = 0; step < 300; ++step) {
+      const int action = static_cast<int>(rng() % 5);
+      if (action <= 1 || held.empty()) {
+        // Expected: the first pending range of a table with nothing leased,
+        // else the first pending range.
+        std::map<std::string, bool> busy;
+        for (const RangeRecord& r : t.ranges()) busy[r.table] |= r.state == RangeState::kLeased;
+        uint64_t want = 0, first = 0;
+        for (const RangeRecord& r : t.ranges()) {
+          if (r.state != RangeState::kPending) continue;
+          if (first == 0) first = r.id;
+          if (want == 0 && !busy[r.table]) want = r.id;
+        }
+        if (want == 0) want = first;
+        const std::string w = "w" + std::to_string(rng() % 4);
+        const RangeRecord* r = t.Grant(w);
+        ASSERT_EQ(r == nullptr ? 0 : r->id, want) << "seed " << seed << " step " << step;
+        if (r) held[r->id] = {w, r->epoch};
+        continue;
+      }
+      auto it = held.begin();
+      std::advance(it, rng() % held.size());
+      const auto [id, h] = *it;
+      if (action == 2) {
+        ASSERT_TRUE(t.Complete(id, h.second, h.first, At("", 1)).ok());
+      } else if (action == 3) {
+        ASSERT_TRUE(t.Release(id, h.second, h.first, At("", 1)).ok());
+      } else {
+        ASSERT_TRUE(t.ReportError(id, h.second, h.first, rng() % 2 == 0, "x").ok());
+        if (rng() % 3 == 0) t.RetryFailed();
+      }
+      held.erase(id);
+    }
+  }
+}
+
 TEST(LeaseTableTest, BoundaryPrintsTableAndKey) {
   EXPECT_EQ(BoundaryToString(""), "");
   EXPECT_EQ(BoundaryToString(std::string("users\0", 6)), "users:(start)");
