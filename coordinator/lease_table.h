@@ -60,8 +60,8 @@ class LeaseTable {
   // one; else the first pending range. So while there are tables enough,
   // concurrent workers copy different tables, and each table fills in key
   // order, appending at the end of its B-trees instead of into the middle of
-  // a neighbour's range (2 workers on one SQLite file: 1.47-1.55 s spread
-  // over tables vs 1.23-1.34 s on one table's adjacent ranges). O(log n).
+  // a neighbour's range (2 workers on one SQLite file: 1.37-1.47 s instead
+  // of 1.47-1.55 s). O(log n).
   const RangeRecord* Grant(const std::string& worker);
 
   // Renews the lease and records progress.
