@@ -431,6 +431,21 @@ TEST(LeaseTableTest, GrantSpreadsWorkersOverTablesAndKeepsEachTableInKeyOrder) {
   EXPECT_EQ(grant("w7"), 5u);
 }
 
+TEST(LeaseTableTest, GrantAfterLoadSeesTheLeasesInTheStateFile) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  auto plan = TablesPlan({2, 2});       // t0: ids 1-2, t1: 3-4
+  plan[0].state = RangeState::kLeased;  // a restarted coordinator keeps live leases
+  plan[0].owner = "w1";
+  plan[0].epoch = 7;
+  plan[0].deadline_ms = clock.NowMs() + kTtl;
+  t.Load(plan, 7);
+  const RangeRecord* r = t.Grant("w2");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->id, 3u);  // t0 is being copied by w1
+  EXPECT_EQ(r->epoch, 8u);
+}
+
 TEST(LeaseTableTest, GrantMatchesAScanUnderRandomSchedules) {
   for (uint64_t seed = 1; seed <= 100; ++seed) {
     std::mt19937_64 rng(seed);
