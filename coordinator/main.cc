@@ -37,14 +37,15 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--state", o.state_path, "coordinator state file (SQLite)")->required();
   app.add_option("--tables", o.tables, "comma-separated tables to move (default: all user tables)");
+  // Defaults shown by --help are the CoordinatorOptions values (one source).
   app.add_option("--from-version", o.from_version, "version the migration starts from")
-      ->default_val(1);
+      ->capture_default_str();
   app.add_option("--to-version", o.to_version, "version the new store is at when done")
-      ->default_val(2);
+      ->capture_default_str();
   app.add_option("--listen", o.listen, "worker endpoint (widen for a fleet)")
-      ->default_val("tcp://127.0.0.1:7400");
+      ->capture_default_str();
   app.add_option("--status-endpoint", o.status_endpoint, "operator status socket (ZeroMQ REP)")
-      ->default_val("tcp://127.0.0.1:7401");
+      ->capture_default_str();
   app.add_option("--local-workers", local_workers, "run N workers in-process; exit when done");
   bool no_direct = false;
   app.add_flag("--no-direct-copy", no_direct,
@@ -55,12 +56,12 @@ int main(int argc, char** argv) {
       ->default_val(2)
       ->check(CLI::Range(1, 64));
   app.add_option("--lease-ttl", ttl_s, "lease time-to-live in seconds")->default_val(10);
-  app.add_option("--range-rows", o.range_rows, "rows per planned range")->default_val(100000);
+  app.add_option("--range-rows", o.range_rows, "rows per planned range")->capture_default_str();
   app.add_option("--batch-rows", o.batch_rows, "rows per copy batch (one transaction)")
-      ->default_val(2000);
+      ->capture_default_str();
   app.add_option("--max-attempts", o.max_attempts,
                  "permanent errors on a range before it is marked failed")
-      ->default_val(3);
+      ->capture_default_str();
   double stall_s = 30;
   app.add_option("--stall-after", stall_s,
                  "a leased range whose cursor has not moved this long is listed as stalled")
