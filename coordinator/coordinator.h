@@ -132,13 +132,15 @@ class Coordinator {
   void RebuildWorkerLeases();
   // Worker messages (coordinator/worker_messages.cc).
   void HandleWorkerFrames(std::vector<zmq::message_t>& frames);
-  zmq::message_t Dispatch(const void* data, size_t size);
+  // The reply to one worker message from `identity` (empty: none now).
+  zmq::message_t Dispatch(zmq::message_t& identity, const void* data, size_t size);
   // The answer to a lease request (or to a completion asking for the next
   // range) `rid` from worker `id`: its lease again if our grant was lost, a
-  // new grant, or NoWork. With `may_wait`, a request that finds nothing
-  // pending while ranges are leased waits instead (returns an empty frame;
-  // ServeWaiting answers it).
-  zmq::message_t LeaseReply(uint64_t rid, const std::string& id, WorkerInfo* w, bool may_wait);
+  // new grant, or NoWork. With `wait_from` (the sender's identity), a
+  // request that finds nothing pending while ranges are leased waits instead
+  // (returns an empty frame; ServeWaiting answers it).
+  zmq::message_t LeaseReply(uint64_t rid, const std::string& id, WorkerInfo* w,
+                            zmq::message_t* wait_from);
   // Answers the waiting lease requests that now have an answer: a range came
   // free, the job completed or failed, the worker is draining, the job is
   // paused, or the request waited long enough (then: NoWork, ask again).
@@ -206,7 +208,6 @@ class Coordinator {
     int64_t deadline_ms = 0;
   };
   std::map<std::string, Waiting> waiting_;
-  zmq::message_t* dispatch_identity_ = nullptr;  // sender of the message in Dispatch
   std::optional<zmq::message_t> status_reply_;
   std::string mirrored_boundary_;
   bool mirror_needed_ = true;

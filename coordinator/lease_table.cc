@@ -55,7 +55,6 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   for (auto& c : counts_) c = 0;
   int64_t now = clock_->NowMs();
   // Tables: each one's ranges are a contiguous block of ids (key order).
-  table_of_.assign(ranges_.size() + 1, 0);
   table_begin_.clear();
   table_leased_.clear();
   idle_key_.clear();
@@ -66,9 +65,7 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
       table_leased_.push_back(0);
       idle_key_.push_back(0);
     }
-    const uint32_t t = static_cast<uint32_t>(table_begin_.size() - 1);
-    table_of_[r.id] = t;
-    if (r.state == RangeState::kLeased) table_leased_[t]++;
+    if (r.state == RangeState::kLeased) table_leased_.back()++;
   }
   table_begin_.push_back(ranges_.size() + 1);  // end of the last table
   for (RangeRecord& r : ranges_) {
@@ -84,6 +81,11 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   for (uint32_t t = 0; t + 1 < table_begin_.size(); ++t) UpdateIdle(t);
   done_prefix_ = 0;
   AdvancePrefix();
+}
+
+uint32_t LeaseTable::TableOf(uint64_t id) const {
+  return static_cast<uint32_t>(std::upper_bound(table_begin_.begin(), table_begin_.end(), id) -
+                               table_begin_.begin() - 1);
 }
 
 void LeaseTable::UpdateIdle(uint32_t t) {
@@ -108,7 +110,7 @@ void LeaseTable::SetState(RangeRecord* r, RangeState s) {
   if (s == RangeState::kPending) pending_.insert(r->id);
   if (s == RangeState::kLeased) by_deadline_.emplace(r->deadline_ms, r->id);
   dirty_.insert(r->id);
-  const uint32_t t = table_of_[r->id];
+  const uint32_t t = TableOf(r->id);
   if (was == RangeState::kLeased) table_leased_[t]--;
   if (s == RangeState::kLeased) table_leased_[t]++;
   UpdateIdle(t);

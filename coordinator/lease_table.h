@@ -127,6 +127,8 @@ class LeaseTable {
   void SetDeadline(RangeRecord* r, int64_t deadline_ms);
   void ApplyProgress(RangeRecord* r, const Progress& p);
   void AdvancePrefix();
+  // The table (index into table_begin_) of range `id`. O(log tables).
+  uint32_t TableOf(uint64_t id) const;
   // Re-files table t in idle_tables_ after its pending or leased set changed.
   void UpdateIdle(uint32_t t);
 
@@ -144,9 +146,8 @@ class LeaseTable {
   uint64_t bytes_total_ = 0;
   uint64_t estimate_total_ = 0;
   std::set<uint64_t> dirty_;
-  // Tables, numbered in key order: table_of_[id] is range id's table;
-  // table t's ranges are ids [table_begin_[t], table_begin_[t + 1]).
-  std::vector<uint32_t> table_of_;
+  // Tables, numbered in key order: table t's ranges are ids
+  // [table_begin_[t], table_begin_[t + 1]).
   std::vector<uint64_t> table_begin_;
   std::vector<uint64_t> table_leased_;  // leased ranges per table
   // The first pending id of every table with a pending range and none

@@ -49,9 +49,7 @@ void Coordinator::HandleWorkerFrames(std::vector<zmq::message_t>& frames) {
     }
     return;
   }
-  dispatch_identity_ = &frames[0];
-  zmq::message_t reply = Dispatch(frames[1].data(), frames[1].size());
-  dispatch_identity_ = nullptr;
+  zmq::message_t reply = Dispatch(frames[0], frames[1].data(), frames[1].size());
   if (reply.size() > 0) replies_.push_back(Reply{std::move(frames[0]), std::move(reply)});
 }
 
@@ -62,7 +60,7 @@ WorkerInfo* Coordinator::TouchWorker(const std::string& id) {
   return &it->second;
 }
 
-zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
+zmq::message_t Coordinator::Dispatch(zmq::message_t& identity, const void* data, size_t size) {
   auto decoded = DecodeEnvelope(data, size);
   if (!decoded.ok()) {
     metrics_.malformed++;
@@ -122,7 +120,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
         std::string id(AsView(body.getLeaseRequest().getWorkerId()));
         WorkerInfo* w = TouchWorker(id);
         if (!w) return ErrorFrame(rid, Error::Code::UNKNOWN_WORKER, "register first");
-        return LeaseReply(rid, id, w, /*may_wait=*/true);
+        return LeaseReply(rid, id, w, &identity);
       }
       case Envelope::Body::HEARTBEAT:
       case Envelope::Body::COMPLETE:
@@ -182,7 +180,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
           }
           // A retried completion (our answer was lost) finds the range done
           // under the same epoch and gets the same next lease again.
-          if (w && body.getComplete().getNext()) return LeaseReply(rid, id, w, /*may_wait=*/true);
+          if (w && body.getComplete().getNext()) return LeaseReply(rid, id, w, &identity);
         } else if (which == Envelope::Body::RELEASE) {
           if (w && w->current_range == range) w->current_range = 0;
           if (w && body.getRelease().getLeaving()) {
@@ -242,7 +240,7 @@ zmq::message_t Coordinator::Dispatch(const void* data, size_t size) {
 }
 
 zmq::message_t Coordinator::LeaseReply(uint64_t rid, const std::string& id, WorkerInfo* w,
-                                       bool may_wait) {
+                                       zmq::message_t* wait_from) {
   capnp::MallocMessageBuilder b(kReplyFirstSegmentWords);
   auto out = NewEnvelope(b, rid);
   auto nowork = [&](uint32_t retry_ms) {
@@ -272,17 +270,17 @@ zmq::message_t Coordinator::LeaseReply(uint64_t rid, const std::string& id, Work
     if (job_.paused) return nowork(500);
     r = table_.Grant(id);
     if (!r) {
-      if (may_wait && dispatch_identity_ && table_.count(RangeState::kLeased) > 0) {
+      if (wait_from && table_.count(RangeState::kLeased) > 0) {
         // Nothing pending, but leased ranges may come back (expiry, release)
         // or finish the job: hold the request and answer it the moment one
         // of those happens (ServeWaiting), instead of having the worker poll.
         Waiting& wt = waiting_[id];
-        wt.identity.copy(*dispatch_identity_);
+        wt.identity.copy(*wait_from);
         wt.rid = rid;
         wt.deadline_ms = clock_->NowMs() + kLeaseWaitMs;
         return zmq::message_t();
       }
-      return nowork(may_wait ? 250 : 10);
+      return nowork(wait_from ? 250 : 10);
     }
     metrics_.grants++;
     w->current_range = r->id;
@@ -319,7 +317,7 @@ void Coordinator::ServeWaiting() {
       continue;
     }
     zmq::message_t reply =
-        w ? LeaseReply(it->second.rid, it->first, w, /*may_wait=*/false)
+        w ? LeaseReply(it->second.rid, it->first, w, /*wait_from=*/nullptr)
           : ErrorFrame(it->second.rid, Error::Code::UNKNOWN_WORKER, "register first");
     replies_.push_back(Reply{std::move(it->second.identity), std::move(reply)});
     it = waiting_.erase(it);
