@@ -202,6 +202,34 @@ struct Fixture {
   int64_t stall_ms = 30000;
 };
 
+// A real Worker with id `id` on its own thread against `c`; Stop() (or the
+// destructor) stops and joins it, after which result() is its Run() status.
+class WorkerThread {
+ public:
+  WorkerThread(Fixture& f, Coordinator* c, const std::string& id) {
+    WorkerOptions o;
+    o.coordinator = c->inproc_endpoint();
+    o.id = id;
+    thread_ = std::thread([this, o, &f] {
+      Worker w(o, &f.ctx, &stop_);
+      result_ = w.Run();
+      finished_ = true;
+    });
+  }
+  ~WorkerThread() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  bool finished() const { return finished_.load(); }
+  const Status& result() const { return result_; }
+
+ private:
+  std::atomic<bool> stop_{false}, finished_{false};
+  Status result_;
+  std::thread thread_;
+};
+
 void MakeSimpleTable(const std::string& path, int rows) {
   testing::ExecSql(path,
                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
@@ -326,26 +354,16 @@ TEST(CoordinatorTest, WorkerGetsEachNextRangeWithItsCompletion) {
   MakeSimpleTable(f.legacy, 60);
   auto c = f.Start(10);
   ASSERT_EQ(c->leases().ranges().size(), 6u);
-  std::atomic<bool> stop{false}, finished{false};
-  Status result;
-  std::thread worker([&] {
-    WorkerOptions o;
-    o.coordinator = c->inproc_endpoint();
-    o.id = "w1";
-    Worker w(o, &f.ctx, &stop);
-    result = w.Run();
-    finished = true;
-  });
+  WorkerThread worker(f, c.get(), "w1");
   bool exited = testing::WaitFor(
       [&] {
         c->Step(5);
-        return finished.load();
+        return worker.finished();
       },
       30000);
-  stop = true;
-  worker.join();
+  worker.Stop();
   ASSERT_TRUE(exited) << "the worker did not exit on its own after the last completion";
-  EXPECT_TRUE(result.ok()) << result.ToString();
+  EXPECT_TRUE(worker.result().ok()) << worker.result().ToString();
   EXPECT_TRUE(c->complete());
   EXPECT_EQ(c->metrics().lease_requests, 1u);
   EXPECT_EQ(c->metrics().grants, 6u);
@@ -554,14 +572,7 @@ TEST(CoordinatorTest, NewOwnerResumesStrictlyAfterTheReportedCursor) {
   c->Step(0);
   ASSERT_EQ(c->leases().Find(1)->state, RangeState::kPending);
 
-  std::atomic<bool> stop{false};
-  std::thread worker([&] {
-    WorkerOptions o;
-    o.coordinator = c->inproc_endpoint();
-    o.id = "w2";
-    Worker w(o, &f.ctx, &stop);
-    EXPECT_TRUE(w.Run().ok());
-  });
+  WorkerThread worker(f, c.get(), "w2");
   bool done = testing::WaitFor(
       [&] {
         c->Step(5);
@@ -569,8 +580,8 @@ TEST(CoordinatorTest, NewOwnerResumesStrictlyAfterTheReportedCursor) {
       },
       30000);
   for (int i = 0; i < 100; ++i) c->Step(5);  // let the worker hear "complete"
-  stop = true;
-  worker.join();
+  worker.Stop();
+  EXPECT_TRUE(worker.result().ok()) << worker.result().ToString();
   ASSERT_TRUE(done);
   EXPECT_GT(c->leases().Find(1)->epoch, g1.epoch);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 500 - 123);
