@@ -147,13 +147,7 @@ Status Worker::Run() {
                 {"check", "is the coordinator running and reachable from this host?"}});
       // The coordinator may have finished and gone (or be down): the new
       // store's own version marker says whether the migration is complete.
-      if (TargetMarkedDone()) {
-        LogEvent(spdlog::level::info, "migration_complete",
-                 {{"worker", opt_.id},
-                  {"rows_written", rows_written_},
-                  {"source", "the new store's version marker"}});
-        return Status::Ok();
-      }
+      if (TargetMarkedDone()) return CompleteByMarker();
       if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
       Sleep(backoff.NextDelayMs());
       continue;
@@ -173,6 +167,7 @@ Status Worker::Run() {
                   {"cursor", KeyToString(lease.cursor)}});
         Outcome out = Copy(lease);
         if (out == Outcome::kStopped) return Status::Ok();
+        if (marked_done_) return CompleteByMarker();
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
         break;
       }
@@ -239,6 +234,14 @@ bool Worker::TargetMarkedDone() {
   if (!target_ || to_version_ <= 0) return false;
   auto v = target_->ReadVersion();
   return v.ok() && v->has_value() && **v == to_version_;
+}
+
+Status Worker::CompleteByMarker() {
+  LogEvent(spdlog::level::info, "migration_complete",
+           {{"worker", opt_.id},
+            {"rows_written", rows_written_},
+            {"source", "the new store's version marker"}});
+  return Status::Ok();
 }
 
 void Worker::SendHeartbeat(const Lease& lease) {
@@ -383,6 +386,13 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
                   {"why", std::string(AsView(rb.getError().getMessage()))}});
         return false;
       }
+    } else if (complete && TargetMarkedDone()) {
+      // No answer, but the new store is at the target version: every range,
+      // this one too, is done and the coordinator has finished (and may have
+      // exited; libzmq can drop a reply sent just before its socket closes).
+      // Nothing is left to report.
+      marked_done_ = true;
+      return true;
     }
     LogEvent(RetryLevel(backoff.attempt()), complete ? "complete_retry" : "release_retry",
              {{"worker", opt_.id}, {"range", lease.range}, {"attempt", backoff.attempt() + 1}});

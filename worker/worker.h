@@ -18,6 +18,10 @@
 // from when the heartbeat was SENT, so the worker stops writing before the
 // coordinator could expire the lease even if the coordinator is gone.
 //
+// A completion that goes unanswered is retried for three lease TTLs, unless
+// the new store's version marker already says the migration is complete (the
+// coordinator finished and may be gone): then the worker returns Ok at once.
+//
 // On `lease lost` the worker stops writing at once. On a stop request
 // (SIGTERM/SIGINT) it finishes the current batch, reports the cursor,
 // releases the lease and returns Ok. It returns Ok when the migration is
@@ -88,12 +92,18 @@ class Worker {
   void SendHeartbeat(const Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
+  // Reports the range complete (or releases it), retrying; true once the
+  // coordinator acknowledged it, or for a completion once the new store's
+  // marker says the migration is complete (sets marked_done_).
   bool FinishRange(Lease& lease, bool complete);
   void ReportError(const Lease& lease, const Status& s);
   void ReleaseStale(DecodedEnvelope& env);
   bool Sleep(int64_t ms);  // false if a stop came first
   // True if the new store's own marker says the migration is complete.
   bool TargetMarkedDone();
+  // Run()'s Ok when the marker, not the coordinator, said the migration is
+  // complete (logged as such).
+  Status CompleteByMarker();
   bool Stopping() const { return stop_ && stop_->load(); }
 
   WorkerOptions opt_;
@@ -115,6 +125,9 @@ class Worker {
   int64_t next_lease_sent_ = 0;
   RowBatch batch_;  // ReadAndWrite's buffers
   std::string digest_scratch_;
+  // A completion went unanswered but the new store's marker says the
+  // migration is complete: Run() returns Ok.
+  bool marked_done_ = false;
   bool paused_ = false;
   bool drain_ = false;
   uint64_t rate_limit_ = 0;
