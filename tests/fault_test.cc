@@ -208,8 +208,10 @@ void KillCoordinatorRepeatedly(bool kill_workers_too, uint64_t seed) {
   if (coord->Wait(1000)) {
     // Killed right after it finished: the restart finds the new store at
     // version 2 and exits 0 as a no-op. Workers that registered after the
-    // last kill never heard "complete": they are stopped like any fleet.
+    // last kill never heard "complete": they are stopped like any fleet,
+    // once running (a SIGTERM while one still loads would kill it: 143).
     ASSERT_EQ(coord->exit_code(), 0) << c.Logs();
+    for (auto& w : workers) ASSERT_TRUE(w->WaitHandles(SIGTERM, 30000)) << c.Logs();
     for (auto& w : workers) w->Signal(SIGTERM);
     for (auto& w : workers) {
       ASSERT_TRUE(w->Wait(30000)) << c.Logs();

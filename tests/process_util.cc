@@ -89,6 +89,20 @@ bool Process::Wait(int timeout_ms) {
 
 bool Process::running() { return !Wait(0); }
 
+bool Process::WaitHandles(int sig, int timeout_ms) {
+  return WaitFor(
+      [&] {
+        std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+        for (std::string line; std::getline(f, line);) {
+          if (line.rfind("SigCgt:", 0) != 0) continue;
+          const uint64_t caught = std::stoull(line.substr(7), nullptr, 16);
+          return ((caught >> (sig - 1)) & 1) != 0;
+        }
+        return false;
+      },
+      timeout_ms);
+}
+
 int RunCommand(const std::vector<std::string>& argv, std::string* output, int timeout_ms) {
   TempDir dir;
   std::string log = dir.File("out.txt");

@@ -35,6 +35,10 @@ class Process {
   // the exit status, or 128+signal if killed by a signal.
   bool Wait(int timeout_ms);
   bool running();
+  // Waits up to `timeout_ms` until the child has installed a handler for
+  // `sig` (SigCgt in /proc/PID/status): before that, e.g. while a freshly
+  // started process is still loading, `sig` would take its default action.
+  bool WaitHandles(int sig, int timeout_ms);
   int exit_code() const { return exit_code_; }
   void Kill() {
     Signal(9);
