@@ -254,6 +254,37 @@ double ProcCpuS(pid_t pid) {
   return ticks / sysconf(_SC_CLK_TCK);
 }
 
+// utime+stime of each thread of a live process whose name (comm) starts
+// with `prefix`, seconds, by thread id (/proc/PID/task/TID/stat).
+std::map<pid_t, double> ThreadCpuS(pid_t pid, const std::string& prefix) {
+  std::map<pid_t, double> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    const std::string stat = Slurp(e.path().string() + "/stat");
+    const size_t lp = stat.find('('), rp = stat.rfind(')');
+    if (lp == std::string::npos || rp == std::string::npos || rp < lp) continue;
+    if (stat.compare(lp + 1, prefix.size(), prefix) != 0) continue;
+    std::istringstream in(stat.substr(rp + 2));
+    std::vector<std::string> fields;
+    for (std::string f; in >> f;) fields.push_back(f);
+    if (fields.size() < 13) continue;
+    const pid_t tid = static_cast<pid_t>(std::atol(e.path().filename().c_str()));
+    out[tid] = (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
+  }
+  return out;
+}
+
+// CPU the threads in `after` used since `before` (a thread absent from
+// `before` started after it).
+double CpuSince(const std::map<pid_t, double>& before, const std::map<pid_t, double>& after) {
+  double s = 0;
+  for (const auto& [tid, cpu] : after) {
+    auto it = before.find(tid);
+    s += cpu - (it == before.end() ? 0.0 : it->second);
+  }
+  return s;
+}
+
 // A field of /proc/PID/status in kB (VmHWM, VmRSS), -1 if unknown.
 long ProcStatusKb(pid_t pid, const std::string& key) {
   std::ifstream f(fmt::format("/proc/{}/status", pid));
@@ -681,7 +712,12 @@ void CaseSqlite() {
 
   // Baseline script: target schema (tables, then indexes) first, like ferry;
   // then one INSERT ... SELECT per table, each its own transaction.
-  std::string script = g_opt.dir + "/c1-baseline.sql";
+  // The reference script is the same with ` WHERE 1` on each SELECT, which
+  // turns off SQLite's transfer optimisation (a raw copy of records and index
+  // entries, no decoding): SQLite's own row-by-row copy, the floor for any
+  // copy that selects rows by key range and looks at each row.
+  const std::string script = g_opt.dir + "/c1-baseline.sql";
+  const std::string row_script = g_opt.dir + "/c1-reference-where1.sql";
   {
     Sql db(legacy);
     std::ofstream f(script);
@@ -697,6 +733,16 @@ void CaseSqlite() {
         << "; COMMIT;\n";
     }
   }
+  {
+    std::ifstream in(script);
+    std::ofstream g(row_script);
+    for (std::string line; std::getline(in, line);) {
+      const size_t at = line.find("; COMMIT;");
+      if (line.rfind("BEGIN; INSERT", 0) == 0 && at != std::string::npos)
+        line.insert(at, " WHERE 1");
+      g << line << "\n";
+    }
+  }
   std::vector<TimedCase> cases;
   auto add = [&](const std::string& name, std::function<double()> run) {
     cases.push_back(TimedCase{name, std::move(run)});
@@ -704,6 +750,10 @@ void CaseSqlite() {
   add("baseline: sqlite3 CLI ATTACH + INSERT..SELECT", [&] {
     Child c({"sqlite3", "-batch", "-bail", target}, log, script);
     return RunOk(c, 3600000, "sqlite3 baseline", log) ? c.wall_s() : NAN;
+  });
+  add("reference: sqlite3 CLI, SELECT .. WHERE 1", [&] {
+    Child c({"sqlite3", "-batch", "-bail", target}, log, row_script);
+    return RunOk(c, 3600000, "sqlite3 reference", log) ? c.wall_s() : NAN;
   });
   size_t two_at = 0;
   for (int w : g_opt.workers) {
@@ -1188,7 +1238,10 @@ struct CtlRun {
   double p50_ms = NAN, p99_ms = NAN, max_ms = NAN;
   double cpu_s = NAN, cpu_pct = NAN;
   double hwm_mib = NAN;
-  double sim_cpu_s = NAN;                // the simulator's own CPU over the fleet run
+  double sim_cpu_s = NAN;  // the simulator's own CPU over the fleet run
+  // Of cpu_s and sim_cpu_s: the ZeroMQ I/O threads' share (socket reads and
+  // writes, i.e. mostly the kernel's TCP work for 1,000 connections).
+  double cpu_zmq_s = NAN, sim_cpu_zmq_s = NAN;
   double commits = NAN, commit_s = NAN;  // state group commits and their total time
   uint64_t grants = 0, completions = 0;
   std::string error;
@@ -1246,15 +1299,19 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   struct rusage ru0 {};
   getrusage(RUSAGE_SELF, &ru0);
   double cpu0 = ProcCpuS(pid);
+  const auto zmq0 = ThreadCpuS(pid, "ZMQbg/IO"), sim_zmq0 = ThreadCpuS(getpid(), "ZMQbg/IO");
   int64_t t0 = NowNs();
   FleetConfig fc;
   fc.endpoint = ep;
   fc.workers = g_opt.fleet;
   fc.threads = g_opt.fleet_threads;
   fc.copy_ms = copy_ms;
-  FleetStats st = Fleet(fc).Run();
+  Fleet fleet(fc);  // alive until its I/O threads' CPU is read
+  FleetStats st = fleet.Run();
   int64_t t1 = NowNs();
   double cpu1 = ProcCpuS(pid);
+  out.cpu_zmq_s = CpuSince(zmq0, ThreadCpuS(pid, "ZMQbg/IO"));
+  out.sim_cpu_zmq_s = CpuSince(sim_zmq0, ThreadCpuS(getpid(), "ZMQbg/IO"));
   if (!g_opt.ctl_latency_dump.empty()) {
     static std::map<std::string, int> runs_of_tag;  // one file per run: <tag>-<n>.lat
     fs::create_directories(g_opt.ctl_latency_dump);
@@ -1388,10 +1445,17 @@ void CaseControlPlane() {
     closed.Add(
         "grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
     closed.Add(
+        "mean latency forced by the closed loop",
+        [](auto& r) { return 1000.0 * g_opt.fleet / r.completions_per_s; }, "ms",
+        "Little's law: workers always waiting / completions/s");
+    closed.Add(
         "grant latency max", [](auto& r) { return r.max_ms; }, "ms");
     closed.Add(
         "coordinator CPU over the fleet run", [](auto& r) { return r.cpu_s; }, "s",
         "/proc/PID/stat utime+stime, registration to last answer");
+    closed.Add(
+        "  of which ZeroMQ I/O threads", [](auto& r) { return r.cpu_zmq_s; }, "s",
+        "socket reads/writes: mostly kernel TCP, one message per syscall per connection");
     closed.Add(
         "coordinator CPU utilisation", [](auto& r) { return r.cpu_pct; }, "%");
     closed.Add(
@@ -1403,6 +1467,8 @@ void CaseControlPlane() {
     closed.Add(
         "simulator CPU over the fleet run (same host)", [](auto& r) { return r.sim_cpu_s; }, "s",
         "competes with the coordinator for the cores");
+    closed.Add(
+        "  of which ZeroMQ I/O threads", [](auto& r) { return r.sim_cpu_zmq_s; }, "s");
     closed.Add(
         "coordinator peak RSS (VmHWM)", [](auto& r) { return r.hwm_mib; }, "MiB");
     const double comp = closed.MedianOf([](auto& r) { return r.completions_per_s; });
