@@ -239,20 +239,23 @@ class Child {
   double cpu_s_ = 0;
 };
 
-// utime+stime of a live process, seconds (/proc/PID/stat fields 14, 15).
-double ProcCpuS(pid_t pid) {
-  std::string s = Slurp(fmt::format("/proc/{}/stat", pid));
-  size_t rp = s.rfind(')');
-  if (rp == std::string::npos) return NAN;
-  std::istringstream in(s.substr(rp + 2));
-  std::string f;
+// utime+stime in seconds from the text of a /proc/PID/stat or
+// /proc/PID/task/TID/stat file (fields 14, 15); NaN if malformed. *comm, if
+// given, is set to the process or thread name (field 2).
+double StatCpuS(const std::string& stat, std::string* comm = nullptr) {
+  const size_t lp = stat.find('('), rp = stat.rfind(')');
+  if (lp == std::string::npos || rp == std::string::npos || rp < lp) return NAN;
+  if (comm) *comm = stat.substr(lp + 1, rp - lp - 1);
+  std::istringstream in(stat.substr(rp + 2));
   std::vector<std::string> fields;
-  while (in >> f) fields.push_back(f);
+  for (std::string f; in >> f;) fields.push_back(f);
   // fields[0] is field 3 (state); utime is field 14 -> index 11.
   if (fields.size() < 13) return NAN;
-  double ticks = std::stod(fields[11]) + std::stod(fields[12]);
-  return ticks / sysconf(_SC_CLK_TCK);
+  return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
 }
+
+// utime+stime of a live process, seconds.
+double ProcCpuS(pid_t pid) { return StatCpuS(Slurp(fmt::format("/proc/{}/stat", pid))); }
 
 // utime+stime of each thread of a live process whose name (comm) starts
 // with `prefix`, seconds, by thread id (/proc/PID/task/TID/stat).
@@ -260,16 +263,10 @@ std::map<pid_t, double> ThreadCpuS(pid_t pid, const std::string& prefix) {
   std::map<pid_t, double> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    const std::string stat = Slurp(e.path().string() + "/stat");
-    const size_t lp = stat.find('('), rp = stat.rfind(')');
-    if (lp == std::string::npos || rp == std::string::npos || rp < lp) continue;
-    if (stat.compare(lp + 1, prefix.size(), prefix) != 0) continue;
-    std::istringstream in(stat.substr(rp + 2));
-    std::vector<std::string> fields;
-    for (std::string f; in >> f;) fields.push_back(f);
-    if (fields.size() < 13) continue;
-    const pid_t tid = static_cast<pid_t>(std::atol(e.path().filename().c_str()));
-    out[tid] = (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
+    std::string comm;
+    const double cpu = StatCpuS(Slurp(e.path().string() + "/stat"), &comm);
+    if (std::isnan(cpu) || comm.rfind(prefix, 0) != 0) continue;
+    out[static_cast<pid_t>(std::atol(e.path().filename().c_str()))] = cpu;
   }
   return out;
 }
@@ -720,27 +717,21 @@ void CaseSqlite() {
   const std::string row_script = g_opt.dir + "/c1-reference-where1.sql";
   {
     Sql db(legacy);
-    std::ofstream f(script);
-    f << "PRAGMA journal_mode=WAL;\n";
+    std::string setup = "PRAGMA journal_mode=WAL;\n";
     for (auto& r : db.Rows("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE "
                            "'sqlite\\_%' ESCAPE '\\' AND name <> '__ferry_meta' ORDER BY "
                            "type='index', name")) {
-      f << r[0] << ";\n";
+      setup += r[0] + ";\n";
     }
-    f << "ATTACH " << Quote(legacy) << " AS src;\n";
+    setup += "ATTACH " + Quote(legacy) + " AS src;\n";
+    std::ofstream f(script), g(row_script);
+    f << setup;
+    g << setup;
     for (const auto& t : tables) {
-      f << "BEGIN; INSERT INTO main." << Ident(t) << " SELECT * FROM src." << Ident(t)
-        << "; COMMIT;\n";
-    }
-  }
-  {
-    std::ifstream in(script);
-    std::ofstream g(row_script);
-    for (std::string line; std::getline(in, line);) {
-      const size_t at = line.find("; COMMIT;");
-      if (line.rfind("BEGIN; INSERT", 0) == 0 && at != std::string::npos)
-        line.insert(at, " WHERE 1");
-      g << line << "\n";
+      const std::string copy =
+          "BEGIN; INSERT INTO main." + Ident(t) + " SELECT * FROM src." + Ident(t);
+      f << copy << "; COMMIT;\n";
+      g << copy << " WHERE 1; COMMIT;\n";
     }
   }
   std::vector<TimedCase> cases;
