@@ -104,6 +104,9 @@ void LeaseTable::SetState(RangeRecord* r, RangeState s) {
   counts_[static_cast<int>(r->state)]--;
   if (r->state == RangeState::kPending) pending_.erase(r->id);
   if (r->state == RangeState::kLeased) by_deadline_.erase({r->deadline_ms, r->id});
+  if (was == RangeState::kLeased && s != RangeState::kLeased) {
+    r->idle_leased_ms += clock_->NowMs() - r->progress_ms;
+  }
   r->state = s;
   estimate_total_ += EstimateOf(*r);
   counts_[static_cast<int>(s)]++;
@@ -157,6 +160,8 @@ void LeaseTable::ApplyProgress(RangeRecord* r, const Progress& p) {
   if (!p.cursor.empty() && p.cursor != r->cursor) {
     r->cursor.assign(p.cursor);
     r->progress_ms = clock_->NowMs();
+    r->idle_leased_ms = 0;
+    r->errors_since_progress = 0;
   }
   // Unsigned wrap-around makes a smaller count (a rewind) subtract.
   rows_total_ += p.rows - r->rows;
@@ -216,6 +221,7 @@ Status LeaseTable::ReportError(uint64_t range, uint64_t epoch, const std::string
   // Only errors the worker classified as permanent count towards failing
   // the range; transient ones (a full disk, a lost connection) put it back.
   if (permanent) r->errors++;
+  r->errors_since_progress++;
   r->last_error = message;
   r->owner.clear();
   SetDeadline(r, 0);
@@ -256,6 +262,8 @@ size_t LeaseTable::RetryFailed() {
   for (RangeRecord& r : ranges_) {
     if (r.state != RangeState::kFailed) continue;
     r.errors = 0;
+    r.errors_since_progress = 0;
+    r.idle_leased_ms = 0;
     SetState(&r, RangeState::kPending);
     ++n;
   }
@@ -264,6 +272,15 @@ size_t LeaseTable::RetryFailed() {
 
 int64_t LeaseTable::NextDeadlineMs() const {
   return by_deadline_.empty() ? INT64_MAX : by_deadline_.begin()->first;
+}
+
+size_t LeaseTable::CountStalled(int64_t stall_ms) const {
+  const int64_t now = clock_->NowMs();
+  size_t n = 0;
+  for (const auto& [deadline, id] : by_deadline_) {
+    if (ranges_[id - 1].StalledForMs(now) >= stall_ms) ++n;
+  }
+  return n;
 }
 
 std::vector<uint64_t> LeaseTable::leased() const {

@@ -113,6 +113,9 @@ class LeaseTable {
   // Sum over ranges of (done ? rows : max(est_rows, rows)): the estimate of
   // the job's total rows, refined as ranges finish (running total, O(1)).
   uint64_t rows_estimated() const { return estimate_total_; }
+  // Leased ranges whose cursor has not moved for `stall_ms` of leased time,
+  // counted across re-grants (RangeRecord::StalledForMs). O(leased).
+  size_t CountStalled(int64_t stall_ms) const;
   // Ids of the leased ranges, earliest deadline first. O(leased).
   std::vector<uint64_t> leased() const;
 

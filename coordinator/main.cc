@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   double stall_s = 30;
   app.add_option("--stall-after", stall_s,
-                 "a leased range whose cursor has not moved this long is listed as stalled")
+                 "a range whose cursor has not moved for this much leased time (across re-grants) "
+                 "is listed as stalled")
       ->default_val(30);
   app.add_flag("--exit-when-done", o.exit_when_done,
                "exit once the migration is complete (default: keep serving status)");

@@ -33,7 +33,18 @@ struct RangeRecord {
   uint32_t attempts = 0;  // grants so far
   uint32_t errors = 0;    // copy errors reported so far
   std::string last_error;
-  int64_t progress_ms = 0;  // when the cursor last moved (not persisted)
+  // Stall tracking (not persisted; restarts from zero on Load): a range is
+  // stalled once it has been leased for stall time without its cursor
+  // moving, counted across re-grants, so a range that fails on every lease
+  // (a full disk) or whose owners keep expiring is still reported.
+  int64_t progress_ms = 0;             // when the current stretch without progress began
+  int64_t idle_leased_ms = 0;          // leased time without progress in earlier leases
+  uint32_t errors_since_progress = 0;  // errors of any kind since the cursor moved
+
+  // Leased time without the cursor moving, as of `now`.
+  int64_t StalledForMs(int64_t now) const {
+    return idle_leased_ms + (state == RangeState::kLeased ? now - progress_ms : 0);
+  }
 };
 
 // Job-level phase, persisted.

@@ -182,6 +182,7 @@ nlohmann::json Coordinator::StatusFields() {
       {"ranges_leased", table_.count(RangeState::kLeased)},
       {"ranges_done", table_.count(RangeState::kDone)},
       {"ranges_failed", table_.count(RangeState::kFailed)},
+      {"ranges_stalled", table_.CountStalled(opt_.stall_ms)},
       {"rows_copied", rows},
       {"bytes_copied", BytesCopied()},
       {"rows_estimated", est},
@@ -219,11 +220,12 @@ std::string Coordinator::RangesJson(const std::string& filter) {
     if (want && r.state != *want) continue;
     std::string reason;
     if (stalled) {
-      if (r.state != RangeState::kLeased || now - r.progress_ms < opt_.stall_ms) continue;
+      if (r.state != RangeState::kLeased || r.StalledForMs(now) < opt_.stall_ms) continue;
       auto it = workers_.find(r.owner);
       bool heard = it != workers_.end() && now - it->second.row.last_seen_ms < opt_.stall_ms;
       reason = !heard ? "no heartbeat"
-                      : (r.errors ? "repeated write errors" : "heartbeats without progress");
+                      : (r.errors_since_progress ? "repeated write errors"
+                                                 : "heartbeats without progress");
     }
     nlohmann::json j = {{"id", r.id},
                         {"table", r.table},
@@ -298,6 +300,9 @@ std::string Coordinator::MetricsText() {
   uint64_t live = 0;
   for (const auto& [id, w] : workers_) live += now - w.row.last_seen_ms <= 3 * table_.ttl_ms();
   RenderGauge("ferry_workers_live", "Workers heard from within three lease TTLs.", live, &out);
+  RenderGauge("ferry_ranges_stalled",
+              "Leased ranges whose cursor has not moved for --stall-after of leased time.",
+              static_cast<double>(table_.CountStalled(opt_.stall_ms)), &out);
   RenderGauge("ferry_lease_requests_waiting",
               "Lease requests held until a range comes free or the job ends (at most 1 s).",
               static_cast<double>(waiting_.size()), &out);

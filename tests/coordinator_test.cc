@@ -11,6 +11,7 @@
 #include "common/key_codec.h"
 #include "common/version.h"
 #include "common/wire.h"
+#include "ctl/ctl_client.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 #include "worker/worker.h"
@@ -153,6 +154,20 @@ class FakeWorker {
       m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
       m.setRowsDone(rows);
     }
+    auto reply = Call(b, /*expect_reply=*/false);
+    if (!reply) return "none";
+    auto rb = reply->root().getBody();
+    if (rb.isAck()) return "ack";
+    if (rb.isError() && rb.getError().getCode() == Error::Code::LEASE_LOST) return "lease lost";
+    return "other";
+  }
+
+  // A ReportError; returns "ack", "lease lost", "other" or "none".
+  std::string SendError(uint64_t range, uint64_t epoch, bool permanent, const std::string& msg) {
+    capnp::MallocMessageBuilder b;
+    auto m = NewEnvelope(b, ++rid_).getBody().initReportError();
+    m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setPermanent(permanent);
+    m.setMessage(msg);
     auto reply = Call(b, /*expect_reply=*/false);
     if (!reply) return "none";
     auto rb = reply->root().getBody();
@@ -672,6 +687,44 @@ TEST(CoordinatorTest, StalledRangesAreListedWithTheirReason) {
   ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
   EXPECT_TRUE(stalled().empty());
   EXPECT_NE(c->HandleCommand("ranges bogus").find("error"), std::string::npos);
+}
+
+// A range whose every lease ends in a transient error (a full disk) is
+// re-granted again and again without its cursor moving: it is still listed
+// as stalled, counted in `status`, and the text status shows the error.
+TEST(CoordinatorTest, RangeFailingOnEveryLeaseIsStalledAcrossRegrants) {
+  Fixture f;
+  f.ttl_ms = 600000;
+  f.stall_ms = 5000;
+  MakeSimpleTable(f.legacy, 30);
+  auto c = f.Start(10);
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  w.Register();
+  auto status = [&] { return nlohmann::json::parse(c->HandleCommand("status")); };
+  for (int i = 0; i < 4; ++i) {
+    auto g = w.Lease();
+    ASSERT_EQ(g.range, 1u);
+    f.clock.Advance(2000);
+    ASSERT_EQ(w.SendError(1, g.epoch, /*permanent=*/false, "COMMIT: database or disk is full"),
+              "ack");
+  }
+  auto g = w.Lease();
+  ASSERT_EQ(g.range, 1u);
+  auto r = nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0]["id"], 1);
+  EXPECT_EQ(r[0]["reason"], "repeated write errors");
+  EXPECT_EQ(r[0]["last_error"], "COMMIT: database or disk is full");
+  EXPECT_EQ(status()["ranges_stalled"], 1);
+  EXPECT_NE(c->HandleCommand("metrics").find("\nferry_ranges_stalled 1\n"), std::string::npos);
+  const std::string text = RenderStatus(status());
+  EXPECT_NE(text.find("ranges_stalled            1"), std::string::npos) << text;
+  EXPECT_NE(text.find("database or disk is full"), std::string::npos) << text;
+
+  // The disk has room again: the cursor moves and the range is no longer stalled.
+  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
+  EXPECT_TRUE(nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"].empty());
+  EXPECT_EQ(status()["ranges_stalled"], 0);
 }
 
 }  // namespace

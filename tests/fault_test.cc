@@ -362,15 +362,17 @@ TEST(FaultTest, TerminatedWorkerReleasesItsLease) {
 }
 
 // 8. The new store becomes unwritable mid-migration (a file-size limit on the
-// worker makes its writes fail with EFBIG): the range is not marked done, the
-// error shows in status with the range and cause, and the migration
-// completes once the limit is lifted, with no coordinator restart.
+// worker makes its writes fail with EFBIG, as a full disk would): the range is
+// not marked done, the error shows in status with the range and cause, the
+// range — re-granted after every failed lease, each shorter than the stall
+// time — is reported stalled, and the migration completes once the limit is
+// lifted, with no coordinator restart.
 TEST(FaultTest, UnwritableTargetIsReportedAndRecoveredWithoutRestart) {
   TempDir dir;
   Cluster c(dir.path());
   MakeTable(c.legacy, 20000, 200);
-  auto coord = c.StartCoordinator(
-      {"--exit-when-done", "--lease-ttl", "2", "--batch-rows", "200", "--range-rows", "5000"});
+  auto coord = c.StartCoordinator({"--exit-when-done", "--lease-ttl", "2", "--batch-rows", "200",
+                                   "--range-rows", "5000", "--stall-after", "6"});
   ASSERT_TRUE(c.WaitState("copying", 20000));
   // The target is ~4.5 MB when complete: stop it at 1 MB.
   auto a = c.StartWorker("a", {}, {"/usr/bin/prlimit", "--fsize=1000000:unlimited"});
@@ -385,6 +387,17 @@ TEST(FaultTest, UnwritableTargetIsReportedAndRecoveredWithoutRestart) {
   EXPECT_LT(st.value("ranges_done", 0), st.value("ranges_total", 0));
   EXPECT_NE(st.value("last_error", "").find("range "), std::string::npos) << st.dump();
   EXPECT_NE(ReadFile(c.log_dir + "/coordinator.log").find("range_error"), std::string::npos);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto s = c.Status();
+        return s.is_object() && s.value("ranges_stalled", 0) >= 1;
+      },
+      60000))
+      << c.Logs();
+  auto stalled = nlohmann::json::parse(c.Command("ranges stalled"))["ranges"];
+  ASSERT_GE(stalled.size(), 1u) << stalled.dump();
+  EXPECT_EQ(stalled[0]["reason"], "repeated write errors") << stalled.dump();
+  EXPECT_GE(stalled[0]["attempts"].get<int>(), 2) << "stalled across re-grants";
   std::string out;
   ASSERT_EQ(RunCommand({"/usr/bin/prlimit", "--pid", std::to_string(a->pid()), "--fsize=unlimited"},
                        &out),

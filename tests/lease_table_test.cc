@@ -77,6 +77,49 @@ TEST(LeaseTableTest, ExpiredLeaseIsRegrantedWithHigherEpochKeepingCursor) {
   EXPECT_EQ(r->rows, 57u);
 }
 
+// The stall clock counts leased time without the cursor moving across
+// re-grants: a range that fails on every lease (a full disk) or whose owners
+// keep expiring is stalled, while time spent pending is not counted, and
+// moving the cursor starts it over.
+TEST(LeaseTableTest, StallTimeAccumulatesAcrossRegrantsUntilTheCursorMoves) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(2), 0);
+  constexpr int64_t kStall = 30000;
+  for (int i = 0; i < 8; ++i) {
+    const RangeRecord* r = t.Grant("w");
+    ASSERT_EQ(r->id, 1u);
+    clock.Advance(4000);
+    ASSERT_TRUE(t.ReportError(1, r->epoch, "w", /*permanent=*/false, "disk full").ok());
+    clock.Advance(60000);  // pending: not counted
+  }
+  const RangeRecord* r = t.Grant("w");
+  ASSERT_EQ(r->id, 1u);
+  EXPECT_EQ(r->StalledForMs(clock.NowMs()), 8 * 4000);
+  EXPECT_EQ(r->errors_since_progress, 8u);
+  EXPECT_EQ(t.CountStalled(kStall), 1u);
+  EXPECT_EQ(t.CountStalled(8 * 4000 + 1), 0u);
+
+  // An expired owner adds its whole lease.
+  clock.Advance(kTtl);
+  ASSERT_EQ(t.ExpireDue().size(), 1u);
+  r = t.Grant("w2");
+  EXPECT_EQ(r->StalledForMs(clock.NowMs()), 8 * 4000 + kTtl);
+
+  // Progress starts the clock over.
+  clock.Advance(1000);
+  ASSERT_TRUE(t.Heartbeat(1, r->epoch, "w2", At(EncodeKey({Value{int64_t{7}}}), 7)).ok());
+  EXPECT_EQ(r->StalledForMs(clock.NowMs()), 0);
+  EXPECT_EQ(r->errors_since_progress, 0u);
+  EXPECT_EQ(t.CountStalled(kStall), 0u);
+  clock.Advance(kStall);
+  EXPECT_EQ(t.CountStalled(kStall), 1u);
+
+  // A range that was never leased is never stalled, however long it waits.
+  EXPECT_EQ(t.Find(2)->state, RangeState::kPending);
+  EXPECT_EQ(t.Find(2)->StalledForMs(clock.NowMs()), 0);
+}
+
 TEST(LeaseTableTest, StaleEpochIsLeaseLostAndChangesNothing) {
   FakeClock clock;
   LeaseTable t(&clock, kTtl);
