@@ -1355,4 +1355,24 @@ Status PgStore::WriteMarker(const Marker& marker) {
   return Status::Ok();
 }
 
+Status PgStore::RecordPlan(const std::string& plan_id) {
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  FERRY_RETURN_IF_ERROR(CreateMeta());
+  return Query(
+             fmt::format("INSERT INTO {} (key, value) VALUES ($1, 1) ON CONFLICT (key) DO NOTHING",
+                         Qualified(kMetaTable)),
+             "record plan", {"plan/" + plan_id})
+      .status();
+}
+
+Result<bool> PgStore::HasPlan(const std::string& plan_id) {
+  FERRY_RETURN_IF_ERROR(EnsureConnected());
+  FERRY_ASSIGN_OR_RETURN(bool exists, MetaExists());
+  if (!exists) return false;
+  FERRY_ASSIGN_OR_RETURN(
+      PgResult r, Query(fmt::format("SELECT 1 FROM {} WHERE key = $1", Qualified(kMetaTable)),
+                        "look up plan", {"plan/" + plan_id}));
+  return PQntuples(r.get()) > 0;
+}
+
 }  // namespace ferry

@@ -37,6 +37,7 @@
 //   'version'                     value = the data version
 //   'boundary'                    bytes = the mirrored boundary; absent = none
 //   'fence/<plan_id>/<range_id>'  value = the highest epoch that wrote the range
+//   'plan/<plan_id>'              value = 1: the coordinator of that plan created its schema here
 //
 // Connection loss: a call that finds the connection broken fails with
 // kUnavailable ("connection lost"); the next call reconnects (re-preparing
@@ -109,6 +110,8 @@ class PgStore : public Store {
   Result<std::optional<int64_t>> ReadVersion() override;
   Result<Marker> ReadMarker() override;
   Status WriteMarker(const Marker& marker) override;
+  Status RecordPlan(const std::string& plan_id) override;
+  Result<bool> HasPlan(const std::string& plan_id) override;
 
   // ---- for tests and diagnostics ----
   // The server process id of the current connection (0 if disconnected).

@@ -1019,6 +1019,24 @@ Status SqliteStore::WriteMarker(const Marker& marker) {
   return SyncWrites();
 }
 
+Status SqliteStore::RecordPlan(const std::string& plan_id) {
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  Txn txn(this);
+  FERRY_RETURN_IF_ERROR(txn.status());
+  FERRY_RETURN_IF_ERROR(db_.Exec(fmt::format(
+      "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)", QuoteIdent(kMetaTable))));
+  FERRY_RETURN_IF_ERROR(MetaPut("plan/" + plan_id, int64_t{1}));
+  FERRY_RETURN_IF_ERROR(txn.Commit());
+  return SyncWrites();
+}
+
+Result<bool> SqliteStore::HasPlan(const std::string& plan_id) {
+  FERRY_ASSIGN_OR_RETURN(bool exists, MetaTableExists());
+  if (!exists) return false;
+  FERRY_ASSIGN_OR_RETURN(std::optional<Value> v, MetaGet("plan/" + plan_id));
+  return v.has_value();
+}
+
 Status SqliteStore::SyncWrites() {
   if (!unsynced_) return Status::Ok();
   sqlite3_file* wal = nullptr;

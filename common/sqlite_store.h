@@ -29,6 +29,7 @@
 //   'version'                    the data version (integer)
 //   'boundary'                   the mirrored boundary (blob), absent = none
 //   'fence/<plan_id>/<range_id>' the highest epoch that wrote the range
+//   'plan/<plan_id>'             1: the coordinator of that plan created its schema here
 // It is never listed, and a TableSchema naming it is refused.
 //
 // A store opened as kSource refuses CreateSchema, WriteBatch and WriteMarker
@@ -127,6 +128,8 @@ class SqliteStore : public Store {
   // Sets 'version' when marker.version has a value (an absent version leaves
   // the stored one alone); sets 'boundary', or deletes it when empty.
   Status WriteMarker(const Marker& marker) override;
+  Status RecordPlan(const std::string& plan_id) override;
+  Result<bool> HasPlan(const std::string& plan_id) override;
   // fsyncs the WAL if this connection committed since the last sync.
   Status SyncWrites() override;
 

@@ -150,6 +150,16 @@ class Store {
   virtual Result<Marker> ReadMarker() = 0;
   // Idempotently records `marker` (version and boundary) in one transaction.
   virtual Status WriteMarker(const Marker& marker) = 0;
+
+  // ---- job identity (targets) ----
+  // The coordinator records its plan id in the new store it created the
+  // schema in (metadata key 'plan/<plan_id>', idempotent, durable on
+  // return); a worker refuses to write to a store without its plan's record,
+  // so a worker whose --target names another store (a typo, a staging
+  // database with the same tables) stops instead of copying rows where the
+  // version bump will never look.
+  virtual Status RecordPlan(const std::string& plan_id) = 0;
+  virtual Result<bool> HasPlan(const std::string& plan_id) = 0;
 };
 
 enum class StoreRole { kSource, kTarget };

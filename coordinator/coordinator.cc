@@ -105,6 +105,7 @@ Status Coordinator::Start() {
     RebuildWorkerLeases();
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
     FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
+    FERRY_RETURN_IF_ERROR(target_->RecordPlan(job_.plan_id));
     if (opt_.retry_failed && table_.RetryFailed() > 0 && job_.phase == JobPhase::kFailed) {
       job_.phase = JobPhase::kCopying;
       job_.failure.clear();
@@ -189,6 +190,8 @@ Status Coordinator::PlanNextTable() {
   // Migrations before lifecycle: the target schema exists before any lease.
   FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
   FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
+  // Workers check it before writing (Store::RecordPlan).
+  FERRY_RETURN_IF_ERROR(target_->RecordPlan(job_.plan_id));
   FERRY_RETURN_IF_ERROR(state_->CreateJob(job_, plan_));
   uint64_t est = 0;
   for (const RangeRecord& r : plan_) est += r.est_rows;
@@ -340,7 +343,8 @@ void Coordinator::LogRoutine(const char* kind, uint64_t range, uint64_t epoch,
 }
 
 void Coordinator::Record(Event e) {
-  auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire")
+  auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire" ||
+                e.kind == "worker_refused")
                    ? spdlog::level::warn
                    : spdlog::level::info;
   if (spdlog::should_log(level)) {

@@ -205,6 +205,17 @@ zmq::message_t Coordinator::Dispatch(zmq::message_t& identity, const void* data,
         std::string id(AsView(m.getWorkerId()));
         std::string msg(AsView(m.getMessage()).substr(0, 1024));
         WorkerInfo* w = TouchWorker(id);
+        if (m.getRangeId() == 0 && w) {
+          // A registered worker that cannot use its stores (its new store is
+          // not ours, its legacy store cannot be read) says so and leaves.
+          w->row.state = "gone";
+          dirty_workers_.push_back(w->row);
+          last_range_error_ = fmt::format("worker {}: {}", id, msg);
+          Record(Event{clock_->NowMs(), "worker_refused", 0, 0, id, msg});
+          auto a = out.getBody().initAck();
+          a.setPaused(job_.paused);
+          return ToFrame(b);
+        }
         Status s = table_.ReportError(m.getRangeId(), m.getEpoch(), id, m.getPermanent(), msg);
         if (!s.ok()) {
           metrics_.lease_lost++;

@@ -126,6 +126,9 @@ struct Release {
   leaving @7 :Bool;  # the worker is shutting down (SIGTERM / drain)
 }
 
+# rangeId 0: the worker cannot use its stores (e.g. its new store holds no
+# record of this plan) and leaves; the coordinator shows the message as
+# last_error and lists the worker gone.
 struct ReportError {
   workerId @0 :Text;
   rangeId @1 :UInt64;

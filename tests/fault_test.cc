@@ -410,6 +410,46 @@ TEST(FaultTest, UnwritableTargetIsReportedAndRecoveredWithoutRestart) {
   ExpectMigrated(c);
 }
 
+// 8b. A worker whose --target names another store with the same tables (a
+// staging database, a mistyped path holding an earlier copy) refuses before
+// writing a row: exit 2 and one line naming the store and the flag, also
+// shown in the coordinator's status. Before
+// the plan check it copied its ranges there, the coordinator marked them done
+// and bumped the version of a store that lacked them.
+TEST(FaultTest, WorkerPointedAtAnotherTargetRefusesAndWritesNothing) {
+  TempDir dir;
+  Cluster c(dir.path());
+  MakeTable(c.legacy, 5000);
+  const std::string other = dir.File("other.db");
+  ASSERT_TRUE(ExecSql(other, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, note TEXT);"));
+  auto coord = c.StartCoordinator({"--exit-when-done", "--range-rows", "1000"});
+  ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
+  auto stray = c.StartWorker("stray", {"--target", "sqlite:" + other});
+  ASSERT_TRUE(stray->Wait(30000)) << c.Logs();
+  EXPECT_EQ(stray->exit_code(), 2) << c.Logs();
+  const std::string log = ReadFile(c.log_dir + "/worker-stray.log");
+  EXPECT_NE(log.find("sqlite:" + other + " is not the one coordinator"), std::string::npos) << log;
+  EXPECT_NE(log.find("--target"), std::string::npos) << log;
+  EXPECT_EQ(QueryInt(other, "SELECT count(*) FROM t"), 0);
+  // It said so before leaving: the operator sees why, and the coordinator
+  // does not wait for it at the end.
+  auto st = c.Status();
+  EXPECT_EQ(st.value("ranges_done", -1), 0);
+  EXPECT_NE(st.value("last_error", "").find("worker stray: the new store sqlite:" + other),
+            std::string::npos)
+      << st.dump();
+  auto workers = nlohmann::json::parse(c.Command("workers"))["workers"];
+  ASSERT_EQ(workers.size(), 1u) << workers.dump();
+  EXPECT_EQ(workers[0]["state"], "gone") << workers.dump();
+
+  auto good = c.StartWorker("good");
+  ASSERT_TRUE(coord->Wait(kLong)) << c.Logs();
+  EXPECT_EQ(coord->exit_code(), 0);
+  ASSERT_TRUE(good->Wait(20000));
+  EXPECT_EQ(good->exit_code(), 0);
+  ExpectMigrated(c);
+}
+
 // 9. A permanent source fault on one range (a corrupt page in the legacy
 // file) is classified permanent after a bounded number of attempts: the
 // range fails with its cause, the others finish, status says failed and

@@ -565,6 +565,26 @@ TEST_F(PgStoreTest, MarkerRoundTripAndSourceCreatesNothing) {
   EXPECT_EQ(PgQueryInt(db_->uri(), "SELECT value FROM __ferry_meta WHERE key = 'version'"), 2);
 }
 
+// The plan record a worker checks before writing (Store::RecordPlan).
+TEST_F(PgStoreTest, PlanRecordIsKeptPerPlanAndSourceRefusesToRecord) {
+  auto source = Open(StoreRole::kSource);
+  ASSERT_NE(source, nullptr);
+  auto has = source->HasPlan("p1");
+  ASSERT_TRUE(has.ok()) << has.status().ToString();
+  EXPECT_FALSE(*has);
+  EXPECT_EQ(source->RecordPlan("p1").code(), Code::kFailedPrecondition);
+
+  auto target = Open(StoreRole::kTarget);
+  ASSERT_NE(target, nullptr);
+  ASSERT_OK(target->RecordPlan("p1"));
+  ASSERT_OK(target->RecordPlan("p1"));  // idempotent
+  EXPECT_EQ(PgQueryInt(db_->uri(), "SELECT count(*) FROM __ferry_meta WHERE key LIKE 'plan/%'"), 1);
+  has = source->HasPlan("p1");
+  ASSERT_TRUE(has.ok()) << has.status().ToString();
+  EXPECT_TRUE(*has);
+  EXPECT_FALSE(*target->HasPlan("p2"));
+}
+
 TEST_F(PgStoreTest, ErrorsNeverShowThePassword) {
   const std::string bad_db = testing::PgUriWithDb(PgAdminUri(), "no_such_db_ferry");
   std::string with_password = bad_db;

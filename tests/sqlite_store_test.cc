@@ -768,6 +768,34 @@ TEST_F(SqliteStoreTest, VersionAndMarkerRoundTrip) {
   EXPECT_EQ(*version, std::optional<int64_t>(2));
 }
 
+// The plan record a worker checks before writing (Store::RecordPlan).
+TEST_F(SqliteStoreTest, PlanRecordIsKeptPerPlanAndSeenByOtherConnections) {
+  auto target = OpenOk(Path("new.db"), StoreRole::kTarget);
+  ASSERT_NE(target, nullptr);
+  auto has = target->HasPlan("p1");
+  ASSERT_TRUE(has.ok()) << has.status().ToString();
+  EXPECT_FALSE(*has);
+  ASSERT_OK(target->RecordPlan("p1"));
+  ASSERT_OK(target->RecordPlan("p1"));  // idempotent
+  EXPECT_EQ(testing::QueryInt(Path("new.db"),
+                              "SELECT count(*) FROM __ferry_meta WHERE key LIKE 'plan/%'"),
+            1);
+  auto other = OpenOk(Path("new.db"), StoreRole::kTarget);
+  ASSERT_NE(other, nullptr);
+  EXPECT_TRUE(*other->HasPlan("p1"));
+  EXPECT_FALSE(*other->HasPlan("p2"));
+  EXPECT_FALSE(*OpenOk(Path("elsewhere.db"), StoreRole::kTarget)->HasPlan("p1"));
+
+  // A store without a metadata table has no plan; a source refuses to record one.
+  Sql(Path("old.db"), "CREATE TABLE t (k INTEGER PRIMARY KEY);");
+  auto source = OpenOk(Path("old.db"), StoreRole::kSource);
+  ASSERT_NE(source, nullptr);
+  has = source->HasPlan("p1");
+  ASSERT_TRUE(has.ok()) << has.status().ToString();
+  EXPECT_FALSE(*has);
+  EXPECT_EQ(source->RecordPlan("p1").code(), Code::kFailedPrecondition);
+}
+
 TEST_F(SqliteStoreTest, SourceWithoutMetaTableHasNoVersion) {
   Sql(Path("old.db"), "CREATE TABLE t (k INTEGER PRIMARY KEY);");
   auto source = OpenOk(Path("old.db"), StoreRole::kSource);

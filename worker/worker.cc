@@ -98,6 +98,16 @@ Status Worker::OpenStores() {
   return Status::Ok();
 }
 
+Status Worker::CheckTargetPlan() {
+  FERRY_ASSIGN_OR_RETURN(bool ours, target_->HasPlan(plan_id_));
+  if (ours) return Status::Ok();
+  return InvalidArgument(fmt::format(
+      "the new store {} is not the one coordinator {} migrates into: it holds no record of plan "
+      "{}; nothing was written to it (check this worker's --target, or that the coordinator's "
+      "--target names the same store from this host)",
+      target_->Describe(), opt_.coordinator, plan_id_));
+}
+
 Status Worker::Run() {
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool registered = false;
@@ -118,8 +128,12 @@ Status Worker::Run() {
       registered = true;
       backoff.Reset();
       Status o = OpenStores();
+      if (o.ok()) o = CheckTargetPlan();
       if (!o.ok()) {
-        if (o.code() == Code::kInvalidArgument || o.code() == Code::kPermanent) return o;
+        if (o.code() == Code::kInvalidArgument || o.code() == Code::kPermanent) {
+          ReportRefusal(o);
+          return o;
+        }
         LogEvent(RetryLevel(backoff.attempt()), "open_stores_retry",
                  {{"worker", opt_.id}, {"error", o.message()}});
         registered = false;
@@ -419,6 +433,17 @@ void Worker::ReportError(const Lease& lease, const Status& s) {
   r.setPermanent(permanent);
   r.setMessage(s.message().substr(0, 1000));
   client_.Call(b, rid, opt_.request_timeout_ms, [this](DecodedEnvelope& e) { ReleaseStale(e); });
+}
+
+void Worker::ReportRefusal(const Status& s) {
+  capnp::MallocMessageBuilder b;
+  uint64_t rid = client_.NextRequestId();
+  auto r = NewEnvelope(b, rid).getBody().initReportError();
+  r.setWorkerId(opt_.id);
+  r.setRangeId(0);
+  r.setPermanent(true);
+  r.setMessage(s.message().substr(0, 1000));
+  client_.Call(b, rid, opt_.request_timeout_ms);  // best effort: we exit either way
 }
 
 Worker::Outcome Worker::Copy(Lease& lease) {

@@ -26,7 +26,9 @@
 // (SIGTERM/SIGINT) it finishes the current batch, reports the cursor,
 // releases the lease and returns Ok. It returns Ok when the migration is
 // complete or it was drained; kPermanent if the migration failed;
-// kFailedPrecondition on a protocol version mismatch.
+// kFailedPrecondition on a protocol version mismatch; kInvalidArgument, before
+// writing anything, when its new store holds no record of the coordinator's
+// plan (Store::HasPlan: --target names another store than the coordinator's).
 //
 // Thread safety: Run() owns everything; one thread per Worker.
 #pragma once
@@ -83,6 +85,8 @@ class Worker {
   Lease LeaseFromGrant(DecodedEnvelope& reply, int64_t sent);
   Status Register();
   Status OpenStores();
+  // kInvalidArgument unless the new store holds the plan's record.
+  Status CheckTargetPlan();
   Outcome Copy(Lease& lease);
   // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
   // written) when the range has no rows after the cursor. out->digest is the
@@ -97,6 +101,10 @@ class Worker {
   // marker says the migration is complete (sets marked_done_).
   bool FinishRange(Lease& lease, bool complete);
   void ReportError(const Lease& lease, const Status& s);
+  // Tells the coordinator, before exiting on `s` (a store this worker cannot
+  // use), that it leaves: a ReportError for range 0, which the coordinator
+  // shows as last_error and takes as the worker's goodbye. Best effort.
+  void ReportRefusal(const Status& s);
   void ReleaseStale(DecodedEnvelope& env);
   bool Sleep(int64_t ms);  // false if a stop came first
   // True if the new store's own marker says the migration is complete.
