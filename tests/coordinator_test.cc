@@ -659,32 +659,44 @@ TEST(CoordinatorTest, PauseStopsGrantsAndResumeRestartsThem) {
   EXPECT_NE(c->HandleCommand("throttle 1000").find("\"ok\":true"), std::string::npos);
 }
 
+// Three ranges of 10 rows, a 5 s stall time, leases that never expire on
+// their own, and a registered FakeWorker "w1".
+struct StallSetup {
+  StallSetup() {
+    f.ttl_ms = 600000;
+    f.stall_ms = 5000;
+    MakeSimpleTable(f.legacy, 30);
+    c = f.Start(10);
+    w = std::make_unique<FakeWorker>(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+    w->Register();
+  }
+  nlohmann::json Stalled() {
+    return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
+  }
+  Fixture f;
+  std::unique_ptr<Coordinator> c;
+  std::unique_ptr<FakeWorker> w;
+};
+
 // `ranges stalled` lists leased ranges whose cursor has not moved for the
 // stall time, with the reason ferry knows.
 TEST(CoordinatorTest, StalledRangesAreListedWithTheirReason) {
-  Fixture f;
-  f.ttl_ms = 600000;
-  f.stall_ms = 5000;
-  MakeSimpleTable(f.legacy, 30);
-  auto c = f.Start(10);
-  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
-  w.Register();
-  auto g = w.Lease();
+  StallSetup s;
+  auto& [f, c, w] = s;
+  auto g = w->Lease();
   ASSERT_EQ(g.range, 1u);
-  auto stalled = [&] {
-    return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
-  };
+  auto stalled = [&] { return s.Stalled(); };
   EXPECT_TRUE(stalled().empty());
   f.clock.Advance(6000);
   auto r = stalled();
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]["id"], 1);
   EXPECT_EQ(r[0]["reason"], "no heartbeat");
-  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, "", 0), "ack");  // alive, no progress
+  ASSERT_EQ(w->Send("heartbeat", 1, g.epoch, "", 0), "ack");  // alive, no progress
   r = stalled();
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]["reason"], "heartbeats without progress");
-  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
+  ASSERT_EQ(w->Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
   EXPECT_TRUE(stalled().empty());
   EXPECT_NE(c->HandleCommand("ranges bogus").find("error"), std::string::npos);
 }
@@ -693,24 +705,19 @@ TEST(CoordinatorTest, StalledRangesAreListedWithTheirReason) {
 // re-granted again and again without its cursor moving: it is still listed
 // as stalled, counted in `status`, and the text status shows the error.
 TEST(CoordinatorTest, RangeFailingOnEveryLeaseIsStalledAcrossRegrants) {
-  Fixture f;
-  f.ttl_ms = 600000;
-  f.stall_ms = 5000;
-  MakeSimpleTable(f.legacy, 30);
-  auto c = f.Start(10);
-  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
-  w.Register();
+  StallSetup s;
+  auto& [f, c, w] = s;
   auto status = [&] { return nlohmann::json::parse(c->HandleCommand("status")); };
   for (int i = 0; i < 4; ++i) {
-    auto g = w.Lease();
+    auto g = w->Lease();
     ASSERT_EQ(g.range, 1u);
     f.clock.Advance(2000);
-    ASSERT_EQ(w.SendError(1, g.epoch, /*permanent=*/false, "COMMIT: database or disk is full"),
+    ASSERT_EQ(w->SendError(1, g.epoch, /*permanent=*/false, "COMMIT: database or disk is full"),
               "ack");
   }
-  auto g = w.Lease();
+  auto g = w->Lease();
   ASSERT_EQ(g.range, 1u);
-  auto r = nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
+  auto r = s.Stalled();
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0]["id"], 1);
   EXPECT_EQ(r[0]["reason"], "repeated write errors");
@@ -722,8 +729,8 @@ TEST(CoordinatorTest, RangeFailingOnEveryLeaseIsStalledAcrossRegrants) {
   EXPECT_NE(text.find("database or disk is full"), std::string::npos) << text;
 
   // The disk has room again: the cursor moves and the range is no longer stalled.
-  ASSERT_EQ(w.Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
-  EXPECT_TRUE(nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"].empty());
+  ASSERT_EQ(w->Send("heartbeat", 1, g.epoch, EncodeKey({Value{int64_t{3}}}), 3), "ack");
+  EXPECT_TRUE(s.Stalled().empty());
   EXPECT_EQ(status()["ranges_stalled"], 0);
 }
 
