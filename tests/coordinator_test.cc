@@ -154,12 +154,7 @@ class FakeWorker {
       m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
       m.setRowsDone(rows);
     }
-    auto reply = Call(b, /*expect_reply=*/false);
-    if (!reply) return "none";
-    auto rb = reply->root().getBody();
-    if (rb.isAck()) return "ack";
-    if (rb.isError() && rb.getError().getCode() == Error::Code::LEASE_LOST) return "lease lost";
-    return "other";
+    return CallForAck(b);
   }
 
   // A ReportError; returns "ack", "lease lost", "other" or "none".
@@ -168,6 +163,12 @@ class FakeWorker {
     auto m = NewEnvelope(b, ++rid_).getBody().initReportError();
     m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setPermanent(permanent);
     m.setMessage(msg);
+    return CallForAck(b);
+  }
+
+ private:
+  // Sends `b`; "ack", "lease lost", "other" or "none" (no answer).
+  std::string CallForAck(capnp::MallocMessageBuilder& b) {
     auto reply = Call(b, /*expect_reply=*/false);
     if (!reply) return "none";
     auto rb = reply->root().getBody();
@@ -176,7 +177,6 @@ class FakeWorker {
     return "other";
   }
 
- private:
   zmq::socket_t sock_;
   Coordinator* pump_;
   std::string id_;
