@@ -254,6 +254,14 @@ std::vector<LeaseTable::Expired> LeaseTable::ExpireDue() {
     SetState(r, RangeState::kPending);  // leaves by_deadline_
     SetDeadline(r, 0);
   }
+  // No lease runs longer than one TTL from now. A deadline further out means
+  // the wall clock stepped back since it was set (an NTP step, a resumed VM):
+  // without this, a dead owner's range would wait out the whole step.
+  while (!by_deadline_.empty() && by_deadline_.rbegin()->first > now + ttl_ms_) {
+    RangeRecord* r = &ranges_[by_deadline_.rbegin()->second - 1];
+    SetDeadline(r, now + ttl_ms_);
+    dirty_.insert(r->id);
+  }
   return expired;
 }
 

@@ -80,7 +80,9 @@ class LeaseTable {
 
   // Leased ranges whose deadline has passed (deadline <= now) go back to
   // pending. Returns (range, previous owner, epoch) of each, earliest
-  // deadline first (ties by id).
+  // deadline first (ties by id). Deadlines more than one TTL ahead (the wall
+  // clock stepped back) are brought back to now + TTL (marked dirty).
+  // O(changed * log leased).
   struct Expired {
     uint64_t range;
     std::string owner;

@@ -120,6 +120,34 @@ TEST(LeaseTableTest, StallTimeAccumulatesAcrossRegrantsUntilTheCursorMoves) {
   EXPECT_EQ(t.Find(2)->StalledForMs(clock.NowMs()), 0);
 }
 
+// The wall clock steps back an hour (NTP, a resumed VM) while a lease is
+// held: its deadline is brought back to one TTL from the new now, so a dead
+// owner's range comes free after a TTL, not after the hour.
+TEST(LeaseTableTest, DeadlineIsClampedWhenTheClockStepsBack) {
+  FakeClock clock;
+  LeaseTable t(&clock, kTtl);
+  t.Load(Plan(2), 0);
+  const RangeRecord* a = t.Grant("w1");
+  const RangeRecord* b = t.Grant("w2");
+  ASSERT_NE(b, nullptr);
+  t.TakeDirty();
+  clock.Advance(5000);
+  ASSERT_TRUE(t.Heartbeat(2, b->epoch, "w2", At("", 0)).ok());  // w2 is alive
+  clock.Set(clock.NowMs() - 3600000);
+  EXPECT_TRUE(t.ExpireDue().empty());
+  EXPECT_EQ(a->deadline_ms, clock.NowMs() + kTtl);
+  EXPECT_EQ(b->deadline_ms, clock.NowMs() + kTtl);
+  EXPECT_EQ(t.NextDeadlineMs(), clock.NowMs() + kTtl);
+  auto dirty = t.TakeDirty();
+  std::sort(dirty.begin(), dirty.end());
+  EXPECT_EQ(dirty, (std::vector<uint64_t>{1, 2}));  // the new deadlines get persisted
+  clock.Advance(kTtl);
+  auto expired = t.ExpireDue();
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0].owner, "w1");
+  EXPECT_EQ(t.count(RangeState::kPending), 2u);
+}
+
 TEST(LeaseTableTest, StaleEpochIsLeaseLostAndChangesNothing) {
   FakeClock clock;
   LeaseTable t(&clock, kTtl);
