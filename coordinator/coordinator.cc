@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "common/curve.h"
 #include "common/key_codec.h"
 #include "common/logging.h"
 #include "common/wire.h"
@@ -68,6 +69,19 @@ Status Coordinator::Start() {
   if (opt_.lease_ttl_ms < 100) return InvalidArgument("--lease-ttl must be at least 0.1 seconds");
   if (opt_.range_rows == 0) return InvalidArgument("--range-rows must be at least 1");
   if (opt_.batch_rows == 0) return InvalidArgument("--batch-rows must be at least 1");
+  if (opt_.curve_secret_key_file.empty() != opt_.curve_allow_file.empty()) {
+    return InvalidArgument(
+        "--curve-secret-key-file and --curve-allow-file go together: the coordinator's secret key "
+        "and the public keys of the workers it accepts");
+  }
+  if (!opt_.curve_secret_key_file.empty()) {
+    FERRY_ASSIGN_OR_RETURN(CurveKeyPair keys, LoadCurveSecretKey(opt_.curve_secret_key_file,
+                                                                 "--curve-secret-key-file"));
+    curve_secret_ = keys.secret_z85;
+    curve_public_ = keys.public_z85;
+    FERRY_ASSIGN_OR_RETURN(curve_allowed_,
+                           LoadCurveAllowList(opt_.curve_allow_file, "--curve-allow-file"));
+  }
   if (opt_.state_path.empty()) return InvalidArgument("--state is required");
 
   FERRY_ASSIGN_OR_RETURN(lock_, StateLock::Acquire(opt_.state_path));
@@ -145,6 +159,15 @@ Status Coordinator::Start() {
     // workers retry their connect a second or more later. The kernel caps
     // this at net.core.somaxconn.
     router_->set(zmq::sockopt::backlog, kListenBacklog);
+    if (!curve_secret_.empty()) {
+      // The ZAP handler must exist before the first handshake.
+      zap_.emplace(*ctx_, zmq::socket_type::rep);
+      zap_->set(zmq::sockopt::linger, 0);
+      zap_->bind("inproc://zeromq.zap.01");
+      router_->set(zmq::sockopt::curve_server, 1);
+      router_->set(zmq::sockopt::curve_secretkey, curve_secret_);
+      router_->set(zmq::sockopt::zap_domain, "ferry");
+    }
     inproc_ = fmt::format("inproc://ferry-coordinator-{}", static_cast<const void*>(this));
     router_->bind(inproc_);
     if (!opt_.listen.empty()) {
@@ -173,7 +196,8 @@ Status Coordinator::Start() {
             {"source", RedactUri(opt_.source_uri)},
             {"target", RedactUri(opt_.target_uri)},
             {"from_version", opt_.from_version},
-            {"to_version", opt_.to_version}});
+            {"to_version", opt_.to_version},
+            {"curve_public_key", curve_public_.empty() ? "off" : curve_public_}});
   return Status::Ok();
 }
 
@@ -266,6 +290,7 @@ void Coordinator::Step(int timeout_ms) {
       {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
   };
+  if (zap_) items.push_back({static_cast<void*>(*zap_), 0, ZMQ_POLLIN, 0});
   try {
     zmq::poll(items, std::chrono::milliseconds(wait));
   } catch (const zmq::error_t& e) {
@@ -311,6 +336,7 @@ void Coordinator::Step(int timeout_ms) {
   } catch (const zmq::error_t& e) {
     LogEvent(spdlog::level::warn, "status_recv_error", {{"error", e.what()}});
   }
+  if (zap_) ServeZap();
   Expire();
   MaybeFinish();
   ServeWaiting();
@@ -474,6 +500,61 @@ void Coordinator::Mirror() {
     job_dirty_ = true;
     LogEvent(spdlog::level::info, "version_marked",
              {{"version", job_.to_version}, {"target", RedactUri(opt_.target_uri)}});
+  }
+}
+
+void Coordinator::ServeZap() {
+  // ZAP (ZeroMQ RFC 27): version, request id, domain, address, identity,
+  // mechanism, credentials -> version, request id, status code, status
+  // text, user id, metadata. REP: one answer before the next request.
+  for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
+    std::vector<zmq::message_t> req;
+    try {
+      zmq::message_t part;
+      if (!zap_->recv(part, zmq::recv_flags::dontwait)) return;
+      req.push_back(std::move(part));
+      while (req.back().more()) {
+        zmq::message_t next;
+        if (!zap_->recv(next, zmq::recv_flags::dontwait)) break;
+        req.push_back(std::move(next));
+      }
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::warn, "zap_recv_error", {{"error", e.what()}});
+      return;
+    }
+    std::string key;
+    if (req.size() >= 7 && req[5].to_string_view() == "CURVE" && req[6].size() == 32) {
+      char z85[41];
+      zmq_z85_encode(z85, static_cast<const uint8_t*>(req[6].data()), 32);
+      key = z85;
+    }
+    const bool ok = !key.empty() && curve_allowed_.count(key) > 0;
+    if (!ok) {
+      metrics_.auth_rejected++;
+      auth_unlogged_++;
+      const int64_t now = MonotonicMs();
+      if (now - auth_log_ms_ >= 1000) {  // one line a second, however many knock
+        LogEvent(spdlog::level::warn, "auth_rejected",
+                 {{"address", req.size() > 3 ? req[3].to_string() : ""},
+                  {"key", key},
+                  {"rejected", auth_unlogged_},
+                  {"check", "add the worker's public key to --curve-allow-file"}});
+        auth_log_ms_ = now;
+        auth_unlogged_ = 0;
+      }
+    }
+    const std::string request_id = req.size() > 1 ? req[1].to_string() : "";
+    const std::string fields[] = {
+        "1.0", request_id, ok ? "200" : "400", ok ? "OK" : "key not allowed", ok ? key : "", ""};
+    try {
+      for (size_t i = 0; i < 6; ++i) {
+        zap_->send(zmq::buffer(fields[i]),
+                   i < 5 ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      }
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::warn, "zap_send_error", {{"error", e.what()}});
+      return;
+    }
   }
 }
 

@@ -29,6 +29,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,6 +61,12 @@ struct CoordinatorOptions {
   bool exit_when_done = false;
   bool retry_failed = false;
   int64_t stall_ms = 30000;  // a leased range whose cursor has not moved this long is stalled
+  // CURVE on the worker endpoint (common/curve.h): both or neither. With
+  // them, only workers whose public key is in the allow file get through
+  // the handshake (a ZAP handler on this coordinator's context, served by
+  // its event loop); in-process workers (inproc) are not affected.
+  std::string curve_secret_key_file;
+  std::string curve_allow_file;
 };
 
 struct WorkerInfo {
@@ -173,6 +180,8 @@ class Coordinator {
   std::string WorkersJson();
   std::string MetricsText();
   std::string StateName() const;
+  // Answers the ZAP requests (CURVE handshakes) waiting on zap_.
+  void ServeZap();
 
   CoordinatorOptions opt_;
   const Clock* clock_;
@@ -184,6 +193,11 @@ class Coordinator {
   std::vector<TableSchema> tables_;
   std::optional<zmq::socket_t> router_;
   std::optional<zmq::socket_t> status_;
+  std::optional<zmq::socket_t> zap_;  // ZAP handler (REP), with CURVE only
+  std::string curve_secret_, curve_public_;
+  std::set<std::string> curve_allowed_;  // worker public keys (Z85)
+  int64_t auth_log_ms_ = 0;              // last auth_rejected log line (rate-limited)
+  uint64_t auth_unlogged_ = 0;           // rejections since then
   std::string inproc_, listen_bound_, status_bound_;
 
   LeaseTable table_;

@@ -74,6 +74,11 @@ int main(int argc, char** argv) {
                  "serve /metrics, /healthz, /readyz over HTTP on HOST:PORT (e.g. 127.0.0.1:7402)");
   app.add_option("--endpoints-file", endpoints_file,
                  "write the bound worker and status endpoints here (JSON)");
+  app.add_option("--curve-secret-key-file", o.curve_secret_key_file,
+                 "encrypt and authenticate the worker endpoint with CURVE: this coordinator's "
+                 "secret key (make one with `ferryctl keygen`)");
+  app.add_option("--curve-allow-file", o.curve_allow_file,
+                 "with --curve-secret-key-file: the workers' public keys, one per line");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

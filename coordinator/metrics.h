@@ -41,6 +41,7 @@ struct CoordinatorMetrics {
   uint64_t commit_failures = 0;
   uint64_t status_requests = 0;
   uint64_t status_errors = 0;
+  uint64_t auth_rejected = 0;  // CURVE handshakes refused (key not in the allow file)
   // Rows per heartbeat (the batch rows a worker committed since the last one).
   Histogram progress_rows{{100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000}};
   // Seconds per state commit (group commit of everything one loop pass did).

@@ -291,6 +291,9 @@ std::string Coordinator::MetricsText() {
   RenderCounter("ferry_state_commit_failures_total", "State transactions that failed.",
                 m.commit_failures, &out);
   RenderCounter("ferry_status_requests_total", "Status socket requests.", m.status_requests, &out);
+  RenderCounter("ferry_auth_rejected_total",
+                "CURVE handshakes refused (the worker's key is not in --curve-allow-file).",
+                m.auth_rejected, &out);
   out += "# HELP ferry_ranges Ranges by state.\n# TYPE ferry_ranges gauge\n";
   for (RangeState s :
        {RangeState::kPending, RangeState::kLeased, RangeState::kDone, RangeState::kFailed}) {

@@ -7,6 +7,7 @@
 
 #include "common/cli.h"
 #include "common/clock.h"
+#include "common/curve.h"
 #include "common/signals.h"
 #include "common/store.h"
 #include "ctl/ctl_client.h"
@@ -150,6 +151,12 @@ int main(int argc, char** argv) {
   double wait_timeout = 0;
   std::string wait_target;
   int64_t wait_version = 2;
+  std::string keygen_file;
+  app.add_subcommand("keygen",
+                     "write a new CURVE secret key to FILE (mode 0600) and its public key to "
+                     "FILE.pub, and print the public key")
+      ->add_option("FILE", keygen_file, "where to write the secret key (never overwritten)")
+      ->required();
   auto* wait = app.add_subcommand("wait", "exit 0 once the migration is complete");
   wait->add_option("--timeout", wait_timeout, "give up after this many seconds (0: never)")
       ->default_val(0);
@@ -174,6 +181,12 @@ int main(int argc, char** argv) {
     return Wait(ctx, endpoint, t, request_ms);
   }
   if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval);
+  if (cmd == "keygen") {
+    auto pair = WriteNewCurveSecretKey(keygen_file);
+    if (!pair.ok()) return Fail("ferryctl", pair.status());
+    std::cout << pair->public_z85 << "\n";
+    return kExitOk;
+  }
 
   std::string line = cmd;
   if (cmd == "ranges" && !ranges_filter.empty()) line += " " + ranges_filter;

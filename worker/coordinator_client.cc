@@ -5,8 +5,9 @@
 
 namespace ferry {
 
-CoordinatorClient::CoordinatorClient(zmq::context_t* ctx, std::string endpoint)
-    : ctx_(ctx), endpoint_(std::move(endpoint)) {
+CoordinatorClient::CoordinatorClient(zmq::context_t* ctx, std::string endpoint,
+                                     CurveClientKeys curve)
+    : ctx_(ctx), endpoint_(std::move(endpoint)), curve_(std::move(curve)) {
   Reconnect();
 }
 
@@ -18,6 +19,11 @@ void CoordinatorClient::Reconnect() {
   sock_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
   sock_->set(zmq::sockopt::reconnect_ivl, 100);
   sock_->set(zmq::sockopt::reconnect_ivl_max, 2000);
+  if (!curve_.server_key.empty()) {
+    sock_->set(zmq::sockopt::curve_serverkey, curve_.server_key);
+    sock_->set(zmq::sockopt::curve_publickey, curve_.public_key);
+    sock_->set(zmq::sockopt::curve_secretkey, curve_.secret_key);
+  }
   sock_->connect(endpoint_);
 }
 

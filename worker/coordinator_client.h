@@ -20,9 +20,16 @@
 
 namespace ferry {
 
+// CURVE keys of a worker (Z85): empty server_key = no CURVE.
+struct CurveClientKeys {
+  std::string server_key;  // the coordinator's public key
+  std::string public_key;  // this worker's
+  std::string secret_key;
+};
+
 class CoordinatorClient {
  public:
-  CoordinatorClient(zmq::context_t* ctx, std::string endpoint);
+  CoordinatorClient(zmq::context_t* ctx, std::string endpoint, CurveClientKeys curve = {});
 
   uint64_t NextRequestId() { return ++last_request_id_; }
 
@@ -46,6 +53,7 @@ class CoordinatorClient {
  private:
   zmq::context_t* ctx_;
   std::string endpoint_;
+  CurveClientKeys curve_;
   std::optional<zmq::socket_t> sock_;
   uint64_t last_request_id_ = 0;
 };

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "common/cli.h"
+#include "common/curve.h"
 #include "common/signals.h"
 #include "worker/worker.h"
 
@@ -26,12 +27,31 @@ int main(int argc, char** argv) {
   app.add_flag("--no-direct-copy", no_direct,
                "always read rows into the worker and write them (default: a SQLite new store "
                "copies from a SQLite legacy store itself)");
+  std::string curve_server_file, curve_secret_file;
+  app.add_option("--curve-server-key-file", curve_server_file,
+                 "the coordinator's CURVE public key (the FILE.pub of its `ferryctl keygen FILE`)");
+  app.add_option("--curve-secret-key-file", curve_secret_file,
+                 "with --curve-server-key-file: this worker's CURVE secret key (`ferryctl "
+                 "keygen`); its public key must be in the coordinator's --curve-allow-file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return HandleParseError(app, e);
   }
   o.direct_copy = !no_direct;
+  if (curve_server_file.empty() != curve_secret_file.empty()) {
+    return Fail("ferry-worker",
+                InvalidArgument("--curve-server-key-file and --curve-secret-key-file go together"));
+  }
+  if (!curve_secret_file.empty()) {
+    auto server = LoadCurvePublicKey(curve_server_file, "--curve-server-key-file");
+    if (!server.ok()) return Fail("ferry-worker", server.status());
+    o.curve.server_key = *server;
+    auto keys = LoadCurveSecretKey(curve_secret_file, "--curve-secret-key-file");
+    if (!keys.ok()) return Fail("ferry-worker", keys.status());
+    o.curve.public_key = keys->public_z85;
+    o.curve.secret_key = keys->secret_z85;
+  }
   StartLogging(log);
   zmq::context_t ctx;
   Worker w(o, &ctx, StopFlag());

@@ -33,7 +33,7 @@ std::string DefaultWorkerId() {
 }
 
 Worker::Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop)
-    : opt_(std::move(options)), ctx_(ctx), stop_(stop), client_(ctx, opt_.coordinator) {
+    : opt_(std::move(options)), ctx_(ctx), stop_(stop), client_(ctx, opt_.coordinator, opt_.curve) {
   if (opt_.id.empty()) opt_.id = DefaultWorkerId();
 }
 
@@ -116,11 +116,17 @@ Status Worker::Run() {
       Status s = Register();
       if (s.code() == Code::kFailedPrecondition) return s;
       if (!s.ok()) {
-        LogEvent(RetryLevel(backoff.attempt()), "register_retry",
-                 {{"worker", opt_.id},
-                  {"attempt", backoff.attempt() + 1},
-                  {"error", s.message()},
-                  {"check", "is the coordinator running and --coordinator right?"}});
+        LogEvent(
+            RetryLevel(backoff.attempt()), "register_retry",
+            {{"worker", opt_.id},
+             {"attempt", backoff.attempt() + 1},
+             {"error", s.message()},
+             {"check", opt_.curve.server_key.empty()
+                           ? "is the coordinator running and --coordinator right?"
+                           : "is the coordinator running, --coordinator right, "
+                             "--curve-server-key-file its public key, and this worker's public "
+                             "key " +
+                                 opt_.curve.public_key + " in its --curve-allow-file?"}});
         if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
         Sleep(backoff.NextDelayMs());
         continue;

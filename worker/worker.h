@@ -57,6 +57,7 @@ struct WorkerOptions {
   int64_t backoff_cap_ms = 5000;
   uint32_t transient_retries = 5;  // per batch, before the range is given back with an error
   bool direct_copy = true;         // use Store::CopyBatch where the target supports it
+  CurveClientKeys curve;           // CURVE to the coordinator; empty = off
 };
 
 class Worker {
