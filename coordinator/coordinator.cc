@@ -16,6 +16,21 @@ namespace ferry {
 namespace {
 
 constexpr size_t kMaxMessagesPerPass = 4096;
+
+// Receives one whole multipart message without blocking into *frames;
+// false if none is waiting. Throws zmq::error_t.
+bool RecvAll(zmq::socket_t& sock, std::vector<zmq::message_t>* frames) {
+  frames->clear();
+  zmq::message_t part;
+  if (!sock.recv(part, zmq::recv_flags::dontwait)) return false;
+  frames->push_back(std::move(part));
+  while (frames->back().more()) {
+    zmq::message_t next;
+    if (!sock.recv(next, zmq::recv_flags::dontwait)) break;
+    frames->push_back(std::move(next));
+  }
+  return true;
+}
 constexpr int kListenBacklog = 4096;
 
 std::string NewPlanId() {
@@ -298,16 +313,8 @@ void Coordinator::Step(int timeout_ms) {
   }
   std::vector<zmq::message_t> frames;
   for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
-    frames.clear();
     try {
-      zmq::message_t part;
-      if (!router_->recv(part, zmq::recv_flags::dontwait)) break;
-      frames.push_back(std::move(part));
-      while (frames.back().more()) {
-        zmq::message_t next;
-        if (!router_->recv(next, zmq::recv_flags::dontwait)) break;
-        frames.push_back(std::move(next));
-      }
+      if (!RecvAll(*router_, &frames)) break;
     } catch (const zmq::error_t& e) {
       LogEvent(spdlog::level::warn, "recv_error", {{"error", e.what()}});
       break;
@@ -510,14 +517,7 @@ void Coordinator::ServeZap() {
   for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
     std::vector<zmq::message_t> req;
     try {
-      zmq::message_t part;
-      if (!zap_->recv(part, zmq::recv_flags::dontwait)) return;
-      req.push_back(std::move(part));
-      while (req.back().more()) {
-        zmq::message_t next;
-        if (!zap_->recv(next, zmq::recv_flags::dontwait)) break;
-        req.push_back(std::move(next));
-      }
+      if (!RecvAll(*zap_, &req)) return;
     } catch (const zmq::error_t& e) {
       LogEvent(spdlog::level::warn, "zap_recv_error", {{"error", e.what()}});
       return;
