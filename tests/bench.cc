@@ -58,6 +58,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/version.h"
 #include "common/wire.h"
 #include "tests/process_util.h"
@@ -94,6 +95,7 @@ struct Options {
   std::vector<int64_t> ctl_ranges = {10000, 100000};
   int64_t ctl_copy_ms = 35;
   std::string ctl_coordinator_args;  // extra ferry-coordinator flags in case 3
+  bool ctl_curve = false;            // case 3 over CURVE (coordinator and simulated fleet)
   std::string ctl_latency_dump;      // directory for per-grant (time, latency) files
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
@@ -917,6 +919,8 @@ struct FleetConfig {
   // request outstanding, so latency is queueing (Little's law) rather than
   // service time.
   int64_t copy_ms = 0;
+  // CURVE keys (Z85) for every simulated worker; empty server key = plaintext.
+  std::string curve_server, curve_public, curve_secret;
 };
 
 // Each thread owns its share of the simulated workers (one DEALER socket and
@@ -1033,6 +1037,11 @@ class Fleet {
       socks[i].set(zmq::sockopt::linger, 0);
       socks[i].set(zmq::sockopt::sndhwm, 1000);
       socks[i].set(zmq::sockopt::rcvhwm, 1000);
+      if (!cfg_.curve_server.empty()) {
+        socks[i].set(zmq::sockopt::curve_serverkey, cfg_.curve_server);
+        socks[i].set(zmq::sockopt::curve_publickey, cfg_.curve_public);
+        socks[i].set(zmq::sockopt::curve_secretkey, cfg_.curve_secret);
+      }
       socks[i].connect(cfg_.endpoint);
       ws[i].id = fmt::format("{}-{}-{}", cfg_.id_prefix, t, i);
       ws[i].thread = t;
@@ -1270,6 +1279,27 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
     std::string a;
     while (in >> a) argv.push_back(a);
   }
+  // --ctl-curve: the coordinator's key pair and one key pair for the whole
+  // simulated fleet, made afresh for each run.
+  ferry::CurveKeyPair server_keys, fleet_keys;
+  if (g_opt.ctl_curve) {
+    const std::string key = fmt::format("{}/{}-coordinator.key", g_opt.dir, tag);
+    const std::string allow = fmt::format("{}/{}-fleet.allow", g_opt.dir, tag);
+    for (const std::string& f : {key, key + ".pub", allow}) fs::remove(f);
+    auto s = ferry::WriteNewCurveSecretKey(key);
+    auto f = ferry::NewCurveKeyPair();
+    if (!s.ok() || !f.ok()) {
+      out.error = "cannot make CURVE keys";
+      return out;
+    }
+    server_keys = *s;
+    fleet_keys = *f;
+    std::ofstream(allow) << fleet_keys.public_z85 << "\n";
+    for (std::string a :
+         {std::string("--curve-secret-key-file"), key, std::string("--curve-allow-file"), allow}) {
+      argv.push_back(a);
+    }
+  }
   Child c(argv, log);
   if (!WaitListening(ef, c, 600000)) {
     out.error = "coordinator did not start; see " + log;
@@ -1297,6 +1327,9 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   fc.workers = g_opt.fleet;
   fc.threads = g_opt.fleet_threads;
   fc.copy_ms = copy_ms;
+  fc.curve_server = server_keys.public_z85;
+  fc.curve_public = fleet_keys.public_z85;
+  fc.curve_secret = fleet_keys.secret_z85;
   Fleet fleet(fc);  // alive until its I/O threads' CPU is read
   FleetStats st = fleet.Run();
   int64_t t1 = NowNs();
@@ -1855,6 +1888,8 @@ int main(int argc, char** argv) {
       ->default_val(35);
   app.add_option("--ctl-coordinator-args", g_opt.ctl_coordinator_args,
                  "case 3: extra ferry-coordinator flags, e.g. \"--io-threads 1\"");
+  app.add_flag("--ctl-curve", g_opt.ctl_curve,
+               "case 3: CURVE between the coordinator and the simulated fleet (one fleet key)");
   app.add_option("--ctl-latency-dump", g_opt.ctl_latency_dump,
                  "case 3: write each grant's (microseconds since start, latency us) to "
                  "DIR/<case>-<run>.lat (created if missing), to see when the slow grants happen");
