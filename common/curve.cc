@@ -96,31 +96,39 @@ bool IsCurveKey(const std::string& z85) {
   return zmq_z85_decode(bin, z85.c_str()) != nullptr;
 }
 
-Result<CurveKeyPair> LoadCurveSecretKey(const std::string& path, const std::string& flag) {
+namespace {
+
+// The key on the first key line of the file at `path`, or kInvalidArgument
+// saying that `expected` was expected there.
+Result<std::string> FirstKey(const std::string& path, const std::string& flag,
+                             const char* expected) {
   FERRY_ASSIGN_OR_RETURN(auto lines, KeyLines(path, flag));
   if (lines.empty() || !IsCurveKey(lines[0].second)) {
-    return InvalidArgument(fmt::format(
-        "{} {}: expected a CURVE secret key (40 characters of Z85) on the first line; make one "
-        "with `ferryctl keygen`",
-        flag, path));
+    return InvalidArgument(fmt::format("{} {}: expected {}", flag, path, expected));
   }
+  return lines[0].second;
+}
+
+}  // namespace
+
+Result<CurveKeyPair> LoadCurveSecretKey(const std::string& path, const std::string& flag) {
+  FERRY_ASSIGN_OR_RETURN(
+      std::string secret,
+      FirstKey(path, flag,
+               "a CURVE secret key (40 characters of Z85) on the first line; make one with "
+               "`ferryctl keygen`"));
   char pub[41];
-  if (zmq_curve_public(pub, lines[0].second.c_str()) != 0) {
+  if (zmq_curve_public(pub, secret.c_str()) != 0) {
     return InvalidArgument(fmt::format("{} {}: not a usable CURVE secret key ({})", flag, path,
                                        zmq_strerror(zmq_errno())));
   }
-  return CurveKeyPair{pub, lines[0].second};
+  return CurveKeyPair{pub, secret};
 }
 
 Result<std::string> LoadCurvePublicKey(const std::string& path, const std::string& flag) {
-  FERRY_ASSIGN_OR_RETURN(auto lines, KeyLines(path, flag));
-  if (lines.empty() || !IsCurveKey(lines[0].second)) {
-    return InvalidArgument(fmt::format(
-        "{} {}: expected a CURVE public key (40 characters of Z85; the FILE.pub `ferryctl "
-        "keygen FILE` wrote)",
-        flag, path));
-  }
-  return lines[0].second;
+  return FirstKey(path, flag,
+                  "a CURVE public key (40 characters of Z85; the FILE.pub `ferryctl keygen FILE` "
+                  "wrote)");
 }
 
 Result<std::set<std::string>> LoadCurveAllowList(const std::string& path, const std::string& flag) {
