@@ -415,8 +415,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path, 
   {
     Txn txn(store.get());
     if (!txn.status().ok()) return open_error(txn.status());
-    s = store->db_.Exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)",
-                                    QuoteIdent(kMetaTable)));
+    s = store->CreateMetaTable();
     if (s.ok()) s = txn.Commit();
     if (!s.ok()) return open_error(s);
   }
@@ -658,8 +657,7 @@ Status SqliteStore::CreateSchema(const std::vector<TableSchema>& tables) {
   }
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  FERRY_RETURN_IF_ERROR(db_.Exec(fmt::format(
-      "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)", QuoteIdent(kMetaTable))));
+  FERRY_RETURN_IF_ERROR(CreateMetaTable());
   for (const TableSchema& t : tables) FERRY_RETURN_IF_ERROR(CreateOneTable(t));
   FERRY_RETURN_IF_ERROR(txn.Commit());
   return SyncWrites();
@@ -924,6 +922,11 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
 
 // ---- metadata ----
 
+Status SqliteStore::CreateMetaTable() {
+  return db_.Exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)",
+                              QuoteIdent(kMetaTable)));
+}
+
 Result<bool> SqliteStore::MetaTableExists() {
   FERRY_ASSIGN_OR_RETURN(Stmt * stmt,
                          Cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1"));
@@ -1007,8 +1010,7 @@ Status SqliteStore::WriteMarker(const Marker& marker) {
   if (role_ == StoreRole::kSource) return RefuseWrite();
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  FERRY_RETURN_IF_ERROR(db_.Exec(fmt::format(
-      "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)", QuoteIdent(kMetaTable))));
+  FERRY_RETURN_IF_ERROR(CreateMetaTable());
   if (marker.version) FERRY_RETURN_IF_ERROR(MetaPut("version", *marker.version));
   if (marker.boundary.empty()) {
     FERRY_RETURN_IF_ERROR(MetaDelete("boundary"));
@@ -1023,8 +1025,7 @@ Status SqliteStore::RecordPlan(const std::string& plan_id) {
   if (role_ == StoreRole::kSource) return RefuseWrite();
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  FERRY_RETURN_IF_ERROR(db_.Exec(fmt::format(
-      "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value)", QuoteIdent(kMetaTable))));
+  FERRY_RETURN_IF_ERROR(CreateMetaTable());
   FERRY_RETURN_IF_ERROR(MetaPut("plan/" + plan_id, int64_t{1}));
   FERRY_RETURN_IF_ERROR(txn.Commit());
   return SyncWrites();

@@ -148,6 +148,9 @@ class SqliteStore : public Store {
   // the same table name gets its own statement). Pointers stay valid.
   Result<Stmt*> Cached(const std::string& sql);
 
+  // CREATE TABLE IF NOT EXISTS for the metadata table (inside the caller's
+  // transaction).
+  Status CreateMetaTable();
   Result<bool> MetaTableExists();
   Result<std::optional<Value>> MetaGet(std::string_view key);
   Status MetaPut(std::string_view key, const Value& value);

@@ -16,6 +16,7 @@ namespace ferry {
 namespace {
 
 constexpr size_t kMaxMessagesPerPass = 4096;
+constexpr int kListenBacklog = 4096;
 
 // Receives one whole multipart message without blocking into *frames;
 // false if none is waiting. Throws zmq::error_t.
@@ -31,7 +32,6 @@ bool RecvAll(zmq::socket_t& sock, std::vector<zmq::message_t>* frames) {
   }
   return true;
 }
-constexpr int kListenBacklog = 4096;
 
 std::string NewPlanId() {
   std::random_device rd;
@@ -132,9 +132,7 @@ Status Coordinator::Start() {
     FERRY_ASSIGN_OR_RETURN(std::vector<WorkerRow> workers, state_->LoadWorkers());
     for (WorkerRow& w : workers) workers_[w.id].row = std::move(w);
     RebuildWorkerLeases();
-    FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
-    FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
-    FERRY_RETURN_IF_ERROR(target_->RecordPlan(job_.plan_id));
+    FERRY_RETURN_IF_ERROR(PrepareTarget());
     if (opt_.retry_failed && table_.RetryFailed() > 0 && job_.phase == JobPhase::kFailed) {
       job_.phase = JobPhase::kCopying;
       job_.failure.clear();
@@ -226,11 +224,7 @@ Status Coordinator::PlanNextTable() {
              {{"table", t.name}, {"ranges", plan_.size() - before}, {"ms", MonotonicMs() - t0}});
     return Status::Ok();
   }
-  // Migrations before lifecycle: the target schema exists before any lease.
-  FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
-  FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
-  // Workers check it before writing (Store::RecordPlan).
-  FERRY_RETURN_IF_ERROR(target_->RecordPlan(job_.plan_id));
+  FERRY_RETURN_IF_ERROR(PrepareTarget());
   FERRY_RETURN_IF_ERROR(state_->CreateJob(job_, plan_));
   uint64_t est = 0;
   for (const RangeRecord& r : plan_) est += r.est_rows;
@@ -244,6 +238,14 @@ Status Coordinator::PlanNextTable() {
   plan_.clear();
   planning_ = false;
   return Status::Ok();
+}
+
+Status Coordinator::PrepareTarget() {
+  FERRY_ASSIGN_OR_RETURN(target_, OpenStore(opt_.target_uri, StoreRole::kTarget));
+  // Migrations before lifecycle: the target schema exists before any lease.
+  FERRY_RETURN_IF_ERROR(target_->CreateSchema(tables_));
+  // Workers check it before writing (Store::RecordPlan).
+  return target_->RecordPlan(job_.plan_id);
 }
 
 Status Coordinator::PlanAll() {

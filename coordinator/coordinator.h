@@ -131,9 +131,11 @@ class Coordinator {
     zmq::message_t payload;
   };
 
-  Status LoadOrPlanJob();
   Status CheckJobMatches(const JobMeta& stored);
   Status PlanNextTable();
+  // Opens the new store, creates the schema and records the plan id in it
+  // (new job and resume alike), before any range is leased.
+  Status PrepareTarget();
   Status ReloadFromState();
   // Recomputes each worker's current range from the lease table.
   void RebuildWorkerLeases();

@@ -430,26 +430,25 @@ void Worker::ReportError(const Lease& lease, const Status& s) {
             {"epoch", lease.epoch},
             {"permanent", permanent},
             {"error", s.message()}});
+  SendReportError(lease.range, lease.epoch, permanent, s.message());
+}
+
+void Worker::SendReportError(uint64_t range, uint64_t epoch, bool permanent,
+                             const std::string& message) {
   capnp::MallocMessageBuilder b;
   uint64_t rid = client_.NextRequestId();
   auto r = NewEnvelope(b, rid).getBody().initReportError();
   r.setWorkerId(opt_.id);
-  r.setRangeId(lease.range);
-  r.setEpoch(lease.epoch);
+  r.setRangeId(range);
+  r.setEpoch(epoch);
   r.setPermanent(permanent);
-  r.setMessage(s.message().substr(0, 1000));
+  r.setMessage(message.substr(0, 1000));
   client_.Call(b, rid, opt_.request_timeout_ms, [this](DecodedEnvelope& e) { ReleaseStale(e); });
 }
 
 void Worker::ReportRefusal(const Status& s) {
-  capnp::MallocMessageBuilder b;
-  uint64_t rid = client_.NextRequestId();
-  auto r = NewEnvelope(b, rid).getBody().initReportError();
-  r.setWorkerId(opt_.id);
-  r.setRangeId(0);
-  r.setPermanent(true);
-  r.setMessage(s.message().substr(0, 1000));
-  client_.Call(b, rid, opt_.request_timeout_ms);  // best effort: we exit either way
+  // Best effort: the worker exits either way.
+  SendReportError(/*range=*/0, /*epoch=*/0, /*permanent=*/true, s.message());
 }
 
 Worker::Outcome Worker::Copy(Lease& lease) {

@@ -102,6 +102,8 @@ class Worker {
   // marker says the migration is complete (sets marked_done_).
   bool FinishRange(Lease& lease, bool complete);
   void ReportError(const Lease& lease, const Status& s);
+  // One ReportError round trip (answer or timeout).
+  void SendReportError(uint64_t range, uint64_t epoch, bool permanent, const std::string& message);
   // Tells the coordinator, before exiting on `s` (a store this worker cannot
   // use), that it leaves: a ReportError for range 0, which the coordinator
   // shows as last_error and takes as the worker's goodbye. Best effort.
