@@ -36,19 +36,6 @@ Result<std::vector<std::pair<int, std::string>>> KeyLines(const std::string& pat
   return out;
 }
 
-}  // namespace
-
-Result<CurveKeyPair> NewCurveKeyPair() {
-  char pub[41], sec[41];
-  if (zmq_curve_keypair(pub, sec) != 0) {
-    return Internal(fmt::format("cannot make a CURVE key pair: {} (libzmq without CURVE?)",
-                                zmq_strerror(zmq_errno())));
-  }
-  return CurveKeyPair{pub, sec};
-}
-
-namespace {
-
 // Creates `path` with `mode` (never overwriting) holding `text`, synced.
 Status WriteNewFile(const std::string& path, const std::string& text, mode_t mode) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -69,7 +56,27 @@ Status WriteNewFile(const std::string& path, const std::string& text, mode_t mod
   return Status::Ok();
 }
 
+// The key on the first key line of the file at `path`, or kInvalidArgument
+// saying that `expected` was expected there.
+Result<std::string> FirstKey(const std::string& path, const std::string& flag,
+                             const char* expected) {
+  FERRY_ASSIGN_OR_RETURN(auto lines, KeyLines(path, flag));
+  if (lines.empty() || !IsCurveKey(lines[0].second)) {
+    return InvalidArgument(fmt::format("{} {}: expected {}", flag, path, expected));
+  }
+  return lines[0].second;
+}
+
 }  // namespace
+
+Result<CurveKeyPair> NewCurveKeyPair() {
+  char pub[41], sec[41];
+  if (zmq_curve_keypair(pub, sec) != 0) {
+    return Internal(fmt::format("cannot make a CURVE key pair: {} (libzmq without CURVE?)",
+                                zmq_strerror(zmq_errno())));
+  }
+  return CurveKeyPair{pub, sec};
+}
 
 Result<CurveKeyPair> WriteNewCurveSecretKey(const std::string& path) {
   FERRY_ASSIGN_OR_RETURN(CurveKeyPair pair, NewCurveKeyPair());
@@ -95,21 +102,6 @@ bool IsCurveKey(const std::string& z85) {
   uint8_t bin[32];
   return zmq_z85_decode(bin, z85.c_str()) != nullptr;
 }
-
-namespace {
-
-// The key on the first key line of the file at `path`, or kInvalidArgument
-// saying that `expected` was expected there.
-Result<std::string> FirstKey(const std::string& path, const std::string& flag,
-                             const char* expected) {
-  FERRY_ASSIGN_OR_RETURN(auto lines, KeyLines(path, flag));
-  if (lines.empty() || !IsCurveKey(lines[0].second)) {
-    return InvalidArgument(fmt::format("{} {}: expected {}", flag, path, expected));
-  }
-  return lines[0].second;
-}
-
-}  // namespace
 
 Result<CurveKeyPair> LoadCurveSecretKey(const std::string& path, const std::string& flag) {
   FERRY_ASSIGN_OR_RETURN(
