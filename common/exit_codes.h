@@ -14,6 +14,7 @@ enum ExitCode : int {
   kExitLocked = 4,           // the state file is held by another coordinator
   kExitUnavailable = 5,      // a store or the coordinator cannot be reached
   kExitTimeout = 6,          // ferryctl wait: timed out
+  kExitDiffer = 7,           // ferryctl verify: the stores differ
   kExitInterrupted = 8,      // stopped by SIGTERM/SIGINT before completing: start again to resume
   kExitInternal = 70,        // a bug: please report it
 };

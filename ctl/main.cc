@@ -11,6 +11,7 @@
 #include "common/signals.h"
 #include "common/store.h"
 #include "ctl/ctl_client.h"
+#include "ctl/verify.h"
 
 using namespace ferry;
 
@@ -101,6 +102,52 @@ int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, doub
   }
 }
 
+int Verify(const VerifyOptions& opt, bool json) {
+  const bool tty = isatty(STDERR_FILENO);
+  auto report = VerifyMigration(opt, [&](uint64_t seen, uint64_t total) {
+    if (tty) std::cerr << fmt::format("\rverifying: range {} of {}", seen, total) << std::flush;
+  });
+  if (tty) std::cerr << "\r\033[2K" << std::flush;
+  if (!report.ok()) return Fail("ferryctl", report.status());
+  const VerifyReport& r = *report;
+  if (json) {
+    nlohmann::json j = {{"equal", r.equal()},
+                        {"source", r.source},
+                        {"target", r.target},
+                        {"ranges_total", r.ranges_total},
+                        {"ranges_checked", r.ranges_checked},
+                        {"ranges_skipped", r.ranges_skipped},
+                        {"ranges_differing", r.ranges_differing},
+                        {"rows_checked", r.rows_checked},
+                        {"differences", r.differences},
+                        {"described", r.described}};
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    for (const std::string& line : r.described) std::cout << "difference: " << line << "\n";
+    if (r.differences > r.described.size()) {
+      std::cout << fmt::format("... and {} more (raise --max-differences to see them)\n",
+                               r.differences - r.described.size());
+    }
+    const std::string skipped =
+        r.ranges_skipped == 0
+            ? ""
+            : fmt::format("; {} range(s) not done yet were not compared", r.ranges_skipped);
+    if (r.equal()) {
+      std::cout << fmt::format(
+          "ferry verify: equal{}: {} rows in {} of {} ranges, {} and {} row for row, every range "
+          "as copied{}\n",
+          r.ranges_skipped == 0 ? "" : " so far", r.rows_checked, r.ranges_checked, r.ranges_total,
+          r.source, r.target, skipped);
+    } else {
+      std::cout << fmt::format(
+          "ferry verify: DIFFERENT: {} difference(s) in {} of {} compared ranges ({} legacy "
+          "rows){}\n",
+          r.differences, r.ranges_differing, r.ranges_checked, r.rows_checked, skipped);
+    }
+  }
+  return r.equal() ? kExitOk : kExitDiffer;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,6 +211,23 @@ int main(int argc, char** argv) {
                    "read the new store's own version marker instead of asking the coordinator");
   wait->add_option("--to-version", wait_version, "with --target: the version that means done")
       ->default_val(2);
+  VerifyOptions verify_opt;
+  auto* verify = app.add_subcommand(
+      "verify",
+      "compare the legacy and new store row for row, range by range, from the coordinator's "
+      "state file (read-only; no coordinator needed)");
+  verify->add_option("--state", verify_opt.state_path, "the coordinator's --state file")
+      ->required();
+  verify->add_option("--source", verify_opt.source_uri,
+                     "read the legacy store here instead of the job's own URI");
+  verify->add_option("--target", verify_opt.target_uri,
+                     "read the new store here instead of the job's own URI");
+  verify->add_option("--batch-rows", verify_opt.batch_rows, "rows read per query and store")
+      ->default_val(verify_opt.batch_rows);
+  verify
+      ->add_option("--max-differences", verify_opt.max_differences,
+                   "differences described line by line (the rest are counted)")
+      ->default_val(verify_opt.max_differences);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -180,6 +244,7 @@ int main(int argc, char** argv) {
     if (!wait_target.empty()) return WaitOnTarget(wait_target, wait_version, t);
     return Wait(ctx, endpoint, t, request_ms);
   }
+  if (cmd == "verify") return Verify(verify_opt, json);
   if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval);
   if (cmd == "keygen") {
     auto pair = WriteNewCurveSecretKey(keygen_file);

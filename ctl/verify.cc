@@ -1,0 +1,260 @@
+#include "ctl/verify.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <memory>
+
+#include "common/digest.h"
+#include "common/key_codec.h"
+#include "common/sqlite_util.h"
+#include "common/store.h"
+
+namespace ferry {
+namespace {
+
+constexpr int64_t kRangeDone = 2;        // RangeState::kDone in the state file
+constexpr size_t kMaxBytes = 16u << 20;  // per batch and store
+
+struct PlannedRange {
+  uint64_t id = 0;
+  KeyRange range;
+  int64_t state = 0;
+  uint64_t rows = 0;
+  uint64_t digest = 0;
+};
+
+struct Job {
+  std::string source_uri;
+  std::string target_uri;
+  std::vector<PlannedRange> ranges;
+};
+
+Result<Job> ReadJob(const std::string& state_path) {
+  auto db = Db::Open(state_path, SQLITE_OPEN_READONLY, 5000);
+  if (!db.ok()) {
+    return InvalidArgument(fmt::format("state file {} cannot be opened: {} (check --state)",
+                                       state_path, db.status().message()));
+  }
+  auto job = db->Prepare("SELECT source_uri, target_uri FROM job WHERE id = 1");
+  if (!job.ok()) {
+    return InvalidArgument(
+        fmt::format("{} is not a ferry coordinator state file: {} (check --state)", state_path,
+                    job.status().message()));
+  }
+  Job out;
+  int rc = job->Step();
+  if (rc != SQLITE_ROW) {
+    return InvalidArgument(
+        fmt::format("state file {} holds no job yet (check --state)", state_path));
+  }
+  out.source_uri = job->Str(0);
+  out.target_uri = job->Str(1);
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt ranges,
+      db->Prepare("SELECT id, table_name, lo, hi, state, rows, digest FROM ranges ORDER BY id"));
+  while ((rc = ranges.Step()) == SQLITE_ROW) {
+    PlannedRange r;
+    r.id = static_cast<uint64_t>(ranges.Int(0));
+    r.range.table = ranges.Str(1);
+    r.range.lo = ranges.Str(2);
+    r.range.hi = ranges.Str(3);
+    r.state = ranges.Int(4);
+    r.rows = static_cast<uint64_t>(ranges.Int(5));
+    r.digest = static_cast<uint64_t>(ranges.Int(6));
+    out.ranges.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return db->Error(rc, "read the planned ranges");
+  return out;
+}
+
+// The canonical bytes of one cell: its key-element encoding, which tells
+// storage classes apart (what the range digest folds).
+std::string CellBytes(const Value& v) {
+  std::string out;
+  AppendKeyElement(v, &out);
+  return out;
+}
+
+// A cell as KeyToString prints a key element: 42, 'text', x'00ff', NULL.
+std::string CellText(const Value& v) {
+  const std::string s = KeyToString(EncodeKey(&v, 1));  // "(...)"
+  return s.size() >= 2 ? s.substr(1, s.size() - 2) : s;
+}
+
+// Reads one store's side of a range batch by batch, in key order.
+class RangeReader {
+ public:
+  RangeReader(Store* store, const TableSchema* table, const KeyRange& range, size_t batch_rows)
+      : store_(store), table_(table), range_(range), batch_rows_(batch_rows) {}
+
+  // Makes the current row valid, reading the next batch when needed; false
+  // at the end of the range.
+  Result<bool> Valid() {
+    if (pos_ < batch_.rows()) return true;
+    if (done_) return false;
+    FERRY_RETURN_IF_ERROR(
+        store_->ReadBatch(*table_, range_, after_, batch_rows_, kMaxBytes, &batch_));
+    pos_ = 0;
+    if (batch_.rows() == 0) {
+      done_ = true;
+      return false;
+    }
+    after_ = batch_.keys.back();
+    return true;
+  }
+  const std::string& key() const { return batch_.keys[pos_]; }
+  const Value* row() const { return batch_.row(pos_); }
+  size_t width() const { return batch_.width; }
+  // The digest bytes of the current row (common/digest.h).
+  const std::string& RowBytes() {
+    scratch_.assign(key());
+    for (size_t c = 0; c < batch_.width; ++c) AppendKeyElement(row()[c], &scratch_);
+    return scratch_;
+  }
+  void Next() { ++pos_; }
+
+ private:
+  Store* store_;
+  const TableSchema* table_;
+  const KeyRange& range_;
+  size_t batch_rows_;
+  RowBatch batch_;
+  size_t pos_ = 0;
+  std::string after_;
+  bool done_ = false;
+  std::string scratch_;
+};
+
+class Verifier {
+ public:
+  Verifier(const VerifyOptions& opt, VerifyReport* report) : opt_(opt), report_(report) {}
+
+  Status Open(const Job& job) {
+    const std::string src = opt_.source_uri.empty() ? job.source_uri : opt_.source_uri;
+    const std::string dst = opt_.target_uri.empty() ? job.target_uri : opt_.target_uri;
+    report_->source = RedactUri(src);
+    report_->target = RedactUri(dst);
+    FERRY_ASSIGN_OR_RETURN(source_, OpenStore(src, StoreRole::kSource));
+    FERRY_ASSIGN_OR_RETURN(target_, OpenStore(dst, StoreRole::kSource));
+    FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> s, source_->ListTables());
+    FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> t, target_->ListTables());
+    for (auto& x : s) source_tables_[x.name] = std::move(x);
+    for (auto& x : t) target_tables_[x.name] = std::move(x);
+    return Status::Ok();
+  }
+
+  Status Check(const PlannedRange& r) {
+    const std::string where = fmt::format("range {} (table {}, keys {} .. {})", r.id, r.range.table,
+                                          r.range.lo.empty() ? "start" : KeyToString(r.range.lo),
+                                          r.range.hi.empty() ? "end" : KeyToString(r.range.hi));
+    auto s = source_tables_.find(r.range.table);
+    if (s == source_tables_.end()) {
+      return NotFound(fmt::format("{}: the legacy store {} has no table {} (check --source)", where,
+                                  report_->source, r.range.table));
+    }
+    auto t = target_tables_.find(r.range.table);
+    if (t == target_tables_.end()) {
+      Differ(where, fmt::format("the new store has no table {}", r.range.table));
+      return Status::Ok();
+    }
+    if (s->second.width() != t->second.width()) {
+      Differ(where, fmt::format("the new store's table has {} cells per row, the legacy's {}",
+                                t->second.width(), s->second.width()));
+      return Status::Ok();
+    }
+    RangeReader a(source_.get(), &s->second, r.range, opt_.batch_rows);
+    RangeReader b(target_.get(), &t->second, r.range, opt_.batch_rows);
+    uint64_t digest = 0, rows = 0;
+    for (;;) {
+      FERRY_ASSIGN_OR_RETURN(bool have_a, a.Valid());
+      FERRY_ASSIGN_OR_RETURN(bool have_b, b.Valid());
+      if (!have_a && !have_b) break;
+      const int cmp = !have_a ? 1 : !have_b ? -1 : a.key().compare(b.key());
+      if (cmp < 0) {
+        Differ(where, fmt::format("key {} is missing from the new store", KeyToString(a.key())));
+      } else if (cmp > 0) {
+        Differ(where, fmt::format("key {} is in the new store but not in the legacy store",
+                                  KeyToString(b.key())));
+      } else {
+        CompareCells(where, a, b, s->second);
+      }
+      if (cmp <= 0) {
+        digest = FoldRowBytes(digest, a.RowBytes());
+        ++rows;
+        a.Next();
+      }
+      if (cmp >= 0) b.Next();
+    }
+    report_->rows_checked += rows;
+    if (rows != r.rows || digest != r.digest) {
+      Differ(where, fmt::format("the legacy rows no longer match what was copied ({} rows, "
+                                "digest {:016x}; recorded {} rows, digest {:016x}): the legacy "
+                                "store was written to after this range was copied",
+                                rows, digest, r.rows, r.digest));
+    }
+    return Status::Ok();
+  }
+
+  // Starts a range's count of differences.
+  void BeginRange() { range_differs_ = false; }
+  bool range_differs() const { return range_differs_; }
+
+ private:
+  void CompareCells(const std::string& where, RangeReader& a, RangeReader& b,
+                    const TableSchema& table) {
+    for (size_t c = 0; c < a.width(); ++c) {
+      const Value& x = a.row()[c];
+      const Value& y = b.row()[c];
+      if (CellBytes(x) == CellBytes(y)) continue;
+      const size_t col = table.rowid_key() ? c - 1 : c;
+      const std::string name = table.rowid_key() && c == 0 ? "rowid" : table.columns.at(col).name;
+      Differ(where, fmt::format("key {}: column {} is {} in the legacy store, {} in the new store",
+                                KeyToString(a.key()), name, CellText(x), CellText(y)));
+      return;  // one line per row
+    }
+  }
+
+  void Differ(const std::string& where, const std::string& what) {
+    range_differs_ = true;
+    ++report_->differences;
+    if (report_->described.size() < opt_.max_differences) {
+      report_->described.push_back(where + ": " + what);
+    }
+  }
+
+  const VerifyOptions& opt_;
+  VerifyReport* report_;
+  std::unique_ptr<Store> source_;
+  std::unique_ptr<Store> target_;
+  std::map<std::string, TableSchema> source_tables_;
+  std::map<std::string, TableSchema> target_tables_;
+  bool range_differs_ = false;
+};
+
+}  // namespace
+
+Result<VerifyReport> VerifyMigration(const VerifyOptions& opt,
+                                     const std::function<void(uint64_t, uint64_t)>& progress) {
+  if (opt.batch_rows == 0) return InvalidArgument("--batch-rows must be at least 1");
+  FERRY_ASSIGN_OR_RETURN(Job job, ReadJob(opt.state_path));
+  VerifyReport report;
+  Verifier v(opt, &report);
+  FERRY_RETURN_IF_ERROR(v.Open(job));
+  report.ranges_total = job.ranges.size();
+  uint64_t seen = 0;
+  for (const PlannedRange& r : job.ranges) {
+    if (r.state != kRangeDone) {
+      ++report.ranges_skipped;
+    } else {
+      v.BeginRange();
+      FERRY_RETURN_IF_ERROR(v.Check(r));
+      ++report.ranges_checked;
+      if (v.range_differs()) ++report.ranges_differing;
+    }
+    if (progress) progress(++seen, report.ranges_total);
+  }
+  return report;
+}
+
+}  // namespace ferry
