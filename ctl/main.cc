@@ -119,6 +119,7 @@ int Verify(const VerifyOptions& opt, bool json) {
                         {"ranges_skipped", r.ranges_skipped},
                         {"ranges_differing", r.ranges_differing},
                         {"rows_checked", r.rows_checked},
+                        {"cells_converted", r.cells_converted},
                         {"differences", r.differences},
                         {"described", r.described}};
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -127,6 +128,13 @@ int Verify(const VerifyOptions& opt, bool json) {
     if (r.differences > r.described.size()) {
       std::cout << fmt::format("... and {} more (raise --max-differences to see them)\n",
                                r.differences - r.described.size());
+    }
+    if (r.cells_converted > 0) {
+      std::cout << fmt::format(
+          "note: {} cell(s) hold the same value in another storage class, as the SQLite <-> "
+          "PostgreSQL type mapping converts it (e.g. an integer in a bytea column); not "
+          "differences\n",
+          r.cells_converted);
     }
     const std::string skipped =
         r.ranges_skipped == 0

@@ -1,7 +1,8 @@
 // Offline verification of a migration (`ferryctl verify`): for every done
 // range of a coordinator's state file, reads the range from the legacy store
 // and from the new store, both in key order, and compares them row for row —
-// key and every cell, storage class included — and the legacy rows against
+// key and every cell, storage class included (between SQLite and PostgreSQL:
+// value included, see SameValueAcrossEngines) — and the legacy rows against
 // the digest (and row count) the worker reported when it copied them.
 //
 // It never writes: both stores are opened read-only (StoreRole::kSource) and
@@ -40,7 +41,11 @@ struct VerifyReport {
   uint64_t ranges_checked = 0;  // done ranges compared
   uint64_t ranges_skipped = 0;  // not done yet (pending, leased, failed)
   uint64_t ranges_differing = 0;
-  uint64_t rows_checked = 0;           // legacy rows read
+  uint64_t rows_checked = 0;  // legacy rows read
+  // Cells equal in value whose storage class the SQLite <-> PostgreSQL type
+  // mapping changed (an integer in a bytea column, a real in numeric): not
+  // differences; counted so the report can say so.
+  uint64_t cells_converted = 0;
   uint64_t differences = 0;            // rows missing/extra/differing, digest mismatches
   std::vector<std::string> described;  // the first max_differences, one line each
   std::string source;                  // URIs as compared, credentials redacted

@@ -147,6 +147,47 @@ TEST_F(PgMigrationTest, PostgresqlToPostgresqlAndBackToSqlite) {
       << out;
 }
 
+// Cells whose storage class the type mapping changes (every class in a
+// typeless SQLite column becomes bytea; numbers in a NUMERIC column come back
+// as exact decimal text) are the same value: verify says equal and counts
+// them, exactly as many as SQLite's typeof() says were converted; a real
+// change to one of those cells is still a difference.
+TEST_F(PgMigrationTest, VerifyComparesValuesAcrossTheTypeMapping) {
+  PgTestDb pg;
+  ASSERT_TRUE(pg.ok());
+  const std::string mixed = dir_.File("mixed.db");
+  ASSERT_TRUE(ExecSql(mixed, R"sql(
+    CREATE TABLE m (id INTEGER PRIMARY KEY, anything, amount NUMERIC);
+    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
+      INSERT INTO m SELECT x,
+        CASE x % 5 WHEN 0 THEN x WHEN 1 THEN x * 0.5 WHEN 2 THEN 'text ' || x
+                   WHEN 3 THEN randomblob(8) ELSE NULL END,
+        CASE x % 3 WHEN 0 THEN x WHEN 1 THEN x / 8.0 ELSE NULL END FROM c;
+  )sql"));
+  const int64_t converted = QueryInt(
+      mixed,
+      "SELECT (SELECT count(*) FROM m WHERE typeof(anything) IN ('integer', 'real', 'text')) + "
+      "(SELECT count(*) FROM m WHERE typeof(amount) IN ('integer', 'real'))");
+  ASSERT_GT(converted, 2000);
+  Migrate("sqlite:" + mixed, pg.uri(), 1, 2);
+
+  std::string out;
+  EXPECT_EQ(Verify(1, &out), 0) << out;
+  EXPECT_NE(out.find("note: " + std::to_string(converted) + " cell(s) hold the same value"),
+            std::string::npos)
+      << out;
+  ASSERT_TRUE(PgExec(pg.uri(), "UPDATE m SET anything = 'x'::bytea WHERE id = 10"));
+  ASSERT_TRUE(PgExec(pg.uri(), "UPDATE m SET amount = amount + 1 WHERE id = 12"));
+  EXPECT_EQ(Verify(1, &out), 7) << out;
+  EXPECT_NE(out.find("key (10): column anything is 10 in the legacy store, x'78'"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("key (12): column amount is 12 in the legacy store, '13' in the new store"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("DIFFERENT: 2 difference(s)"), std::string::npos) << out;
+}
+
 // Separate ferry-worker processes; then SIGKILL of the coordinator and a
 // worker mid-migration, restart, and the PostgreSQL target ends equal, at
 // version 2, marked once.
