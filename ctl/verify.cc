@@ -14,12 +14,13 @@
 #include "common/key_codec.h"
 #include "common/sqlite_util.h"
 #include "common/store.h"
+#include "coordinator/range_record.h"
 
 namespace ferry {
 namespace {
 
-constexpr int64_t kRangeDone = 2;        // RangeState::kDone in the state file
-constexpr size_t kMaxBytes = 16u << 20;  // per batch and store
+constexpr int64_t kRangeDone = static_cast<int64_t>(RangeState::kDone);  // as stored
+constexpr size_t kMaxBytes = 16u << 20;                                  // per batch and store
 
 struct PlannedRange {
   uint64_t id = 0;
