@@ -45,6 +45,7 @@ if [[ "${FERRY_SKIP_BUILD:-0}" != 1 ]]; then
   bash "$ROOT/deploy/build.sh"
 fi
 COORDINATOR="$BUILD_DIR/bin/ferry-coordinator"
+FERRYCTL="$BUILD_DIR/bin/ferryctl"
 if [[ ! -x "$COORDINATOR" ]]; then
   echo "demo: error: $COORDINATOR is missing; run bash deploy/build.sh" >&2
   exit 1
@@ -213,6 +214,18 @@ version="$(q "$TARGET" "SELECT value FROM __ferry_meta WHERE key = 'version'" 2>
 if [[ "$version" != 2 ]]; then
   failures+=("new store version is '${version:-absent}', expected 2")
 fi
+
+# ---------------------------------------------------------------------------
+# 4. ferry's own check, as an operator runs it: `ferryctl verify` reads the
+#    plan from the state file and compares both stores range by range, row
+#    for row, and each legacy range against the digest recorded at copy time.
+# ---------------------------------------------------------------------------
+echo "demo: ferryctl verify --state $STATE"
+set +e
+"$FERRYCTL" verify --state "$STATE"
+vrc=$?
+set -e
+[[ "$vrc" -eq 0 ]] || failures+=("ferryctl verify exited with status $vrc")
 
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 legacy_bytes="$(size "$LEGACY")"
