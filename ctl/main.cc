@@ -109,51 +109,14 @@ int Verify(const VerifyOptions& opt, bool json) {
   });
   if (tty) std::cerr << "\r\033[2K" << std::flush;
   if (!report.ok()) return Fail("ferryctl", report.status());
-  const VerifyReport& r = *report;
   if (json) {
-    nlohmann::json j = {{"equal", r.equal()},
-                        {"source", r.source},
-                        {"target", r.target},
-                        {"ranges_total", r.ranges_total},
-                        {"ranges_checked", r.ranges_checked},
-                        {"ranges_skipped", r.ranges_skipped},
-                        {"ranges_differing", r.ranges_differing},
-                        {"rows_checked", r.rows_checked},
-                        {"cells_converted", r.cells_converted},
-                        {"differences", r.differences},
-                        {"described", r.described}};
-    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << VerifyReportJson(*report).dump(2, ' ', false,
+                                                nlohmann::json::error_handler_t::replace)
+              << "\n";
   } else {
-    for (const std::string& line : r.described) std::cout << "difference: " << line << "\n";
-    if (r.differences > r.described.size()) {
-      std::cout << fmt::format("... and {} more (raise --max-differences to see them)\n",
-                               r.differences - r.described.size());
-    }
-    if (r.cells_converted > 0) {
-      std::cout << fmt::format(
-          "note: {} cell(s) hold the same value in another storage class, as the SQLite <-> "
-          "PostgreSQL type mapping converts it (e.g. an integer in a bytea column); not "
-          "differences\n",
-          r.cells_converted);
-    }
-    const std::string skipped =
-        r.ranges_skipped == 0
-            ? ""
-            : fmt::format("; {} range(s) not done yet were not compared", r.ranges_skipped);
-    if (r.equal()) {
-      std::cout << fmt::format(
-          "ferry verify: equal{}: {} rows in {} of {} ranges, {} and {} row for row, every range "
-          "as copied{}\n",
-          r.ranges_skipped == 0 ? "" : " so far", r.rows_checked, r.ranges_checked, r.ranges_total,
-          r.source, r.target, skipped);
-    } else {
-      std::cout << fmt::format(
-          "ferry verify: DIFFERENT: {} difference(s) in {} of {} compared ranges ({} legacy "
-          "rows){}\n",
-          r.differences, r.ranges_differing, r.ranges_checked, r.rows_checked, skipped);
-    }
+    std::cout << RenderVerifyReport(*report);
   }
-  return r.equal() ? kExitOk : kExitDiffer;
+  return report->equal() ? kExitOk : kExitDiffer;
 }
 
 }  // namespace
@@ -162,7 +125,7 @@ int main(int argc, char** argv) {
   InstallStopSignals();  // first: a SIGTERM during start-up is a clean stop too
   CLI::App app{
       "ferryctl: watch and steer a ferry migration through the coordinator's status "
-      "socket.",
+      "socket; verify its result; make CURVE keys.",
       "ferryctl"};
   LogFlags log;
   std::string endpoint = "tcp://127.0.0.1:7401";

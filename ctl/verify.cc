@@ -228,11 +228,16 @@ class Verifier {
       } else if (cmp > 0) {
         Differ(where, fmt::format("key {} is in the new store but not in the legacy store",
                                   KeyToString(b.key())));
-      } else {
-        CompareCells(where, a, b, s->second, s->second.dialect != t->second.dialect);
       }
       if (cmp <= 0) {
-        digest = FoldRowBytes(digest, a.RowBytes());
+        // The legacy row's digest bytes serve the digest and, when the new
+        // store has the key, the comparison: equal bytes, equal row (cell by
+        // cell only when they differ).
+        const std::string& bytes = a.RowBytes();
+        if (cmp == 0 && bytes != b.RowBytes()) {
+          CompareCells(where, a, b, s->second, s->second.dialect != t->second.dialect);
+        }
+        digest = FoldRowBytes(digest, bytes);
         ++rows;
         a.Next();
       }
@@ -247,10 +252,6 @@ class Verifier {
     }
     return Status::Ok();
   }
-
-  // Starts a range's count of differences.
-  void BeginRange() { range_differs_ = false; }
-  bool range_differs() const { return range_differs_; }
 
  private:
   void CompareCells(const std::string& where, RangeReader& a, RangeReader& b,
@@ -272,7 +273,6 @@ class Verifier {
   }
 
   void Differ(const std::string& where, const std::string& what) {
-    range_differs_ = true;
     ++report_->differences;
     if (report_->described.size() < opt_.max_differences) {
       report_->described.push_back(where + ": " + what);
@@ -285,7 +285,6 @@ class Verifier {
   std::unique_ptr<Store> target_;
   std::map<std::string, TableSchema> source_tables_;
   std::map<std::string, TableSchema> target_tables_;
-  bool range_differs_ = false;
 };
 
 }  // namespace
@@ -303,14 +302,61 @@ Result<VerifyReport> VerifyMigration(const VerifyOptions& opt,
     if (r.state != kRangeDone) {
       ++report.ranges_skipped;
     } else {
-      v.BeginRange();
+      const uint64_t before = report.differences;
       FERRY_RETURN_IF_ERROR(v.Check(r));
       ++report.ranges_checked;
-      if (v.range_differs()) ++report.ranges_differing;
+      if (report.differences > before) ++report.ranges_differing;
     }
     if (progress) progress(++seen, report.ranges_total);
   }
   return report;
+}
+
+nlohmann::json VerifyReportJson(const VerifyReport& r) {
+  return {{"equal", r.equal()},
+          {"source", r.source},
+          {"target", r.target},
+          {"ranges_total", r.ranges_total},
+          {"ranges_checked", r.ranges_checked},
+          {"ranges_skipped", r.ranges_skipped},
+          {"ranges_differing", r.ranges_differing},
+          {"rows_checked", r.rows_checked},
+          {"cells_converted", r.cells_converted},
+          {"differences", r.differences},
+          {"described", r.described}};
+}
+
+std::string RenderVerifyReport(const VerifyReport& r) {
+  std::string out;
+  for (const std::string& line : r.described) out += "difference: " + line + "\n";
+  if (r.differences > r.described.size()) {
+    out += fmt::format("... and {} more (raise --max-differences to see them)\n",
+                       r.differences - r.described.size());
+  }
+  if (r.cells_converted > 0) {
+    out += fmt::format(
+        "note: {} cell(s) hold the same value in another storage class, as the SQLite <-> "
+        "PostgreSQL type mapping converts it (e.g. an integer in a bytea column); not "
+        "differences\n",
+        r.cells_converted);
+  }
+  const std::string skipped =
+      r.ranges_skipped == 0
+          ? ""
+          : fmt::format("; {} range(s) not done yet were not compared", r.ranges_skipped);
+  if (r.equal()) {
+    out += fmt::format(
+        "ferry verify: equal{}: {} rows in {} of {} ranges, {} and {} row for row, every range "
+        "as copied{}\n",
+        r.ranges_skipped == 0 ? "" : " so far", r.rows_checked, r.ranges_checked, r.ranges_total,
+        r.source, r.target, skipped);
+  } else {
+    out += fmt::format(
+        "ferry verify: DIFFERENT: {} difference(s) in {} of {} compared ranges ({} legacy "
+        "rows){}\n",
+        r.differences, r.ranges_differing, r.ranges_checked, r.rows_checked, skipped);
+  }
+  return out;
 }
 
 }  // namespace ferry

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -59,5 +60,11 @@ struct VerifyReport {
 // called after each range with (ranges checked or skipped, ranges total).
 Result<VerifyReport> VerifyMigration(const VerifyOptions& opt,
                                      const std::function<void(uint64_t, uint64_t)>& progress = {});
+
+// The report as `ferryctl verify` prints it: one line per described
+// difference, a note on converted cells, then one summary line.
+std::string RenderVerifyReport(const VerifyReport& report);
+// The same for --json.
+nlohmann::json VerifyReportJson(const VerifyReport& report);
 
 }  // namespace ferry
