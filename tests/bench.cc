@@ -731,34 +731,34 @@ void CaseSqlite() {
       schema += r[0] + ";\n";
     }
     schema += "ATTACH " + Quote(legacy) + " AS src;\n";
-    std::ofstream f(script), g(row_script), h(rollback_script);
-    f << "PRAGMA journal_mode=WAL;\n" << schema;
-    g << "PRAGMA journal_mode=WAL;\n" << schema;
-    h << schema;
+    std::string copies, row_copies;
     for (const auto& t : tables) {
       const std::string copy =
           "BEGIN; INSERT INTO main." + Ident(t) + " SELECT * FROM src." + Ident(t);
-      f << copy << "; COMMIT;\n";
-      g << copy << " WHERE 1; COMMIT;\n";
-      h << copy << "; COMMIT;\n";
+      copies += copy + "; COMMIT;\n";
+      row_copies += copy + " WHERE 1; COMMIT;\n";
     }
+    const std::string wal = "PRAGMA journal_mode=WAL;\n";
+    std::ofstream(script) << wal << schema << copies;
+    std::ofstream(row_script) << wal << schema << row_copies;
+    std::ofstream(rollback_script) << schema << copies;
   }
   std::vector<TimedCase> cases;
   auto add = [&](const std::string& name, std::function<double()> run) {
     cases.push_back(TimedCase{name, std::move(run)});
   };
-  add("baseline: sqlite3 CLI ATTACH + INSERT..SELECT", [&] {
-    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
-    return RunOk(c, 3600000, "sqlite3 baseline", log) ? c.wall_s() : NAN;
-  });
-  add("reference: sqlite3 CLI, SELECT .. WHERE 1", [&] {
-    Child c({"sqlite3", "-batch", "-bail", target}, log, row_script);
-    return RunOk(c, 3600000, "sqlite3 reference", log) ? c.wall_s() : NAN;
-  });
-  add("baseline variant: CLI default (rollback) journal", [&] {
-    Child c({"sqlite3", "-batch", "-bail", target}, log, rollback_script);
-    return RunOk(c, 3600000, "sqlite3 rollback-journal baseline", log) ? c.wall_s() : NAN;
-  });
+  // The sqlite3 CLI running `sql_script` into the target.
+  auto add_cli = [&](const std::string& name, const std::string& sql_script,
+                     const std::string& what) {
+    add(name, [&, sql_script, what] {
+      Child c({"sqlite3", "-batch", "-bail", target}, log, sql_script);
+      return RunOk(c, 3600000, what, log) ? c.wall_s() : NAN;
+    });
+  };
+  add_cli("baseline: sqlite3 CLI ATTACH + INSERT..SELECT", script, "sqlite3 baseline");
+  add_cli("reference: sqlite3 CLI, SELECT .. WHERE 1", row_script, "sqlite3 reference");
+  add_cli("baseline variant: CLI default (rollback) journal", rollback_script,
+          "sqlite3 rollback-journal baseline");
   size_t two_at = 0;
   for (int w : g_opt.workers) {
     if (w == 2) two_at = cases.size();
