@@ -28,6 +28,18 @@ class SystemClock final : public Clock {
   }
 };
 
+// A Clock whose NowMs() is monotonic milliseconds (steady_clock), not wall
+// time: for deadlines kept inside one process (a worker's view of its
+// lease), which must not move when the wall clock is stepped.
+class SteadyClock final : public Clock {
+ public:
+  int64_t NowMs() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(int64_t start_ms = 1'700'000'000'000) : now_(start_ms) {}

@@ -7,7 +7,9 @@ namespace ferry {
 
 inline constexpr const char* kFerryVersion = "0.1.0";
 // Version of schemas/ferry.capnp's contract. Bump only on incompatible change.
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: Report (LeaseRef + Progress) replaces Heartbeat/Complete/Release;
+// Registered carries the whole lease policy.
+inline constexpr uint32_t kProtocolVersion = 2;
 // Version of the coordinator's state-file schema (coordinator/state_store.cc).
 inline constexpr int kStateSchemaVersion = 1;
 

@@ -14,10 +14,10 @@ WalCheckpointer::WalCheckpointer(std::string path, int frames, int restart_frame
 
 WalCheckpointer::~WalCheckpointer() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_one();
+  cv_.Signal();
   thread_.join();
 }
 
@@ -34,22 +34,23 @@ int WalCheckpointer::Hook(void* self, sqlite3* db, const char* schema, int frame
   }
   if (frames >= c->frames_) {
     {
-      std::lock_guard<std::mutex> lock(c->mu_);
+      MutexLock lock(&c->mu_);
       c->due_ = true;
     }
-    c->cv_.notify_one();
+    c->cv_.Signal();
   }
   return SQLITE_OK;
 }
 
 void WalCheckpointer::Run() {
   std::optional<Db> db;  // opened at the first checkpoint; retried if that fails
-  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [this] { return due_ || stop_; });
-    if (stop_) break;
-    due_ = false;
-    lock.unlock();
+    {
+      MutexLock lock(&mu_);
+      while (!due_ && !stop_) cv_.Wait(&mu_);
+      if (stop_) break;
+      due_ = false;
+    }
     if (!db) {
       // PASSIVE checkpoints never wait on a lock, so no busy timeout.
       Result<Db> opened = Db::Open(path_, SQLITE_OPEN_READWRITE, /*busy_timeout_ms=*/0);
@@ -67,7 +68,6 @@ void WalCheckpointer::Run() {
         checkpointed > 0) {
       passive_++;
     }
-    lock.lock();
   }
 }
 

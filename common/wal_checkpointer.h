@@ -21,11 +21,11 @@
 #include <sqlite3.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include "common/mutex.h"
 
 namespace ferry {
 
@@ -51,10 +51,10 @@ class WalCheckpointer {
   const std::string path_;
   const int frames_;
   const int restart_frames_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool due_ = false;   // guarded by mu_
-  bool stop_ = false;  // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool due_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> passive_{0}, restart_{0};
   std::thread thread_;
 };

@@ -49,4 +49,18 @@ Envelope::Builder NewEnvelope(capnp::MallocMessageBuilder& builder, uint64_t req
   return env;
 }
 
+void SetLeaseRef(::LeaseRef::Builder b, uint64_t range, uint64_t epoch, std::string_view worker) {
+  b.setRangeId(range);
+  b.setEpoch(epoch);
+  b.setWorkerId(capnp::Text::Reader(worker.data(), worker.size()));
+}
+
+void SetProgress(::Progress::Builder b, std::string_view cursor, uint64_t rows, uint64_t bytes,
+                 uint64_t digest) {
+  b.setCursor(AsData(cursor));
+  b.setRows(rows);
+  b.setBytes(bytes);
+  b.setDigest(digest);
+}
+
 }  // namespace ferry

@@ -5,13 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ctl/ctl_client.h"
 
 namespace ferry {
 
 Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& listen,
-                                                          const std::string& status_endpoint,
-                                                          zmq::context_t* ctx) {
+                                                          StatusAsk ask_loop) {
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
     return InvalidArgument(fmt::format("--http-listen '{}' must be HOST:PORT", listen));
@@ -26,9 +24,7 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& lis
   auto ep = std::unique_ptr<HttpEndpoint>(new HttpEndpoint());
   ep->server_ = std::make_unique<httplib::Server>();
   httplib::Server& svr = *ep->server_;
-  auto ask = [ctx, status_endpoint](const std::string& cmd) {
-    return StatusRequest(*ctx, status_endpoint, cmd, 3000);
-  };
+  auto ask = [ask_loop](const std::string& cmd) { return ask_loop(cmd); };
   svr.Get("/metrics", [ask](const httplib::Request&, httplib::Response& res) {
     auto text = ask("metrics");
     if (!text.ok()) {

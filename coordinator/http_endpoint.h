@@ -1,17 +1,18 @@
 // Optional HTTP listener for the ecosystem (cpp-httplib):
 //   GET /metrics  Prometheus text (the status socket's `metrics`)
-//   GET /healthz  200 while the coordinator answers its status socket
+//   GET /healthz  200 while the coordinator's event loop answers
 //   GET /readyz   200 once the migration is complete, else 503 with the state
 //                 (for readiness probes and init containers)
-// Handlers run on httplib's threads and talk to the coordinator only through
-// its status socket (a fresh REQ per request), so no coordinator state is
-// shared across threads.
+// Handlers run on httplib's threads and reach the coordinator only through
+// `ask`: in ferry-coordinator, StatusQueries::Ask — the status socket's
+// read-only commands answered by the event loop in process. Nothing served
+// over HTTP changes the migration.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
-#include <zmq.hpp>
 
 #include "common/status.h"
 
@@ -21,12 +22,15 @@ class Server;
 
 namespace ferry {
 
+// Answers a read-only status command (status, ranges, workers, metrics,
+// events) with the status socket's reply; kUnavailable when the coordinator
+// does not answer. Called from httplib's threads.
+using StatusAsk = std::function<Result<std::string>(const std::string& command)>;
+
 class HttpEndpoint {
  public:
   // `listen` is HOST:PORT (port 0 picks one). kUnavailable if it cannot bind.
-  static Result<std::unique_ptr<HttpEndpoint>> Start(const std::string& listen,
-                                                     const std::string& status_endpoint,
-                                                     zmq::context_t* ctx);
+  static Result<std::unique_ptr<HttpEndpoint>> Start(const std::string& listen, StatusAsk ask);
   ~HttpEndpoint();
   int port() const { return port_; }
 

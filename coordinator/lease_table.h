@@ -33,16 +33,10 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "coordinator/messages.h"
 #include "coordinator/range_record.h"
 
 namespace ferry {
-
-struct Progress {
-  std::string_view cursor;
-  uint64_t rows = 0;
-  uint64_t bytes = 0;
-  uint64_t digest = 0;
-};
 
 class LeaseTable {
  public:
@@ -52,7 +46,6 @@ class LeaseTable {
   // `last_epoch` is the highest epoch ever granted.
   void Load(std::vector<RangeRecord> ranges, uint64_t last_epoch);
 
-  void set_ttl_ms(int64_t ttl) { ttl_ms_ = ttl; }
   int64_t ttl_ms() const { return ttl_ms_; }
 
   // Leases a pending range to `worker`; nullptr if none. The first pending

@@ -1,5 +1,5 @@
-// ferry-coordinator: wires flags, logging, signals, the Coordinator and (with
-// --local-workers) in-process workers together.
+// ferry-coordinator: wires flags, logging, signals, the CoordinatorServer, the
+// HTTP endpoint and (with --local-workers) in-process workers together.
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -12,7 +12,7 @@
 #include "common/logging.h"
 #include "common/signals.h"
 #include "common/store.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_server.h"
 #include "coordinator/http_endpoint.h"
 #include "worker/worker.h"
 
@@ -96,8 +96,9 @@ int main(int argc, char** argv) {
   // The I/O threads do the per-connection TCP and framing work; with a large
   // fleet a single one is the coordinator's bottleneck (ferry-bench case 3).
   zmq::context_t ctx(io_threads);
-  SystemClock clock;
-  Coordinator coord(o, &clock, &ctx);
+  SystemClock clock;   // lease deadlines: wall clock, persisted
+  SteadyClock steady;  // in-process workers' own deadlines
+  CoordinatorServer coord(o, &clock, &ctx);
   Status s = coord.Start();
   if (!s.ok()) return Fail("ferry-coordinator", s);
   if (coord.already_done()) {
@@ -107,7 +108,10 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<HttpEndpoint> http;
   if (!http_listen.empty()) {
-    auto h = HttpEndpoint::Start(http_listen, coord.status_endpoint(), &ctx);
+    StatusQueries* queries = coord.queries();
+    auto h = HttpEndpoint::Start(http_listen, [queries](const std::string& command) {
+      return queries->Ask(command, 3000);
+    });
     if (!h.ok()) return Fail("ferry-coordinator", h.status());
     http = std::move(h).value();
   }
@@ -142,7 +146,7 @@ int main(int argc, char** argv) {
       wo.coordinator = coord.inproc_endpoint();
       wo.id = fmt::format("{}-local{}", DefaultWorkerId(), i);
       wo.direct_copy = !no_direct;
-      Worker w(wo, &ctx, &workers_stop);
+      Worker w(wo, &ctx, &workers_stop, &steady);
       worker_status[i] = w.Run();
       workers_exited++;
     });

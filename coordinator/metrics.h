@@ -26,7 +26,8 @@ class Histogram {
   uint64_t count_ = 0;
 };
 
-struct CoordinatorMetrics {
+// What the lease service counts (coordinator/lease_service.h).
+struct LeaseMetrics {
   uint64_t lease_requests = 0;  // LeaseRequest messages (a completion asking for more is not one)
   uint64_t grants = 0;
   uint64_t expiries = 0;
@@ -34,16 +35,19 @@ struct CoordinatorMetrics {
   uint64_t releases = 0;
   uint64_t revokes = 0;
   uint64_t lease_lost = 0;
+  uint64_t range_errors = 0;
+  // Rows per heartbeat (the batch rows a worker committed since the last one).
+  Histogram progress_rows{{100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000}};
+};
+
+// What the event loop counts (coordinator/coordinator_server.h).
+struct ServerMetrics {
   uint64_t malformed = 0;
   uint64_t version_mismatch = 0;
-  uint64_t range_errors = 0;
   uint64_t commits = 0;
   uint64_t commit_failures = 0;
   uint64_t status_requests = 0;
-  uint64_t status_errors = 0;
   uint64_t auth_rejected = 0;  // CURVE handshakes refused (key not in the allow file)
-  // Rows per heartbeat (the batch rows a worker committed since the last one).
-  Histogram progress_rows{{100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000}};
   // Seconds per state commit (group commit of everything one loop pass did).
   Histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}};
 };

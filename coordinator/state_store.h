@@ -1,19 +1,23 @@
-// StateStore: the coordinator's SQLite state file (--state PATH, WAL,
-// synchronous=FULL). Holds the job (sources, versions, plan id, last epoch,
-// phase, boundary, version), the plan (every range with its state, owner,
-// epoch, deadline and cursor), the worker registry and an event log.
+// StateStore: where the coordinator keeps every decision — the job (sources,
+// versions, plan id, last epoch, phase, boundary, version, operator
+// settings), the plan (every range with its state, owner, epoch, deadline and
+// cursor), the worker registry and an event log.
 //
-// The schema is versioned (PRAGMA user_version) and created or upgraded on
-// open inside BEGIN IMMEDIATE, retried with jittered backoff under a total
-// time cap, so many processes may open the same file at once.
+// Contract of every implementation:
+//   - Commit() writes one group of changes (dirty ranges, the job row,
+//     events, workers) in ONE durable transaction: all of it or none. The
+//     coordinator sends no reply that depends on a change before its commit
+//     returned Ok, and on a failed commit reloads what is committed.
+//   - CreateJob() writes the job and its whole plan in one transaction and
+//     fails if a job exists.
+//   - Only one coordinator commits to a state at a time (for the SQLite file:
+//     an flock held from Open to destruction; a second one gets kLocked
+//     naming the holder).
 //
-// Commit() writes one group of changes (dirty ranges, the job row, events,
-// workers) in ONE transaction: either all of it is durable or none.
+// Implementations: SqliteStateStore (coordinator/sqlite_state_store.h, the
+// embedded default, `--state PATH`).
 //
-// Checkpoints of the state file's WAL run on a private thread with its own
-// connection (common/wal_checkpointer.h), not inside Commit().
-//
-// Thread safety: owned by the coordinator's event-loop thread.
+// Thread safety: a StateStore belongs to the coordinator's event-loop thread.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +27,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/sqlite_util.h"
 #include "common/status.h"
-#include "common/wal_checkpointer.h"
 #include "coordinator/range_record.h"
 
 namespace ferry {
@@ -54,48 +56,45 @@ struct StateCommit {
   std::vector<const RangeRecord*> ranges;
   std::vector<Event> events;
   std::vector<WorkerRow> workers;
+
+  bool empty() const { return !job && ranges.empty() && events.empty() && workers.empty(); }
 };
 
-class StateStore {
+// What a reader of a state (ferryctl verify) may see: the job and its plan.
+class StateReader {
  public:
-  // Opens or creates the state file and brings its schema up to date.
-  // kInvalidArgument if the path cannot be created or opened (names the
-  // path and the cause); kFailedPrecondition if a newer ferry wrote it;
-  // kUnavailable if the schema lock could not be had within the time cap.
-  static Result<std::unique_ptr<StateStore>> Open(const std::string& path, const Clock* clock);
+  virtual ~StateReader() = default;
+  virtual Result<std::optional<JobMeta>> LoadJob() = 0;
+  virtual Result<std::vector<RangeRecord>> LoadRanges() = 0;
+  // Where the state lives, for messages ("state file PATH").
+  virtual std::string Describe() const = 0;
+};
 
-  Result<std::optional<JobMeta>> LoadJob();
-  Result<std::vector<RangeRecord>> LoadRanges();
-  Result<std::vector<WorkerRow>> LoadWorkers();
-  Result<std::vector<Event>> LoadEvents(size_t limit);
+class StateStore : public StateReader {
+ public:
+  virtual Result<std::vector<WorkerRow>> LoadWorkers() = 0;
+  // The newest `limit` events, newest first.
+  virtual Result<std::vector<Event>> LoadEvents(size_t limit) = 0;
 
-  // Writes the job and its whole plan in one transaction. Fails if a job exists.
-  Status CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan);
-  Status Commit(const StateCommit& commit);
-
-  const std::string& path() const { return path_; }
+  virtual Status CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) = 0;
+  virtual Status Commit(const StateCommit& commit) = 0;
 
   // Test hook: the n-th statement (0-based) of the next commits fails, as if
   // the disk did. -1 disables.
-  void FailStatementForTest(int n) { fail_at_ = n; }
-
- private:
-  StateStore(std::string path, Db db, const Clock* clock)
-      : path_(std::move(path)), db_(std::move(db)), clock_(clock) {}
-  Status Prepare();
-  Status Step(Stmt& s, const char* what);
-  Status WriteJob(const JobMeta& job);
-  Status WriteRange(const RangeRecord& r, bool insert);
-  Status WriteEvent(const Event& e);
-  Status Rollback(Status cause);
-
-  std::string path_;
-  std::unique_ptr<WalCheckpointer> checkpointer_;  // outlives db_
-  Db db_;
-  const Clock* clock_;
-  Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;
-  int fail_at_ = -1;
-  int step_count_ = 0;
+  virtual void FailStatementForTest(int n) = 0;
 };
+
+// Opens the coordinator's state at `location` (--state): a SQLite file path.
+// Takes the one-coordinator lock; creates or upgrades the schema. Errors:
+// kInvalidArgument (cannot create/open; names --state and what to do),
+// kLocked (another coordinator holds it; names the holder),
+// kFailedPrecondition (written by a newer ferry), kUnavailable (busy).
+Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location,
+                                                   const Clock* clock);
+
+// Opens an existing state read-only (no lock, nothing created or upgraded),
+// for tools that run beside a live coordinator. kInvalidArgument if it does
+// not exist or is not a ferry state.
+Result<std::unique_ptr<StateReader>> OpenStateReader(const std::string& location);
 
 }  // namespace ferry

@@ -12,20 +12,18 @@
 
 #include "common/digest.h"
 #include "common/key_codec.h"
-#include "common/sqlite_util.h"
 #include "common/store.h"
-#include "coordinator/range_record.h"
+#include "coordinator/state_store.h"
 
 namespace ferry {
 namespace {
 
-constexpr int64_t kRangeDone = static_cast<int64_t>(RangeState::kDone);  // as stored
 constexpr size_t kMaxBytes = 16u << 20;                                  // per batch and store
 
 struct PlannedRange {
   uint64_t id = 0;
   KeyRange range;
-  int64_t state = 0;
+  RangeState state = RangeState::kPending;
   uint64_t rows = 0;
   uint64_t digest = 0;
 };
@@ -36,41 +34,27 @@ struct Job {
   std::vector<PlannedRange> ranges;
 };
 
+// The job's URIs and plan, through the state store's read-only API.
 Result<Job> ReadJob(const std::string& state_path) {
-  auto db = Db::Open(state_path, SQLITE_OPEN_READONLY, 5000);
-  if (!db.ok()) {
-    return InvalidArgument(fmt::format("state file {} cannot be opened: {} (check --state)",
-                                       state_path, db.status().message()));
-  }
-  auto job = db->Prepare("SELECT source_uri, target_uri FROM job WHERE id = 1");
-  if (!job.ok()) {
-    return InvalidArgument(
-        fmt::format("{} is not a ferry coordinator state file: {} (check --state)", state_path,
-                    job.status().message()));
-  }
-  Job out;
-  int rc = job->Step();
-  if (rc != SQLITE_ROW) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<StateReader> state, OpenStateReader(state_path));
+  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> meta, state->LoadJob());
+  if (!meta) {
     return InvalidArgument(
         fmt::format("state file {} holds no job yet (check --state)", state_path));
   }
-  out.source_uri = job->Str(0);
-  out.target_uri = job->Str(1);
-  FERRY_ASSIGN_OR_RETURN(
-      Stmt ranges,
-      db->Prepare("SELECT id, table_name, lo, hi, state, rows, digest FROM ranges ORDER BY id"));
-  while ((rc = ranges.Step()) == SQLITE_ROW) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<RangeRecord> ranges, state->LoadRanges());
+  Job out;
+  out.source_uri = meta->source_uri;
+  out.target_uri = meta->target_uri;
+  for (RangeRecord& rr : ranges) {
     PlannedRange r;
-    r.id = static_cast<uint64_t>(ranges.Int(0));
-    r.range.table = ranges.Str(1);
-    r.range.lo = ranges.Str(2);
-    r.range.hi = ranges.Str(3);
-    r.state = ranges.Int(4);
-    r.rows = static_cast<uint64_t>(ranges.Int(5));
-    r.digest = static_cast<uint64_t>(ranges.Int(6));
+    r.id = rr.id;
+    r.range = KeyRange{std::move(rr.table), std::move(rr.lo), std::move(rr.hi)};
+    r.state = rr.state;
+    r.rows = rr.rows;
+    r.digest = rr.digest;
     out.ranges.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return db->Error(rc, "read the planned ranges");
   return out;
 }
 
@@ -299,7 +283,7 @@ Result<VerifyReport> VerifyMigration(const VerifyOptions& opt,
   report.ranges_total = job.ranges.size();
   uint64_t seen = 0;
   for (const PlannedRange& r : job.ranges) {
-    if (r.state != kRangeDone) {
+    if (r.state != RangeState::kDone) {
       ++report.ranges_skipped;
     } else {
       const uint64_t before = report.differences;

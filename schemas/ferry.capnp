@@ -24,7 +24,44 @@ struct Envelope {
     release @10 :Release;
     reportError @11 :ReportError;
     error @12 :Error;
+    # Protocol 2: heartbeat, completion and release are one Report. The
+    # members heartbeat, complete and release above are protocol 1 only: a
+    # protocol-1 peer is answered versionMismatch before its body is read.
+    report @13 :Report;
   }
+}
+
+# Which lease a message is about. Any mismatch is answered leaseLost.
+struct LeaseRef {
+  rangeId @0 :UInt64;
+  epoch @1 :UInt64;   # the fencing token of the grant
+  workerId @2 :Text;
+}
+
+# A range's progress as of the last committed batch.
+struct Progress {
+  cursor @0 :Data;    # encoded key of the last row copied; empty = none yet
+  rows @1 :UInt64;
+  bytes @2 :UInt64;
+  digest @3 :UInt64;  # chained digest of the rows up to the cursor
+}
+
+# worker -> coordinator: heartbeat (renews the lease, records progress),
+# completion (the range is done; `next` asks for the next range in the same
+# round trip: the answer is then a Grant or NoWork), or release (give the
+# range back; `leaving`: the worker is shutting down). Answered by Ack (or
+# for a completion with next: Grant / NoWork), or Error leaseLost.
+struct Report {
+  enum Kind {
+    heartbeat @0;
+    complete @1;
+    release @2;
+  }
+  kind @0 :Kind;
+  lease @1 :LeaseRef;
+  progress @2 :Progress;
+  next @3 :Bool;
+  leaving @4 :Bool;
 }
 
 # worker -> coordinator: first message of a worker (and again after the
@@ -47,6 +84,12 @@ struct Registered {
   # The version the new store's marker holds once the migration is complete:
   # a worker that cannot reach the coordinator checks it to know it is done.
   toVersion @6 :Int64;
+  # The rest of the lease policy (coordinator/lease_policy.h): a worker
+  # writes no batch within safetyMarginMs of its view of the deadline, and
+  # stops retrying an unanswered completion or release after giveUpMs.
+  safetyMarginMs @7 :UInt32;
+  livenessMs @8 :UInt32;
+  giveUpMs @9 :UInt32;
 }
 
 struct LeaseRequest {
@@ -78,8 +121,7 @@ struct NoWork {
   draining @4 :Bool;      # this worker was drained: it exits 0
 }
 
-# worker -> coordinator: lease renewal carrying the cursor of the last
-# committed batch and the running counters for the range.
+# Protocol 1 only (replaced by Report).
 struct Heartbeat {
   workerId @0 :Text;
   rangeId @1 :UInt64;
@@ -100,6 +142,7 @@ struct Ack {
   drain @5 :Bool;             # finish the batch, release, exit
 }
 
+# Protocol 1 only (replaced by Report).
 struct Complete {
   workerId @0 :Text;
   rangeId @1 :UInt64;
@@ -115,6 +158,7 @@ struct Complete {
   next @7 :Bool;
 }
 
+# Protocol 1 only (replaced by Report).
 struct Release {
   workerId @0 :Text;
   rangeId @1 :UInt64;
@@ -126,15 +170,16 @@ struct Release {
   leaving @7 :Bool;  # the worker is shutting down (SIGTERM / drain)
 }
 
-# rangeId 0: the worker cannot use its stores (e.g. its new store holds no
-# record of this plan) and leaves; the coordinator shows the message as
-# last_error and lists the worker gone.
+# lease.rangeId 0: the worker cannot use its stores (e.g. its new store
+# holds no record of this plan) and leaves; the coordinator shows the
+# message as last_error and lists the worker gone.
 struct ReportError {
-  workerId @0 :Text;
-  rangeId @1 :UInt64;
-  epoch @2 :UInt64;
+  workerId @0 :Text;  # protocol 1 only: lease.workerId
+  rangeId @1 :UInt64; # protocol 1 only: lease.rangeId
+  epoch @2 :UInt64;   # protocol 1 only: lease.epoch
   permanent @3 :Bool;
   message @4 :Text;
+  lease @5 :LeaseRef;
 }
 
 struct Error {

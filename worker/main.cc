@@ -23,6 +23,12 @@ int main(int argc, char** argv) {
   app.add_option("--source", o.source_uri, "override the legacy store URI the coordinator gives");
   app.add_option("--target", o.target_uri, "override the new store URI the coordinator gives");
   app.add_option("--batch-rows", o.batch_rows, "override rows per batch");
+  double give_up_s = 600;
+  app.add_option("--give-up-after", give_up_s,
+                 "exit 5 after this many seconds without an answer from any coordinator (not yet "
+                 "registered, or asking for work); 0 = retry forever")
+      ->default_val(600)
+      ->check(CLI::NonNegativeNumber);
   bool no_direct = false;
   app.add_flag("--no-direct-copy", no_direct,
                "always read rows into the worker and write them (default: a SQLite new store "
@@ -39,6 +45,7 @@ int main(int argc, char** argv) {
     return HandleParseError(app, e);
   }
   o.direct_copy = !no_direct;
+  o.give_up_after_ms = static_cast<int64_t>(give_up_s * 1000);
   if (curve_server_file.empty() != curve_secret_file.empty()) {
     return Fail("ferry-worker",
                 InvalidArgument("--curve-server-key-file and --curve-secret-key-file go together"));
@@ -54,7 +61,8 @@ int main(int argc, char** argv) {
   }
   StartLogging(log);
   zmq::context_t ctx;
-  Worker w(o, &ctx, StopFlag());
+  SteadyClock clock;
+  Worker w(o, &ctx, StopFlag(), &clock);
   Status s = w.Run();
   if (!s.ok()) return Fail("ferry-worker", s);
   return kExitOk;

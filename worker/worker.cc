@@ -32,17 +32,22 @@ std::string DefaultWorkerId() {
   return fmt::format("{}-{}-{:04x}", host, getpid(), rng() & 0xffff);
 }
 
-Worker::Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop)
-    : opt_(std::move(options)), ctx_(ctx), stop_(stop), client_(ctx, opt_.coordinator, opt_.curve) {
+Worker::Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop,
+               const Clock* clock)
+    : opt_(std::move(options)),
+      ctx_(ctx),
+      clock_(clock),
+      stop_(stop),
+      client_(ctx, opt_.coordinator, opt_.curve) {
   if (opt_.id.empty()) opt_.id = DefaultWorkerId();
 }
 
 bool Worker::Sleep(int64_t ms) {
-  int64_t until = MonotonicMs() + ms;
-  while (MonotonicMs() < until) {
+  const int64_t until = clock_->NowMs() + ms;
+  while (clock_->NowMs() < until) {
     if (Stopping()) return false;
     std::this_thread::sleep_for(
-        std::chrono::milliseconds(std::min<int64_t>(50, until - MonotonicMs())));
+        std::chrono::milliseconds(std::clamp<int64_t>(until - clock_->NowMs(), 1, 50)));
   }
   return !Stopping();
 }
@@ -72,15 +77,22 @@ Status Worker::Register() {
   source_uri_ = opt_.source_uri.empty() ? std::string(AsView(r.getSourceUri())) : opt_.source_uri;
   target_uri_ = opt_.target_uri.empty() ? std::string(AsView(r.getTargetUri())) : opt_.target_uri;
   batch_rows_ = opt_.batch_rows ? opt_.batch_rows : std::max<uint32_t>(1, r.getBatchRows());
-  ttl_ms_ = std::max<uint32_t>(100, r.getLeaseTtlMs());
-  heartbeat_ms_ = std::max<uint32_t>(10, r.getHeartbeatMs());
+  // The coordinator's lease policy, whole: no margin is derived here.
+  auto policy = LeasePolicy::ForTtl(std::max<uint32_t>(100, r.getLeaseTtlMs()));
+  policy_ = policy.ok() ? *policy : LeasePolicy();
+  if (r.getHeartbeatMs()) policy_.heartbeat_ms = r.getHeartbeatMs();
+  if (r.getSafetyMarginMs()) policy_.safety_ms = r.getSafetyMarginMs();
+  if (r.getLivenessMs()) policy_.liveness_ms = r.getLivenessMs();
+  if (r.getGiveUpMs()) policy_.give_up_ms = r.getGiveUpMs();
   to_version_ = r.getToVersion();
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id},
             {"coordinator", opt_.coordinator},
             {"plan", plan_id_},
             {"batch_rows", batch_rows_},
-            {"lease_ttl_ms", ttl_ms_}});
+            {"lease_ttl_ms", policy_.ttl_ms},
+            {"heartbeat_ms", policy_.heartbeat_ms},
+            {"safety_ms", policy_.safety_ms}});
   return Status::Ok();
 }
 
@@ -111,10 +123,19 @@ Status Worker::CheckTargetPlan() {
 Status Worker::Run() {
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool registered = false;
+  // Restarted by every answer from a coordinator.
+  GiveUpTimer unheard(clock_, opt_.give_up_after_ms);
+  auto give_up = [&] {
+    return Unavailable(fmt::format(
+        "no coordinator answered at {} for {} s; the migration may have ended before this worker "
+        "came (check with `ferryctl wait --target <new store>`), or the coordinator is down",
+        opt_.coordinator, unheard.elapsed_ms() / 1000));
+  };
   while (!Stopping()) {
     if (!registered) {
       Status s = Register();
       if (s.code() == Code::kFailedPrecondition) return s;
+      if (!s.ok() && unheard.Expired()) return give_up();
       if (!s.ok()) {
         LogEvent(
             RetryLevel(backoff.attempt()), "register_retry",
@@ -133,6 +154,7 @@ Status Worker::Run() {
       }
       registered = true;
       backoff.Reset();
+      unheard.Restart();
       Status o = OpenStores();
       if (o.ok()) o = CheckTargetPlan();
       if (!o.ok()) {
@@ -154,7 +176,7 @@ Status Worker::Run() {
       capnp::MallocMessageBuilder b;
       uint64_t rid = client_.NextRequestId();
       NewEnvelope(b, rid).getBody().initLeaseRequest().setWorkerId(opt_.id);
-      sent = MonotonicMs();
+      sent = clock_->NowMs();
       reply = client_.Call(b, rid, opt_.request_timeout_ms,
                            [this](DecodedEnvelope& e) { ReleaseStale(e); });
     }
@@ -168,11 +190,13 @@ Status Worker::Run() {
       // The coordinator may have finished and gone (or be down): the new
       // store's own version marker says whether the migration is complete.
       if (TargetMarkedDone()) return CompleteByMarker();
+      if (unheard.Expired()) return give_up();
       if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
       Sleep(backoff.NextDelayMs());
       continue;
     }
     backoff.Reset();
+    unheard.Restart();
     auto body = reply->root().getBody();
     switch (body.which()) {
       case Envelope::Body::GRANT: {
@@ -235,7 +259,7 @@ Status Worker::Run() {
 
 Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   auto g = reply.root().getBody().getGrant();
-  Lease lease;
+  Lease lease(LeaseKeeper(policy_, clock_));
   lease.range = g.getRangeId();
   lease.epoch = g.getEpoch();
   lease.table = AsView(g.getTable());
@@ -245,8 +269,7 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.rows = g.getRowsDone();
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
-  ttl_ms_ = std::max<uint32_t>(100, g.getLeaseTtlMs());
-  lease.deadline_mono = sent + ttl_ms_;
+  lease.keeper.Start(sent, g.getLeaseTtlMs());
   return lease;
 }
 
@@ -274,18 +297,22 @@ void Worker::SendHeartbeat(const Lease& lease) {
     return;
   }
   capnp::MallocMessageBuilder b;
-  uint64_t rid = client_.NextRequestId();
-  auto hb = NewEnvelope(b, rid).getBody().initHeartbeat();
-  hb.setWorkerId(opt_.id);
-  hb.setRangeId(lease.range);
-  hb.setEpoch(lease.epoch);
-  hb.setCursor(AsData(lease.cursor));
-  hb.setRowsDone(lease.rows);
-  hb.setBytesDone(lease.bytes);
-  hb.setDigest(lease.digest);
-  heartbeat_sent_[rid] = MonotonicMs();
+  const uint64_t rid = SendReport(b, ::Report::Kind::HEARTBEAT, lease, false, false);
+  heartbeat_sent_[rid] = clock_->NowMs();
   if (heartbeat_sent_.size() > 1024) heartbeat_sent_.erase(heartbeat_sent_.begin());
   client_.SendAsync(b);
+}
+
+uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
+                            const Lease& lease, bool next, bool leaving) {
+  const uint64_t rid = client_.NextRequestId();
+  auto r = NewEnvelope(b, rid).getBody().initReport();
+  r.setKind(kind);
+  SetLeaseRef(r.initLease(), lease.range, lease.epoch, opt_.id);
+  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest);
+  r.setNext(next);
+  r.setLeaving(leaving);
+  return rid;
 }
 
 bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
@@ -300,8 +327,7 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
         if (a.getRangeId() != lease.range || a.getEpoch() != lease.epoch) continue;
         auto it = heartbeat_sent_.find(root.getRequestId());
         if (it != heartbeat_sent_.end()) {
-          int64_t ttl = a.getLeaseTtlMs() ? a.getLeaseTtlMs() : ttl_ms_;
-          lease.deadline_mono = std::max(lease.deadline_mono, it->second + ttl);
+          lease.keeper.Renewed(it->second, a.getLeaseTtlMs());
           heartbeat_sent_.erase(heartbeat_sent_.begin(), std::next(it));
         }
         paused_ = a.getPaused();
@@ -334,14 +360,11 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
   auto g = body.getGrant();
   // A grant for a request we gave up on: hand it straight back.
   capnp::MallocMessageBuilder b;
-  auto rel = NewEnvelope(b, client_.NextRequestId()).getBody().initRelease();
-  rel.setWorkerId(opt_.id);
-  rel.setRangeId(g.getRangeId());
-  rel.setEpoch(g.getEpoch());
-  rel.setCursor(g.getCursor());
-  rel.setRowsDone(g.getRowsDone());
-  rel.setBytesDone(g.getBytesDone());
-  rel.setDigest(g.getDigest());
+  auto rel = NewEnvelope(b, client_.NextRequestId()).getBody().initReport();
+  rel.setKind(::Report::Kind::RELEASE);
+  SetLeaseRef(rel.initLease(), g.getRangeId(), g.getEpoch(), opt_.id);
+  SetProgress(rel.initProgress(), AsView(g.getCursor()), g.getRowsDone(), g.getBytesDone(),
+              g.getDigest());
   client_.SendAsync(b);
 }
 
@@ -352,33 +375,15 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
     return false;
   }
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
-  const int64_t give_up = MonotonicMs() + (complete ? 3 * ttl_ms_ : 2000);
-  while (MonotonicMs() < give_up) {
+  // A completion is retried for the policy's give-up time (its lease is long
+  // gone after that); a release on the way out for at most 2 s.
+  const GiveUpTimer give_up(clock_, complete ? policy_.give_up_ms : 2000);
+  while (!give_up.Expired()) {
     capnp::MallocMessageBuilder b;
-    uint64_t rid = client_.NextRequestId();
-    auto body = NewEnvelope(b, rid).getBody();
-    if (complete) {
-      auto c = body.initComplete();
-      c.setWorkerId(opt_.id);
-      c.setRangeId(lease.range);
-      c.setEpoch(lease.epoch);
-      c.setRows(lease.rows);
-      c.setBytes(lease.bytes);
-      c.setDigest(lease.digest);
-      c.setCursor(AsData(lease.cursor));
-      c.setNext(!Stopping() && !drain_);
-    } else {
-      auto r = body.initRelease();
-      r.setWorkerId(opt_.id);
-      r.setRangeId(lease.range);
-      r.setEpoch(lease.epoch);
-      r.setCursor(AsData(lease.cursor));
-      r.setRowsDone(lease.rows);
-      r.setBytesDone(lease.bytes);
-      r.setDigest(lease.digest);
-      r.setLeaving(true);
-    }
-    const int64_t sent = MonotonicMs();
+    const uint64_t rid =
+        complete ? SendReport(b, ::Report::Kind::COMPLETE, lease, !Stopping() && !drain_, false)
+                 : SendReport(b, ::Report::Kind::RELEASE, lease, false, true);
+    const int64_t sent = clock_->NowMs();
     auto reply = client_.Call(b, rid, opt_.request_timeout_ms,
                               [this](DecodedEnvelope& e) { ReleaseStale(e); });
     if (reply) {
@@ -416,7 +421,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
     }
     LogEvent(RetryLevel(backoff.attempt()), complete ? "complete_retry" : "release_retry",
              {{"worker", opt_.id}, {"range", lease.range}, {"attempt", backoff.attempt() + 1}});
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff.NextDelayMs()));
+    Sleep(backoff.NextDelayMs());
   }
   return false;
 }
@@ -438,9 +443,7 @@ void Worker::SendReportError(uint64_t range, uint64_t epoch, bool permanent,
   capnp::MallocMessageBuilder b;
   uint64_t rid = client_.NextRequestId();
   auto r = NewEnvelope(b, rid).getBody().initReportError();
-  r.setWorkerId(opt_.id);
-  r.setRangeId(range);
-  r.setEpoch(epoch);
+  SetLeaseRef(r.initLease(), range, epoch, opt_.id);
   r.setPermanent(permanent);
   r.setMessage(message.substr(0, 1000));
   client_.Call(b, rid, opt_.request_timeout_ms, [this](DecodedEnvelope& e) { ReleaseStale(e); });
@@ -459,11 +462,9 @@ Worker::Outcome Worker::Copy(Lease& lease) {
   }
   const TableSchema& schema = schema_it->second;
   const Fence fence{plan_id_, lease.range, lease.epoch};
-  const int64_t safety = std::max<int64_t>(ttl_ms_ / 5, 50);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
-  int64_t last_hb = MonotonicMs();
-  int64_t throttle_start = MonotonicMs();
+  int64_t throttle_start = clock_->NowMs();
   uint64_t throttle_rows = 0;
   uint64_t throttle_limit = 0;
 
@@ -473,15 +474,15 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       FinishRange(lease, /*complete=*/false);
       return Outcome::kStopped;
     }
-    int64_t now = MonotonicMs();
-    if (now - last_hb >= heartbeat_ms_) {
+    const int64_t now = clock_->NowMs();
+    if (lease.keeper.HeartbeatDue()) {
       SendHeartbeat(lease);
-      last_hb = now;
+      lease.keeper.HeartbeatSent();
     }
-    if (now + safety >= lease.deadline_mono) {
+    if (!lease.keeper.MayWrite()) {
       // Our lease may be about to expire: no write until the coordinator confirms it.
       if (!DrainReplies(lease, 50)) return Outcome::kLost;
-      if (MonotonicMs() >= lease.deadline_mono) {
+      if (lease.keeper.Expired()) {
         LogEvent(spdlog::level::warn, "lease_expired",
                  {{"worker", opt_.id},
                   {"range", lease.range},
@@ -545,12 +546,12 @@ Worker::Outcome Worker::Copy(Lease& lease) {
                   {"epoch", lease.epoch},
                   {"attempt", backoff.attempt() + 1},
                   {"error", s.message()}});
-        int64_t until = MonotonicMs() + backoff.NextDelayMs();
-        while (MonotonicMs() < until && !Stopping()) {
+        const int64_t until = clock_->NowMs() + backoff.NextDelayMs();
+        while (clock_->NowMs() < until && !Stopping()) {
           if (!DrainReplies(lease, 50)) return Outcome::kLost;
-          if (MonotonicMs() - last_hb >= heartbeat_ms_) {
+          if (lease.keeper.HeartbeatDue()) {
             SendHeartbeat(lease);
-            last_hb = MonotonicMs();
+            lease.keeper.HeartbeatSent();
           }
         }
         continue;

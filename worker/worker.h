@@ -14,13 +14,19 @@
 // last committed batch go out asynchronously (never a round trip per batch),
 // each after Store::SyncWrites made that batch durable (so is the cursor of
 // a completion or a release; a failed sync reports an error instead);
-// their acks extend the worker's own view of its lease deadline, measured
-// from when the heartbeat was SENT, so the worker stops writing before the
-// coordinator could expire the lease even if the coordinator is gone.
+// their acks extend the worker's own view of its lease deadline
+// (worker/lease_keeper.h), measured from when the heartbeat was SENT, so the
+// worker stops writing before the coordinator could expire the lease even
+// if the coordinator is gone. Every timing rule comes from the lease policy
+// the coordinator sent at registration (common/lease_policy.h); every
+// deadline is on the injected clock.
 //
-// A completion that goes unanswered is retried for three lease TTLs, unless
-// the new store's version marker already says the migration is complete (the
-// coordinator finished and may be gone): then the worker returns Ok at once.
+// A completion that goes unanswered is retried for the policy's give-up
+// time, unless the new store's version marker already says the migration is
+// complete (the coordinator finished and may be gone): then the worker
+// returns Ok at once. A worker that hears from no coordinator for
+// --give-up-after (registering, or asking for work) returns kUnavailable:
+// the coordinator is down or the migration ended before it came.
 //
 // On `lease lost` the worker stops writing at once. On a stop request
 // (SIGTERM/SIGINT) it finishes the current batch, reports the cursor,
@@ -39,9 +45,12 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "common/clock.h"
+#include "common/lease_policy.h"
 #include "common/status.h"
 #include "common/store.h"
 #include "worker/coordinator_client.h"
+#include "worker/lease_keeper.h"
 
 namespace ferry {
 
@@ -58,11 +67,17 @@ struct WorkerOptions {
   uint32_t transient_retries = 5;  // per batch, before the range is given back with an error
   bool direct_copy = true;         // use Store::CopyBatch where the target supports it
   CurveClientKeys curve;           // CURVE to the coordinator; empty = off
+  // Hearing from no coordinator for this long (not registered yet, or
+  // asking for work) ends Run() with kUnavailable; 0 = never.
+  int64_t give_up_after_ms = 600000;
 };
 
 class Worker {
  public:
-  Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop);
+  // `clock` (a SteadyClock in production) times leases, heartbeats,
+  // throttling, retries and give-ups; it must outlive the worker.
+  Worker(WorkerOptions options, zmq::context_t* ctx, const std::atomic<bool>* stop,
+         const Clock* clock);
   Status Run();
 
   const std::string& id() const { return opt_.id; }
@@ -71,6 +86,7 @@ class Worker {
  private:
   enum class Outcome { kDone, kLost, kStopped, kGaveBack };
   struct Lease {
+    explicit Lease(LeaseKeeper k) : keeper(k) {}
     uint64_t range = 0;
     uint64_t epoch = 0;
     std::string table;
@@ -79,10 +95,10 @@ class Worker {
     uint64_t rows = 0;
     uint64_t bytes = 0;
     uint64_t digest = 0;
-    int64_t deadline_mono = 0;  // our conservative view of the lease deadline
+    LeaseKeeper keeper;  // our conservative view of the lease deadline
   };
 
-  // The lease in a Grant answering a request sent at `sent` (monotonic ms).
+  // The lease in a Grant answering a request sent at `sent` (clock ms).
   Lease LeaseFromGrant(DecodedEnvelope& reply, int64_t sent);
   Status Register();
   Status OpenStores();
@@ -109,6 +125,10 @@ class Worker {
   // shows as last_error and takes as the worker's goodbye. Best effort.
   void ReportRefusal(const Status& s);
   void ReleaseStale(DecodedEnvelope& env);
+  // Sends a Report (heartbeat, completion or release) for `lease`; returns
+  // its request id.
+  uint64_t SendReport(::capnp::MallocMessageBuilder& b, ::Report::Kind kind, const Lease& lease,
+                      bool next, bool leaving);
   bool Sleep(int64_t ms);  // false if a stop came first
   // True if the new store's own marker says the migration is complete.
   bool TargetMarkedDone();
@@ -119,13 +139,13 @@ class Worker {
 
   WorkerOptions opt_;
   zmq::context_t* ctx_;
+  const Clock* clock_;
   const std::atomic<bool>* stop_;
   CoordinatorClient client_;
   std::string plan_id_;
   std::string source_uri_, target_uri_;
   uint32_t batch_rows_ = 10000;
-  int64_t ttl_ms_ = 10000;
-  int64_t heartbeat_ms_ = 1000;
+  LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;

@@ -1,4 +1,4 @@
-#include "coordinator/state_store.h"
+#include "coordinator/sqlite_state_store.h"
 
 #include <fmt/format.h>
 
@@ -39,7 +39,39 @@ std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 
 }  // namespace
 
-Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, const Clock* clock) {
+Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location,
+                                                   const Clock* clock) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> s,
+                         SqliteStateStore::Open(location, clock));
+  return std::unique_ptr<StateStore>(std::move(s));
+}
+
+Result<std::unique_ptr<StateReader>> OpenStateReader(const std::string& location) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> s,
+                         SqliteStateStore::OpenReadOnly(location));
+  return std::unique_ptr<StateReader>(std::move(s));
+}
+
+Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::OpenReadOnly(const std::string& path) {
+  auto db = Db::Open(path, SQLITE_OPEN_READONLY, 5000);
+  if (!db.ok()) {
+    return InvalidArgument(fmt::format("state file {} cannot be opened: {} (check --state)", path,
+                                       db.status().message()));
+  }
+  auto store =
+      std::unique_ptr<SqliteStateStore>(new SqliteStateStore(path, std::move(db).value(), nullptr));
+  auto probe = store->db_.Prepare("SELECT plan_id FROM job WHERE id = 1");
+  if (!probe.ok()) {
+    return InvalidArgument(fmt::format(
+        "{} is not a ferry coordinator state file: {} (check --state)", path,
+        probe.status().message()));
+  }
+  return store;
+}
+
+Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::string& path,
+                                                                 const Clock* clock) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<StateLock> lock, StateLock::Acquire(path));
   auto db = Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000);
   if (!db.ok()) {
     return InvalidArgument(
@@ -47,7 +79,9 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, co
                     "directory's permissions)",
                     path, db.status().message()));
   }
-  auto store = std::unique_ptr<StateStore>(new StateStore(path, std::move(db).value(), clock));
+  auto store =
+      std::unique_ptr<SqliteStateStore>(new SqliteStateStore(path, std::move(db).value(), clock));
+  store->lock_ = std::move(lock);
   Db& d = store->db_;
   FERRY_RETURN_IF_ERROR(d.Exec("PRAGMA journal_mode=WAL"));
   FERRY_RETURN_IF_ERROR(d.Exec("PRAGMA synchronous=FULL"));
@@ -93,12 +127,12 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, co
   return store;
 }
 
-Status StateStore::Rollback(Status cause) {
+Status SqliteStateStore::Rollback(Status cause) {
   (void)db_.Exec("ROLLBACK");
   return cause;
 }
 
-Status StateStore::Prepare() {
+Status SqliteStateStore::Prepare() {
   FERRY_ASSIGN_OR_RETURN(
       job_upsert_,
       db_.Prepare("INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
@@ -116,7 +150,7 @@ Status StateStore::Prepare() {
   return Status::Ok();
 }
 
-Status StateStore::Step(Stmt& s, const char* what) {
+Status SqliteStateStore::Step(Stmt& s, const char* what) {
   int rc = (fail_at_ >= 0 && step_count_++ == fail_at_) ? SQLITE_IOERR : s.Step();
   s.Reset();
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
@@ -125,7 +159,7 @@ Status StateStore::Step(Stmt& s, const char* what) {
   return Status::Ok();
 }
 
-Status StateStore::WriteJob(const JobMeta& j) {
+Status SqliteStateStore::WriteJob(const JobMeta& j) {
   Stmt& s = job_upsert_;
   s.Bind(1, j.source_uri);
   s.Bind(2, j.target_uri);
@@ -148,7 +182,7 @@ Status StateStore::WriteJob(const JobMeta& j) {
   return Step(s, "write job");
 }
 
-Status StateStore::WriteRange(const RangeRecord& r, bool insert) {
+Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
   if (insert) {
     Stmt& s = range_insert_;
     s.Bind(1, static_cast<int64_t>(r.id));
@@ -185,7 +219,7 @@ Status StateStore::WriteRange(const RangeRecord& r, bool insert) {
   return Step(s, "update range");
 }
 
-Status StateStore::WriteEvent(const Event& e) {
+Status SqliteStateStore::WriteEvent(const Event& e) {
   event_insert_.Bind(1, e.ts_ms);
   event_insert_.Bind(2, e.kind);
   event_insert_.Bind(3, static_cast<int64_t>(e.range));
@@ -195,7 +229,7 @@ Status StateStore::WriteEvent(const Event& e) {
   return Step(event_insert_, "insert event");
 }
 
-Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) {
+Status SqliteStateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) {
   FERRY_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   auto existing = LoadJob();
   if (!existing.ok()) return Rollback(existing.status());
@@ -213,7 +247,7 @@ Status StateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord>&
   return Status::Ok();
 }
 
-Status StateStore::Commit(const StateCommit& c) {
+Status SqliteStateStore::Commit(const StateCommit& c) {
   step_count_ = 0;
   Status s = db_.Exec("BEGIN IMMEDIATE");
   if (!s.ok()) return s;
@@ -239,7 +273,7 @@ Status StateStore::Commit(const StateCommit& c) {
   return Status::Ok();
 }
 
-Result<std::optional<JobMeta>> StateStore::LoadJob() {
+Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
   FERRY_ASSIGN_OR_RETURN(
       Stmt s,
       db_.Prepare(
@@ -267,7 +301,7 @@ Result<std::optional<JobMeta>> StateStore::LoadJob() {
   return std::optional<JobMeta>(std::move(j));
 }
 
-Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
+Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
       Stmt s, db_.Prepare("SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
                           "deadline_ms, cursor, rows, "
@@ -302,7 +336,7 @@ Result<std::vector<RangeRecord>> StateStore::LoadRanges() {
   return out;
 }
 
-Result<std::vector<WorkerRow>> StateStore::LoadWorkers() {
+Result<std::vector<WorkerRow>> SqliteStateStore::LoadWorkers() {
   FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare("SELECT id, host, pid, version, registered_ms, "
                                              "last_seen_ms, state FROM workers ORDER BY id"));
   std::vector<WorkerRow> out;
@@ -314,7 +348,7 @@ Result<std::vector<WorkerRow>> StateStore::LoadWorkers() {
   return out;
 }
 
-Result<std::vector<Event>> StateStore::LoadEvents(size_t limit) {
+Result<std::vector<Event>> SqliteStateStore::LoadEvents(size_t limit) {
   FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare("SELECT ts_ms, kind, range_id, epoch, worker, detail "
                                              "FROM events ORDER BY id DESC LIMIT ?"));
   s.Bind(1, static_cast<int64_t>(limit));

@@ -1,0 +1,339 @@
+#include "coordinator/coordinator_server.h"
+
+#include <fmt/format.h>
+
+#include "common/curve.h"
+#include "common/logging.h"
+#include "common/wire.h"
+#include "coordinator/job_setup.h"
+#include "coordinator/worker_codec.h"
+
+namespace ferry {
+namespace {
+
+constexpr size_t kMaxMessagesPerPass = 4096;
+constexpr int kListenBacklog = 4096;
+constexpr int kStatusRequestBytes = 4 << 20;
+
+}  // namespace
+
+CoordinatorServer::CoordinatorServer(CoordinatorOptions options, const Clock* clock,
+                                     zmq::context_t* ctx)
+    : opt_(std::move(options)), clock_(clock), ctx_(ctx) {}
+
+CoordinatorServer::~CoordinatorServer() = default;
+
+Status CoordinatorServer::Start() {
+  const int64_t started_ms = clock_->NowMs();
+  if (opt_.curve_secret_key_file.empty() != opt_.curve_allow_file.empty()) {
+    return InvalidArgument(
+        "--curve-secret-key-file and --curve-allow-file go together: the coordinator's secret key "
+        "and the public keys of the workers it accepts");
+  }
+  std::string curve_secret, curve_public;
+  std::set<std::string> curve_allowed;
+  if (!opt_.curve_secret_key_file.empty()) {
+    FERRY_ASSIGN_OR_RETURN(CurveKeyPair keys, LoadCurveSecretKey(opt_.curve_secret_key_file,
+                                                                 "--curve-secret-key-file"));
+    curve_secret = keys.secret_z85;
+    curve_public = keys.public_z85;
+    FERRY_ASSIGN_OR_RETURN(curve_allowed,
+                           LoadCurveAllowList(opt_.curve_allow_file, "--curve-allow-file"));
+  }
+  FERRY_ASSIGN_OR_RETURN(LeasePolicy policy, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
+  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, clock_));
+  if (job.already_done) {
+    already_done_ = true;
+    return Status::Ok();
+  }
+  state_ = std::move(job.state);
+  source_ = std::move(job.source);
+  target_ = std::move(job.target);
+  service_ = std::make_unique<LeaseService>(
+      ServiceSettings{opt_.source_uri, opt_.target_uri, opt_.batch_rows, policy, opt_.max_attempts},
+      clock_);
+  service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
+  if (job.resumed) {
+    if (opt_.retry_failed) service_->RetryFailed();
+    const LeaseTable& t = service_->table();
+    LogEvent(spdlog::level::info, "resume",
+             {{"plan", service_->job().plan_id},
+              {"ranges", t.ranges().size()},
+              {"done", t.count(RangeState::kDone)},
+              {"leased", t.count(RangeState::kLeased)},
+              {"last_epoch", t.last_epoch()}});
+  }
+  commands_ = std::make_unique<StatusCommands>(
+      service_.get(), state_.get(), clock_,
+      StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms,
+                    opt_.stall_ms, &metrics_});
+  mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
+  FERRY_ASSIGN_OR_RETURN(queries_, StatusQueries::Create());
+  if (!curve_secret.empty()) {
+    FERRY_ASSIGN_OR_RETURN(zap_, ZapHandler::Bind(ctx_));
+    zap_->AddDomain("ferry", std::move(curve_allowed),
+                    "add the worker's public key to --curve-allow-file");
+  }
+  FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+  LogEvent(spdlog::level::info, "listening",
+           {{"workers", listen_bound_},
+            {"status", status_bound_},
+            {"source", RedactUri(opt_.source_uri)},
+            {"target", RedactUri(opt_.target_uri)},
+            {"from_version", opt_.from_version},
+            {"to_version", opt_.to_version},
+            {"curve_public_key", curve_public.empty() ? "off" : curve_public}});
+  return Status::Ok();
+}
+
+Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
+  try {
+    router_.emplace(*ctx_, zmq::socket_type::router);
+    router_->set(zmq::sockopt::linger, 0);
+    router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(4 * kMaxFrameBytes));
+    router_->set(zmq::sockopt::rcvhwm, 100000);
+    router_->set(zmq::sockopt::sndhwm, 100000);
+    // A fleet starting at once (1,000 workers) overflows ZeroMQ's default
+    // accept backlog of 100: the kernel drops the extra SYNs and those
+    // workers retry their connect a second or more later. The kernel caps
+    // this at net.core.somaxconn.
+    router_->set(zmq::sockopt::backlog, kListenBacklog);
+    if (!curve_secret.empty()) {
+      router_->set(zmq::sockopt::curve_server, 1);
+      router_->set(zmq::sockopt::curve_secretkey, curve_secret);
+      router_->set(zmq::sockopt::zap_domain, "ferry");
+    }
+    inproc_ = fmt::format("inproc://ferry-coordinator-{}", static_cast<const void*>(this));
+    router_->bind(inproc_);
+    if (!opt_.listen.empty()) {
+      router_->bind(opt_.listen);
+      listen_bound_ = router_->get(zmq::sockopt::last_endpoint);
+    }
+  } catch (const zmq::error_t& e) {
+    return Unavailable(
+        fmt::format("cannot bind --listen {}: {} (is another coordinator using "
+                    "it? pick another port)",
+                    opt_.listen, e.what()));
+  }
+  try {
+    status_.emplace(*ctx_, zmq::socket_type::rep);
+    status_->set(zmq::sockopt::linger, 0);
+    status_->set(zmq::sockopt::maxmsgsize, int64_t{kStatusRequestBytes});
+    status_->bind(opt_.status_endpoint);
+    status_bound_ = status_->get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Unavailable(fmt::format("cannot bind --status-endpoint {}: {} (pick another port)",
+                                   opt_.status_endpoint, e.what()));
+  }
+  return Status::Ok();
+}
+
+Status CoordinatorServer::Run(const std::function<bool()>& should_exit) {
+  while (!should_exit()) Step(100);
+  CommitAndReply();
+  // The sockets close with linger 0: give the last replies (a worker's
+  // "complete") a bounded moment to leave instead of discarding them.
+  try {
+    router_->set(zmq::sockopt::linger, 1000);
+  } catch (const zmq::error_t&) {
+  }
+  if (complete()) return Status::Ok();
+  if (failed()) return Permanent(service_->job().failure);
+  return FailedPrecondition(
+      "stopped before the migration completed; start again with the same "
+      "arguments to resume");
+}
+
+void CoordinatorServer::Step(int timeout_ms) {
+  const int64_t now = clock_->NowMs();
+  int64_t wait = timeout_ms;
+  const int64_t next_deadline = service_->table().NextDeadlineMs();
+  if (next_deadline != INT64_MAX) wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+  std::vector<zmq::pollitem_t> items = {
+      {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
+      {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
+      {nullptr, queries_->wake_fd(), ZMQ_POLLIN, 0},
+  };
+  if (zap_) items.push_back({static_cast<void*>(zap_->socket()), 0, ZMQ_POLLIN, 0});
+  try {
+    zmq::poll(items, std::chrono::milliseconds(wait));
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) LogEvent(spdlog::level::warn, "poll_error", {{"error", e.what()}});
+  }
+  ReadWorkerFrames();
+  ReadStatusRequest();
+  if (zap_) {
+    zap_->Serve();
+    metrics_.auth_rejected = zap_->rejected();
+  }
+  service_->Tick();
+  AnswerWaiting();
+  CommitAndReply();
+  queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
+  if (mirror_->Update(service_->job())) service_->MarkMirrored();
+  service_->SampleRates();
+  LogProgress();
+}
+
+void CoordinatorServer::ReadWorkerFrames() {
+  std::vector<zmq::message_t> frames;
+  for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
+    try {
+      if (!RecvAll(*router_, &frames)) return;
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::warn, "recv_error", {{"error", e.what()}});
+      return;
+    }
+    if (frames.empty()) continue;
+    if (frames.size() != 2) {
+      metrics_.malformed++;
+      LogEvent(spdlog::level::debug, "malformed",
+               {{"reason", "frame count"}, {"frames", frames.size()}});
+      if (frames.size() > 1) {
+        replies_.push_back(Outgoing{
+            std::move(frames[0]),
+            EncodeReply(0, ErrorReply{ErrorCode::kBadMessage, "send exactly one frame per message"})});
+      }
+      continue;
+    }
+    std::optional<zmq::message_t> reply = HandleFrame(frames[0], frames[1].data(), frames[1].size());
+    if (reply) replies_.push_back(Outgoing{std::move(frames[0]), std::move(*reply)});
+  }
+}
+
+std::optional<zmq::message_t> CoordinatorServer::HandleFrame(const zmq::message_t& identity,
+                                                             const void* data, size_t size) {
+  auto decoded = DecodeRequest(data, size);
+  if (auto* bad = std::get_if<RejectedFrame>(&decoded)) {
+    if (bad->error.code == ErrorCode::kVersionMismatch) {
+      metrics_.version_mismatch++;
+    } else {
+      metrics_.malformed++;
+      LogEvent(spdlog::level::debug, "malformed", {{"reason", bad->error.message}});
+    }
+    return EncodeReply(bad->request_id, bad->error);
+  }
+  auto& req = std::get<DecodedRequest>(decoded);
+  std::optional<Reply> reply = Route(req.request_id, req.request, identity);
+  if (!reply) return std::nullopt;
+  return EncodeReply(req.request_id, *reply);
+}
+
+std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request& request,
+                                              const zmq::message_t& identity) {
+  std::optional<Reply> reply;
+  const std::string* waiter = nullptr;
+  if (const auto* r = std::get_if<RegisterRequest>(&request)) {
+    reply = service_->Register(*r);
+  } else if (const auto* l = std::get_if<LeaseRequest>(&request)) {
+    reply = service_->RequestLease(request_id, *l, /*may_wait=*/true);
+    waiter = &l->worker;
+  } else if (const auto* p = std::get_if<ProgressReport>(&request)) {
+    reply = service_->Report(request_id, *p, /*may_wait=*/true);
+    waiter = &p->lease.worker;
+  } else if (const auto* e = std::get_if<ErrorReport>(&request)) {
+    reply = service_->ReportError(*e);
+  }
+  if (!reply && waiter) {
+    // The service holds the request: remember whom to answer (a resent
+    // request replaces the one its worker gave up on).
+    waiting_from_[*waiter] = zmq::message_t(identity.data(), identity.size());
+  }
+  return reply;
+}
+
+void CoordinatorServer::AnswerWaiting() {
+  for (LeaseService::Answer& a : service_->AnswerWaiting()) {
+    auto it = waiting_from_.find(a.worker);
+    if (it == waiting_from_.end()) continue;
+    replies_.push_back(Outgoing{std::move(it->second), EncodeReply(a.request_id, a.reply)});
+    waiting_from_.erase(it);
+  }
+}
+
+void CoordinatorServer::ReadStatusRequest() {
+  try {
+    zmq::message_t req;
+    if (!status_->recv(req, zmq::recv_flags::dontwait)) return;
+    const bool extra = req.more();
+    while (req.more()) {
+      zmq::message_t drop;
+      if (!status_->recv(drop, zmq::recv_flags::dontwait)) break;
+      req = std::move(drop);
+    }
+    metrics_.status_requests++;
+    const std::string reply = extra ? ErrorJson("send one frame per command; try 'help'")
+                                    : commands_->Handle(req.to_string());
+    status_reply_.emplace(reply.data(), reply.size());
+  } catch (const zmq::error_t& e) {
+    LogEvent(spdlog::level::warn, "status_recv_error", {{"error", e.what()}});
+  }
+}
+
+void CoordinatorServer::CommitAndReply() {
+  StateCommit c = service_->TakeCommit();
+  if (!c.empty()) {
+    const int64_t t0 = MonotonicUs();
+    Status s = state_->Commit(c);
+    if (!s.ok()) {
+      metrics_.commit_failures++;
+      LogEvent(spdlog::level::err, "state_commit_failed",
+               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
+      auto job = state_->LoadJob();
+      auto ranges = state_->LoadRanges();
+      if (job.ok() && job->has_value() && ranges.ok()) {
+        service_->Restore(std::move(**job), std::move(*ranges));
+      } else {
+        LogEvent(spdlog::level::err, "state_reload_failed",
+                 {{"error", !job.ok() ? job.status().message()
+                                      : (!ranges.ok() ? ranges.status().message()
+                                                      : "the state lost its job")}});
+      }
+      replies_.clear();
+      if (status_reply_) {
+        const std::string err = ErrorJson("state commit failed: " + s.message());
+        status_reply_.emplace(err.data(), err.size());
+      }
+    } else {
+      metrics_.commits++;
+      metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
+    }
+  }
+  for (Outgoing& r : replies_) {
+    try {
+      router_->send(r.identity, zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(r.payload, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::debug, "send_error", {{"error", e.what()}});
+    }
+  }
+  replies_.clear();
+  if (status_reply_) {
+    try {
+      status_->send(*status_reply_, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      LogEvent(spdlog::level::debug, "status_send_error", {{"error", e.what()}});
+    }
+    status_reply_.reset();
+  }
+}
+
+void CoordinatorServer::LogProgress() {
+  const int64_t now = MonotonicMs();
+  if (now < next_progress_ms_) return;
+  next_progress_ms_ = now + 2000;
+  if (service_->job().phase != JobPhase::kCopying || !spdlog::should_log(spdlog::level::info)) {
+    return;
+  }
+  const nlohmann::json st = commands_->StatusFields();
+  LogEvent(spdlog::level::info, "progress",
+           {{"rows", st["rows_copied"]},
+            {"rows_estimated", st["rows_estimated"]},
+            {"rows_per_second", st["rows_per_second"]},
+            {"eta_seconds", st["eta_seconds"]},
+            {"ranges_done", st["ranges_done"]},
+            {"ranges_total", st["ranges_total"]},
+            {"workers", st["workers_live"]}});
+}
+
+}  // namespace ferry

@@ -1,0 +1,136 @@
+#include "coordinator/job_setup.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <random>
+
+#include "common/clock.h"
+#include "common/logging.h"
+#include "coordinator/planner.h"
+#include "coordinator/version_check.h"
+
+namespace ferry {
+namespace {
+
+std::string NewPlanId() {
+  std::random_device rd;
+  std::mt19937_64 rng((uint64_t{rd()} << 32) ^ rd());
+  return fmt::format("{:016x}", rng());
+}
+
+bool FileExists(const std::string& uri) {
+  if (uri.rfind("sqlite:", 0) != 0) return true;  // a server: ask it
+  struct stat st;
+  return stat(uri.substr(7).c_str(), &st) == 0;
+}
+
+Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored) {
+  auto differ = [](const char* what, const std::string& was, const std::string& now) {
+    return InvalidArgument(
+        fmt::format("{} is '{}' but the state file was started with '{}': pass "
+                    "the same arguments, or use a new --state",
+                    what, now, was));
+  };
+  if (stored.source_uri != RedactUri(opt.source_uri)) {
+    return differ("--source", stored.source_uri, RedactUri(opt.source_uri));
+  }
+  if (stored.target_uri != RedactUri(opt.target_uri)) {
+    return differ("--target", stored.target_uri, RedactUri(opt.target_uri));
+  }
+  if (stored.from_version != opt.from_version || stored.to_version != opt.to_version) {
+    return InvalidArgument(fmt::format(
+        "versions are {} -> {} but the state file was started with {} -> {}: pass the same "
+        "--from-version/--to-version, or use a new --state",
+        opt.from_version, opt.to_version, stored.from_version, stored.to_version));
+  }
+  if (stored.tables != opt.tables) return differ("--tables", stored.tables, opt.tables);
+  return Status::Ok();
+}
+
+Status ValidateFlags(const CoordinatorOptions& opt) {
+  FERRY_RETURN_IF_ERROR(ValidateVersionFlags(opt.from_version, opt.to_version));
+  if (opt.lease_ttl_ms < 100) return InvalidArgument("--lease-ttl must be at least 0.1 seconds");
+  if (opt.range_rows == 0) return InvalidArgument("--range-rows must be at least 1");
+  if (opt.batch_rows == 0) return InvalidArgument("--batch-rows must be at least 1");
+  if (opt.state_path.empty()) return InvalidArgument("--state is required");
+  return Status::Ok();
+}
+
+// Opens the new store, creates the schema and records the plan id in it
+// (new job and resume alike), before any range is leased.
+Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
+  FERRY_ASSIGN_OR_RETURN(j->target, OpenStore(opt.target_uri, StoreRole::kTarget));
+  FERRY_RETURN_IF_ERROR(j->target->CreateSchema(j->tables));
+  // Workers check it before writing (Store::RecordPlan).
+  return j->target->RecordPlan(j->job.plan_id);
+}
+
+}  // namespace
+
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock) {
+  FERRY_RETURN_IF_ERROR(ValidateFlags(opt));
+  OpenedJob j;
+  FERRY_ASSIGN_OR_RETURN(j.state, OpenStateStore(opt.state_path, clock));
+  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, j.state->LoadJob());
+  if (stored) FERRY_RETURN_IF_ERROR(CheckJobMatches(opt, *stored));
+
+  FERRY_ASSIGN_OR_RETURN(j.source, OpenStore(opt.source_uri, StoreRole::kSource));
+
+  // Versions, read without creating anything in the new store.
+  std::optional<int64_t> target_version;
+  if (FileExists(opt.target_uri)) {
+    auto peek = OpenStore(opt.target_uri, StoreRole::kSource);
+    if (peek.ok()) {
+      FERRY_ASSIGN_OR_RETURN(target_version, (*peek)->ReadVersion());
+    }
+  }
+  FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, j.source->ReadVersion());
+  FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict, CheckVersions(opt.from_version, opt.to_version,
+                                                               target_version, legacy_version));
+  if (verdict == VersionVerdict::kAlreadyDone) {
+    OpenedJob done;
+    done.already_done = true;
+    return done;
+  }
+
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, j.source->ListTables());
+  FERRY_ASSIGN_OR_RETURN(j.tables, SelectTables(all, stored ? stored->tables : opt.tables));
+
+  if (stored) {
+    j.resumed = true;
+    j.job = *stored;
+    FERRY_ASSIGN_OR_RETURN(j.ranges, j.state->LoadRanges());
+    FERRY_ASSIGN_OR_RETURN(j.workers, j.state->LoadWorkers());
+    FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
+    return j;
+  }
+  j.job.source_uri = RedactUri(opt.source_uri);
+  j.job.target_uri = RedactUri(opt.target_uri);
+  j.job.from_version = opt.from_version;
+  j.job.to_version = opt.to_version;
+  j.job.tables = opt.tables;
+  j.job.plan_id = NewPlanId();
+  j.job.current_version = target_version;
+  const int64_t t0 = MonotonicMs();
+  for (const TableSchema& t : j.tables) {
+    const int64_t t1 = MonotonicMs();
+    const size_t before = j.ranges.size();
+    FERRY_RETURN_IF_ERROR(PlanTable(*j.source, t, opt.range_rows, &j.ranges));
+    LogEvent(spdlog::level::debug, "plan_table",
+             {{"table", t.name}, {"ranges", j.ranges.size() - before}, {"ms", MonotonicMs() - t1}});
+  }
+  FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
+  FERRY_RETURN_IF_ERROR(j.state->CreateJob(j.job, j.ranges));
+  uint64_t est = 0;
+  for (const RangeRecord& r : j.ranges) est += r.est_rows;
+  LogEvent(spdlog::level::info, "planned",
+           {{"plan", j.job.plan_id},
+            {"tables", j.tables.size()},
+            {"ranges", j.ranges.size()},
+            {"rows_estimated", est},
+            {"ms", MonotonicMs() - t0}});
+  return j;
+}
+
+}  // namespace ferry

@@ -1,0 +1,43 @@
+// Start-up of a coordinator: from flags to a job ready to serve.
+//
+// OpenJob validates the flags, opens the state (taking its lock), opens the
+// legacy store, reads the versions without creating anything in the new
+// store, and then either
+//   - says the new store is already at --to-version (already_done), or
+//   - loads the state's job, refusing flags that differ from it (naming the
+//     difference), or
+//   - plans a new job (planner.h) and writes it with CreateJob.
+// In the last two cases the target schema is created and the plan recorded
+// in the new store before it returns: migrations before lifecycle, no range
+// is leased before its table exists. Every bad-input error surfaces here, as
+// one line, before any socket is bound.
+//
+// Thread safety: call on the thread that will own the result.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/store.h"
+#include "coordinator/options.h"
+#include "coordinator/state_store.h"
+
+namespace ferry {
+
+struct OpenedJob {
+  bool already_done = false;  // nothing to do; the fields below are empty
+  bool resumed = false;       // loaded from the state (else planned now)
+  std::unique_ptr<StateStore> state;
+  std::unique_ptr<Store> source;
+  std::unique_ptr<Store> target;
+  std::vector<TableSchema> tables;
+  JobMeta job;
+  std::vector<RangeRecord> ranges;
+  std::vector<WorkerRow> workers;
+};
+
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock);
+
+}  // namespace ferry

@@ -1,0 +1,398 @@
+#include "coordinator/lease_service.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/key_codec.h"
+#include "common/logging.h"
+
+namespace ferry {
+
+LeaseService::LeaseService(ServiceSettings settings, const Clock* clock)
+    : settings_(std::move(settings)),
+      clock_(clock),
+      table_(clock, settings_.policy.ttl_ms, settings_.max_attempts),
+      workers_(&settings_.policy, clock) {}
+
+void LeaseService::Load(JobMeta job, std::vector<RangeRecord> ranges,
+                        std::vector<WorkerRow> workers) {
+  workers_.Load(std::move(workers));
+  Restore(std::move(job), std::move(ranges));
+}
+
+void LeaseService::Restore(JobMeta job, std::vector<RangeRecord> ranges) {
+  job_ = std::move(job);
+  table_.Load(std::move(ranges), job_.last_epoch);
+  RebuildWorkerLeases();
+  events_.clear();
+  (void)workers_.TakeDirty();
+  job_dirty_ = false;
+}
+
+void LeaseService::RebuildWorkerLeases() {
+  std::vector<std::pair<uint64_t, std::string>> leases;
+  for (uint64_t id : table_.leased()) leases.emplace_back(id, table_.Find(id)->owner);
+  workers_.SetCurrentRanges(leases);
+}
+
+RegisteredReply LeaseService::Register(const RegisterRequest& r) {
+  WorkerInfo& w = workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));
+  Record(Event{clock_->NowMs(), "register", 0, 0, r.worker,
+               fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
+  RegisteredReply out;
+  out.source_uri = settings_.source_uri;
+  out.target_uri = settings_.target_uri;
+  out.batch_rows = settings_.batch_rows;
+  out.policy = settings_.policy;
+  out.plan_id = job_.plan_id;
+  out.to_version = job_.to_version;
+  return out;
+}
+
+std::optional<Reply> LeaseService::RequestLease(uint64_t request_id, const LeaseRequest& r,
+                                                bool may_wait) {
+  metrics_.lease_requests++;
+  WorkerInfo* w = workers_.Touch(r.worker);
+  if (!w) return Reply(ErrorReply{ErrorCode::kUnknownWorker, "register first"});
+  return LeaseReply(request_id, r.worker, w, may_wait);
+}
+
+std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressReport& r,
+                                          bool may_wait) {
+  const LeaseRef& l = r.lease;
+  WorkerInfo* w = workers_.Touch(l.worker);
+  const RangeRecord* before = table_.Find(l.range);
+  const uint64_t rows_before = before ? before->rows : 0;
+  const bool was_done = before && before->state == RangeState::kDone;
+  Status s;
+  switch (r.kind) {
+    case ReportKind::kHeartbeat:
+      s = table_.Heartbeat(l.range, l.epoch, l.worker, r.progress);
+      break;
+    case ReportKind::kComplete:
+      s = table_.Complete(l.range, l.epoch, l.worker, r.progress);
+      break;
+    case ReportKind::kRelease:
+      s = table_.Release(l.range, l.epoch, l.worker, r.progress);
+      break;
+  }
+  if (!s.ok()) {
+    metrics_.lease_lost++;
+    WorkerRegistry::Dropped(w, l.range);
+    LogEvent(spdlog::level::info, "lease_lost",
+             {{"range", l.range}, {"epoch", l.epoch}, {"worker", l.worker}, {"why", s.message()}});
+    return Reply(ErrorReply{ErrorCode::kLeaseLost, s.message(), l.range, l.epoch});
+  }
+  if (r.progress.rows > rows_before) {
+    metrics_.progress_rows.Observe(static_cast<double>(r.progress.rows - rows_before));
+    if (w) w->rows += r.progress.rows - rows_before;
+  }
+  if (r.kind == ReportKind::kComplete) {
+    WorkerRegistry::Dropped(w, l.range);
+    if (!was_done) {  // else a retry whose answer was lost
+      metrics_.completions++;
+      if (spdlog::should_log(spdlog::level::info)) {
+        LogRoutine("complete", l.range, l.epoch, l.worker,
+                   fmt::format("rows={} bytes={} digest={:016x}", r.progress.rows,
+                               r.progress.bytes, r.progress.digest));
+      }
+    }
+    // A retried completion (our answer was lost) finds the range done under
+    // the same epoch and gets the same next lease again.
+    if (w && r.next) return LeaseReply(request_id, l.worker, w, may_wait);
+  } else if (r.kind == ReportKind::kRelease) {
+    WorkerRegistry::Dropped(w, l.range);
+    if (w && r.leaving) workers_.SetState(w, "gone");
+    metrics_.releases++;
+    Record(Event{clock_->NowMs(), "release", l.range, l.epoch, l.worker,
+                 fmt::format("cursor={} rows={}", KeyToString(r.progress.cursor),
+                             r.progress.rows)});
+  }
+  return Reply(Ack(l.range, l.epoch, w));
+}
+
+Reply LeaseService::ReportError(const ErrorReport& r) {
+  const LeaseRef& l = r.lease;
+  const std::string msg = r.message.substr(0, 1024);
+  WorkerInfo* w = workers_.Touch(l.worker);
+  if (l.range == 0 && w) {
+    // A registered worker that cannot use its stores (its new store is not
+    // ours, its legacy store cannot be read) says so and leaves.
+    workers_.SetState(w, "gone");
+    last_range_error_ = fmt::format("worker {}: {}", l.worker, msg);
+    Record(Event{clock_->NowMs(), "worker_refused", 0, 0, l.worker, msg});
+    AckReply a;
+    a.paused = job_.paused;
+    return a;
+  }
+  Status s = table_.ReportError(l.range, l.epoch, l.worker, r.permanent, msg);
+  if (!s.ok()) {
+    metrics_.lease_lost++;
+    return ErrorReply{ErrorCode::kLeaseLost, s.message(), l.range, l.epoch};
+  }
+  WorkerRegistry::Dropped(w, l.range);
+  metrics_.range_errors++;
+  const RangeRecord* range = table_.Find(l.range);
+  last_range_error_ = fmt::format("range {} ({}): {}", range->id, range->table, msg);
+  Record(Event{clock_->NowMs(),
+               range->state == RangeState::kFailed ? "range_failed" : "range_error", l.range,
+               l.epoch, l.worker, msg});
+  AckReply a;
+  a.range = l.range;
+  a.epoch = l.epoch;
+  a.paused = job_.paused;
+  return a;
+}
+
+NoWorkReply LeaseService::NoWork(const WorkerInfo& w, uint32_t retry_ms) const {
+  NoWorkReply n;
+  n.retry_after_ms = retry_ms;
+  n.complete = complete();
+  n.failed = failed();
+  n.paused = job_.paused;
+  n.draining = w.draining();
+  return n;
+}
+
+GrantReply LeaseService::Grant(const RangeRecord& r) const {
+  GrantReply g;
+  g.range = r.id;
+  g.epoch = r.epoch;
+  g.table = r.table;
+  g.lo = r.lo;
+  g.hi = r.hi;
+  g.cursor = r.cursor;
+  g.rows = r.rows;
+  g.bytes = r.bytes;
+  g.digest = r.digest;
+  g.ttl_ms = settings_.policy.ttl_ms;
+  g.rows_per_second = ThrottleShare();
+  return g;
+}
+
+AckReply LeaseService::Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) const {
+  AckReply a;
+  a.range = range;
+  a.epoch = epoch;
+  a.ttl_ms = settings_.policy.ttl_ms;
+  a.paused = job_.paused;
+  a.drain = w && w->draining();
+  a.rows_per_second = ThrottleShare();
+  return a;
+}
+
+std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::string& id,
+                                              WorkerInfo* w, bool may_wait) {
+  if (!complete() && !failed() && table_.AllDone()) {
+    MaybeFinish();  // this message completed the last range: say so now
+  }
+  if (complete() || failed() || w->draining()) {
+    if (complete() || failed()) w->told_done = true;
+    return Reply(NoWork(*w, 0));
+  }
+  const RangeRecord* r = nullptr;
+  if (w->current_range) {
+    // The worker lost our grant reply: give it the same lease again.
+    const RangeRecord* held = table_.Find(w->current_range);
+    if (held && held->state == RangeState::kLeased && held->owner == id) r = held;
+  }
+  if (!r) {
+    if (job_.paused) return Reply(NoWork(*w, 500));
+    r = table_.Grant(id);
+    if (!r) {
+      if (may_wait && table_.count(RangeState::kLeased) > 0) {
+        // Nothing pending, but leased ranges may come back (expiry, release)
+        // or finish the job: hold the request and answer it the moment one
+        // of those happens, instead of having the worker poll.
+        waiting_[id] = Waiting{request_id, clock_->NowMs() + kLeaseWaitMs};
+        return std::nullopt;
+      }
+      return Reply(NoWork(*w, may_wait ? 250 : 10));
+    }
+    metrics_.grants++;
+    w->current_range = r->id;
+    if (spdlog::should_log(spdlog::level::info)) {
+      LogRoutine("grant", r->id, r->epoch, id,
+                 fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
+    }
+  }
+  return Reply(Grant(*r));
+}
+
+std::vector<LeaseService::Answer> LeaseService::AnswerWaiting() {
+  std::vector<Answer> out;
+  if (waiting_.empty()) return out;
+  const int64_t now = clock_->NowMs();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    WorkerInfo* w = workers_.Find(it->first);
+    const bool answer = !w || complete() || failed() || w->draining() || job_.paused ||
+                        now >= it->second.deadline_ms || table_.count(RangeState::kPending) > 0;
+    if (!answer) {
+      ++it;
+      continue;
+    }
+    const uint64_t rid = it->second.request_id;
+    std::optional<Reply> reply =
+        w ? LeaseReply(rid, it->first, w, /*may_wait=*/false)
+          : std::optional<Reply>(ErrorReply{ErrorCode::kUnknownWorker, "register first"});
+    out.push_back(Answer{it->first, rid, std::move(*reply)});
+    it = waiting_.erase(it);
+  }
+  return out;
+}
+
+void LeaseService::Tick() {
+  for (const LeaseTable::Expired& e : table_.ExpireDue()) {
+    metrics_.expiries++;
+    WorkerRegistry::Dropped(workers_.Find(e.owner), e.range);
+    Record(Event{clock_->NowMs(), "expire", e.range, e.epoch, e.owner, "lease deadline passed"});
+  }
+  MaybeFinish();
+}
+
+void LeaseService::MaybeFinish() {
+  if (job_.phase != JobPhase::kCopying) return;
+  if (table_.AllDone()) {
+    // The last completion, the boundary clear and the version bump commit
+    // together (the server commits this pass's changes next).
+    job_.phase = JobPhase::kComplete;
+    job_.current_version = job_.to_version;
+    job_.boundary.clear();
+    job_.mirrored = false;
+    job_dirty_ = true;
+    Record(Event{clock_->NowMs(), "finalize", 0, 0, "",
+                 fmt::format("version {} -> {}, rows={}", job_.from_version, job_.to_version,
+                             table_.rows_total())});
+    return;
+  }
+  if (table_.Failed()) {
+    job_.phase = JobPhase::kFailed;
+    for (const RangeRecord& r : table_.ranges()) {
+      if (r.state == RangeState::kFailed) {
+        job_.failure = fmt::format("range {} ({} from {}) failed: {}", r.id, r.table,
+                                   r.lo.empty() ? "start" : KeyToString(r.lo), r.last_error);
+        break;
+      }
+    }
+    job_dirty_ = true;
+    Record(Event{clock_->NowMs(), "failed", 0, 0, "", job_.failure});
+    return;
+  }
+  std::string b = table_.Boundary();
+  if (b != job_.boundary) {
+    job_.boundary = std::move(b);
+    job_dirty_ = true;
+  }
+}
+
+bool LeaseService::SetPaused(bool paused) {
+  if (job_.paused == paused) return false;
+  job_.paused = paused;
+  job_dirty_ = true;
+  Record(Event{clock_->NowMs(), paused ? "pause" : "resume", 0, 0, "", "operator"});
+  return true;
+}
+
+void LeaseService::SetThrottle(uint64_t rows_per_second) {
+  job_.throttle_rows_per_s = rows_per_second;
+  job_dirty_ = true;
+  Record(Event{clock_->NowMs(), "throttle", 0, 0, "",
+               rows_per_second ? fmt::format("{} rows/s", rows_per_second) : "off"});
+}
+
+Status LeaseService::Drain(const std::string& worker) {
+  WorkerInfo* w = workers_.Find(worker);
+  if (worker.empty() || !w) return NotFound("drain takes a registered worker id; see 'workers'");
+  workers_.SetState(w, "draining");
+  Record(Event{clock_->NowMs(), "drain", w->current_range, 0, worker, "operator"});
+  return Status::Ok();
+}
+
+Result<uint64_t> LeaseService::Revoke(uint64_t range) {
+  const RangeRecord* r = table_.Find(range);
+  const std::string owner = r ? r->owner : "";
+  const uint64_t epoch = r ? r->epoch : 0;
+  FERRY_RETURN_IF_ERROR(table_.Revoke(range));
+  WorkerRegistry::Dropped(workers_.Find(owner), range);
+  metrics_.revokes++;
+  Record(Event{clock_->NowMs(), "revoke", range, epoch, owner, "operator"});
+  return epoch;
+}
+
+size_t LeaseService::RetryFailed() {
+  const size_t n = table_.RetryFailed();
+  if (n > 0 && job_.phase == JobPhase::kFailed) {
+    job_.phase = JobPhase::kCopying;
+    job_.failure.clear();
+    job_dirty_ = true;
+  }
+  return n;
+}
+
+void LeaseService::MarkMirrored() {
+  if (job_.mirrored) return;
+  job_.mirrored = true;
+  job_dirty_ = true;
+}
+
+StateCommit LeaseService::TakeCommit() {
+  StateCommit c;
+  if (table_.last_epoch() != job_.last_epoch) {
+    job_.last_epoch = table_.last_epoch();
+    job_dirty_ = true;
+  }
+  for (uint64_t id : table_.TakeDirty()) c.ranges.push_back(table_.Find(id));
+  c.events = std::move(events_);
+  events_.clear();
+  c.workers = workers_.TakeDirty();
+  if (job_dirty_ || !c.empty()) c.job = &job_;
+  job_dirty_ = false;
+  return c;
+}
+
+void LeaseService::Record(Event e) {
+  const auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire" ||
+                      e.kind == "worker_refused")
+                         ? spdlog::level::warn
+                         : spdlog::level::info;
+  if (spdlog::should_log(level)) {
+    LogEvent(level, e.kind,
+             {{"range", e.range}, {"epoch", e.epoch}, {"worker", e.worker}, {"detail", e.detail}});
+  }
+  events_.push_back(std::move(e));
+}
+
+void LeaseService::LogRoutine(const char* kind, uint64_t range, uint64_t epoch,
+                              const std::string& worker, const std::string& detail) const {
+  LogEvent(spdlog::level::info, kind,
+           {{"range", range}, {"epoch", epoch}, {"worker", worker}, {"detail", detail}});
+}
+
+uint64_t LeaseService::ThrottleShare() const {
+  if (job_.throttle_rows_per_s == 0) return 0;
+  // One share per lease held (a worker holds at most one): O(1), where
+  // counting workers would cost O(workers) on every grant and ack.
+  const uint64_t active = table_.count(RangeState::kLeased);
+  return std::max<uint64_t>(1, job_.throttle_rows_per_s / std::max<uint64_t>(1, active));
+}
+
+void LeaseService::SampleRates() {
+  const int64_t now = clock_->NowMs();
+  workers_.SampleRates();
+  if (!rate_samples_.empty() && now - rate_samples_.back().first < 500) return;
+  rate_samples_.emplace_back(now, table_.rows_total());
+  while (rate_samples_.size() > 2 && now - rate_samples_.front().first > 10000) {
+    rate_samples_.pop_front();
+  }
+}
+
+double LeaseService::RowsPerSecond() const {
+  if (rate_samples_.size() < 2) return 0;
+  const auto& [t0, r0] = rate_samples_.front();
+  const auto& [t1, r1] = rate_samples_.back();
+  if (t1 <= t0 || r1 < r0) return 0;
+  return (r1 - r0) * 1000.0 / (t1 - t0);
+}
+
+}  // namespace ferry

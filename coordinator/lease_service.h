@@ -1,0 +1,161 @@
+// LeaseService: the coordinator's decisions, without sockets. It takes typed,
+// already decoded worker requests (coordinator/messages.h) and operator
+// actions, and returns typed replies; every change it makes is collected for
+// the next state commit (TakeCommit). The clock is injected.
+//
+// The rules it implements (DESIGN.md "Coordinator"):
+//   - grants take a new, strictly increasing epoch (LeaseTable);
+//   - heartbeat, completion, release and error reports carry a LeaseRef;
+//     any mismatch is answered kLeaseLost and changes nothing;
+//   - a lease request that finds nothing pending while ranges are leased
+//     waits (up to kLeaseWaitMs) instead of polling: RequestLease returns
+//     nullopt and AnswerWaiting() answers it the moment a range comes free,
+//     the job ends, the worker is drained or the job is paused;
+//   - the last completion, the boundary clear and the version bump are one
+//     change set (Tick finishes the job in the pass of the last completion).
+//
+// The caller (CoordinatorServer) must commit TakeCommit() and only then send
+// the replies of the same pass; if the commit fails it calls Restore() with
+// what the state holds and drops the replies (workers retry).
+//
+// Thread safety: owned by the coordinator's event-loop thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/lease_policy.h"
+#include "coordinator/lease_table.h"
+#include "coordinator/messages.h"
+#include "coordinator/metrics.h"
+#include "coordinator/state_store.h"
+#include "coordinator/worker_registry.h"
+
+namespace ferry {
+
+// What the service tells workers at registration.
+struct ServiceSettings {
+  std::string source_uri;  // as given (may hold credentials: sent to workers, never logged)
+  std::string target_uri;
+  uint32_t batch_rows = 10000;
+  LeasePolicy policy;
+  uint32_t max_attempts = 3;
+};
+
+class LeaseService {
+ public:
+  // How long a lease request may wait for a range to come free before it is
+  // answered "no work, ask again": well under a worker's 2 s request timeout.
+  static constexpr int64_t kLeaseWaitMs = 1000;
+
+  LeaseService(ServiceSettings settings, const Clock* clock);
+
+  // Replaces everything with a loaded job: its ranges and workers.
+  void Load(JobMeta job, std::vector<RangeRecord> ranges, std::vector<WorkerRow> workers);
+  // After a failed commit: back to what the state holds (workers are kept;
+  // queued events and changes are dropped).
+  void Restore(JobMeta job, std::vector<RangeRecord> ranges);
+
+  // ---- worker requests ----
+  RegisteredReply Register(const RegisterRequest& r);
+  // A grant, NoWork, or (may_wait, nothing pending while ranges are leased)
+  // nullopt: the request waits and AnswerWaiting() answers it.
+  std::optional<Reply> RequestLease(uint64_t request_id, const LeaseRequest& r, bool may_wait);
+  // Heartbeat / completion / release. A completion with `next` is answered
+  // like a lease request (and may wait the same way).
+  std::optional<Reply> Report(uint64_t request_id, const ProgressReport& r, bool may_wait);
+  Reply ReportError(const ErrorReport& r);
+
+  struct Answer {
+    std::string worker;
+    uint64_t request_id = 0;
+    Reply reply;
+  };
+  // Answers the waiting lease requests that now have an answer.
+  std::vector<Answer> AnswerWaiting();
+  size_t waiting() const { return waiting_.size(); }
+
+  // Expires due leases, then finishes or fails the job or advances the
+  // boundary. Once per loop pass, before the commit.
+  void Tick();
+
+  // ---- operator actions (status socket) ----
+  // Each records an event; false / an error if nothing changed.
+  bool SetPaused(bool paused);
+  void SetThrottle(uint64_t rows_per_second);  // 0 = off
+  Status Drain(const std::string& worker);
+  // The fenced epoch of the revoked lease.
+  Result<uint64_t> Revoke(uint64_t range);
+  // Failed ranges back to pending (--retry-failed); a failed job copies again.
+  size_t RetryFailed();
+
+  // Marks the job's new-store marker as written (version mirrored).
+  void MarkMirrored();
+
+  // ---- the change set ----
+  // Everything changed since the last call (empty() if nothing), pointing
+  // into this service: valid until its next mutation. The job row is part
+  // of every non-empty change set.
+  StateCommit TakeCommit();
+
+  // ---- views ----
+  const LeaseTable& table() const { return table_; }
+  const JobMeta& job() const { return job_; }
+  const WorkerRegistry& workers() const { return workers_; }
+  const LeaseMetrics& metrics() const { return metrics_; }
+  const ServiceSettings& settings() const { return settings_; }
+  const std::string& last_range_error() const { return last_range_error_; }
+  bool complete() const { return job_.phase == JobPhase::kComplete; }
+  bool failed() const { return job_.phase == JobPhase::kFailed; }
+  // The rows/s of the whole job over the last 10 s (0 until known).
+  double RowsPerSecond() const;
+  // Samples throughput (every 500 ms at most) and the workers' rates.
+  void SampleRates();
+  // A worker's share of the fleet-wide throttle (rows/s; 0 = none).
+  uint64_t ThrottleShare() const;
+
+ private:
+  struct Waiting {
+    uint64_t request_id = 0;
+    int64_t deadline_ms = 0;
+  };
+
+  // The answer to a lease request (or a completion asking for the next).
+  std::optional<Reply> LeaseReply(uint64_t request_id, const std::string& id, WorkerInfo* w,
+                                  bool may_wait);
+  NoWorkReply NoWork(const WorkerInfo& w, uint32_t retry_ms) const;
+  GrantReply Grant(const RangeRecord& r) const;
+  AckReply Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) const;
+  void MaybeFinish();
+  void RebuildWorkerLeases();
+  // Logs `e` and queues it for the state's event log (committed with the
+  // pass). Operator-visible events only: plan, register, release, expire,
+  // range_error/range_failed, finalize, failed and operator actions.
+  void Record(Event e);
+  // Routine per-range events (grant, complete) are logged (info) but not
+  // written to the state: the range row holds the latest owner, epoch and
+  // counters, and a row per message would double the state writes.
+  void LogRoutine(const char* kind, uint64_t range, uint64_t epoch, const std::string& worker,
+                  const std::string& detail) const;
+
+  ServiceSettings settings_;
+  const Clock* clock_;
+  LeaseTable table_;
+  JobMeta job_;
+  bool job_dirty_ = false;
+  WorkerRegistry workers_;
+  std::vector<Event> events_;
+  std::map<std::string, Waiting> waiting_;  // one per worker: a resent request replaces it
+  std::string last_range_error_;            // "range N (table): cause", for status
+  std::deque<std::pair<int64_t, uint64_t>> rate_samples_;  // (ms, rows copied)
+  LeaseMetrics metrics_;
+};
+
+}  // namespace ferry

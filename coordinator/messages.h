@@ -1,0 +1,122 @@
+// The worker protocol as typed values: what LeaseService takes and returns.
+// No ZeroMQ or Cap'n Proto here — coordinator/worker_codec.h converts
+// between these and the Envelope frames of schemas/ferry.capnp.
+//
+// Lifetime: string_views (Progress::cursor) point into the decoded frame and
+// are valid only for the call they are passed to.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "common/lease_policy.h"
+
+namespace ferry {
+
+// Which lease a message is about: the range, the fencing token it was granted
+// under, and the worker holding it. Any mismatch is `lease lost`.
+struct LeaseRef {
+  uint64_t range = 0;
+  uint64_t epoch = 0;
+  std::string worker;
+};
+
+// A range's progress as of the last committed batch.
+struct Progress {
+  std::string_view cursor;  // encoded key of the last row copied; empty = none yet
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  uint64_t digest = 0;
+};
+
+// ---- requests (worker -> coordinator) ----
+struct RegisterRequest {
+  std::string worker;
+  std::string host;
+  int64_t pid = 0;
+  std::string version;
+};
+
+struct LeaseRequest {
+  std::string worker;
+};
+
+enum class ReportKind { kHeartbeat, kComplete, kRelease };
+
+// One report for heartbeat, completion and release.
+struct ProgressReport {
+  ReportKind kind = ReportKind::kHeartbeat;
+  LeaseRef lease;
+  Progress progress;
+  bool next = false;     // completion: also lease me the next range
+  bool leaving = false;  // release: the worker is shutting down
+};
+
+// A worker could not copy its range (lease.range != 0), or cannot use its
+// stores at all and leaves (lease.range == 0).
+struct ErrorReport {
+  LeaseRef lease;
+  bool permanent = false;
+  std::string message;
+};
+
+using Request = std::variant<RegisterRequest, LeaseRequest, ProgressReport, ErrorReport>;
+
+// ---- replies (coordinator -> worker) ----
+struct RegisteredReply {
+  std::string source_uri;
+  std::string target_uri;
+  uint32_t batch_rows = 0;
+  LeasePolicy policy;
+  std::string plan_id;
+  int64_t to_version = 0;
+};
+
+struct GrantReply {
+  uint64_t range = 0;
+  uint64_t epoch = 0;
+  std::string table;
+  std::string lo, hi, cursor;
+  uint64_t rows = 0, bytes = 0, digest = 0;
+  int64_t ttl_ms = 0;
+  uint64_t rows_per_second = 0;  // this worker's share of the throttle; 0 = none
+};
+
+struct NoWorkReply {
+  uint32_t retry_after_ms = 0;
+  bool complete = false;  // the migration is complete: exit 0
+  bool paused = false;
+  bool failed = false;    // the migration failed: exit non-zero
+  bool draining = false;  // this worker was drained: exit 0
+};
+
+struct AckReply {
+  uint64_t range = 0;
+  uint64_t epoch = 0;
+  int64_t ttl_ms = 0;  // lease renewed for this long from the request
+  bool paused = false;
+  bool drain = false;
+  uint64_t rows_per_second = 0;
+};
+
+enum class ErrorCode {
+  kBadMessage,
+  kVersionMismatch,
+  kLeaseLost,
+  kUnknownWorker,
+  kInternal,
+  kUnavailable
+};
+
+struct ErrorReply {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+  uint64_t range = 0;
+  uint64_t epoch = 0;
+};
+
+using Reply = std::variant<RegisteredReply, GrantReply, NoWorkReply, AckReply, ErrorReply>;
+
+}  // namespace ferry

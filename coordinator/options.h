@@ -1,0 +1,33 @@
+// The coordinator's settings, from ferry-coordinator's flags.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ferry {
+
+struct CoordinatorOptions {
+  std::string source_uri;
+  std::string target_uri;
+  std::string state_path;  // --state
+  std::string tables;      // comma-separated; "" = all user tables
+  int64_t from_version = 1;
+  int64_t to_version = 2;
+  std::string listen = "tcp://127.0.0.1:7400";
+  std::string status_endpoint = "tcp://127.0.0.1:7401";
+  int64_t lease_ttl_ms = 10000;
+  uint64_t range_rows = 100000;
+  uint32_t batch_rows = 10000;  // rows per copy batch (one target transaction)
+  uint32_t max_attempts = 3;    // permanent errors before a range fails
+  bool exit_when_done = false;
+  bool retry_failed = false;
+  int64_t stall_ms = 30000;  // a leased range whose cursor has not moved this long is stalled
+  // CURVE on the worker endpoint (common/curve.h): both or neither. With
+  // them, only workers whose public key is in the allow file get through
+  // the handshake (coordinator/zap_handler.h); in-process workers (inproc)
+  // are not affected.
+  std::string curve_secret_key_file;
+  std::string curve_allow_file;
+};
+
+}  // namespace ferry
