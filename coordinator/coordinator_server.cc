@@ -148,7 +148,8 @@ void CoordinatorServer::Step(int timeout_ms) {
   const int64_t now = clock_->NowMs();
   int64_t wait = timeout_ms;
   const int64_t next_deadline = service_->table().NextDeadlineMs();
-  if (next_deadline != INT64_MAX) wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+  if (next_deadline != INT64_MAX)
+    wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
   std::vector<zmq::pollitem_t> items = {
       {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
@@ -192,11 +193,13 @@ void CoordinatorServer::ReadWorkerFrames() {
       if (frames.size() > 1) {
         replies_.push_back(Outgoing{
             std::move(frames[0]),
-            EncodeReply(0, ErrorReply{ErrorCode::kBadMessage, "send exactly one frame per message"})});
+            EncodeReply(0,
+                        ErrorReply{ErrorCode::kBadMessage, "send exactly one frame per message"})});
       }
       continue;
     }
-    std::optional<zmq::message_t> reply = HandleFrame(frames[0], frames[1].data(), frames[1].size());
+    std::optional<zmq::message_t> reply =
+        HandleFrame(frames[0], frames[1].data(), frames[1].size());
     if (reply) replies_.push_back(Outgoing{std::move(frames[0]), std::move(*reply)});
   }
 }

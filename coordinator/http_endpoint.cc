@@ -5,7 +5,6 @@
 
 #include <nlohmann/json.hpp>
 
-
 namespace ferry {
 
 Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& listen,

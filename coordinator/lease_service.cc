@@ -37,7 +37,8 @@ void LeaseService::RebuildWorkerLeases() {
 }
 
 RegisteredReply LeaseService::Register(const RegisterRequest& r) {
-  WorkerInfo& w = workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));
+  WorkerInfo& w =
+      workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));
   Record(Event{clock_->NowMs(), "register", 0, 0, r.worker,
                fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
   RegisteredReply out;
@@ -94,8 +95,8 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
       metrics_.completions++;
       if (spdlog::should_log(spdlog::level::info)) {
         LogRoutine("complete", l.range, l.epoch, l.worker,
-                   fmt::format("rows={} bytes={} digest={:016x}", r.progress.rows,
-                               r.progress.bytes, r.progress.digest));
+                   fmt::format("rows={} bytes={} digest={:016x}", r.progress.rows, r.progress.bytes,
+                               r.progress.digest));
       }
     }
     // A retried completion (our answer was lost) finds the range done under
@@ -105,9 +106,9 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
     WorkerRegistry::Dropped(w, l.range);
     if (w && r.leaving) workers_.SetState(w, "gone");
     metrics_.releases++;
-    Record(Event{clock_->NowMs(), "release", l.range, l.epoch, l.worker,
-                 fmt::format("cursor={} rows={}", KeyToString(r.progress.cursor),
-                             r.progress.rows)});
+    Record(
+        Event{clock_->NowMs(), "release", l.range, l.epoch, l.worker,
+              fmt::format("cursor={} rows={}", KeyToString(r.progress.cursor), r.progress.rows)});
   }
   return Reply(Ack(l.range, l.epoch, w));
 }

@@ -30,8 +30,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/status.h"
 #include "common/lease_policy.h"
+#include "common/status.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/messages.h"
 #include "coordinator/metrics.h"

@@ -109,9 +109,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<HttpEndpoint> http;
   if (!http_listen.empty()) {
     StatusQueries* queries = coord.queries();
-    auto h = HttpEndpoint::Start(http_listen, [queries](const std::string& command) {
-      return queries->Ask(command, 3000);
-    });
+    auto h = HttpEndpoint::Start(
+        http_listen, [queries](const std::string& command) { return queries->Ask(command, 3000); });
     if (!h.ok()) return Fail("ferry-coordinator", h.status());
     http = std::move(h).value();
   }

@@ -62,9 +62,9 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::OpenReadOnly(const s
       std::unique_ptr<SqliteStateStore>(new SqliteStateStore(path, std::move(db).value(), nullptr));
   auto probe = store->db_.Prepare("SELECT plan_id FROM job WHERE id = 1");
   if (!probe.ok()) {
-    return InvalidArgument(fmt::format(
-        "{} is not a ferry coordinator state file: {} (check --state)", path,
-        probe.status().message()));
+    return InvalidArgument(
+        fmt::format("{} is not a ferry coordinator state file: {} (check --state)", path,
+                    probe.status().message()));
   }
   return store;
 }

@@ -89,8 +89,7 @@ class StateStore : public StateReader {
 // kInvalidArgument (cannot create/open; names --state and what to do),
 // kLocked (another coordinator holds it; names the holder),
 // kFailedPrecondition (written by a newer ferry), kUnavailable (busy).
-Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location,
-                                                   const Clock* clock);
+Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location, const Clock* clock);
 
 // Opens an existing state read-only (no lock, nothing created or upgraded),
 // for tools that run beside a live coordinator. kInvalidArgument if it does

@@ -22,7 +22,9 @@ std::string Dump(const nlohmann::json& j) {
 
 }  // namespace
 
-std::string ErrorJson(const std::string& message) { return Dump(nlohmann::json{{"error", message}}); }
+std::string ErrorJson(const std::string& message) {
+  return Dump(nlohmann::json{{"error", message}});
+}
 
 bool StatusCommands::IsReadOnly(const std::string& line) {
   std::istringstream in(line);

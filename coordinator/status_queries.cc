@@ -22,8 +22,8 @@ StatusQueries::~StatusQueries() { close(fd_); }
 
 Result<std::string> StatusQueries::Ask(const std::string& command, int timeout_ms) {
   if (!StatusCommands::IsReadOnly(command)) {
-    return InvalidArgument(fmt::format("'{}' changes the migration: use the status socket",
-                                       command.substr(0, 64)));
+    return InvalidArgument(
+        fmt::format("'{}' changes the migration: use the status socket", command.substr(0, 64)));
   }
   auto p = std::make_shared<Pending>();
   p->command = command;

@@ -40,8 +40,8 @@ class StatusQueries {
  private:
   struct Pending {
     std::string command;
-    bool answered = false;   // guarded by StatusQueries::mu_
-    std::string answer;      // guarded by StatusQueries::mu_
+    bool answered = false;  // guarded by StatusQueries::mu_
+    std::string answer;     // guarded by StatusQueries::mu_
   };
   explicit StatusQueries(int fd) : fd_(fd) {}
 

@@ -66,10 +66,9 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         if (m.getWorkerId().size() == 0 || m.getWorkerId().size() > kMaxIdBytes) {
           return Bad(out.request_id, "worker id must be 1..256 bytes");
         }
-        out.request = RegisterRequest{std::string(AsView(m.getWorkerId())),
-                                      std::string(AsView(m.getHost())),
-                                      static_cast<int64_t>(m.getPid()),
-                                      std::string(AsView(m.getVersion()))};
+        out.request =
+            RegisterRequest{std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
+                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion()))};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST:
@@ -111,9 +110,9 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
   } catch (const kj::Exception& e) {
     return Bad(out.request_id, fmt::format("malformed message: {}", e.getDescription().cStr()));
   } catch (const std::exception& e) {
-    return RejectedFrame{out.request_id,
-                         ErrorReply{ErrorCode::kInternal,
-                                    fmt::format("cannot handle message: {}", e.what())}};
+    return RejectedFrame{
+        out.request_id,
+        ErrorReply{ErrorCode::kInternal, fmt::format("cannot handle message: {}", e.what())}};
   }
 }
 

@@ -44,8 +44,7 @@ void WorkerRegistry::SetState(WorkerInfo* w, const char* state) {
 }
 
 bool WorkerRegistry::IsLive(const WorkerInfo& w) const {
-  return !w.gone() && !w.draining() &&
-         policy_->HeardRecently(w.row.last_seen_ms, clock_->NowMs());
+  return !w.gone() && !w.draining() && policy_->HeardRecently(w.row.last_seen_ms, clock_->NowMs());
 }
 
 const char* WorkerRegistry::StateOf(const WorkerInfo& w) const {
@@ -66,8 +65,7 @@ bool WorkerRegistry::AllLiveToldDone() const {
   return true;
 }
 
-void WorkerRegistry::SetCurrentRanges(
-    const std::vector<std::pair<uint64_t, std::string>>& leases) {
+void WorkerRegistry::SetCurrentRanges(const std::vector<std::pair<uint64_t, std::string>>& leases) {
   for (auto& [id, w] : workers_) w.current_range = 0;
   for (const auto& [range, owner] : leases) {
     if (WorkerInfo* w = Find(owner)) w->current_range = range;

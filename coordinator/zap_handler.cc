@@ -82,7 +82,8 @@ void ZapHandler::Serve() {
         "1.0", request_id, ok ? "200" : "400", ok ? "OK" : "key not allowed", ok ? key : "", ""};
     try {
       for (size_t i = 0; i < 6; ++i) {
-        sock_.send(zmq::buffer(fields[i]), i < 5 ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        sock_.send(zmq::buffer(fields[i]),
+                   i < 5 ? zmq::send_flags::sndmore : zmq::send_flags::none);
       }
     } catch (const zmq::error_t& e) {
       LogEvent(spdlog::level::warn, "zap_send_error", {{"error", e.what()}});

@@ -46,7 +46,7 @@ class ZapHandler {
   zmq::socket_t sock_;
   std::map<std::string, Domain> domains_;
   uint64_t rejected_ = 0;
-  int64_t log_ms_ = 0;    // last auth_rejected log line
+  int64_t log_ms_ = 0;     // last auth_rejected log line
   uint64_t unlogged_ = 0;  // rejections since then
 };
 

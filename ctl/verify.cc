@@ -18,7 +18,7 @@
 namespace ferry {
 namespace {
 
-constexpr size_t kMaxBytes = 16u << 20;                                  // per batch and store
+constexpr size_t kMaxBytes = 16u << 20;  // per batch and store
 
 struct PlannedRange {
   uint64_t id = 0;

@@ -1005,13 +1005,10 @@ class Fleet {
         body.initLeaseRequest().setWorkerId(w.id);
         break;
       case St::kComplete: {
-        auto c = body.initComplete();
-        c.setWorkerId(w.id);
-        c.setRangeId(w.range);
-        c.setEpoch(w.epoch);
-        c.setRows(0);
-        c.setBytes(0);
-        c.setDigest(0);
+        auto c = body.initReport();
+        c.setKind(::Report::Kind::COMPLETE);
+        ferry::SetLeaseRef(c.initLease(), w.range, w.epoch, w.id);
+        ferry::SetProgress(c.initProgress(), "", 0, 0, 0);
         c.setNext(true);  // as ferry-worker does: the reply is the next lease
         break;
       }

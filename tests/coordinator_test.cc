@@ -1,7 +1,5 @@
 // Coordinator in-process, driven message by message over inproc with an
 // injected clock: leases, expiry, fencing, atomic finalize, restart.
-#include "coordinator/coordinator.h"
-
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +9,7 @@
 #include "common/key_codec.h"
 #include "common/version.h"
 #include "common/wire.h"
+#include "coordinator/coordinator_server.h"
 #include "ctl/ctl_client.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -25,7 +24,8 @@ using testing::TempDir;
 // coordinator (when `pump` is set) until the reply arrives.
 class FakeWorker {
  public:
-  FakeWorker(zmq::context_t* ctx, Coordinator* pump, const std::string& endpoint, std::string id)
+  FakeWorker(zmq::context_t* ctx, CoordinatorServer* pump, const std::string& endpoint,
+             std::string id)
       : sock_(*ctx, zmq::socket_type::dealer), pump_(pump), id_(std::move(id)) {
     sock_.set(zmq::sockopt::linger, 0);
     sock_.connect(endpoint);
@@ -113,8 +113,10 @@ class FakeWorker {
   // "grant", "nowork", "nowork complete", "ack", "lease lost" or "none".
   GrantInfo CompleteNext(uint64_t range, uint64_t epoch, uint64_t rows, std::string* reply) {
     capnp::MallocMessageBuilder b;
-    auto m = NewEnvelope(b, ++rid_).getBody().initComplete();
-    m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setRows(rows);
+    auto m = NewEnvelope(b, ++rid_).getBody().initReport();
+    m.setKind(::Report::Kind::COMPLETE);
+    SetLeaseRef(m.initLease(), range, epoch, id_);
+    SetProgress(m.initProgress(), "", rows, 0, 0);
     m.setNext(true);
     auto r = Call(b, /*expect_reply=*/false);
     GrantInfo g;
@@ -140,20 +142,13 @@ class FakeWorker {
   std::string Send(const char* kind, uint64_t range, uint64_t epoch, const std::string& cursor,
                    uint64_t rows) {
     capnp::MallocMessageBuilder b;
-    auto body = NewEnvelope(b, ++rid_).getBody();
-    if (std::string(kind) == "heartbeat") {
-      auto m = body.initHeartbeat();
-      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
-      m.setRowsDone(rows);
-    } else if (std::string(kind) == "complete") {
-      auto m = body.initComplete();
-      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
-      m.setRows(rows);
-    } else {
-      auto m = body.initRelease();
-      m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setCursor(AsData(cursor));
-      m.setRowsDone(rows);
-    }
+    auto m = NewEnvelope(b, ++rid_).getBody().initReport();
+    const std::string k(kind);
+    m.setKind(k == "heartbeat"  ? ::Report::Kind::HEARTBEAT
+              : k == "complete" ? ::Report::Kind::COMPLETE
+                                : ::Report::Kind::RELEASE);
+    SetLeaseRef(m.initLease(), range, epoch, id_);
+    SetProgress(m.initProgress(), cursor, rows, 0, 0);
     return CallForAck(b);
   }
 
@@ -161,7 +156,8 @@ class FakeWorker {
   std::string SendError(uint64_t range, uint64_t epoch, bool permanent, const std::string& msg) {
     capnp::MallocMessageBuilder b;
     auto m = NewEnvelope(b, ++rid_).getBody().initReportError();
-    m.setWorkerId(id_), m.setRangeId(range), m.setEpoch(epoch), m.setPermanent(permanent);
+    SetLeaseRef(m.initLease(), range, epoch, id_);
+    m.setPermanent(permanent);
     m.setMessage(msg);
     return CallForAck(b);
   }
@@ -178,7 +174,7 @@ class FakeWorker {
   }
 
   zmq::socket_t sock_;
-  Coordinator* pump_;
+  CoordinatorServer* pump_;
   std::string id_;
   uint64_t rid_ = 0;
 };
@@ -205,11 +201,10 @@ struct Fixture {
     o.stall_ms = stall_ms;
     return o;
   }
-  std::unique_ptr<Coordinator> Start(uint64_t range_rows) {
-    auto c = std::make_unique<Coordinator>(Options(range_rows), &clock, &ctx);
+  std::unique_ptr<CoordinatorServer> Start(uint64_t range_rows) {
+    auto c = std::make_unique<CoordinatorServer>(Options(range_rows), &clock, &ctx);
     Status s = c->Start();
     EXPECT_TRUE(s.ok()) << s.ToString();
-    EXPECT_TRUE(c->PlanAll().ok());
     return c;
   }
   int counter = 0;
@@ -221,13 +216,15 @@ struct Fixture {
 // destructor) stops and joins it, after which result() is its Run() status.
 class WorkerThread {
  public:
-  WorkerThread(Fixture& f, Coordinator* c, const std::string& id, int request_timeout_ms = 2000) {
+  WorkerThread(Fixture& f, CoordinatorServer* c, const std::string& id,
+               int request_timeout_ms = 2000) {
     WorkerOptions o;
     o.coordinator = c->inproc_endpoint();
     o.id = id;
     o.request_timeout_ms = request_timeout_ms;
     thread_ = std::thread([this, o, &f] {
-      Worker w(o, &f.ctx, &stop_);
+      SteadyClock steady;  // the worker's own deadlines run in real time
+      Worker w(o, &f.ctx, &stop_, &steady);
       result_ = w.Run();
       finished_ = true;
     });
@@ -283,7 +280,7 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   // While the lease is live, w2's request waits (no answer, no second grant)...
   const uint64_t waiting = w2.SendLease();
   EXPECT_EQ(w2.AwaitGrant(waiting, /*expect_reply=*/false, 20).range, 0u);
-  EXPECT_EQ(c->metrics().grants, 1u) << "a second grant while the lease is live";
+  EXPECT_EQ(c->service().metrics().grants, 1u) << "a second grant while the lease is live";
   // ... and the lease's expiry answers it with the range under a new epoch.
   f.clock.Advance(10001);
   auto g2 = w2.AwaitGrant(waiting);
@@ -296,7 +293,7 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   EXPECT_EQ(w1.Send("heartbeat", 1, g1.epoch, c1, 9), "lease lost");
   EXPECT_EQ(w1.Send("release", 1, g1.epoch, c1, 9), "lease lost");
   EXPECT_EQ(w1.Send("complete", 1, g1.epoch, c1, 9), "lease lost");
-  const RangeRecord* r = c->leases().Find(1);
+  const RangeRecord* r = c->service().table().Find(1);
   EXPECT_EQ(r->state, RangeState::kLeased);
   EXPECT_EQ(r->owner, "w2");
   EXPECT_EQ(r->epoch, g2.epoch);
@@ -304,7 +301,7 @@ TEST(CoordinatorTest, StaleEpochGetsLeaseLostAndLeavesNewOwnerUntouched) {
   EXPECT_EQ(r->rows, 4u);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT rows FROM ranges WHERE id=1"), 4);
   EXPECT_EQ(testing::QueryText(f.state, "SELECT owner FROM ranges WHERE id=1"), "w2");
-  EXPECT_EQ(c->metrics().lease_lost, 3u);
+  EXPECT_EQ(c->service().metrics().lease_lost, 3u);
 }
 
 // A completion that asks for the next range gets that range's grant in the
@@ -315,7 +312,7 @@ TEST(CoordinatorTest, CompletionAskingForTheNextRangeIsAnsweredWithItsGrant) {
   Fixture f;
   MakeSimpleTable(f.legacy, 30);
   auto c = f.Start(10);
-  ASSERT_EQ(c->leases().ranges().size(), 3u);
+  ASSERT_EQ(c->service().table().ranges().size(), 3u);
   FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
   FakeWorker other(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
   w.Register();
@@ -336,20 +333,21 @@ TEST(CoordinatorTest, CompletionAskingForTheNextRangeIsAnsweredWithItsGrant) {
             static_cast<int64_t>(g2.epoch));
 
   // The same completion again: the same lease, no new epoch, no new grant.
-  const uint64_t grants = c->metrics().grants;
-  const uint64_t completions = c->metrics().completions;
+  const uint64_t grants = c->service().metrics().grants;
+  const uint64_t completions = c->service().metrics().completions;
   auto again = w.CompleteNext(1, g1.epoch, 10, &reply);
   ASSERT_EQ(reply, "grant");
   EXPECT_EQ(again.range, g2.range);
   EXPECT_EQ(again.epoch, g2.epoch);
-  EXPECT_EQ(c->metrics().grants, grants);
-  EXPECT_EQ(c->metrics().completions, completions) << "a retry is not a second completion";
-  EXPECT_EQ(c->leases().count(RangeState::kLeased), 1u);
+  EXPECT_EQ(c->service().metrics().grants, grants);
+  EXPECT_EQ(c->service().metrics().completions, completions)
+      << "a retry is not a second completion";
+  EXPECT_EQ(c->service().table().count(RangeState::kLeased), 1u);
 
   // Another worker's stale completion of range 1 is refused and grants nothing.
   other.CompleteNext(1, g1.epoch, 10, &reply);
   EXPECT_EQ(reply, "lease lost");
-  EXPECT_EQ(c->metrics().grants, grants);
+  EXPECT_EQ(c->service().metrics().grants, grants);
 
   auto g3 = w.CompleteNext(2, g2.epoch, 10, &reply);
   ASSERT_EQ(reply, "grant");
@@ -369,7 +367,7 @@ TEST(CoordinatorTest, WorkerGetsEachNextRangeWithItsCompletion) {
   Fixture f;
   MakeSimpleTable(f.legacy, 60);
   auto c = f.Start(10);
-  ASSERT_EQ(c->leases().ranges().size(), 6u);
+  ASSERT_EQ(c->service().table().ranges().size(), 6u);
   WorkerThread worker(f, c.get(), "w1");
   bool exited = testing::WaitFor(
       [&] {
@@ -381,9 +379,9 @@ TEST(CoordinatorTest, WorkerGetsEachNextRangeWithItsCompletion) {
   ASSERT_TRUE(exited) << "the worker did not exit on its own after the last completion";
   EXPECT_TRUE(worker.result().ok()) << worker.result().ToString();
   EXPECT_TRUE(c->complete());
-  EXPECT_EQ(c->metrics().lease_requests, 1u);
-  EXPECT_EQ(c->metrics().grants, 6u);
-  EXPECT_EQ(c->metrics().completions, 6u);
+  EXPECT_EQ(c->service().metrics().lease_requests, 1u);
+  EXPECT_EQ(c->service().metrics().grants, 6u);
+  EXPECT_EQ(c->service().metrics().completions, 6u);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 60);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t WHERE v = 'v' || id"), 60);
 }
@@ -426,7 +424,7 @@ TEST(CoordinatorTest, WaitingLeaseRequestsAreAnsweredOnTimeoutAndOnCompletion) {
   EXPECT_EQ(w1.AwaitKind(w1_rid), "nowork complete");
   EXPECT_EQ(w3.AwaitKind(rid), "nowork complete");
   EXPECT_TRUE(c->AllWorkersToldDone());
-  EXPECT_EQ(c->metrics().grants, 2u);
+  EXPECT_EQ(c->service().metrics().grants, 2u);
 }
 
 // A heartbeat moves the lease deadline: the lease expires at the renewed
@@ -437,7 +435,7 @@ TEST(CoordinatorTest, RenewedLeaseExpiresAtItsNewDeadlineAndEventLogKeepsOperato
   Fixture f;
   MakeSimpleTable(f.legacy, 20);
   auto c = f.Start(10);
-  ASSERT_EQ(c->leases().ranges().size(), 2u);
+  ASSERT_EQ(c->service().table().ranges().size(), 2u);
   FakeWorker w1(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
   FakeWorker w2(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
   w1.Register();
@@ -450,17 +448,17 @@ TEST(CoordinatorTest, RenewedLeaseExpiresAtItsNewDeadlineAndEventLogKeepsOperato
   ASSERT_EQ(w1.Send("heartbeat", 1, g1.epoch, "", 0), "ack");  // range 1 renewed
   f.clock.Advance(1);                                          // range 2's deadline
   c->Step(0);
-  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kLeased);
-  EXPECT_EQ(c->leases().Find(2)->state, RangeState::kPending);
-  EXPECT_EQ(c->metrics().expiries, 1u);
+  EXPECT_EQ(c->service().table().Find(1)->state, RangeState::kLeased);
+  EXPECT_EQ(c->service().table().Find(2)->state, RangeState::kPending);
+  EXPECT_EQ(c->service().metrics().expiries, 1u);
   f.clock.Advance(f.ttl_ms - 2);  // one ms before range 1's renewed deadline
   c->Step(0);
-  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kLeased);
-  EXPECT_EQ(c->metrics().expiries, 1u);
+  EXPECT_EQ(c->service().table().Find(1)->state, RangeState::kLeased);
+  EXPECT_EQ(c->service().metrics().expiries, 1u);
   f.clock.Advance(1);
   c->Step(0);
-  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kPending);
-  EXPECT_EQ(c->metrics().expiries, 2u);
+  EXPECT_EQ(c->service().table().Find(1)->state, RangeState::kPending);
+  EXPECT_EQ(c->service().metrics().expiries, 2u);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='expire'"), 2);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM ranges WHERE state=0"), 2);
 
@@ -472,8 +470,8 @@ TEST(CoordinatorTest, RenewedLeaseExpiresAtItsNewDeadlineAndEventLogKeepsOperato
   }
   EXPECT_TRUE(c->complete());
   EXPECT_EQ(c->RowsCopied(), 20u);
-  EXPECT_EQ(c->metrics().grants, 4u);
-  EXPECT_EQ(c->metrics().completions, 2u);
+  EXPECT_EQ(c->service().metrics().grants, 4u);
+  EXPECT_EQ(c->service().metrics().completions, 2u);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='register'"), 2);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='finalize'"), 1);
   EXPECT_EQ(testing::QueryInt(f.state, "SELECT count(*) FROM events WHERE kind='plan'"), 1);
@@ -491,14 +489,14 @@ TEST(CoordinatorTest, FinalizeIsAtomicUnderCommitFailureAtEveryStep) {
     Fixture f;
     MakeSimpleTable(f.legacy, 20);
     auto c = f.Start(10);
-    ASSERT_EQ(c->leases().ranges().size(), 2u);
+    ASSERT_EQ(c->service().table().ranges().size(), 2u);
     FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
     w.Register();
     auto g1 = w.Lease();
     ASSERT_EQ(w.Send("complete", g1.range, g1.epoch, "", 10), "ack");
     auto g2 = w.Lease();
     ASSERT_EQ(g2.range, 2u);
-    const std::string boundary_before = c->job().boundary;
+    const std::string boundary_before = c->service().job().boundary;
     ASSERT_FALSE(boundary_before.empty());
 
     c->state()->FailStatementForTest(k);
@@ -532,7 +530,7 @@ TEST(CoordinatorTest, FinalizeIsAtomicUnderCommitFailureAtEveryStep) {
     EXPECT_EQ(finalize_events, 0);
     // In memory too (reloaded from the state file).
     EXPECT_FALSE(c->complete());
-    EXPECT_EQ(c->leases().Find(2)->state, RangeState::kLeased);
+    EXPECT_EQ(c->service().table().Find(2)->state, RangeState::kLeased);
     // The retry succeeds.
     EXPECT_EQ(w.Send("complete", g2.range, g2.epoch, "", 10), "ack");
     EXPECT_TRUE(c->complete());
@@ -557,9 +555,9 @@ TEST(CoordinatorTest, RestartKeepsLiveLeasesAndCommittedCompletions) {
     epoch1 = g2.epoch;
   }  // coordinator gone without releasing anything (as after SIGKILL)
   auto c = f.Start(10);
-  EXPECT_EQ(c->leases().Find(1)->state, RangeState::kDone);
-  EXPECT_EQ(c->leases().Find(2)->state, RangeState::kLeased);
-  EXPECT_EQ(c->leases().Find(2)->cursor, cursor);
+  EXPECT_EQ(c->service().table().Find(1)->state, RangeState::kDone);
+  EXPECT_EQ(c->service().table().Find(2)->state, RangeState::kLeased);
+  EXPECT_EQ(c->service().table().Find(2)->cursor, cursor);
   FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
   EXPECT_EQ(w.Send("heartbeat", 2, epoch1, cursor, 5), "ack") << "live lease survives restart";
   FakeWorker other(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
@@ -586,7 +584,7 @@ TEST(CoordinatorTest, NewOwnerResumesStrictlyAfterTheReportedCursor) {
   ASSERT_EQ(w1.Send("heartbeat", 1, g1.epoch, cursor, 123), "ack");
   f.clock.Advance(10001);
   c->Step(0);
-  ASSERT_EQ(c->leases().Find(1)->state, RangeState::kPending);
+  ASSERT_EQ(c->service().table().Find(1)->state, RangeState::kPending);
 
   WorkerThread worker(f, c.get(), "w2");
   bool done = testing::WaitFor(
@@ -599,11 +597,11 @@ TEST(CoordinatorTest, NewOwnerResumesStrictlyAfterTheReportedCursor) {
   worker.Stop();
   EXPECT_TRUE(worker.result().ok()) << worker.result().ToString();
   ASSERT_TRUE(done);
-  EXPECT_GT(c->leases().Find(1)->epoch, g1.epoch);
+  EXPECT_GT(c->service().table().Find(1)->epoch, g1.epoch);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT count(*) FROM t"), 500 - 123);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT min(id) FROM t"), 124);
   EXPECT_EQ(testing::QueryInt(f.target, "SELECT max(id) FROM t"), 500);
-  EXPECT_EQ(c->leases().Find(1)->rows, 500u);
+  EXPECT_EQ(c->service().table().Find(1)->rows, 500u);
 }
 
 // The coordinator finished (last range done, version bumped and mirrored to
@@ -622,7 +620,7 @@ TEST(CoordinatorTest, WorkerWhoseCompletionIsUnansweredStopsOnTheTargetsVersionM
   ASSERT_TRUE(testing::WaitFor(
       [&] {
         c->Step(5);
-        return c->leases().count(RangeState::kLeased) == 1;
+        return c->service().table().count(RangeState::kLeased) == 1;
       },
       10000));
   ASSERT_TRUE(testing::WaitFor(
@@ -674,7 +672,7 @@ struct StallSetup {
     return nlohmann::json::parse(c->HandleCommand("ranges stalled"))["ranges"];
   }
   Fixture f;
-  std::unique_ptr<Coordinator> c;
+  std::unique_ptr<CoordinatorServer> c;
   std::unique_ptr<FakeWorker> w;
 };
 

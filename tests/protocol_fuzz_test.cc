@@ -59,25 +59,33 @@ std::string LeaseRequestMsg(const std::string& id, uint64_t rid,
   return Bytes(b);
 }
 
-std::string HeartbeatMsg(const std::string& id, uint64_t rid, uint64_t range, uint64_t epoch) {
+std::string ReportMsg(::Report::Kind kind, const std::string& id, uint64_t rid, uint64_t range,
+                      uint64_t epoch, const std::string& cursor, uint64_t rows) {
   capnp::MallocMessageBuilder b;
-  auto h = NewEnvelope(b, rid).getBody().initHeartbeat();
-  h.setWorkerId(id);
-  h.setRangeId(range);
-  h.setEpoch(epoch);
-  h.setCursor(AsData(std::string("\x15\x01", 2)));
-  h.setRowsDone(1);
+  auto r = NewEnvelope(b, rid).getBody().initReport();
+  r.setKind(kind);
+  SetLeaseRef(r.initLease(), range, epoch, id);
+  SetProgress(r.initProgress(), cursor, rows, rows, 0);
   return Bytes(b);
 }
 
+std::string HeartbeatMsg(const std::string& id, uint64_t rid, uint64_t range, uint64_t epoch) {
+  return ReportMsg(::Report::Kind::HEARTBEAT, id, rid, range, epoch, std::string("\x15\x01", 2), 1);
+}
+
 std::string CompleteMsg(const std::string& id, uint64_t rid, uint64_t range, uint64_t epoch) {
+  return ReportMsg(::Report::Kind::COMPLETE, id, rid, range, epoch, "", 999999);
+}
+
+// A protocol-1 Heartbeat (the member protocol 2 replaced by Report).
+std::string OldHeartbeatMsg(const std::string& id, uint64_t rid) {
   capnp::MallocMessageBuilder b;
-  auto c = NewEnvelope(b, rid).getBody().initComplete();
-  c.setWorkerId(id);
-  c.setRangeId(range);
-  c.setEpoch(epoch);
-  c.setRows(999999);
-  c.setBytes(999999);
+  auto env = NewEnvelope(b, rid);
+  env.setProtocolVersion(1);
+  auto h = env.getBody().initHeartbeat();
+  h.setWorkerId(id);
+  h.setRangeId(1);
+  h.setEpoch(1);
   return Bytes(b);
 }
 
@@ -297,6 +305,16 @@ TEST_F(ProtocolFuzzTest, HostileWorkerMessagesWhileRealWorkersMigrate) {
     EXPECT_EQ(r.code, Error::Code::VERSION_MISMATCH) << r.message;
     EXPECT_EQ(r.request_id, 4711u);
     EXPECT_TRUE(HasWord(r.message, "999")) << r.message;
+    EXPECT_TRUE(HasWord(r.message, std::to_string(kProtocolVersion))) << r.message;
+  }
+  // A peer of the previous protocol (protocol 1's Heartbeat) gets the same
+  // clear version mismatch, not a parse error.
+  {
+    Reply r = peer.One({OldHeartbeatMsg("fuzz-v1", 4713)});
+    EXPECT_TRUE(r.is_error);
+    EXPECT_EQ(r.code, Error::Code::VERSION_MISMATCH) << r.message;
+    EXPECT_EQ(r.request_id, 4713u);
+    EXPECT_TRUE(HasWord(r.message, "1")) << r.message;
     EXPECT_TRUE(HasWord(r.message, std::to_string(kProtocolVersion))) << r.message;
   }
 

@@ -303,8 +303,8 @@ void Worker::SendHeartbeat(const Lease& lease) {
   client_.SendAsync(b);
 }
 
-uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
-                            const Lease& lease, bool next, bool leaving) {
+uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind, const Lease& lease,
+                            bool next, bool leaving) {
   const uint64_t rid = client_.NextRequestId();
   auto r = NewEnvelope(b, rid).getBody().initReport();
   r.setKind(kind);
