@@ -1,0 +1,538 @@
+// LeaseService: the coordinator's decisions on typed requests, without
+// sockets, on a fake clock. Scenarios first, then a reference model of the
+// protocol under random schedules.
+#include "coordinator/lease_service.h"
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+
+#include "common/key_codec.h"
+
+namespace ferry {
+namespace {
+
+constexpr int64_t kTtl = 10000;
+
+std::vector<RangeRecord> Plan(size_t n) {
+  std::vector<RangeRecord> out;
+  for (size_t i = 0; i < n; ++i) {
+    RangeRecord r;
+    r.id = i + 1;
+    r.table = "t";
+    r.lo = i == 0 ? "" : EncodeKey({Value{static_cast<int64_t>(i * 100)}});
+    r.hi = i + 1 == n ? "" : EncodeKey({Value{static_cast<int64_t>((i + 1) * 100)}});
+    r.est_rows = 100;
+    out.push_back(r);
+  }
+  return out;
+}
+
+// A service with a fresh job of `ranges` ranges and verbs that read like the
+// protocol.
+struct Service {
+  explicit Service(size_t ranges) : svc(Settings(), &clock) {
+    JobMeta job;
+    job.plan_id = "plan1";
+    job.from_version = 1;
+    job.to_version = 2;
+    svc.Load(job, Plan(ranges), {});
+  }
+  static ServiceSettings Settings() {
+    ServiceSettings s;
+    s.source_uri = "sqlite:legacy.db";
+    s.target_uri = "sqlite:new.db";
+    s.batch_rows = 77;
+    s.policy = *LeasePolicy::ForTtl(kTtl);
+    return s;
+  }
+
+  RegisteredReply Register(const std::string& w) {
+    return svc.Register(RegisterRequest{w, "host", 1, "test"});
+  }
+  // The reply to a lease request (nullopt: it waits).
+  std::optional<Reply> Ask(const std::string& w, bool may_wait = false) {
+    return svc.RequestLease(++rid, LeaseRequest{w}, may_wait);
+  }
+  GrantReply Lease(const std::string& w) {
+    auto r = Ask(w);
+    EXPECT_TRUE(r && std::holds_alternative<GrantReply>(*r));
+    return r && std::holds_alternative<GrantReply>(*r) ? std::get<GrantReply>(*r) : GrantReply{};
+  }
+  std::optional<Reply> Report(ReportKind kind, const std::string& w, uint64_t range, uint64_t epoch,
+                              const std::string& cursor, uint64_t rows, bool next = false,
+                              bool may_wait = false) {
+    ProgressReport p;
+    p.kind = kind;
+    p.lease = LeaseRef{range, epoch, w};
+    p.progress = Progress{cursor, rows, rows * 10, rows};
+    p.next = next;
+    return svc.Report(++rid, p, may_wait);
+  }
+  // "ack", "lease lost", "grant", "nowork" or "other".
+  static std::string Kind(const std::optional<Reply>& r) {
+    if (!r) return "waiting";
+    if (std::holds_alternative<AckReply>(*r)) return "ack";
+    if (std::holds_alternative<GrantReply>(*r)) return "grant";
+    if (const auto* n = std::get_if<NoWorkReply>(&*r)) {
+      if (n->complete) return "nowork complete";
+      if (n->draining) return "nowork draining";
+      if (n->paused) return "nowork paused";
+      return "nowork";
+    }
+    if (const auto* e = std::get_if<ErrorReply>(&*r)) {
+      if (e->code == ErrorCode::kLeaseLost) return "lease lost";
+      if (e->code == ErrorCode::kUnknownWorker) return "unknown worker";
+    }
+    return "other";
+  }
+  // One pass's bookkeeping: Tick, then what would be committed.
+  StateCommit Pass() {
+    svc.Tick();
+    return svc.TakeCommit();
+  }
+
+  FakeClock clock;
+  LeaseService svc;
+  uint64_t rid = 0;
+};
+
+std::string Key(int64_t k) { return EncodeKey({Value{k}}); }
+
+TEST(LeaseServiceTest, RegistrationSendsTheWholeLeasePolicy) {
+  Service s(2);
+  RegisteredReply r = s.Register("w1");
+  EXPECT_EQ(r.plan_id, "plan1");
+  EXPECT_EQ(r.to_version, 2);
+  EXPECT_EQ(r.batch_rows, 77u);
+  EXPECT_EQ(r.source_uri, "sqlite:legacy.db");
+  EXPECT_EQ(r.policy.ttl_ms, kTtl);
+  EXPECT_EQ(r.policy.heartbeat_ms, 1000);
+  EXPECT_EQ(r.policy.safety_ms, 2000);
+  EXPECT_EQ(r.policy.give_up_ms, 3 * kTtl);
+  // The registration is persisted with the next commit, with an event.
+  StateCommit c = s.Pass();
+  ASSERT_EQ(c.workers.size(), 1u);
+  EXPECT_EQ(c.workers[0].id, "w1");
+  EXPECT_EQ(c.workers[0].state, "active");
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].kind, "register");
+}
+
+TEST(LeaseServiceTest, UnregisteredWorkerIsToldToRegister) {
+  Service s(1);
+  EXPECT_EQ(Service::Kind(s.Ask("stranger")), "unknown worker");
+  EXPECT_EQ(s.svc.table().count(RangeState::kLeased), 0u);
+}
+
+TEST(LeaseServiceTest, GrantsTakeStrictlyIncreasingEpochsPersistedWithTheJob) {
+  Service s(3);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply a = s.Lease("w1");
+  GrantReply b = s.Lease("w2");
+  EXPECT_NE(a.range, b.range);
+  EXPECT_LT(a.epoch, b.epoch);
+  EXPECT_EQ(a.ttl_ms, kTtl);
+  StateCommit c = s.Pass();
+  ASSERT_NE(c.job, nullptr);
+  EXPECT_EQ(c.job->last_epoch, b.epoch);  // durable before the grant leaves
+  EXPECT_EQ(c.ranges.size(), 2u);
+}
+
+TEST(LeaseServiceTest, LostGrantIsResentUnchanged) {
+  Service s(2);
+  s.Register("w1");
+  GrantReply a = s.Lease("w1");
+  // The reply was lost; the worker asks again and gets the same lease.
+  GrantReply again = s.Lease("w1");
+  EXPECT_EQ(again.range, a.range);
+  EXPECT_EQ(again.epoch, a.epoch);
+  EXPECT_EQ(s.svc.table().count(RangeState::kLeased), 1u);
+}
+
+TEST(LeaseServiceTest, HeartbeatRenewsTheLeaseAndRecordsProgress) {
+  Service s(1);
+  s.Register("w1");
+  GrantReply g = s.Lease("w1");
+  s.clock.Advance(kTtl - 1);
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", g.range, g.epoch, Key(40), 40)),
+            "ack");
+  s.clock.Advance(kTtl - 1);  // past the grant's deadline, within the renewal
+  s.Pass();
+  const RangeRecord* r = s.svc.table().Find(g.range);
+  EXPECT_EQ(r->state, RangeState::kLeased);
+  EXPECT_EQ(r->cursor, Key(40));
+  EXPECT_EQ(r->rows, 40u);
+  EXPECT_EQ(s.svc.table().rows_total(), 40u);
+}
+
+TEST(LeaseServiceTest, StaleEpochOrOtherOwnerIsLeaseLostAndChangesNothing) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply g = s.Lease("w1");
+  s.Pass();
+  for (auto [w, epoch] : {std::pair<std::string, uint64_t>{"w1", g.epoch - 1},
+                          std::pair<std::string, uint64_t>{"w2", g.epoch},
+                          std::pair<std::string, uint64_t>{"w1", g.epoch + 1}}) {
+    for (ReportKind k : {ReportKind::kHeartbeat, ReportKind::kComplete, ReportKind::kRelease}) {
+      EXPECT_EQ(Service::Kind(s.Report(k, w, g.range, epoch, Key(99), 99)), "lease lost");
+    }
+  }
+  StateCommit c = s.Pass();
+  EXPECT_TRUE(c.ranges.empty());
+  const RangeRecord* r = s.svc.table().Find(g.range);
+  EXPECT_EQ(r->state, RangeState::kLeased);
+  EXPECT_EQ(r->owner, "w1");
+  EXPECT_EQ(r->rows, 0u);
+  EXPECT_EQ(s.svc.metrics().lease_lost, 9u);
+}
+
+TEST(LeaseServiceTest, CompletionWithNextGrantsTheNextRangeAndARetryGetsTheSameOne) {
+  Service s(3);
+  s.Register("w1");
+  GrantReply g1 = s.Lease("w1");
+  auto r = s.Report(ReportKind::kComplete, "w1", g1.range, g1.epoch, Key(99), 100, /*next=*/true);
+  ASSERT_EQ(Service::Kind(r), "grant");
+  GrantReply g2 = std::get<GrantReply>(*r);
+  EXPECT_NE(g2.range, g1.range);
+  // Our answer was lost: the retried completion is idempotent and gets the
+  // same next lease, not a third range.
+  auto again =
+      s.Report(ReportKind::kComplete, "w1", g1.range, g1.epoch, Key(99), 100, /*next=*/true);
+  ASSERT_EQ(Service::Kind(again), "grant");
+  EXPECT_EQ(std::get<GrantReply>(*again).range, g2.range);
+  EXPECT_EQ(std::get<GrantReply>(*again).epoch, g2.epoch);
+  EXPECT_EQ(s.svc.metrics().completions, 1u);
+  EXPECT_EQ(s.svc.table().count(RangeState::kLeased), 1u);
+  EXPECT_EQ(s.svc.table().count(RangeState::kDone), 1u);
+}
+
+TEST(LeaseServiceTest, RequestWaitsWhileRangesAreLeasedAndIsAnsweredWhenOneIsReleased) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply g = s.Lease("w1");
+  EXPECT_EQ(Service::Kind(s.Ask("w2", /*may_wait=*/true)), "waiting");
+  EXPECT_EQ(s.svc.waiting(), 1u);
+  EXPECT_TRUE(s.svc.AnswerWaiting().empty());  // nothing came free yet
+  ASSERT_EQ(Service::Kind(s.Report(ReportKind::kRelease, "w1", g.range, g.epoch, Key(5), 5)),
+            "ack");
+  auto answers = s.svc.AnswerWaiting();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].worker, "w2");
+  EXPECT_EQ(answers[0].request_id, s.rid - 1);  // the request that waited
+  ASSERT_TRUE(std::holds_alternative<GrantReply>(answers[0].reply));
+  const GrantReply& g2 = std::get<GrantReply>(answers[0].reply);
+  EXPECT_EQ(g2.range, g.range);
+  EXPECT_GT(g2.epoch, g.epoch);
+  EXPECT_EQ(g2.cursor, Key(5));  // resumes after the released cursor
+  EXPECT_EQ(g2.rows, 5u);
+}
+
+TEST(LeaseServiceTest, WaitingRequestIsAnsweredNoWorkAfterTheWaitLimit) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  s.Lease("w1");
+  EXPECT_EQ(Service::Kind(s.Ask("w2", true)), "waiting");
+  s.clock.Advance(LeaseService::kLeaseWaitMs);
+  auto answers = s.svc.AnswerWaiting();
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(Service::Kind(answers[0].reply), "nowork");
+}
+
+TEST(LeaseServiceTest, ExpiryReturnsTheRangeWithAnEventAndTheNextOwnerResumes) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply g = s.Lease("w1");
+  s.Report(ReportKind::kHeartbeat, "w1", g.range, g.epoch, Key(30), 30);
+  s.Pass();
+  s.clock.Advance(kTtl);
+  StateCommit c = s.Pass();
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].kind, "expire");
+  EXPECT_EQ(c.events[0].worker, "w1");
+  EXPECT_EQ(s.svc.metrics().expiries, 1u);
+  GrantReply g2 = s.Lease("w2");
+  EXPECT_EQ(g2.range, g.range);
+  EXPECT_GT(g2.epoch, g.epoch);
+  EXPECT_EQ(g2.cursor, Key(30));
+  // The expired owner's late heartbeat is fenced.
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", g.range, g.epoch, Key(60), 60)),
+            "lease lost");
+}
+
+TEST(LeaseServiceTest, RevokeFencesTheEpochAndRegrants) {
+  Service s(1);
+  s.Register("w1");
+  GrantReply g = s.Lease("w1");
+  auto fenced = s.svc.Revoke(g.range);
+  ASSERT_TRUE(fenced.ok());
+  EXPECT_EQ(*fenced, g.epoch);
+  EXPECT_FALSE(s.svc.Revoke(g.range).ok());  // not leased any more
+  EXPECT_FALSE(s.svc.Revoke(99).ok());
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", g.range, g.epoch, Key(1), 1)),
+            "lease lost");
+  GrantReply g2 = s.Lease("w1");
+  EXPECT_GT(g2.epoch, g.epoch);
+  EXPECT_EQ(s.svc.metrics().revokes, 1u);
+}
+
+TEST(LeaseServiceTest, DrainedWorkerFinishesItsBatchGetsNoMoreWorkAndTheDrainSurvivesARestart) {
+  Service s(2);
+  s.Register("w1");
+  GrantReply g = s.Lease("w1");
+  ASSERT_TRUE(s.svc.Drain("w1").ok());
+  EXPECT_FALSE(s.svc.Drain("nobody").ok());
+  auto ack = s.Report(ReportKind::kHeartbeat, "w1", g.range, g.epoch, Key(3), 3);
+  ASSERT_EQ(Service::Kind(ack), "ack");
+  EXPECT_TRUE(std::get<AckReply>(*ack).drain);
+  s.Report(ReportKind::kRelease, "w1", g.range, g.epoch, Key(3), 3);
+  EXPECT_EQ(Service::Kind(s.Ask("w1")), "nowork draining");
+  EXPECT_EQ(s.svc.workers().CountLive(), 0u);  // a draining worker is not live
+  StateCommit c = s.Pass();
+  std::vector<WorkerRow> rows = c.workers;
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows.back().state, "draining");
+
+  // A restarted coordinator loads the worker rows: still draining.
+  Service restarted(2);
+  JobMeta job = s.svc.job();
+  std::vector<RangeRecord> ranges = s.svc.table().ranges();
+  restarted.svc.Load(job, ranges, {rows.back()});
+  restarted.clock.Set(s.clock.NowMs());
+  EXPECT_EQ(Service::Kind(restarted.Ask("w1")), "nowork draining");
+}
+
+TEST(LeaseServiceTest, PauseHoldsGrantsAndResumeReleasesThem) {
+  Service s(2);
+  s.Register("w1");
+  EXPECT_TRUE(s.svc.SetPaused(true));
+  EXPECT_FALSE(s.svc.SetPaused(true));  // no change, no event
+  EXPECT_EQ(Service::Kind(s.Ask("w1")), "nowork paused");
+  EXPECT_TRUE(s.svc.SetPaused(false));
+  EXPECT_EQ(Service::Kind(s.Ask("w1")), "grant");
+  StateCommit c = s.Pass();
+  ASSERT_NE(c.job, nullptr);
+  EXPECT_FALSE(c.job->paused);
+  int pauses = 0;
+  for (const Event& e : c.events) pauses += e.kind == "pause" || e.kind == "resume";
+  EXPECT_EQ(pauses, 2);
+}
+
+TEST(LeaseServiceTest, ThrottleIsSharedAmongTheLeasesHeld) {
+  Service s(4);
+  s.Register("w1");
+  s.Register("w2");
+  s.svc.SetThrottle(1000);
+  GrantReply a = s.Lease("w1");
+  EXPECT_EQ(a.rows_per_second, 1000u);
+  s.Lease("w2");
+  auto ack = s.Report(ReportKind::kHeartbeat, "w1", a.range, a.epoch, Key(1), 1);
+  EXPECT_EQ(std::get<AckReply>(*ack).rows_per_second, 500u);
+  s.svc.SetThrottle(0);
+  ack = s.Report(ReportKind::kHeartbeat, "w1", a.range, a.epoch, Key(2), 2);
+  EXPECT_EQ(std::get<AckReply>(*ack).rows_per_second, 0u);
+}
+
+TEST(LeaseServiceTest, LastCompletionBoundaryClearAndVersionBumpAreOneChangeSet) {
+  Service s(2);
+  s.Register("w1");
+  GrantReply g1 = s.Lease("w1");
+  s.Report(ReportKind::kComplete, "w1", g1.range, g1.epoch, Key(99), 100);
+  StateCommit c1 = s.Pass();
+  ASSERT_NE(c1.job, nullptr);
+  EXPECT_EQ(c1.job->phase, JobPhase::kCopying);
+  EXPECT_FALSE(c1.job->boundary.empty());  // the done prefix advanced
+  GrantReply g2 = s.Lease("w1");
+  s.Report(ReportKind::kComplete, "w1", g2.range, g2.epoch, Key(199), 100);
+  StateCommit c2 = s.Pass();
+  ASSERT_NE(c2.job, nullptr);
+  EXPECT_EQ(c2.job->phase, JobPhase::kComplete);
+  EXPECT_EQ(c2.job->current_version, 2);
+  EXPECT_TRUE(c2.job->boundary.empty());
+  ASSERT_EQ(c2.ranges.size(), 1u);
+  EXPECT_EQ(c2.ranges[0]->state, RangeState::kDone);
+  int finalizes = 0;
+  for (const Event& e : c2.events) finalizes += e.kind == "finalize";
+  EXPECT_EQ(finalizes, 1);
+  // Nobody gets work now; every live worker is told it is over.
+  EXPECT_EQ(Service::Kind(s.Ask("w1")), "nowork complete");
+  EXPECT_TRUE(s.svc.workers().AllLiveToldDone());
+  EXPECT_TRUE(s.Pass().events.empty());  // finalized once
+}
+
+TEST(LeaseServiceTest, PermanentErrorsFailTheRangeAndTheJob) {
+  Service s(1);
+  s.Register("w1");
+  for (int i = 0; i < 3; ++i) {
+    GrantReply g = s.Lease("w1");
+    ErrorReport e{LeaseRef{g.range, g.epoch, "w1"}, /*permanent=*/true, "constraint failed"};
+    EXPECT_EQ(Service::Kind(s.svc.ReportError(e)), "ack");
+  }
+  s.Pass();
+  EXPECT_TRUE(s.svc.failed());
+  EXPECT_NE(s.svc.job().failure.find("constraint failed"), std::string::npos);
+  EXPECT_EQ(s.svc.RetryFailed(), 1u);
+  EXPECT_FALSE(s.svc.failed());
+}
+
+TEST(LeaseServiceTest, WorkerRefusingItsStoresIsGoneAndNamedInLastError) {
+  Service s(1);
+  s.Register("w1");
+  ErrorReport e{LeaseRef{0, 0, "w1"}, true, "new store holds no record of plan plan1"};
+  EXPECT_EQ(Service::Kind(s.svc.ReportError(e)), "ack");
+  EXPECT_NE(s.svc.last_range_error().find("worker w1"), std::string::npos);
+  EXPECT_EQ(s.svc.workers().CountLive(), 0u);
+}
+
+// The one rule for "live": registered, neither gone nor draining, heard
+// from within the policy's liveness window.
+TEST(LeaseServiceTest, LiveWorkersAreHeardFromWithinTheLivenessWindowAndNotGoneOrDraining) {
+  Service s(4);
+  for (const char* w : {"a", "b", "c", "d"}) s.Register(w);
+  EXPECT_EQ(s.svc.workers().CountLive(), 4u);
+  ASSERT_TRUE(s.svc.Drain("b").ok());
+  GrantReply g = s.Lease("c");
+  s.Report(ReportKind::kRelease, "c", g.range, g.epoch, "", 0);  // not leaving: still live
+  ProgressReport leave;
+  leave.kind = ReportKind::kRelease;
+  g = s.Lease("d");
+  leave.lease = LeaseRef{g.range, g.epoch, "d"};
+  leave.leaving = true;
+  s.svc.Report(++s.rid, leave, false);
+  EXPECT_EQ(s.svc.workers().CountLive(), 2u);  // a, c
+  s.clock.Advance(3 * kTtl);
+  s.Ask("a");  // heard from
+  EXPECT_EQ(s.svc.workers().CountLive(), 2u);
+  s.clock.Advance(1);  // c last heard 3 TTLs + 1 ms ago
+  EXPECT_EQ(s.svc.workers().CountLive(), 1u);
+  const WorkerInfo* c = s.svc.workers().Find("c");
+  EXPECT_STREQ(s.svc.workers().StateOf(*c), "gone");
+}
+
+// ---- a reference model under random schedules ----
+//
+// Several workers send random requests — lease, heartbeat, complete,
+// release, stale reports with old epochs — while the clock jumps and leases
+// expire. A simple model predicts every answer from its own map of range ->
+// (state, owner, epoch); the service must agree, and after every pass:
+// epochs only grow, the boundary is the done prefix, the job finalizes once
+// and only when every range is done.
+struct ModelRange {
+  RangeState state = RangeState::kPending;
+  std::string owner;
+  uint64_t epoch = 0;
+  int64_t deadline = 0;
+};
+
+TEST(LeaseServiceTest, AgreesWithAReferenceModelUnderRandomSchedules) {
+  int completed = 0;
+  uint64_t lost = 0, expired = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    std::mt19937_64 rng(seed);
+    const size_t n = 1 + rng() % 6;
+    Service s(n);
+    std::map<uint64_t, ModelRange> model;
+    for (uint64_t i = 1; i <= n; ++i) model[i] = ModelRange{};
+    const std::vector<std::string> workers = {"w1", "w2", "w3"};
+    for (const auto& w : workers) s.Register(w);
+    std::map<std::string, std::pair<uint64_t, uint64_t>> held;  // worker -> (range, epoch)
+    uint64_t last_epoch = 0;
+    int finalizes = 0;
+    for (int step = 0; step < 400 && !s.svc.complete(); ++step) {
+      const std::string& w = workers[rng() % workers.size()];
+      const int op = static_cast<int>(rng() % 7);
+      if (op == 0 || !held.count(w)) {
+        auto r = s.Ask(w);
+        if (auto* g = r ? std::get_if<GrantReply>(&*r) : nullptr) {
+          ModelRange& m = model[g->range];
+          if (m.state == RangeState::kLeased && m.owner == w && m.epoch == g->epoch) {
+            held[w] = {g->range, g->epoch};  // our grant, resent
+          } else {
+            EXPECT_EQ(m.state, RangeState::kPending) << "seed " << seed;
+            EXPECT_GT(g->epoch, last_epoch) << "seed " << seed;
+            last_epoch = g->epoch;
+            m = ModelRange{RangeState::kLeased, w, g->epoch, s.clock.NowMs() + kTtl};
+            held[w] = {g->range, g->epoch};
+          }
+        } else {
+          for (const auto& [id, m] : model) {
+            EXPECT_NE(m.state, RangeState::kPending) << "seed " << seed << ": nowork with pending";
+          }
+        }
+      } else {
+        auto [range, epoch] = held[w];
+        if (op == 6 && epoch > 1) --epoch;  // a stale report
+        const ReportKind kind = op <= 2   ? ReportKind::kHeartbeat
+                                : op == 3 ? ReportKind::kRelease
+                                          : ReportKind::kComplete;
+        ModelRange& m = model[range];
+        const bool owns = m.state == RangeState::kLeased && m.owner == w && m.epoch == epoch;
+        const bool done_retry = kind == ReportKind::kComplete && m.state == RangeState::kDone &&
+                                m.owner == w && m.epoch == epoch;
+        auto r = s.Report(kind, w, range, epoch, Key(static_cast<int64_t>(step)), step);
+        if (owns || done_retry) {
+          EXPECT_EQ(Service::Kind(r), "ack") << "seed " << seed << " step " << step;
+          if (owns && kind == ReportKind::kHeartbeat) m.deadline = s.clock.NowMs() + kTtl;
+          if (owns && kind == ReportKind::kRelease) m = ModelRange{RangeState::kPending, "", epoch};
+          if (owns && kind == ReportKind::kComplete) m.state = RangeState::kDone;
+        } else {
+          EXPECT_EQ(Service::Kind(r), "lease lost") << "seed " << seed << " step " << step;
+        }
+        if (kind != ReportKind::kHeartbeat || !owns) held.erase(w);
+      }
+      if (rng() % 5 == 0) s.clock.Advance(static_cast<int64_t>(rng() % (kTtl + 2000)));
+      StateCommit c = s.Pass();
+      for (auto& [id, m] : model) {
+        if (m.state == RangeState::kLeased && m.deadline <= s.clock.NowMs()) {
+          m = ModelRange{RangeState::kPending, "", m.epoch};
+        }
+      }
+      for (const Event& e : c.events) finalizes += e.kind == "finalize";
+      // The service's ranges are the model's.
+      size_t prefix = 0;
+      bool in_prefix = true;
+      for (const auto& [id, m] : model) {
+        const RangeRecord* r = s.svc.table().Find(id);
+        ASSERT_EQ(r->state, m.state) << "seed " << seed << " step " << step << " range " << id;
+        if (m.state == RangeState::kLeased) {
+          EXPECT_EQ(r->owner, m.owner);
+          EXPECT_EQ(r->epoch, m.epoch);
+        }
+        if (in_prefix && m.state == RangeState::kDone) {
+          ++prefix;
+        } else {
+          in_prefix = false;
+        }
+      }
+      EXPECT_EQ(s.svc.table().done_prefix(), prefix) << "seed " << seed;
+      EXPECT_LE(s.svc.job().last_epoch, s.svc.table().last_epoch());
+      const bool all_done = prefix == n;
+      EXPECT_EQ(s.svc.complete(), all_done) << "seed " << seed;
+      if (all_done) {
+        EXPECT_EQ(s.svc.job().current_version, 2);
+      }
+    }
+    EXPECT_LE(finalizes, 1) << "seed " << seed;
+    EXPECT_EQ(finalizes == 1, s.svc.complete()) << "seed " << seed;
+    completed += s.svc.complete();
+    lost += s.svc.metrics().lease_lost;
+    expired += s.svc.metrics().expiries;
+  }
+  // The schedules exercised what they are for.
+  EXPECT_GE(completed, 20);
+  EXPECT_GE(lost, 40u);
+  EXPECT_GE(expired, 10u);
+  std::cout << "model: " << completed << " of 40 jobs completed, " << lost << " lease lost, "
+            << expired << " expiries\n";
+}
+
+}  // namespace
+}  // namespace ferry
