@@ -520,5 +520,33 @@ TEST(CtlTest, WaitAgainstNothingTimesOut) {
   EXPECT_FALSE(Exists(dir.File("none.db"))) << "wait --target must not create the store";
 }
 
+// A worker that arrives after the migration ended (its coordinator exited)
+// or whose coordinator never comes does not retry forever: after
+// --give-up-after without an answer it exits 5 naming the endpoint and what
+// to check.
+TEST(CliTest, WorkerWithNoCoordinatorGivesUpWithExit5) {
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  std::string out, err;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int code = RunCommandSplit(
+      {Bin("ferry-worker"), "--coordinator", endpoint, "--give-up-after", "2"}, &out, &err, 30000);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(code, 5) << err;
+  EXPECT_GE(secs, 2.0);
+  EXPECT_LT(secs, 15.0);
+  const std::vector<std::string> lines = NonEmptyLines(err);
+  ASSERT_FALSE(lines.empty());
+  const std::string& last = lines.back();
+  EXPECT_NE(last.find("ferry-worker: error: no coordinator answered at " + endpoint),
+            std::string::npos)
+      << last;
+  EXPECT_NE(last.find("ferryctl wait --target"), std::string::npos) << last;
+  // A bad value is a usage error.
+  EXPECT_EQ(
+      RunCommandSplit({Bin("ferry-worker"), "--coordinator", endpoint, "--give-up-after", "-1"},
+                      &out, &err, 30000),
+      2);
+}
+
 }  // namespace
 }  // namespace ferry::testing
