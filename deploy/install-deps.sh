@@ -16,6 +16,7 @@ PACKAGES=(
   libpq-dev postgresql postgresql-client
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
+  clang  # the thread_safety_analysis test compiles annotated sources with -Wthread-safety
   util-linux  # prlimit: fault tests cap a worker's file size
 )
 
