@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 namespace ferry {
 
@@ -66,6 +70,60 @@ Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
   std::string text = fmt::format("{}: {}{}{}", what, lost ? "connection lost: " : "", msg,
                                  state ? fmt::format(" (SQLSTATE {})", state) : "");
   return Status(code, std::move(text));
+}
+
+Result<PgConnPtr> PgConnect(const std::string& uri, const std::string& application_name,
+                            int io_timeout_ms) {
+  std::vector<std::string> keys, vals;
+  if (!std::getenv("PGCONNECT_TIMEOUT")) {
+    keys.push_back("connect_timeout");  // the URI may override it
+    vals.push_back("10");
+  }
+  if (io_timeout_ms > 0) {
+    const int idle_s = std::max(1, io_timeout_ms / 3000);
+    for (auto [k, v] : {std::pair<const char*, std::string>{"keepalives", "1"},
+                        {"keepalives_idle", std::to_string(idle_s)},
+                        {"keepalives_interval", "1"},
+                        {"keepalives_count", "3"},
+                        {"tcp_user_timeout", std::to_string(io_timeout_ms)}}) {
+      keys.push_back(k);
+      vals.push_back(v);
+    }
+  }
+  keys.push_back("dbname");  // expanded: the URI's own settings win over the ones above
+  vals.push_back(uri);
+  keys.push_back("application_name");
+  vals.push_back(application_name);
+  keys.push_back("client_encoding");
+  vals.push_back("UTF8");
+  std::vector<const char*> k, v;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    k.push_back(keys[i].c_str());
+    v.push_back(vals[i].c_str());
+  }
+  k.push_back(nullptr);
+  v.push_back(nullptr);
+  PgConnPtr conn(PQconnectdbParams(k.data(), v.data(), 1));
+  if (!conn) return Unavailable("cannot connect: out of memory");
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    std::string msg = Trim(PQerrorMessage(conn.get()));
+    for (char& c : msg) {
+      if (c == '\n') c = ' ';
+    }
+    msg = Scrub(msg, PgPasswordOf(uri));
+    const bool bad_input = msg.find("authentication failed") != std::string::npos ||
+                           msg.find("does not exist") != std::string::npos ||
+                           msg.find("no password supplied") != std::string::npos ||
+                           msg.find("invalid") != std::string::npos ||
+                           msg.find("not permitted") != std::string::npos ||
+                           msg.find("missing \"=\"") != std::string::npos;
+    return Status(bad_input ? Code::kInvalidArgument : Code::kUnavailable,
+                  "cannot connect: " + msg);
+  }
+  // Server notices ("already exists, skipping") are not errors: drop them.
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
+  return conn;
 }
 
 std::string PgQuoteIdent(std::string_view name) {

@@ -44,6 +44,16 @@ Status PgError(PGconn* conn, const PGresult* res, std::string_view what);
 // The Code PgError would choose for `sqlstate` (exposed for tests).
 Code PgCodeForSqlstate(std::string_view sqlstate);
 
+// Connects to `uri` (a libpq URI or conninfo; PGPASSFILE and the rest of
+// libpq's environment apply) as `application_name`, client_encoding UTF8,
+// with TCP keepalives and a TCP user timeout of `io_timeout_ms` (0: libpq's
+// defaults) so a connection to a partitioned server fails instead of
+// hanging. kUnavailable when the server cannot be reached (retry);
+// kInvalidArgument for a malformed URI, failed authentication or a missing
+// database. Messages never hold the password.
+Result<PgConnPtr> PgConnect(const std::string& uri, const std::string& application_name,
+                            int io_timeout_ms = 0);
+
 // Quotes an identifier for PostgreSQL: "na""me".
 std::string PgQuoteIdent(std::string_view name);
 

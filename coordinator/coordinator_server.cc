@@ -1,9 +1,14 @@
 #include "coordinator/coordinator_server.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <random>
+#include <sstream>
 
 #include "common/curve.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "common/wire.h"
 #include "coordinator/job_setup.h"
 #include "coordinator/worker_codec.h"
@@ -15,6 +20,14 @@ constexpr size_t kMaxMessagesPerPass = 4096;
 constexpr int kListenBacklog = 4096;
 constexpr int kStatusRequestBytes = 4 << 20;
 
+// host:pid:random — names this process in the state's leader row.
+std::string DefaultProcessId() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  return fmt::format("{}:{}:{:04x}", host, getpid(), rd() & 0xffff);
+}
+
 }  // namespace
 
 CoordinatorServer::CoordinatorServer(CoordinatorOptions options, const Clock* clock,
@@ -24,7 +37,7 @@ CoordinatorServer::CoordinatorServer(CoordinatorOptions options, const Clock* cl
 CoordinatorServer::~CoordinatorServer() = default;
 
 Status CoordinatorServer::Start() {
-  const int64_t started_ms = clock_->NowMs();
+  started_ms_ = clock_->NowMs();
   if (opt_.curve_secret_key_file.empty() != opt_.curve_allow_file.empty()) {
     return InvalidArgument(
         "--curve-secret-key-file and --curve-allow-file go together: the coordinator's secret key "
@@ -40,18 +53,71 @@ Status CoordinatorServer::Start() {
     FERRY_ASSIGN_OR_RETURN(curve_allowed,
                            LoadCurveAllowList(opt_.curve_allow_file, "--curve-allow-file"));
   }
-  FERRY_ASSIGN_OR_RETURN(LeasePolicy policy, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
-  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, clock_));
+  FERRY_ASSIGN_OR_RETURN(policy_, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
+  FERRY_RETURN_IF_ERROR(ValidateFlags(opt_));
+  FERRY_ASSIGN_OR_RETURN(state_, OpenStateStore(opt_.state_path, clock_, policy_.ttl_ms));
+  {
+    // A coordinator with other arguments than the job's is refused at once,
+    // leader or standby.
+    FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state_->LoadJob());
+    if (stored) FERRY_RETURN_IF_ERROR(CheckJobMatches(opt_, *stored));
+  }
+  me_.id = DefaultProcessId();
+  FERRY_ASSIGN_OR_RETURN(queries_, StatusQueries::Create());
+  if (!curve_secret.empty()) {
+    FERRY_ASSIGN_OR_RETURN(zap_, ZapHandler::Bind(ctx_));
+    zap_->AddDomain("ferry", std::move(curve_allowed),
+                    "add the worker's public key to --curve-allow-file");
+  }
+  if (!state_->shared()) {
+    // One process per state: lead, and open the job before binding, so bad
+    // input fails as one line before any socket is bound.
+    FERRY_RETURN_IF_ERROR(state_->TryLead(me_, policy_.ttl_ms).status());
+    FERRY_RETURN_IF_ERROR(Lead());
+    if (already_done_) return Status::Ok();
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+  } else {
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+    me_.listen = listen_bound_;
+    me_.status = status_bound_;
+    FERRY_ASSIGN_OR_RETURN(bool lead, state_->TryLead(me_, policy_.ttl_ms));
+    if (lead) {
+      FERRY_RETURN_IF_ERROR(Lead());
+      if (already_done_) return Status::Ok();
+    } else {
+      auto leader = state_->Leader();
+      if (leader.ok()) leader_ = *leader;
+      LogEvent(spdlog::level::info, "standby",
+               {{"leader", leader_ ? leader_->id : ""},
+                {"leader_endpoint", leader_ ? leader_->listen : ""},
+                {"state", state_->Describe()}});
+    }
+  }
+  LogEvent(spdlog::level::info, "listening",
+           {{"workers", listen_bound_},
+            {"status", status_bound_},
+            {"role", leading() ? "leader" : "standby"},
+            {"source", RedactUri(opt_.source_uri)},
+            {"target", RedactUri(opt_.target_uri)},
+            {"from_version", opt_.from_version},
+            {"to_version", opt_.to_version},
+            {"curve_public_key", curve_public.empty() ? "off" : curve_public}});
+  return Status::Ok();
+}
+
+Status CoordinatorServer::Lead() {
+  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get()));
   if (job.already_done) {
     already_done_ = true;
+    state_->ResignLead();
     return Status::Ok();
   }
-  state_ = std::move(job.state);
   source_ = std::move(job.source);
   target_ = std::move(job.target);
-  service_ = std::make_unique<LeaseService>(
-      ServiceSettings{opt_.source_uri, opt_.target_uri, opt_.batch_rows, policy, opt_.max_attempts},
-      clock_);
+  service_ =
+      std::make_unique<LeaseService>(ServiceSettings{opt_.source_uri, opt_.target_uri,
+                                                     opt_.batch_rows, policy_, opt_.max_attempts},
+                                     clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();
@@ -65,25 +131,50 @@ Status CoordinatorServer::Start() {
   }
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
-      StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms,
+      StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
                     opt_.stall_ms, &metrics_});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
-  FERRY_ASSIGN_OR_RETURN(queries_, StatusQueries::Create());
-  if (!curve_secret.empty()) {
-    FERRY_ASSIGN_OR_RETURN(zap_, ZapHandler::Bind(ctx_));
-    zap_->AddDomain("ferry", std::move(curve_allowed),
-                    "add the worker's public key to --curve-allow-file");
+  last_renewed_ms_ = MonotonicMs();
+  leader_.reset();
+  if (state_->shared()) {
+    LogEvent(spdlog::level::info, "leading",
+             {{"id", me_.id}, {"state", state_->Describe()}, {"workers", listen_bound_}});
   }
-  FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
-  LogEvent(spdlog::level::info, "listening",
-           {{"workers", listen_bound_},
-            {"status", status_bound_},
-            {"source", RedactUri(opt_.source_uri)},
-            {"target", RedactUri(opt_.target_uri)},
-            {"from_version", opt_.from_version},
-            {"to_version", opt_.to_version},
-            {"curve_public_key", curve_public.empty() ? "off" : curve_public}});
   return Status::Ok();
+}
+
+void CoordinatorServer::StepDown(const std::string& why) {
+  LogEvent(spdlog::level::warn, "stepped_down",
+           {{"id", me_.id},
+            {"why", why},
+            {"action", "standing by; the coordinator that leads the state takes over"}});
+  replies_.clear();
+  waiting_from_.clear();
+  status_reply_.reset();
+  commands_.reset();
+  mirror_.reset();
+  service_.reset();
+  target_.reset();
+  source_.reset();
+  next_lead_try_ms_ = MonotonicMs() + policy_.ttl_ms;  // let the new leader settle
+}
+
+void CoordinatorServer::KeepLead() {
+  if (!state_->shared()) return;
+  const int64_t now = MonotonicMs();
+  if (now - last_renewed_ms_ < policy_.ttl_ms / 3) return;
+  Status s = state_->RenewLead();
+  if (s.ok()) {
+    last_renewed_ms_ = now;
+    return;
+  }
+  if (s.code() == Code::kLeaseLost) return StepDown(s.message());
+  LogEvent(spdlog::level::warn, "renew_failed",
+           {{"error", s.message()}, {"check", "is the state database reachable?"}});
+  // Not renewed for a whole TTL: another coordinator may lead by now.
+  if (now - last_renewed_ms_ >= policy_.ttl_ms) {
+    StepDown("could not renew the lead for a whole lease TTL: " + s.message());
+  }
 }
 
 Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
@@ -129,8 +220,12 @@ Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
 }
 
 Status CoordinatorServer::Run(const std::function<bool()>& should_exit) {
-  while (!should_exit()) Step(100);
-  CommitAndReply();
+  while (!should_exit() && !already_done_) Step(100);
+  if (already_done_) return Status::Ok();
+  if (leading()) {
+    CommitAndReply();
+    state_->ResignLead();
+  }
   // The sockets close with linger 0: give the last replies (a worker's
   // "complete") a bounded moment to leave instead of discarding them.
   try {
@@ -147,9 +242,12 @@ Status CoordinatorServer::Run(const std::function<bool()>& should_exit) {
 void CoordinatorServer::Step(int timeout_ms) {
   const int64_t now = clock_->NowMs();
   int64_t wait = timeout_ms;
-  const int64_t next_deadline = service_->table().NextDeadlineMs();
-  if (next_deadline != INT64_MAX)
-    wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+  if (service_) {
+    const int64_t next_deadline = service_->table().NextDeadlineMs();
+    if (next_deadline != INT64_MAX) {
+      wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
+    }
+  }
   std::vector<zmq::pollitem_t> items = {
       {static_cast<void*>(*router_), 0, ZMQ_POLLIN, 0},
       {static_cast<void*>(*status_), 0, ZMQ_POLLIN, 0},
@@ -161,19 +259,134 @@ void CoordinatorServer::Step(int timeout_ms) {
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) LogEvent(spdlog::level::warn, "poll_error", {{"error", e.what()}});
   }
-  ReadWorkerFrames();
-  ReadStatusRequest();
   if (zap_) {
     zap_->Serve();
     metrics_.auth_rejected = zap_->rejected();
   }
+  if (!service_) return StandbyPass();
+  ReadWorkerFrames();
+  ReadStatusRequest();
   service_->Tick();
   AnswerWaiting();
   CommitAndReply();
+  if (!service_) return;  // deposed by the commit
   queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
   if (mirror_->Update(service_->job())) service_->MarkMirrored();
   service_->SampleRates();
   LogProgress();
+  KeepLead();
+}
+
+std::string CoordinatorServer::HandleCommand(const std::string& line) {
+  return commands_ ? commands_->Handle(line) : StandbyAnswer(line);
+}
+
+void CoordinatorServer::StandbyPass() {
+  ReadStandbyFrames();
+  try {
+    zmq::message_t req;
+    if (status_->recv(req, zmq::recv_flags::dontwait)) {
+      while (req.more()) {
+        zmq::message_t drop;
+        if (!status_->recv(drop, zmq::recv_flags::dontwait)) break;
+        req = std::move(drop);
+      }
+      metrics_.status_requests++;
+      const std::string reply = StandbyAnswer(req.to_string());
+      status_->send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    }
+  } catch (const zmq::error_t& e) {
+    LogEvent(spdlog::level::debug, "status_error", {{"error", e.what()}});
+  }
+  queries_->Serve([this](const std::string& line) { return StandbyAnswer(line); });
+  const int64_t now = MonotonicMs();
+  if (now < next_lead_try_ms_) return;
+  next_lead_try_ms_ = now + 500;
+  auto lead = state_->TryLead(me_, policy_.ttl_ms);
+  if (!lead.ok()) {
+    LogEvent(spdlog::level::debug, "lead_try_failed", {{"error", lead.status().message()}});
+    return;
+  }
+  if (!*lead) {
+    auto leader = state_->Leader();
+    if (leader.ok()) leader_ = *leader;
+    return;
+  }
+  Status s = Lead();
+  if (!s.ok()) {
+    LogEvent(spdlog::level::err, "takeover_failed",
+             {{"error", s.message()}, {"action", "giving the lead back; trying again later"}});
+    service_.reset();
+    commands_.reset();
+    mirror_.reset();
+    state_->ResignLead();
+    next_lead_try_ms_ = now + policy_.ttl_ms;
+    return;
+  }
+  if (!already_done_) {
+    LogEvent(spdlog::level::warn, "took_over",
+             {{"id", me_.id}, {"state", state_->Describe()}, {"workers", listen_bound_}});
+  }
+}
+
+std::string CoordinatorServer::StandbyAnswer(const std::string& line) {
+  std::istringstream in(line);
+  std::string cmd;
+  in >> cmd;
+  nlohmann::json leader = leader_ ? nlohmann::json(leader_->id) : nlohmann::json(nullptr);
+  if (cmd == "status") {
+    return nlohmann::json{{"state", "standby"},
+                          {"leader", leader},
+                          {"leader_endpoint", leader_ ? leader_->listen : ""},
+                          {"leader_status_endpoint", leader_ ? leader_->status : ""},
+                          {"leader_term", leader_ ? leader_->term : 0},
+                          {"id", me_.id},
+                          {"from_version", opt_.from_version},
+                          {"to_version", opt_.to_version},
+                          {"uptime_seconds", (clock_->NowMs() - started_ms_) / 1000},
+                          {"version", kFerryVersion}}
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  if (cmd == "metrics") {
+    std::string out;
+    RenderGauge("ferry_standby", "1 while this coordinator stands by (another one leads).", 1,
+                &out);
+    RenderCounter("ferry_status_requests_total", "Status socket requests.",
+                  metrics_.status_requests, &out);
+    return out;
+  }
+  return nlohmann::json{
+      {"error", fmt::format("this coordinator stands by; ask the one that leads{}",
+                            leader_ ? " at " + leader_->status : "")},
+      {"state", "standby"},
+      {"leader", leader}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void CoordinatorServer::ReadStandbyFrames() {
+  std::vector<zmq::message_t> frames;
+  const std::string why =
+      leader_ ? fmt::format("this coordinator stands by; the active one is {} ({})",
+                            leader_->listen, leader_->id)
+              : std::string("this coordinator stands by; no coordinator leads right now");
+  for (size_t n = 0; n < kMaxMessagesPerPass; ++n) {
+    try {
+      if (!RecvAll(*router_, &frames)) return;
+    } catch (const zmq::error_t& e) {
+      return;
+    }
+    if (frames.size() != 2) continue;
+    uint64_t rid = 0;
+    auto decoded = DecodeRequest(frames[1].data(), frames[1].size());
+    if (auto* d = std::get_if<DecodedRequest>(&decoded)) rid = d->request_id;
+    if (auto* b = std::get_if<RejectedFrame>(&decoded)) rid = b->request_id;
+    zmq::message_t reply = EncodeReply(rid, ErrorReply{ErrorCode::kUnavailable, why});
+    try {
+      router_->send(frames[0], zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(reply, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  }
 }
 
 void CoordinatorServer::ReadWorkerFrames() {
@@ -280,27 +493,24 @@ void CoordinatorServer::CommitAndReply() {
     Status s = state_->Commit(c);
     if (!s.ok()) {
       metrics_.commit_failures++;
-      LogEvent(spdlog::level::err, "state_commit_failed",
-               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
-      auto job = state_->LoadJob();
-      auto ranges = state_->LoadRanges();
-      if (job.ok() && job->has_value() && ranges.ok()) {
-        service_->Restore(std::move(**job), std::move(*ranges));
-      } else {
-        LogEvent(spdlog::level::err, "state_reload_failed",
-                 {{"error", !job.ok() ? job.status().message()
-                                      : (!ranges.ok() ? ranges.status().message()
-                                                      : "the state lost its job")}});
-      }
       replies_.clear();
       if (status_reply_) {
         const std::string err = ErrorJson("state commit failed: " + s.message());
         status_reply_.emplace(err.data(), err.size());
+        try {
+          status_->send(*status_reply_, zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+        }
+        status_reply_.reset();
       }
-    } else {
-      metrics_.commits++;
-      metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
+      if (s.code() == Code::kLeaseLost) return StepDown(s.message());
+      LogEvent(spdlog::level::err, "state_commit_failed",
+               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
+      return ReloadAfterFailedCommit();
     }
+    metrics_.commits++;
+    metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
+    last_renewed_ms_ = MonotonicMs();  // the commit renewed the lead
   }
   for (Outgoing& r : replies_) {
     try {
@@ -319,6 +529,22 @@ void CoordinatorServer::CommitAndReply() {
     }
     status_reply_.reset();
   }
+}
+
+void CoordinatorServer::ReloadAfterFailedCommit() {
+  auto job = state_->LoadJob();
+  auto ranges = job.ok() ? state_->LoadRanges() : Result<std::vector<RangeRecord>>(job.status());
+  if (job.ok() && job->has_value() && ranges.ok()) {
+    service_->Restore(std::move(**job), std::move(*ranges));
+    return;
+  }
+  // The decisions of the failed pass are in memory only: serving from them
+  // could hand out an epoch that no restart would know. Stand by until the
+  // state can be read again (a lone coordinator takes its own lead back).
+  StepDown("the state cannot be read after a failed commit: " +
+           (!job.ok() ? job.status().message()
+                      : (!ranges.ok() ? ranges.status().message() : "it lost its job")));
+  if (!state_->shared()) next_lead_try_ms_ = MonotonicMs() + 500;
 }
 
 void CoordinatorServer::LogProgress() {

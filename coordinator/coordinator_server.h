@@ -22,6 +22,17 @@
 // unknown or wrong-version messages get an error reply (or are dropped) and
 // are counted; nothing a peer sends can crash or block the loop.
 //
+// Leadership (coordinator/state_store.h): on a state several coordinators
+// share (PostgreSQL), the server binds its sockets and then either leads —
+// it opens the job and serves — or stands by: it answers status with
+// {"state": "standby", "leader": …}, every worker request with an
+// `unavailable` error naming the leader, and tries to take the lead twice a
+// second. A leader renews its lead with every commit (and at least every
+// TTL/3); when a commit or renewal says it was deposed, or it could not
+// renew for a whole TTL, it steps down: drops its in-memory job, unsent
+// replies and store connections, and stands by. On a state only one process
+// can open (the SQLite file), the server always leads.
+//
 // Thread safety: one event-loop thread owns everything here; other threads
 // reach it only through queries() (StatusQueries::Ask).
 #pragma once
@@ -53,16 +64,19 @@ class CoordinatorServer {
   CoordinatorServer(CoordinatorOptions options, const Clock* clock, zmq::context_t* ctx);
   ~CoordinatorServer();
 
-  // Validates the flags, opens the job (job_setup.h: state, stores,
-  // versions, plan, target schema) and binds the sockets. On success either
-  // already_done() (the new store is at the target version: nothing to do)
-  // or Run() may be called.
+  // Validates the flags, opens the state, and either opens the job
+  // (job_setup.h: stores, versions, plan, target schema) and binds the
+  // sockets, or (a shared state led by another coordinator) binds them and
+  // stands by. On success either already_done() (the new store is at the
+  // target version: nothing to do) or Run() may be called.
   Status Start();
   bool already_done() const { return already_done_; }
 
   // Serves until `should_exit()` (checked every pass, at most ~100 ms
-  // apart). Ok if the migration completed; kPermanent if it failed;
-  // kFailedPrecondition if stopped before completion.
+  // apart), or until a standby that took over finds the job already done.
+  // Ok if the migration completed (or was done); kPermanent if it failed;
+  // kFailedPrecondition if stopped before completion. A leader gives up its
+  // lead on the way out, so a standby takes over at once.
   Status Run(const std::function<bool()>& should_exit);
 
   // One loop pass (exposed for tests): waits up to `timeout_ms` for input.
@@ -74,24 +88,27 @@ class CoordinatorServer {
   std::optional<zmq::message_t> HandleFrame(const zmq::message_t& identity, const void* data,
                                             size_t size);
   // The status socket's answer to `line` (changes commit with the next Step).
-  std::string HandleCommand(const std::string& line) { return commands_->Handle(line); }
+  std::string HandleCommand(const std::string& line);
 
   std::string inproc_endpoint() const { return inproc_; }
   std::string listen_endpoint() const { return listen_bound_; }
   std::string status_endpoint() const { return status_bound_; }
   StatusQueries* queries() { return queries_.get(); }
 
+  // True while this process leads (always, on an unshared state).
+  bool leading() const { return service_ != nullptr; }
+  // Only while leading().
   const LeaseService& service() const { return *service_; }
   StateStore* state() { return state_.get(); }
   const ServerMetrics& metrics() const { return metrics_; }
-  bool complete() const { return service_->complete(); }
-  bool failed() const { return service_->failed(); }
+  bool complete() const { return service_ && service_->complete(); }
+  bool failed() const { return service_ && service_->failed(); }
   // True once every live worker (workers_registry.h) has been told the
   // migration is complete or failed: a batch job (--exit-when-done) waits
   // for this so remote workers exit 0.
-  bool AllWorkersToldDone() const { return service_->workers().AllLiveToldDone(); }
-  uint64_t RowsCopied() const { return service_->table().rows_total(); }
-  uint64_t BytesCopied() const { return service_->table().bytes_total(); }
+  bool AllWorkersToldDone() const { return !service_ || service_->workers().AllLiveToldDone(); }
+  uint64_t RowsCopied() const { return service_ ? service_->table().rows_total() : 0; }
+  uint64_t BytesCopied() const { return service_ ? service_->table().bytes_total() : 0; }
 
  private:
   struct Outgoing {
@@ -100,6 +117,20 @@ class CoordinatorServer {
   };
 
   Status BindSockets(const std::string& curve_secret);
+  // Opens the job on a state this process leads: the service, the status
+  // commands, the mirror.
+  Status Lead();
+  // Gives up the job (deposed, or the state lost): stands by.
+  void StepDown(const std::string& why);
+  // A standby's pass: answers everyone, tries to take the lead.
+  void StandbyPass();
+  std::string StandbyAnswer(const std::string& line);
+  // Keeps the lead renewed; steps down when it is lost.
+  void KeepLead();
+  // After a failed commit: back to what the state holds; stands by when the
+  // state cannot be read (never serve from unpersisted decisions).
+  void ReloadAfterFailedCommit();
+  void ReadStandbyFrames();
   void ReadWorkerFrames();
   void ReadStatusRequest();
   // Routes one decoded request; nullopt when it waits (its identity kept).
@@ -113,6 +144,12 @@ class CoordinatorServer {
   const Clock* clock_;
   zmq::context_t* ctx_;
   bool already_done_ = false;
+  LeasePolicy policy_;
+  int64_t started_ms_ = 0;
+  LeaderInfo me_;                     // this process, as the state's leader row names it
+  std::optional<LeaderInfo> leader_;  // the leader a standby knows of
+  int64_t next_lead_try_ms_ = 0;      // standby: next TryLead (monotonic)
+  int64_t last_renewed_ms_ = 0;       // leader: last proof of the lead (monotonic)
 
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<Store> source_;

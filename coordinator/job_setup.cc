@@ -25,6 +25,8 @@ bool FileExists(const std::string& uri) {
   return stat(uri.substr(7).c_str(), &st) == 0;
 }
 
+}  // namespace
+
 Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored) {
   auto differ = [](const char* what, const std::string& was, const std::string& now) {
     return InvalidArgument(
@@ -57,6 +59,8 @@ Status ValidateFlags(const CoordinatorOptions& opt) {
   return Status::Ok();
 }
 
+namespace {
+
 // Opens the new store, creates the schema and records the plan id in it
 // (new job and resume alike), before any range is leased.
 Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
@@ -68,11 +72,10 @@ Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
 
 }  // namespace
 
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock) {
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt));
   OpenedJob j;
-  FERRY_ASSIGN_OR_RETURN(j.state, OpenStateStore(opt.state_path, clock));
-  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, j.state->LoadJob());
+  FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state->LoadJob());
   if (stored) FERRY_RETURN_IF_ERROR(CheckJobMatches(opt, *stored));
 
   FERRY_ASSIGN_OR_RETURN(j.source, OpenStore(opt.source_uri, StoreRole::kSource));
@@ -100,8 +103,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock) {
   if (stored) {
     j.resumed = true;
     j.job = *stored;
-    FERRY_ASSIGN_OR_RETURN(j.ranges, j.state->LoadRanges());
-    FERRY_ASSIGN_OR_RETURN(j.workers, j.state->LoadWorkers());
+    FERRY_ASSIGN_OR_RETURN(j.ranges, state->LoadRanges());
+    FERRY_ASSIGN_OR_RETURN(j.workers, state->LoadWorkers());
     FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
     return j;
   }
@@ -121,7 +124,7 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock) {
              {{"table", t.name}, {"ranges", j.ranges.size() - before}, {"ms", MonotonicMs() - t1}});
   }
   FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
-  FERRY_RETURN_IF_ERROR(j.state->CreateJob(j.job, j.ranges));
+  FERRY_RETURN_IF_ERROR(state->CreateJob(j.job, j.ranges));
   uint64_t est = 0;
   for (const RangeRecord& r : j.ranges) est += r.est_rows;
   LogEvent(spdlog::level::info, "planned",

@@ -1,8 +1,7 @@
 // Start-up of a coordinator: from flags to a job ready to serve.
 //
-// OpenJob validates the flags, opens the state (taking its lock), opens the
-// legacy store, reads the versions without creating anything in the new
-// store, and then either
+// OpenJob validates the flags, opens the legacy store, reads the versions
+// without creating anything in the new store, and then either
 //   - says the new store is already at --to-version (already_done), or
 //   - loads the state's job, refusing flags that differ from it (naming the
 //     difference), or
@@ -29,7 +28,6 @@ namespace ferry {
 struct OpenedJob {
   bool already_done = false;  // nothing to do; the fields below are empty
   bool resumed = false;       // loaded from the state (else planned now)
-  std::unique_ptr<StateStore> state;
   std::unique_ptr<Store> source;
   std::unique_ptr<Store> target;
   std::vector<TableSchema> tables;
@@ -38,6 +36,12 @@ struct OpenedJob {
   std::vector<WorkerRow> workers;
 };
 
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, const Clock* clock);
+// The flags that must not change while a job runs. kInvalidArgument naming
+// the difference between `opt` and the job the state holds.
+Status ValidateFlags(const CoordinatorOptions& opt);
+Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored);
+
+// `state` is open and led by this process (StateStore::TryLead).
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state);
 
 }  // namespace ferry

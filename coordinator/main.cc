@@ -175,6 +175,11 @@ int main(int argc, char** argv) {
 
   const double secs = std::max<int64_t>(1, MonotonicMs() - t0) / 1000.0;
   const uint64_t rows = coord.RowsCopied() - std::min(rows0, coord.RowsCopied());
+  if (r.ok() && coord.already_done()) {
+    std::cout << fmt::format("ferry: the new store {} is already at version {}; nothing to do\n",
+                             RedactUri(o.target_uri), o.to_version);
+    return kExitOk;
+  }
   if (r.ok()) {
     std::cout << fmt::format(
         "ferry: complete: {} rows, {} bytes copied in {:.2f} s ({:.0f} rows/s); new store at "

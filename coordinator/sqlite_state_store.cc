@@ -39,19 +39,6 @@ std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 
 }  // namespace
 
-Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location,
-                                                   const Clock* clock) {
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> s,
-                         SqliteStateStore::Open(location, clock));
-  return std::unique_ptr<StateStore>(std::move(s));
-}
-
-Result<std::unique_ptr<StateReader>> OpenStateReader(const std::string& location) {
-  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStateStore> s,
-                         SqliteStateStore::OpenReadOnly(location));
-  return std::unique_ptr<StateReader>(std::move(s));
-}
-
 Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::OpenReadOnly(const std::string& path) {
   auto db = Db::Open(path, SQLITE_OPEN_READONLY, 5000);
   if (!db.ok()) {

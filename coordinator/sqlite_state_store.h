@@ -39,6 +39,16 @@ class SqliteStateStore final : public StateStore {
   Status CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) override;
   Status Commit(const StateCommit& commit) override;
   void FailStatementForTest(int n) override { fail_at_ = n; }
+  // The flock taken at Open is the lead: held for the store's life.
+  Result<bool> TryLead(const LeaderInfo& me, int64_t) override {
+    leader_ = me;
+    leader_.term = 1;
+    return true;
+  }
+  Status RenewLead() override { return Status::Ok(); }
+  void ResignLead() override {}
+  Result<std::optional<LeaderInfo>> Leader() override { return std::optional<LeaderInfo>(leader_); }
+  bool shared() const override { return false; }
 
  private:
   SqliteStateStore(std::string path, Db db, const Clock* clock)
@@ -58,6 +68,7 @@ class SqliteStateStore final : public StateStore {
   Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;
   int fail_at_ = -1;
   int step_count_ = 0;
+  LeaderInfo leader_;
 };
 
 }  // namespace ferry

@@ -10,12 +10,16 @@
 //     returned Ok, and on a failed commit reloads what is committed.
 //   - CreateJob() writes the job and its whole plan in one transaction and
 //     fails if a job exists.
-//   - Only one coordinator commits to a state at a time (for the SQLite file:
-//     an flock held from Open to destruction; a second one gets kLocked
-//     naming the holder).
+//   - Only one coordinator commits to a state at a time. For the SQLite
+//     file: an flock held from Open to destruction (a second coordinator gets
+//     kLocked naming the holder). For PostgreSQL: a leadership lease (a row
+//     with a term and an expiry) that TryLead takes and every Commit renews
+//     inside its own transaction, guarded by the term — a deposed
+//     coordinator's Commit fails with kLeaseLost and changes nothing.
 //
 // Implementations: SqliteStateStore (coordinator/sqlite_state_store.h, the
-// embedded default, `--state PATH`).
+// embedded default, `--state PATH`) and PgStateStore
+// (coordinator/pg_state_store.h, `--state postgresql://…`).
 //
 // Thread safety: a StateStore belongs to the coordinator's event-loop thread.
 #pragma once
@@ -51,6 +55,14 @@ struct WorkerRow {
   std::string state;  // active | draining | gone
 };
 
+// Who leads a state: one coordinator process.
+struct LeaderInfo {
+  std::string id;      // host:pid:random, unique per process
+  std::string listen;  // its worker endpoint
+  std::string status;  // its status endpoint
+  int64_t term = 0;    // increases with every new leader
+};
+
 struct StateCommit {
   const JobMeta* job = nullptr;  // written when set
   std::vector<const RangeRecord*> ranges;
@@ -79,17 +91,40 @@ class StateStore : public StateReader {
   virtual Status CreateJob(const JobMeta& job, const std::vector<RangeRecord>& plan) = 0;
   virtual Status Commit(const StateCommit& commit) = 0;
 
+  // ---- leadership ----
+  // Takes the lead for `me` for `ttl_ms` if nobody holds it (or the holder's
+  // lease expired): true if this process now leads (a new term), false if
+  // another live coordinator does.
+  virtual Result<bool> TryLead(const LeaderInfo& me, int64_t ttl_ms) = 0;
+  // Extends the lead by its TTL. kLeaseLost if this process was deposed;
+  // kUnavailable if the state cannot be reached (the lead may still hold).
+  virtual Status RenewLead() = 0;
+  // Gives the lead up at once (a clean stop), so a standby takes over now.
+  virtual void ResignLead() = 0;
+  // The live leader, if any (for standbys' status answers).
+  virtual Result<std::optional<LeaderInfo>> Leader() = 0;
+  // True when several coordinators may share this state (one leads, the
+  // others stand by); false for a state only one process can open.
+  virtual bool shared() const = 0;
+
   // Test hook: the n-th statement (0-based) of the next commits fails, as if
   // the disk did. -1 disables.
   virtual void FailStatementForTest(int n) = 0;
 };
 
-// Opens the coordinator's state at `location` (--state): a SQLite file path.
-// Takes the one-coordinator lock; creates or upgrades the schema. Errors:
-// kInvalidArgument (cannot create/open; names --state and what to do),
-// kLocked (another coordinator holds it; names the holder),
-// kFailedPrecondition (written by a newer ferry), kUnavailable (busy).
-Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location, const Clock* clock);
+// Opens the coordinator's state at `location` (--state): a SQLite file path,
+// or a postgresql:// URI. Creates or upgrades the schema; for a file, takes
+// the one-coordinator lock. `ttl_ms` bounds how long a call to a state
+// server may hang (the lease TTL). Errors: kInvalidArgument (cannot
+// create/open; names --state and what to do), kLocked (another coordinator
+// holds the file; names the holder), kFailedPrecondition (written by a newer
+// ferry; names both versions), kUnavailable (busy, or the server cannot be
+// reached; names the redacted URI).
+Result<std::unique_ptr<StateStore>> OpenStateStore(const std::string& location, const Clock* clock,
+                                                   int64_t ttl_ms);
+
+// True when `location` names a PostgreSQL state (postgresql:// or postgres://).
+bool IsPgStateLocation(const std::string& location);
 
 // Opens an existing state read-only (no lock, nothing created or upgraded),
 // for tools that run beside a live coordinator. kInvalidArgument if it does
