@@ -3,11 +3,16 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
+#include <vector>
 
 namespace ferry {
 
-Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoint,
-                                  const std::string& command, int timeout_ms) {
+namespace {
+
+// One request to one status socket.
+Result<std::string> AskOne(zmq::context_t& ctx, const std::string& endpoint,
+                           const std::string& command, int timeout_ms) {
   try {
     zmq::socket_t sock(ctx, zmq::socket_type::req);
     sock.set(zmq::sockopt::linger, 0);
@@ -28,6 +33,50 @@ Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoi
   } catch (const zmq::error_t& e) {
     return InvalidArgument(fmt::format("bad endpoint {}: {}", endpoint, e.what()));
   }
+}
+
+// A standby coordinator's answer: {"state": "standby", ...} (or an error
+// carrying that state), or its metrics text.
+bool FromStandby(const std::string& reply) {
+  if (reply.rfind("{", 0) != 0)
+    return reply.find("\nferry_standby 1\n") != std::string::npos ||
+           reply.rfind("# HELP ferry_standby", 0) == 0;
+  nlohmann::json j = nlohmann::json::parse(reply, nullptr, false);
+  return j.is_object() && j.value("state", "") == "standby";
+}
+
+}  // namespace
+
+std::vector<std::string> SplitEndpoints(const std::string& endpoints) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= endpoints.size()) {
+    size_t comma = endpoints.find(',', start);
+    if (comma == std::string::npos) comma = endpoints.size();
+    if (comma > start) out.push_back(endpoints.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoints,
+                                  const std::string& command, int timeout_ms) {
+  const std::vector<std::string> list = SplitEndpoints(endpoints);
+  if (list.empty()) return InvalidArgument("--endpoint is empty");
+  if (list.size() == 1) return AskOne(ctx, list[0], command, timeout_ms);
+  std::optional<std::string> standby;
+  Status last;
+  for (const std::string& e : list) {
+    auto reply = AskOne(ctx, e, command, timeout_ms);
+    if (!reply.ok()) {
+      last = reply.status();
+      continue;
+    }
+    if (!FromStandby(*reply)) return reply;
+    if (!standby) standby = std::move(*reply);
+  }
+  if (standby) return *standby;  // every coordinator that answered stands by
+  return last;
 }
 
 Result<nlohmann::json> StatusRequestJson(zmq::context_t& ctx, const std::string& endpoint,

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/status.h"
@@ -13,9 +14,15 @@
 namespace ferry {
 
 // Sends `command`, waits up to `timeout_ms` for the reply. kUnavailable
-// naming the endpoint if nothing answers in time.
-Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoint,
+// naming the endpoint if nothing answers in time. `endpoints` may list
+// several coordinators separated by commas (one leads, the others stand
+// by): they are asked in order and the first answer that is not a
+// standby's is returned (a standby's if all that answer stand by).
+Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoints,
                                   const std::string& command, int timeout_ms);
+
+// "a,b" -> {"a", "b"} (empty items dropped).
+std::vector<std::string> SplitEndpoints(const std::string& endpoints);
 
 // The same, parsed as JSON; a reply {"error": ...} becomes kInvalidArgument.
 Result<nlohmann::json> StatusRequestJson(zmq::context_t& ctx, const std::string& endpoint,

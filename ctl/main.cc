@@ -132,7 +132,10 @@ int main(int argc, char** argv) {
   double request_timeout_s = 5;
   bool json = false;
   AddCommonFlags(app, &log);
-  app.add_option("--endpoint", endpoint, "coordinator status socket")->default_val(endpoint);
+  app.add_option(
+         "--endpoint", endpoint,
+         "coordinator status socket; several (one leads, the others stand by) separated by commas")
+      ->default_val(endpoint);
   app.add_option("--request-timeout", request_timeout_s, "seconds to wait for each answer")
       ->default_val(5);
   app.add_flag("--json", json, "print the raw JSON answer");

@@ -5,9 +5,23 @@
 
 namespace ferry {
 
-CoordinatorClient::CoordinatorClient(zmq::context_t* ctx, std::string endpoint,
+CoordinatorClient::CoordinatorClient(zmq::context_t* ctx, const std::string& endpoints,
                                      CurveClientKeys curve)
-    : ctx_(ctx), endpoint_(std::move(endpoint)), curve_(std::move(curve)) {
+    : ctx_(ctx), curve_(std::move(curve)) {
+  size_t start = 0;
+  while (start <= endpoints.size()) {
+    size_t comma = endpoints.find(',', start);
+    if (comma == std::string::npos) comma = endpoints.size();
+    std::string e = endpoints.substr(start, comma - start);
+    if (!e.empty()) endpoints_.push_back(std::move(e));
+    start = comma + 1;
+  }
+  if (endpoints_.empty()) endpoints_.push_back(endpoints);
+  Reconnect();
+}
+
+void CoordinatorClient::Rotate() {
+  current_ = (current_ + 1) % endpoints_.size();
   Reconnect();
 }
 
@@ -24,7 +38,7 @@ void CoordinatorClient::Reconnect() {
     sock_->set(zmq::sockopt::curve_publickey, curve_.public_key);
     sock_->set(zmq::sockopt::curve_secretkey, curve_.secret_key);
   }
-  sock_->connect(endpoint_);
+  sock_->connect(endpoints_[current_]);
 }
 
 bool CoordinatorClient::SendAsync(capnp::MessageBuilder& builder) {

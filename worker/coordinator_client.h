@@ -1,5 +1,8 @@
 // CoordinatorClient: the worker's side of the protocol, a DEALER socket to the
-// coordinator's ROUTER. Requests carry increasing request ids; replies to
+// coordinator's ROUTER. With several coordinators (one leads, the others
+// stand by: `--coordinator tcp://A:7400,tcp://B:7400`) it talks to one at a
+// time; Rotate() moves to the next when the current one stands by or does
+// not answer. Requests carry increasing request ids; replies to
 // requests the caller gave up on are recognised by id and dropped (a stale
 // Grant is handed to `on_stale_grant` so the worker can release it).
 //
@@ -14,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/wire.h"
@@ -29,7 +33,8 @@ struct CurveClientKeys {
 
 class CoordinatorClient {
  public:
-  CoordinatorClient(zmq::context_t* ctx, std::string endpoint, CurveClientKeys curve = {});
+  // `endpoints`: one endpoint, or several separated by commas.
+  CoordinatorClient(zmq::context_t* ctx, const std::string& endpoints, CurveClientKeys curve = {});
 
   uint64_t NextRequestId() { return ++last_request_id_; }
 
@@ -49,10 +54,15 @@ class CoordinatorClient {
 
   // Drops the socket and everything queued in it, and connects afresh.
   void Reconnect();
+  // Reconnects to the next endpoint of the list (the same one if only one).
+  void Rotate();
+  const std::string& endpoint() const { return endpoints_[current_]; }
+  size_t endpoint_count() const { return endpoints_.size(); }
 
  private:
   zmq::context_t* ctx_;
-  std::string endpoint_;
+  std::vector<std::string> endpoints_;
+  size_t current_ = 0;
   CurveClientKeys curve_;
   std::optional<zmq::socket_t> sock_;
   uint64_t last_request_id_ = 0;

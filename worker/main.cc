@@ -17,7 +17,9 @@ int main(int argc, char** argv) {
   WorkerOptions o;
   LogFlags log;
   AddCommonFlags(app, &log);
-  app.add_option("--coordinator", o.coordinator, "coordinator worker endpoint, tcp://HOST:PORT")
+  app.add_option("--coordinator", o.coordinator,
+                 "coordinator worker endpoint, tcp://HOST:PORT; several (one leads, the others "
+                 "stand by) separated by commas")
       ->required();
   app.add_option("--id", o.id, "worker id (default: host-pid-random)");
   app.add_option("--source", o.source_uri, "override the legacy store URI the coordinator gives");

@@ -52,6 +52,15 @@ bool Worker::Sleep(int64_t ms) {
   return !Stopping();
 }
 
+void Worker::NextCoordinator(int attempt) {
+  if (client_.endpoint_count() > 1 || standby_seen_) {
+    standby_seen_ = false;
+    client_.Rotate();  // another coordinator of the list may lead
+  } else if (attempt > 0 && attempt % 5 == 0) {
+    client_.Reconnect();
+  }
+}
+
 Status Worker::Register() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -63,12 +72,13 @@ Status Worker::Register() {
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
-  if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", opt_.coordinator));
+  if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
   auto body = reply->root().getBody();
   if (body.isError()) {
     auto e = body.getError();
     std::string msg(AsView(e.getMessage()));
     if (e.getCode() == Error::Code::VERSION_MISMATCH) return FailedPrecondition(msg);
+    if (e.getCode() == Error::Code::UNAVAILABLE) standby_seen_ = true;
     return Unavailable(msg);
   }
   if (!body.isRegistered()) return Unavailable("unexpected answer to register");
@@ -148,7 +158,7 @@ Status Worker::Run() {
                              "--curve-server-key-file its public key, and this worker's public "
                              "key " +
                                  opt_.curve.public_key + " in its --curve-allow-file?"}});
-        if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
+        NextCoordinator(backoff.attempt());
         Sleep(backoff.NextDelayMs());
         continue;
       }
@@ -184,20 +194,31 @@ Status Worker::Run() {
       auto level = backoff.attempt() >= 10 ? spdlog::level::err : RetryLevel(backoff.attempt());
       LogEvent(level, "coordinator_unreachable",
                {{"worker", opt_.id},
-                {"coordinator", opt_.coordinator},
+                {"coordinator", client_.endpoint()},
                 {"attempt", backoff.attempt() + 1},
                 {"check", "is the coordinator running and reachable from this host?"}});
       // The coordinator may have finished and gone (or be down): the new
       // store's own version marker says whether the migration is complete.
       if (TargetMarkedDone()) return CompleteByMarker();
       if (unheard.Expired()) return give_up();
-      if (backoff.attempt() > 0 && backoff.attempt() % 5 == 0) client_.Reconnect();
+      NextCoordinator(backoff.attempt());
       Sleep(backoff.NextDelayMs());
+      continue;
+    }
+    auto body = reply->root().getBody();
+    if (body.isError() && body.getError().getCode() == Error::Code::UNAVAILABLE) {
+      // A standby: the coordinator that leads is another one of the list.
+      LogEvent(RetryLevel(backoff.attempt()), "coordinator_standby",
+               {{"worker", opt_.id},
+                {"coordinator", client_.endpoint()},
+                {"detail", std::string(AsView(body.getError().getMessage()))}});
+      if (unheard.Expired()) return give_up();
+      client_.Rotate();
+      Sleep(client_.endpoint_count() > 1 ? 50 : backoff.NextDelayMs());
       continue;
     }
     backoff.Reset();
     unheard.Restart();
-    auto body = reply->root().getBody();
     switch (body.which()) {
       case Envelope::Body::GRANT: {
         Lease lease = LeaseFromGrant(*reply, sent);
@@ -270,6 +291,7 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
   lease.keeper.Start(sent, g.getLeaseTtlMs());
+  last_ack_ms_ = clock_->NowMs();
   return lease;
 }
 
@@ -330,11 +352,19 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
           lease.keeper.Renewed(it->second, a.getLeaseTtlMs());
           heartbeat_sent_.erase(heartbeat_sent_.begin(), std::next(it));
         }
+        last_ack_ms_ = clock_->NowMs();
         paused_ = a.getPaused();
         drain_ = a.getDrain();
         rate_limit_ = a.getRowsPerSecond();
       } else if (body.isError()) {
         auto e = body.getError();
+        if (e.getCode() == Error::Code::UNAVAILABLE) {
+          // Our heartbeats reach a standby: the lead moved. Heartbeat the
+          // next coordinator of the list (the new leader knows our lease).
+          client_.Rotate();
+          heartbeat_sent_.clear();
+          continue;
+        }
         if (e.getCode() == Error::Code::LEASE_LOST && e.getRangeId() == lease.range &&
             e.getEpoch() == lease.epoch) {
           LogEvent(spdlog::level::warn, "lease_lost",
@@ -403,6 +433,10 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
         }
         return true;
       }
+      if (rb.isError() && rb.getError().getCode() == Error::Code::UNAVAILABLE) {
+        client_.Rotate();  // a standby: report to the coordinator that leads
+        continue;
+      }
       if (rb.isError()) {
         LogEvent(spdlog::level::warn, "lease_lost",
                  {{"worker", opt_.id},
@@ -419,6 +453,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
       marked_done_ = true;
       return true;
     }
+    if (!reply && client_.endpoint_count() > 1) client_.Rotate();
     LogEvent(RetryLevel(backoff.attempt()), complete ? "complete_retry" : "release_retry",
              {{"worker", opt_.id}, {"range", lease.range}, {"attempt", backoff.attempt() + 1}});
     Sleep(backoff.NextDelayMs());
@@ -478,6 +513,13 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     if (lease.keeper.HeartbeatDue()) {
       SendHeartbeat(lease);
       lease.keeper.HeartbeatSent();
+    }
+    if (client_.endpoint_count() > 1 && now - last_ack_ms_ > policy_.ttl_ms / 2) {
+      // No ack for half a lease: the coordinator may be gone and another
+      // one of the list lead now. Heartbeat that one.
+      client_.Rotate();
+      heartbeat_sent_.clear();
+      last_ack_ms_ = now;
     }
     if (!lease.keeper.MayWrite()) {
       // Our lease may be about to expire: no write until the coordinator confirms it.

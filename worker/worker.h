@@ -130,6 +130,9 @@ class Worker {
   uint64_t SendReport(::capnp::MallocMessageBuilder& b, ::Report::Kind kind, const Lease& lease,
                       bool next, bool leaving);
   bool Sleep(int64_t ms);  // false if a stop came first
+  // After a failed request: the next coordinator of the list (or, with one,
+  // a fresh connection every 5th attempt).
+  void NextCoordinator(int attempt);
   // True if the new store's own marker says the migration is complete.
   bool TargetMarkedDone();
   // Run()'s Ok when the marker, not the coordinator, said the migration is
@@ -161,6 +164,8 @@ class Worker {
   bool marked_done_ = false;
   bool paused_ = false;
   bool drain_ = false;
+  bool standby_seen_ = false;  // the last registration reached a standby
+  int64_t last_ack_ms_ = 0;    // the last ack of a heartbeat (clock ms)
   uint64_t rate_limit_ = 0;
   uint64_t rows_written_ = 0;
 };
