@@ -37,11 +37,11 @@
 
 #include "common/clock.h"
 #include "common/status.h"
-#include "common/store.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/metrics.h"
 #include "coordinator/state_lock.h"
 #include "coordinator/state_store.h"
+#include "stores/store.h"
 
 namespace ferry {
 

@@ -13,8 +13,8 @@
 #include "common/digest.h"
 #include "common/key_codec.h"
 #include "common/sqlite_util.h"
-#include "common/store.h"
 #include "coordinator/range_record.h"
+#include "stores/store.h"
 
 namespace ferry {
 namespace {

@@ -40,7 +40,7 @@
 #include <zmq.hpp>
 
 #include "common/status.h"
-#include "common/store.h"
+#include "stores/store.h"
 #include "worker/coordinator_client.h"
 
 namespace ferry {
