@@ -47,7 +47,6 @@
 
 #include "common/clock.h"
 #include "common/status.h"
-#include "common/store.h"
 #include "coordinator/lease_service.h"
 #include "coordinator/marker_mirror.h"
 #include "coordinator/metrics.h"
@@ -56,6 +55,7 @@
 #include "coordinator/status_commands.h"
 #include "coordinator/status_queries.h"
 #include "coordinator/zap_handler.h"
+#include "stores/store.h"
 
 namespace ferry {
 

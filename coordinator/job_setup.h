@@ -19,9 +19,9 @@
 
 #include "common/clock.h"
 #include "common/status.h"
-#include "common/store.h"
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
+#include "stores/store.h"
 
 namespace ferry {
 

@@ -11,9 +11,9 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/signals.h"
-#include "common/store.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/http_endpoint.h"
+#include "stores/store.h"
 #include "worker/worker.h"
 
 using namespace ferry;

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "common/clock.h"
-#include "common/store.h"
 #include "coordinator/range_record.h"
+#include "stores/store.h"
 
 namespace ferry {
 

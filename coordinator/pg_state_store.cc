@@ -5,8 +5,8 @@
 #include <cinttypes>
 #include <map>
 
-#include "common/store.h"
 #include "common/version.h"
+#include "stores/store.h"
 
 namespace ferry {
 namespace {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "common/store.h"
 #include "coordinator/range_record.h"
+#include "stores/store.h"
 
 namespace ferry {
 

@@ -9,9 +9,9 @@
 #include "common/clock.h"
 #include "common/curve.h"
 #include "common/signals.h"
-#include "common/store.h"
 #include "ctl/ctl_client.h"
 #include "ctl/verify.h"
+#include "stores/store.h"
 
 using namespace ferry;
 

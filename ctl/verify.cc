@@ -12,8 +12,8 @@
 
 #include "common/digest.h"
 #include "common/key_codec.h"
-#include "common/store.h"
 #include "coordinator/state_store.h"
+#include "stores/store.h"
 
 namespace ferry {
 namespace {

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The one-command demo: installs the dependencies, builds ferry, generates a
-# demo legacy store (SQLite) under demo/, migrates it into demo/new.db with
-# an embedded coordinator and 4 in-process workers, then verifies the result
-# independently with the sqlite3 CLI.
+# The one-command demo: installs the dependencies it needs, builds the three
+# ferry executables (not the test suite: `bash deploy/test.sh` builds the
+# rest in the same build directory), generates a demo legacy store (SQLite)
+# under demo/, migrates it into demo/new.db with an embedded coordinator and
+# 4 in-process workers, then verifies the result independently with the
+# sqlite3 CLI.
 #
 #   bash deploy/demo.sh [--rows N] [--workers N] [--regenerate]
 #
 # Environment: ROWS (default 1000000), WORKERS (default 4), FERRY_BUILD_DIR
-# (default build), FERRY_SKIP_BUILD=1 to reuse an existing build.
+# (default build), FERRY_SKIP_BUILD=1 to reuse an existing build,
+# FERRY_SKIP_DEPS=1 to skip the package check.
 # Exit status: 0 when the migration succeeded and verification passed.
 set -euo pipefail
 
@@ -18,7 +21,7 @@ ROWS="${ROWS:-1000000}"
 WORKERS="${WORKERS:-4}"
 REGENERATE=0
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -42,7 +45,13 @@ fi
 
 BUILD_DIR="${FERRY_BUILD_DIR:-build}"
 if [[ "${FERRY_SKIP_BUILD:-0}" != 1 ]]; then
-  bash "$ROOT/deploy/build.sh"
+  # Only what the demo runs: no tests, so no GoogleTest, PostgreSQL server or
+  # other test-only packages either.
+  if [[ "${FERRY_SKIP_DEPS:-0}" != 1 ]]; then
+    bash "$ROOT/deploy/install-deps.sh" --no-test-packages
+  fi
+  FERRY_SKIP_DEPS=1 FERRY_BUILD_TESTING=OFF \
+    bash "$ROOT/deploy/build.sh" ferry-coordinator ferry-worker ferryctl
 fi
 COORDINATOR="$BUILD_DIR/bin/ferry-coordinator"
 FERRYCTL="$BUILD_DIR/bin/ferryctl"

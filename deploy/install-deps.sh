@@ -3,6 +3,9 @@
 # Idempotent: checks each package with dpkg-query and installs only the
 # missing ones (running `apt-get update` first, and only if something is
 # missing). Runs apt as root, through sudo when not root.
+#
+#   bash deploy/install-deps.sh                     # build, test and run
+#   bash deploy/install-deps.sh --no-test-packages  # build and run only (deploy/demo.sh)
 set -euo pipefail
 
 PACKAGES=(
@@ -19,6 +22,21 @@ PACKAGES=(
   clang  # the thread_safety_analysis test compiles annotated sources with -Wthread-safety
   util-linux  # prlimit: fault tests cap a worker's file size
 )
+
+# Needed only by the test suite (BUILD_TESTING=ON, deploy/test.sh).
+TEST_ONLY=(libgtest-dev libgmock-dev postgresql prometheus clang-format util-linux)
+
+case "${1:-}" in
+  "") ;;
+  --no-test-packages)
+    kept=()
+    for p in "${PACKAGES[@]}"; do
+      [[ " ${TEST_ONLY[*]} " == *" $p "* ]] || kept+=("$p")
+    done
+    PACKAGES=("${kept[@]}")
+    ;;
+  *) echo "install-deps: error: unknown argument '$1' (use --no-test-packages or nothing)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

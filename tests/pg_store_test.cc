@@ -1,6 +1,6 @@
 // PgStore against a real PostgreSQL server (FERRY_TEST_PG_URI; skipped when
 // unset). Each test gets its own fresh database.
-#include "common/pg_store.h"
+#include "stores/postgresql/pg_store.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "common/key_codec.h"
-#include "common/sqlite_store.h"
+#include "stores/postgresql/pg_dialect.h"
+#include "stores/sqlite/sqlite_dialect.h"
+#include "stores/sqlite/sqlite_store.h"
 #include "tests/test_util.h"
 
 namespace ferry {
@@ -133,17 +135,19 @@ TEST_F(PgStoreTest, ListsTablesKeysTypesAndIndexes) {
 }
 
 TEST_F(PgStoreTest, SqliteTypesMapByAffinity) {
-  EXPECT_EQ(PgStore::MapSqliteType("INTEGER"), "bigint");
-  EXPECT_EQ(PgStore::MapSqliteType("tinyint"), "bigint");
-  EXPECT_EQ(PgStore::MapSqliteType("VARCHAR(20)"), "text");
-  EXPECT_EQ(PgStore::MapSqliteType("CLOB"), "text");
-  EXPECT_EQ(PgStore::MapSqliteType("BLOB"), "bytea");
-  EXPECT_EQ(PgStore::MapSqliteType(""), "bytea");
-  EXPECT_EQ(PgStore::MapSqliteType("REAL"), "double precision");
-  EXPECT_EQ(PgStore::MapSqliteType("DOUBLE PRECISION"), "double precision");
-  EXPECT_EQ(PgStore::MapSqliteType("FLOAT"), "double precision");
-  EXPECT_EQ(PgStore::MapSqliteType("DECIMAL(10,5)"), "numeric");
-  EXPECT_EQ(PgStore::MapSqliteType("BOOLEAN"), "numeric");
+  // SQLite declared type → neutral type (SQLite's affinity rules) → PostgreSQL type.
+  auto map = [](const char* decl) { return PgDdlType(SqliteNeutralType(decl)); };
+  EXPECT_EQ(map("INTEGER"), "bigint");
+  EXPECT_EQ(map("tinyint"), "bigint");
+  EXPECT_EQ(map("VARCHAR(20)"), "text");
+  EXPECT_EQ(map("CLOB"), "text");
+  EXPECT_EQ(map("BLOB"), "bytea");
+  EXPECT_EQ(map(""), "bytea");
+  EXPECT_EQ(map("REAL"), "double precision");
+  EXPECT_EQ(map("DOUBLE PRECISION"), "double precision");
+  EXPECT_EQ(map("FLOAT"), "double precision");
+  EXPECT_EQ(map("DECIMAL(10,5)"), "numeric");
+  EXPECT_EQ(map("BOOLEAN"), "numeric");
 
   testing::TempDir dir;
   const std::string legacy = dir.File("legacy.db");

@@ -1,6 +1,6 @@
-// Tests of SqliteStore (common/sqlite_store.h) and the store factory, on real
+// Tests of SqliteStore (stores/sqlite/sqlite_store.h) and the store factory, on real
 // files in a fresh temporary directory per test.
-#include "common/sqlite_store.h"
+#include "stores/sqlite/sqlite_store.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -19,8 +19,8 @@
 #include "common/digest.h"
 #include "common/key_codec.h"
 #include "common/sqlite_util.h"
-#include "common/store.h"
 #include "coordinator/planner.h"
+#include "stores/store.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 

@@ -48,7 +48,7 @@
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
-#include "common/store.h"
+#include "stores/store.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
 

@@ -1,6 +1,13 @@
 // The Store interface: what the coordinator and workers need from a legacy
-// (source) or new (target) store. Implementations: SqliteStore (sqlite:PATH)
-// and PgStore (postgresql://...).
+// (source) or new (target) store. Implementations, one folder each:
+// SqliteStore (stores/sqlite/, sqlite:PATH) and PgStore (stores/postgresql/,
+// postgresql://...); OpenStore (stores/store_factory.cc) picks one by URI.
+//
+// Schemas cross engines through the neutral model (stores/column_type.h,
+// stores/index_def.h): a store lists its tables with both its own DDL and the
+// neutral description, and creates a table listed by another engine from the
+// neutral description only. The preconditions every engine applies to a
+// TableSchema and a batch are in stores/table_checks.h.
 //
 // Key space: (table name, encoded key). A KeyRange is [lo, hi) inside one
 // table; an empty lo / hi means the table's start / end. Scans compare keys in
@@ -15,10 +22,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
 #include "common/value.h"
+#include "stores/column_type.h"
+#include "stores/index_def.h"
 
 namespace ferry {
 
@@ -27,9 +37,21 @@ namespace ferry {
 inline constexpr const char* kMetaTable = "__ferry_meta";
 
 struct Column {
+  // A constructor rather than aggregate initialization, so that `{name, type,
+  // not_null}` leaves `neutral` unset without a missing-initializer warning.
+  Column(std::string name = "", std::string type = "", bool not_null = false,
+         std::optional<ColumnType> neutral = std::nullopt)
+      : name(std::move(name)),
+        type(std::move(type)),
+        not_null(not_null),
+        neutral(std::move(neutral)) {}
+
   std::string name;
   std::string type;  // declared type, in the store's dialect
   bool not_null = false;
+  // `type` in the neutral model, set by the lister (ListTables). Unset in a
+  // hand-built schema: NeutralSchema derives it from `type` and the dialect.
+  std::optional<ColumnType> neutral;
 };
 
 struct TableSchema {
@@ -41,6 +63,9 @@ struct TableSchema {
   std::vector<size_t> key_columns;
   std::string create_sql;              // the source's own DDL
   std::vector<std::string> index_sql;  // the source's own index DDL
+  // index_sql in the neutral model, one per entry, set by the lister; empty
+  // in a hand-built schema (NeutralSchema derives it).
+  std::vector<IndexDef> indexes;
   // Why ferry cannot copy this table ("is a virtual table, ..."); empty when
   // it can. Listed anyway, so that leaving it out of --tables works.
   std::string unsupported;
@@ -170,5 +195,13 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& uri, StoreRole role)
 
 // `uri` with any password replaced by "***".
 std::string RedactUri(const std::string& uri);
+
+// `table` with its neutral model complete: every Column::neutral and
+// TableSchema::indexes that the lister left unset is derived from the
+// declared text by the mapping of the engine that speaks `table.dialect`
+// (stores/store_factory.cc knows them all). What a target calls before it
+// creates a table listed by another engine. kInvalidArgument naming the
+// table for an unknown dialect.
+Result<TableSchema> NeutralSchema(const TableSchema& table);
 
 }  // namespace ferry

@@ -1,5 +1,11 @@
-// PgStore: the Store (common/store.h) for `postgresql://...` / `postgres://...`
-// (libpq connection URIs), on either side of a migration.
+// PgStore: the Store (stores/store.h) for `postgresql://...` / `postgres://...`
+// (libpq connection URIs), on either side of a migration. One class,
+// implemented by concern: pg_store.cc (connection, statements, errors, the
+// catalog lookup), pg_schema.cc (ListTables, CreateSchema), pg_plan.cc
+// (PlanSplits), pg_read.cc (ReadBatch), pg_write.cc (WriteBatch, fences, the
+// metadata table, markers, plans), pg_wire.cc (binary format helpers);
+// pg_dialect.h maps PostgreSQL types and index definitions to and from the
+// neutral schema model.
 //
 // Opening: the URI goes to libpq as it is (PQconnectdbParams with
 // expand_dbname), so PGPASSFILE, PGPASSWORD, PGSSLMODE, ~/.pgpass and the
@@ -14,13 +20,14 @@
 // name, without the metadata table. Generated columns are not listed. A
 // table without a primary key is listed keyed by rowid (key_columns empty)
 // but cannot be planned or read (kInvalidArgument): PostgreSQL has no stable
-// rowid. Columns carry format_type() types; index_sql holds
-// pg_get_indexdef() of every non-primary-key index.
+// rowid. Columns carry format_type() types and their neutral types (of the
+// base type, for a domain); index_sql holds pg_get_indexdef() of every
+// non-primary-key index, `indexes` their neutral form (pg_dialect.h).
 //
 // Keys and order: every key comparison and ORDER BY happens in PostgreSQL on
 // the primary-key columns (row-value comparisons). Text-like key columns whose
 // collation is not already bytewise get COLLATE "C", so text keys order
-// bytewise on every store, as common/key_codec.h and SQLite do.
+// bytewise on every store, as common/key_codec.h orders them.
 //
 // Values (see README, "PostgreSQL"): int2/int4/int8 → int64; float4/float8 →
 // double (NaN, ±Infinity kept); bytea → Blob; bool → int64 0/1; everything
@@ -58,8 +65,9 @@
 
 #include "common/pg_util.h"
 #include "common/status.h"
-#include "common/store.h"
 #include "common/value.h"
+#include "stores/column_type.h"
+#include "stores/store.h"
 
 namespace ferry {
 
@@ -83,7 +91,7 @@ class PgStore : public Store {
   // relation size; ANALYZE first if the table was never analyzed) and, when
   // the table is larger than what an exact pass would need, takes split
   // points from an ordered TABLESAMPLE of the keys (about 32 sampled keys per
-  // range); otherwise one ordered pass over the keys, exact like SqliteStore.
+  // range); otherwise one ordered pass over the keys (exact).
   // Split points are real keys, ascending, distinct. *rows is the estimate
   // (exact in the ordered-pass case).
   Result<std::vector<std::string>> PlanSplits(const TableSchema& table, uint64_t rows_per_range,
@@ -94,11 +102,14 @@ class PgStore : public Store {
   Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                    size_t max_rows, size_t max_bytes, RowBatch* out) override;
 
-  // One transaction: the metadata table, then each missing table (types
-  // mapped from the "sqlite" dialect, kept for "postgresql"; a rowid-keyed
-  // source table gets a leading `rowid bigint` primary-key column) and its
-  // indexes (IF NOT EXISTS). An existing table whose columns differ
-  // (case-insensitively, in order) fails with kFailedPrecondition.
+  // One transaction: the metadata table, then each missing table and its
+  // indexes (IF NOT EXISTS). A "postgresql" table keeps its format_type()
+  // types and its index definitions (retargeted at this schema); a table
+  // another engine listed is built from its neutral model (NeutralSchema,
+  // pg_dialect.h). A rowid-keyed source table gets a leading `rowid bigint`
+  // primary-key column (named by RowidAlias, stores/table_checks.h). An
+  // existing table whose columns differ (case-insensitively, in order) fails
+  // with kFailedPrecondition.
   Status CreateSchema(const std::vector<TableSchema>& tables) override;
 
   // See the file comment. kLeaseLost if a newer epoch is recorded;
@@ -120,11 +131,6 @@ class PgStore : public Store {
   // before COMMIT (test seam for connection-loss tests).
   void SetBeforeCommitHookForTest(std::function<void()> hook) { before_commit_ = std::move(hook); }
 
-  // The PostgreSQL type a column of SQLite declared type `decl` gets
-  // (SQLite affinity rules): INT → bigint; CHAR/CLOB/TEXT → text; BLOB or
-  // empty → bytea; REAL/FLOA/DOUB → double precision; else numeric.
-  static std::string MapSqliteType(const std::string& decl);
-
  private:
   // How a column's values travel: the staging type and the Value kind.
   enum class Wire { kInt, kFloat, kBytes, kText, kBool };
@@ -135,6 +141,7 @@ class PgStore : public Store {
     bool string_type = false;  // text/varchar/bpchar/name: assignment cast
     bool needs_c = false;      // collatable, collation not bytewise
     bool not_null = false;
+    ColumnType neutral;  // of the type, or of a domain's base type
   };
   struct TableInfo {
     std::string qualified;  // "schema"."table"
@@ -166,11 +173,18 @@ class PgStore : public Store {
   std::string Qualified(const std::string& table) const;
 
   Result<TableInfo*> Info(const std::string& table);
-  Result<const WritePlan*> PlanWrite(const TableSchema& table, TableInfo* info);
+  // `alias`: the rowid alias CheckBatch returned ("" for a primary key).
+  Result<const WritePlan*> PlanWrite(const TableSchema& table, const std::string& alias,
+                                     TableInfo* info);
   Status CreateOneTable(const TableSchema& table);
   Status CreateMeta();
   Result<bool> MetaExists();
   Status WriteRows(const TableSchema& table, const RowBatch& batch, const WritePlan& plan);
+  // One binary-format cell of a result as the Value its wire type reads as.
+  static Value DecodeCell(Wire wire, const char* bytes, int len);
+  // The SELECT expression reading column `c` in its wire type (booleans as
+  // int4, text-like non-text types as text).
+  static std::string CellSelect(const ColInfo& c);
 
   std::string uri_;
   std::string password_;

@@ -1,4 +1,4 @@
-// OpenStore and RedactUri (declared in common/store.h): the one place that
+// OpenStore and RedactUri (declared in stores/store.h): the one place that
 // maps a store URI scheme to a Store implementation.
 #include <fmt/format.h>
 
@@ -8,9 +8,11 @@
 #include <string>
 #include <string_view>
 
-#include "common/pg_store.h"
-#include "common/sqlite_store.h"
-#include "common/store.h"
+#include "stores/postgresql/pg_dialect.h"
+#include "stores/postgresql/pg_store.h"
+#include "stores/sqlite/sqlite_dialect.h"
+#include "stores/sqlite/sqlite_store.h"
+#include "stores/store.h"
 
 namespace ferry {
 namespace {
@@ -59,7 +61,45 @@ std::string RedactPasswordParams(std::string s) {
   return s;
 }
 
+// How each dialect's declared text maps to the neutral model.
+struct Dialect {
+  const char* name;
+  ColumnType (*neutral_type)(std::string_view declared);
+  IndexDef (*neutral_index)(std::string_view sql, const TableSchema& table);
+};
+
+const Dialect kDialects[] = {
+    {kSqliteDialect, &SqliteNeutralType,
+     [](std::string_view sql, const TableSchema& table) {
+       return SqliteNeutralIndex(sql, table.columns);
+     }},
+    {kPgDialect, &PgNeutralType,
+     [](std::string_view sql, const TableSchema&) { return PgNeutralIndex(sql); }},
+};
+
 }  // namespace
+
+Result<TableSchema> NeutralSchema(const TableSchema& table) {
+  const Dialect* dialect = nullptr;
+  for (const Dialect& d : kDialects) {
+    if (table.dialect == d.name) dialect = &d;
+  }
+  if (dialect == nullptr) {
+    return InvalidArgument(
+        fmt::format("table {}: unknown schema dialect '{}'", table.name, table.dialect));
+  }
+  TableSchema out = table;
+  for (Column& c : out.columns) {
+    if (!c.neutral) c.neutral = dialect->neutral_type(c.type);
+  }
+  if (out.indexes.size() != out.index_sql.size()) {
+    out.indexes.clear();
+    for (const std::string& sql : out.index_sql) {
+      out.indexes.push_back(dialect->neutral_index(sql, table));
+    }
+  }
+  return out;
+}
 
 std::string RedactUri(const std::string& uri) {
   std::string out = uri;

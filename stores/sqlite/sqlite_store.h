@@ -1,5 +1,11 @@
-// SqliteStore: the Store (common/store.h) for `sqlite:PATH`, the embedded
-// default on both sides of a migration.
+// SqliteStore: the Store (stores/store.h) for `sqlite:PATH`, the embedded
+// default on both sides of a migration. One class, implemented by concern:
+// sqlite_store.cc (opening, shared per-file state, statement cache),
+// sqlite_schema.cc (ListTables, CreateSchema), sqlite_plan.cc (PlanSplits),
+// sqlite_read.cc (ReadBatch), sqlite_write.cc (WriteBatch, fences, the
+// metadata table, markers, plans, SyncWrites), sqlite_copy.cc (direct copy);
+// sqlite_dialect.h maps SQLite's declared types and index DDL to and from
+// the neutral schema model.
 //
 // Opening:
 //   - kSource: opened SQLITE_OPEN_READONLY; the file must exist and be a SQLite
@@ -20,7 +26,8 @@
 //
 // Keys: a table's key is its declared primary key (columns in PK order);
 // a table without one is keyed by its rowid, read and written through the
-// first of `rowid`, `_rowid_`, `oid` that is not a column name (RowidAlias).
+// first of `rowid`, `_rowid_`, `oid` that is not a column name (RowidAlias,
+// stores/table_checks.h).
 // All key comparisons happen in SQLite (row-value comparisons on the PK), so
 // every row falls into exactly one range; keys and bounds cross the interface
 // encoded with common/key_codec.h.
@@ -30,7 +37,8 @@
 //   'boundary'                   the mirrored boundary (blob), absent = none
 //   'fence/<plan_id>/<range_id>' the highest epoch that wrote the range
 //   'plan/<plan_id>'             1: the coordinator of that plan created its schema here
-// It is never listed, and a TableSchema naming it is refused.
+// It is never listed, and a TableSchema naming it is refused
+// (stores/table_checks.h).
 //
 // A store opened as kSource refuses CreateSchema, WriteBatch and WriteMarker
 // with kFailedPrecondition (and is opened read-only besides).
@@ -54,8 +62,9 @@
 
 #include "common/sqlite_util.h"
 #include "common/status.h"
-#include "common/store.h"
 #include "common/value.h"
+#include "stores/store.h"
+#include "stores/table_checks.h"
 
 namespace ferry {
 
@@ -76,8 +85,11 @@ class SqliteStore : public Store {
 
   // User tables sorted by name: no sqlite_% tables, no metadata table, no
   // views. Generated columns are not listed (the target recomputes them from
-  // create_sql). Fails with kInvalidArgument naming the table for a virtual
-  // table or a rowid table whose rowid aliases are all shadowed by columns.
+  // create_sql). Each column carries its declared type and its neutral type,
+  // each index its DDL and its neutral form (sqlite_dialect.h). Fails with
+  // kInvalidArgument naming the table for a rowid table whose rowid aliases
+  // are all shadowed by columns; virtual and shadow tables are listed as
+  // unsupported.
   Result<std::vector<TableSchema>> ListTables() override;
 
   // One ordered pass over the keys. Split i is the key of row
@@ -93,11 +105,13 @@ class SqliteStore : public Store {
   Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                    size_t max_rows, size_t max_bytes, RowBatch* out) override;
 
-  // One transaction: the metadata table, then every table (from create_sql for
-  // dialect "sqlite", or from the column list with mapped types for
-  // "postgresql") and its indexes, each only if missing. An existing table
-  // whose column names differ (case-insensitively, in order) fails the whole
-  // call with kFailedPrecondition naming the table and the difference.
+  // One transaction: the metadata table, then every table and its indexes,
+  // each only if missing. A table of dialect "sqlite" is created from its
+  // create_sql and index_sql as they are; a table another engine listed from
+  // its neutral model (NeutralSchema, sqlite_dialect.h: types by kind,
+  // indexes rebuilt). An existing table whose column names differ
+  // (case-insensitively, in order) fails the whole call with
+  // kFailedPrecondition naming the table and the difference.
   Status CreateSchema(const std::vector<TableSchema>& tables) override;
 
   // One BEGIN IMMEDIATE transaction: checks and records the fence, then
@@ -133,10 +147,11 @@ class SqliteStore : public Store {
   // fsyncs the WAL if this connection committed since the last sync.
   Status SyncWrites() override;
 
-  // The column name a rowid-keyed table's rowid is read and written as: the
-  // first of rowid, _rowid_, oid that is not (case-insensitively) one of
-  // `columns`; empty if all three are shadowed.
-  static std::string RowidAlias(const std::vector<Column>& columns);
+  // The column name a rowid-keyed table's rowid is read and written as (see
+  // RowidAlias in stores/table_checks.h).
+  static std::string RowidAlias(const std::vector<Column>& columns) {
+    return ferry::RowidAlias(columns);
+  }
 
  private:
   class Txn;
