@@ -3,6 +3,7 @@
 //   GET /healthz  200 while the coordinator answers its status socket
 //   GET /readyz   200 once the migration is complete, else 503 with the state
 //                 (for readiness probes and init containers)
+//   GET /, /api/* the live dashboard (coordinator/dashboard.h)
 // Handlers run on httplib's threads and talk to the coordinator only through
 // its status socket (a fresh REQ per request), so no coordinator state is
 // shared across threads.

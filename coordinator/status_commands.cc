@@ -237,6 +237,7 @@ std::string Coordinator::RangesJson(const std::string& filter) {
                         {"deadline_ms", r.deadline_ms},
                         {"cursor", KeyToString(r.cursor)},
                         {"rows", r.rows},
+                        {"est_rows", r.est_rows},
                         {"bytes", r.bytes},
                         {"attempts", r.attempts},
                         {"errors", r.errors},
