@@ -51,6 +51,12 @@ class AnswerCache {
   Answer Get(const std::string& command) {
     std::unique_lock<std::mutex> lock(mu_);
     Entry& e = Slot(command);
+    // Held while this call refers to `e`, so that Slot() never drops it.
+    e.users++;
+    struct Release {
+      Entry& e;
+      ~Release() { e.users--; }
+    } release{e};
     const uint64_t seen = e.generation;
     while (true) {
       const auto now = SteadyClock::now();
@@ -86,6 +92,7 @@ class AnswerCache {
  private:
   struct Entry {
     bool asking = false;
+    int users = 0;                                    // Get() calls referring to it
     uint64_t generation = 0;                          // answers produced so far
     std::shared_ptr<const Result<std::string>> last;  // the latest, good or not
     std::shared_ptr<const Result<std::string>> good;  // the latest if good
@@ -100,7 +107,8 @@ class AnswerCache {
     if (entries_.size() >= kMaxCachedAnswers) {
       auto stalest = entries_.end();
       for (auto i = entries_.begin(); i != entries_.end(); ++i) {
-        if (!i->second.asking && (stalest == entries_.end() || i->second.at < stalest->second.at))
+        if (i->second.users == 0 &&
+            (stalest == entries_.end() || i->second.at < stalest->second.at))
           stalest = i;
       }
       if (stalest != entries_.end()) entries_.erase(stalest);

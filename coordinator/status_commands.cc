@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/version.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/ranges_json.h"
 
 namespace ferry {
 namespace {
@@ -215,7 +216,7 @@ std::string Coordinator::RangesJson(const std::string& filter) {
     }
   }
   int64_t now = clock_->NowMs();
-  nlohmann::json arr = nlohmann::json::array();
+  RangesJsonWriter out;  // streamed: no json tree for a 100,000-range plan
   for (const RangeRecord& r : table_.ranges()) {
     if (want && r.state != *want) continue;
     std::string reason;
@@ -227,26 +228,9 @@ std::string Coordinator::RangesJson(const std::string& filter) {
                       : (r.errors_since_progress ? "repeated write errors"
                                                  : "heartbeats without progress");
     }
-    nlohmann::json j = {{"id", r.id},
-                        {"table", r.table},
-                        {"lo", r.lo.empty() ? "(start)" : KeyToString(r.lo)},
-                        {"hi", r.hi.empty() ? "(end)" : KeyToString(r.hi)},
-                        {"state", RangeStateName(r.state)},
-                        {"owner", r.owner},
-                        {"epoch", r.epoch},
-                        {"deadline_ms", r.deadline_ms},
-                        {"cursor", KeyToString(r.cursor)},
-                        {"rows", r.rows},
-                        {"est_rows", r.est_rows},
-                        {"bytes", r.bytes},
-                        {"attempts", r.attempts},
-                        {"errors", r.errors},
-                        {"last_error", r.last_error}};
-    if (stalled) j["reason"] = reason;
-    arr.push_back(std::move(j));
+    out.Add(r, stalled ? &reason : nullptr);
   }
-  return nlohmann::json{{"ranges", arr}}.dump(-1, ' ', false,
-                                              nlohmann::json::error_handler_t::replace);
+  return out.Finish();
 }
 
 std::string Coordinator::WorkersJson() {

@@ -153,6 +153,19 @@ TEST(DashboardRoutesTest, ApiAnswersAreTheCoordinatorsJson) {
     EXPECT_FALSE(res->get_header_value("X-Ferry-Now-Ms").empty()) << path;
     EXPECT_EQ(res->body, *fake.Ask(command)) << path;
   }
+  // A big answer goes gzip-compressed to a client that takes it.
+  std::string big = R"({"ranges":[)";
+  for (int i = 0; i < 2000; ++i) big += fmt::format(R"({}{{"id":{}}})", i ? "," : "", i + 1);
+  big += "]}";
+  fake.Set("ranges leased", big);
+  auto gz = cli.Get("/api/ranges?state=leased", {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(gz);
+  EXPECT_EQ(gz->get_header_value("Content-Encoding"), "gzip");
+  EXPECT_EQ(gz->body, big) << "httplib's client inflates it";
+  auto plain = cli.Get("/api/ranges?state=leased", {{"Accept-Encoding", "gzip;q=0"}});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->get_header_value("Content-Encoding"), "");
+  EXPECT_EQ(plain->body, big);
 }
 
 TEST(DashboardRoutesTest, OnlyReadOnlyCommandsReachTheCoordinator) {
@@ -459,21 +472,28 @@ TEST(DashboardBrowserTest, LiveMigrationShowsStateProgressAFailedRangeAndWorkers
   if (std::string m = Browser::Missing(); !m.empty()) GTEST_SKIP() << m;
   TempDir dir;
   Cluster c(dir.path());
-  const int kRows = 24000;
+  // With FERRY_DASHBOARD_SCREENSHOT set (the README's picture), a longer run
+  // with more ranges and workers, so that the picture has more to show.
+  const char* keep = std::getenv("FERRY_DASHBOARD_SCREENSHOT");
+  const bool showcase = keep && *keep;
+  const int kRows = showcase ? 60000 : 24000, kBadOrder = showcase ? 33333 : 7777;
+  const int kWorkers = showcase ? 3 : 2;
   MakeShop(c.legacy, kRows);
-  // The new store refuses order 7777 for good: a trigger's RAISE(ABORT) is a
+  // The new store refuses one order for good: a trigger's RAISE(ABORT) is a
   // constraint error, which the worker reports as permanent, and with
   // --max-attempts 1 its range fails at the first report.
   ExecSql(c.target,
-          "CREATE TABLE orders (id INTEGER PRIMARY KEY, account INTEGER, note TEXT);"
-          "CREATE TRIGGER refuse_order BEFORE INSERT ON orders WHEN NEW.id = 7777 "
-          "BEGIN SELECT RAISE(ABORT, 'order 7777 refused by the test'); END;");
+          fmt::format("CREATE TABLE orders (id INTEGER PRIMARY KEY, account INTEGER, note TEXT);"
+                      "CREATE TRIGGER refuse_order BEFORE INSERT ON orders WHEN NEW.id = {0} "
+                      "BEGIN SELECT RAISE(ABORT, 'order {0} refused by the test'); END;",
+                      kBadOrder));
   const std::string ef = dir.File("endpoints.json");
-  auto coord =
-      c.StartCoordinator({"--http-listen", "127.0.0.1:0", "--endpoints-file", ef, "--range-rows",
-                          "2000", "--batch-rows", "200", "--max-attempts", "1"});
+  auto coord = c.StartCoordinator({"--http-listen", "127.0.0.1:0", "--endpoints-file", ef,
+                                   "--range-rows", showcase ? "1500" : "2000", "--batch-rows",
+                                   "200", "--max-attempts", "1"});
   ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
-  // ~3000 rows/s: the failing row is reached after ~10 s, the end after ~16 s.
+  // ~3000 rows/s: the failing row is reached after ~10 s, the end after ~16 s
+  // (showcase: ~20 s and ~40 s).
   c.Command("throttle 3000");
   const int port = HttpPort(ef);
   ASSERT_GT(port, 0) << c.Logs();
@@ -483,8 +503,12 @@ TEST(DashboardBrowserTest, LiveMigrationShowsStateProgressAFailedRangeAndWorkers
   Browser& b = **browser;
   const std::string origin = fmt::format("http://127.0.0.1:{}", port);
   ASSERT_TRUE(b.Navigate(origin + "/").ok());
-  auto w1 = c.StartWorker("w1");
-  auto w2 = c.StartWorker("w2");
+  std::vector<std::unique_ptr<Process>> workers;
+  json worker_ids = json::array();
+  for (int i = 1; i <= kWorkers; ++i) {
+    workers.push_back(c.StartWorker(fmt::format("w{}", i)));
+    worker_ids.push_back(fmt::format("w{}", i));
+  }
 
   // The state.
   ASSERT_TRUE(
@@ -492,13 +516,16 @@ TEST(DashboardBrowserTest, LiveMigrationShowsStateProgressAFailedRangeAndWorkers
       << PageDiagnostics(b);
   // The workers.
   EXPECT_TRUE(
-      b.WaitTrue("return document.querySelectorAll('#workers tr[data-worker]').length == 2", 20000))
+      b.WaitTrue(fmt::format("return document.querySelectorAll('#workers tr[data-worker]').length"
+                             " == {}",
+                             kWorkers),
+                 20000))
       << c.Logs();
   auto ids = b.Execute(
       "return [...document.querySelectorAll('#workers tr[data-worker]')]"
       ".map((r) => r.dataset.worker).sort()");
   ASSERT_TRUE(ids.ok());
-  EXPECT_EQ(*ids, json::array({"w1", "w2"}));
+  EXPECT_EQ(*ids, worker_ids);
 
   // A table's progress grows between two snapshots, and never shows more
   // rows than the new store holds.
@@ -536,7 +563,7 @@ TEST(DashboardBrowserTest, LiveMigrationShowsStateProgressAFailedRangeAndWorkers
       },
       15000))
       << "range " << failed_id << " is drawn " << color;
-  // Hovering it names the range and its error.
+  // Hovering the failed range names it and its error.
   auto tip = b.Execute(R"(
       const p = ferryDashboard.rangePixel(arguments[0]);
       const map = document.getElementById('map');
@@ -554,8 +581,21 @@ TEST(DashboardBrowserTest, LiveMigrationShowsStateProgressAFailedRangeAndWorkers
   EXPECT_NE(tip->get<std::string>().find("failed"), std::string::npos) << *tip;
   ASSERT_TRUE(
       b.Execute("document.getElementById('map').dispatchEvent(new MouseEvent('mouseleave'))").ok());
+  // Clicking it pins its details under the map.
+  auto detail = b.Execute(R"(
+      const p = ferryDashboard.rangePixel(arguments[0]);
+      const map = document.getElementById('map');
+      const r = map.getBoundingClientRect();
+      const dpr = window.devicePixelRatio || 1;
+      map.dispatchEvent(new MouseEvent('click',
+          {clientX: r.left + p.x / dpr, clientY: r.top + p.y / dpr, bubbles: true}));
+      const d = document.getElementById('detail');
+      return d.hidden ? '' : d.textContent;)",
+                          json::array({failed_id}));
+  ASSERT_TRUE(detail.ok()) << detail.status().ToString();
+  EXPECT_NE(detail->get<std::string>().find("refused by the test"), std::string::npos) << *detail;
 
-  // The screenshot, mid-migration with the failed range on the map.
+  // The screenshot, mid-migration with the failed range on the map, pinned.
   ASSERT_TRUE(b.FitWindowToPage(1440).ok());
   SaveScreenshot(b, dir.path());
 
