@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "coordinator/dashboard.h"
+
 namespace ferry {
 
 Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& listen,
@@ -48,6 +50,7 @@ Result<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(const std::string& lis
     res.status = state == "complete" ? 200 : 503;
     res.set_content(nlohmann::json{{"state", state}}.dump() + "\n", "application/json");
   });
+  AddDashboardRoutes(svr, ask);
   if (port == 0) {
     port = svr.bind_to_any_port(host);
     if (port < 0) return Unavailable(fmt::format("cannot bind --http-listen {}", listen));

@@ -3,6 +3,7 @@
 //   GET /healthz  200 while the coordinator's event loop answers
 //   GET /readyz   200 once the migration is complete, else 503 with the state
 //                 (for readiness probes and init containers)
+//   GET /, /api/* the live dashboard (coordinator/dashboard.h)
 // Handlers run on httplib's threads and reach the coordinator only through
 // `ask`: in ferry-coordinator, StatusQueries::Ask — the status socket's
 // read-only commands answered by the event loop in process. Nothing served
@@ -15,17 +16,13 @@
 #include <thread>
 
 #include "common/status.h"
+#include "coordinator/dashboard.h"
 
 namespace httplib {
 class Server;
 }
 
 namespace ferry {
-
-// Answers a read-only status command (status, ranges, workers, metrics,
-// events) with the status socket's reply; kUnavailable when the coordinator
-// does not answer. Called from httplib's threads.
-using StatusAsk = std::function<Result<std::string>(const std::string& command)>;
 
 class HttpEndpoint {
  public:

@@ -6,6 +6,7 @@
 
 #include "common/key_codec.h"
 #include "common/version.h"
+#include "coordinator/ranges_json.h"
 
 namespace ferry {
 namespace {
@@ -162,7 +163,7 @@ std::string StatusCommands::RangesJson(const std::string& filter) const {
   }
   const int64_t now = clock_->NowMs();
   const WorkerRegistry& workers = service_->workers();
-  nlohmann::json arr = nlohmann::json::array();
+  RangesJsonWriter out;  // streamed: no json tree for a 100,000-range plan
   for (const RangeRecord& r : service_->table().ranges()) {
     if (want && r.state != *want) continue;
     std::string reason;
@@ -174,24 +175,9 @@ std::string StatusCommands::RangesJson(const std::string& filter) const {
                       : (r.errors_since_progress ? "repeated write errors"
                                                  : "heartbeats without progress");
     }
-    nlohmann::json j = {{"id", r.id},
-                        {"table", r.table},
-                        {"lo", r.lo.empty() ? "(start)" : KeyToString(r.lo)},
-                        {"hi", r.hi.empty() ? "(end)" : KeyToString(r.hi)},
-                        {"state", RangeStateName(r.state)},
-                        {"owner", r.owner},
-                        {"epoch", r.epoch},
-                        {"deadline_ms", r.deadline_ms},
-                        {"cursor", KeyToString(r.cursor)},
-                        {"rows", r.rows},
-                        {"bytes", r.bytes},
-                        {"attempts", r.attempts},
-                        {"errors", r.errors},
-                        {"last_error", r.last_error}};
-    if (stalled) j["reason"] = reason;
-    arr.push_back(std::move(j));
+    out.Add(r, stalled ? &reason : nullptr);
   }
-  return Dump(nlohmann::json{{"ranges", std::move(arr)}});
+  return out.Finish();
 }
 
 std::string StatusCommands::WorkersJson() const {

@@ -16,6 +16,8 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libxxhash-dev libcpp-httplib-dev
+  zlib1g-dev  # the dashboard gzips its answers itself (coordinator/dashboard.cc)
+  chromium chromium-driver  # tests: the dashboard in a headless browser (tests/webdriver.h)
   libpq-dev postgresql postgresql-client
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format

@@ -17,6 +17,9 @@
 //   3. Control plane: a simulated fleet of DEALER sockets speaking
 //      schemas/ferry.capnp directly (Register, then LeaseRequest -> Complete
 //      with rows 0) against a real ferry-coordinator planning N one-row ranges.
+//      With --ctl-dashboard http|browser the closed loop runs again while the
+//      web dashboard is watched (GET / and /api/* every second, or a headless
+//      Chromium showing the page), its rows printed beside the others.
 //   4. Recovery: coordinator SIGKILL + restart to the first Grant with 100k
 //      ranges in its state; rows copied twice after a worker SIGKILL.
 //   5. Memory: ferry-worker peak RSS by store size; coordinator peak RSS.
@@ -61,6 +64,7 @@
 #include "common/curve.h"
 #include "common/version.h"
 #include "common/wire.h"
+#include "tests/dashboard_poller.h"
 #include "tests/process_util.h"
 
 // Rows and bars are aggregates filled field by field; trailing fields default.
@@ -94,9 +98,10 @@ struct Options {
   int fleet_threads = 4;
   std::vector<int64_t> ctl_ranges = {10000, 100000};
   int64_t ctl_copy_ms = 35;
-  std::string ctl_coordinator_args;  // extra ferry-coordinator flags in case 3
-  bool ctl_curve = false;            // case 3 over CURVE (coordinator and simulated fleet)
-  std::string ctl_latency_dump;      // directory for per-grant (time, latency) files
+  std::string ctl_coordinator_args;   // extra ferry-coordinator flags in case 3
+  bool ctl_curve = false;             // case 3 over CURVE (coordinator and simulated fleet)
+  std::string ctl_latency_dump;       // directory for per-grant (time, latency) files
+  std::string ctl_dashboard = "off";  // case 3: also run with the dashboard polled (http|browser)
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
@@ -1250,14 +1255,17 @@ struct CtlRun {
   // Of cpu_s and sim_cpu_s: the ZeroMQ I/O threads' share (socket reads and
   // writes, i.e. mostly the kernel's TCP work for 1,000 connections).
   double cpu_zmq_s = NAN, sim_cpu_zmq_s = NAN;
-  double commits = NAN, commit_s = NAN;  // state group commits and their total time
+  double commits = NAN, commit_s = NAN;     // state group commits and their total time
+  double ranges_ms = NAN, ranges_mb = NAN;  // one `ranges` of the whole plan (--ctl-dashboard)
   uint64_t grants = 0, completions = 0;
   std::string error;
 };
 
 // A real ferry-coordinator with `ranges` one-row ranges and a simulated fleet
-// that drains them all.
-CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0) {
+// that drains them all; with `watched`, while the dashboard is polled
+// (--ctl-dashboard).
+CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0,
+                       bool watched = false) {
   CtlRun out;
   const std::string src = KeysStore(ranges);
   const std::string target = fmt::format("{}/{}-new.db", g_opt.dir, tag);
@@ -1287,6 +1295,11 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
     std::string a;
     while (in >> a) argv.push_back(a);
   }
+  // --ctl-dashboard: every run has the HTTP listener; the watched ones are polled.
+  if (g_opt.ctl_dashboard != "off") {
+    argv.push_back("--http-listen");
+    argv.push_back("127.0.0.1:0");
+  }
   // --ctl-curve: the coordinator's key pair and one key pair for the whole
   // simulated fleet, made afresh for each run.
   ferry::CurveKeyPair server_keys, fleet_keys;
@@ -1315,6 +1328,29 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   }
   out.plan_s = (NowNs() - c.start_ns()) / 1e9;
   const pid_t pid = c.pid();
+  std::unique_ptr<ferry::testing::DashboardPoller> poller;
+  if (watched) {
+    // What one `ranges` of the whole plan costs (the page's heaviest ask).
+    auto j = nlohmann::json::parse(Slurp(ef), nullptr, false);
+    std::string reply;
+    const int64_t r0 = NowNs();
+    if (j.is_object() &&
+        ferry::testing::StatusCommand(j.value("status", ""), "ranges", &reply, 60000)) {
+      out.ranges_ms = (NowNs() - r0) / 1e6;
+      out.ranges_mb = reply.size() / 1e6;
+    }
+    const auto mode = g_opt.ctl_dashboard == "browser"
+                          ? ferry::testing::DashboardPoller::Mode::kBrowser
+                          : ferry::testing::DashboardPoller::Mode::kHttp;
+    fs::create_directories(g_opt.dir + "/" + tag + "-browser");
+    auto p = ferry::testing::DashboardPoller::Start(
+        mode, j.is_object() ? j.value("http_port", 0) : 0, g_opt.dir + "/" + tag + "-browser");
+    if (!p.ok()) {
+      out.error = "dashboard poller: " + p.status().message();
+      return out;
+    }
+    poller = std::move(p).value();
+  }
   // FERRY_BENCH_PERF=DIR: record the coordinator with perf during the drain.
   std::unique_ptr<Child> perf;
   if (const char* pd = std::getenv("FERRY_BENCH_PERF")) {
@@ -1341,6 +1377,12 @@ CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms =
   Fleet fleet(fc);  // alive until its I/O threads' CPU is read
   FleetStats st = fleet.Run();
   int64_t t1 = NowNs();
+  if (poller) {
+    auto ps = poller->Stop();
+    Log(fmt::format("dashboard poller ({}): {} requests, {:.1f} MB, {} errors {}",
+                    g_opt.ctl_dashboard, ps.requests, ps.bytes / 1e6, ps.errors, ps.note));
+    poller.reset();
+  }
   double cpu1 = ProcCpuS(pid);
   out.cpu_zmq_s = CpuSince(zmq0, ThreadCpuS(pid, "ZMQbg/IO"));
   out.sim_cpu_zmq_s = CpuSince(sim_zmq0, ThreadCpuS(getpid(), "ZMQbg/IO"));
@@ -1538,6 +1580,33 @@ void CaseControlPlane() {
           "<= 10 ms", fmt::format("{:.2f} ms at {:.0f}/s", pp, pc),
           std::isnan(pp) || std::isnan(pc) ? std::nullopt
                                            : std::optional<bool>(pp <= 10 && pc >= 20000)});
+    }
+    if (g_opt.ctl_dashboard != "off") {
+      // The same closed loop while someone watches the dashboard: side by
+      // side with the rows above.
+      CtlSeries watched{sec, {}};
+      for (int i = 0; i < g_opt.repeat; ++i) {
+        watched.runs.push_back(ControlPlaneRun(n, fmt::format("c3d-{}", n), 0, true));
+      }
+      const std::string who = g_opt.ctl_dashboard == "browser"
+                                  ? "headless Chromium showing the page"
+                                  : "GET / and /api/* (full ranges) every 1 s";
+      watched.Add(
+          "dashboard watched: completions/s", [](auto& r) { return r.completions_per_s; }, "/s",
+          who);
+      watched.Add(
+          "dashboard watched: grant latency p50", [](auto& r) { return r.p50_ms; }, "ms");
+      watched.Add(
+          "dashboard watched: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+      watched.Add(
+          "dashboard watched: grant latency max", [](auto& r) { return r.max_ms; }, "ms");
+      watched.Add(
+          "dashboard watched: coordinator CPU utilisation", [](auto& r) { return r.cpu_pct; }, "%");
+      watched.Add(
+          "one `ranges` of the whole plan (status socket)", [](auto& r) { return r.ranges_ms; },
+          "ms", "the dashboard's heaviest ask, answered on the event loop");
+      watched.Add(
+          "  its size", [](auto& r) { return r.ranges_mb; }, "MB");
     }
     if (n == 100000) {
       double hwm = 0;
@@ -1901,6 +1970,11 @@ int main(int argc, char** argv) {
   app.add_option("--ctl-latency-dump", g_opt.ctl_latency_dump,
                  "case 3: write each grant's (microseconds since start, latency us) to "
                  "DIR/<case>-<run>.lat (created if missing), to see when the slow grants happen");
+  app.add_option("--ctl-dashboard", g_opt.ctl_dashboard,
+                 "case 3: also run the closed loop while the web dashboard is watched: http (GET "
+                 "/ and /api/* every second) or browser (headless Chromium showing the page)")
+      ->check(CLI::IsMember({"off", "http", "browser"}))
+      ->default_val("off");
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
