@@ -17,6 +17,8 @@ PACKAGES=(
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
   util-linux  # prlimit: fault tests cap a worker's file size
+  libtomlplusplus-dev  # migration spec files (--spec)
+  liblua5.4-dev  # the spec's Lua row functions
 )
 
 missing=()
