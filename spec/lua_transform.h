@@ -30,7 +30,10 @@
 // leave state behind for the next one through them (upvalues still can:
 // the function must not keep state between rows — ferry calls it for rows
 // in any order, on any worker, and more than once for a retried batch).
-// pairs() order is Lua's (unspecified); sort keys where order matters.
+// The read-only globals are a guard against mistakes, not a wall: rawset(_G,
+// ...) and upvalues get past it. pairs() order is Lua's (unspecified: sort
+// keys where order matters), and tostring() of a table or function shows an
+// address: neither belongs in a target column.
 //
 // Limits, per row (and for running the chunk in Create): a budget of Lua VM
 // instructions (a count hook, so the same row fails the same way on every

@@ -502,6 +502,59 @@ TEST(LuaTransformTest, TwoInstancesGiveTheSameRowsInAnyOrder) {
   EXPECT_EQ(first[12][2], Value(Text{"id,name,score"}));
 }
 
+// ---- fuzz: garbled chunks never crash the process ----
+
+TEST(LuaTransformTest, GarbledChunksAndRowsNeverCrash) {
+  const std::vector<std::string> seeds = {
+      R"(local function f(s) return s:upper() end
+return function(row)
+  local a, q, c = string.unpack("<i4 i2 s1", row.packed)
+  if q == 0 then return nil end
+  return { id = row.id, name = f(c), n = a * q, t = utf8.char(65 + q % 26) }
+end)",
+      "return function(row) for k, v in pairs(row) do row[k] = nil end return row end",
+      "x = {} return function(row) return { id = #x, n = select('#', 1, 2) } end",
+  };
+  LuaTransform::Limits limits;
+  limits.instructions_per_row = 20000;
+  limits.memory_bytes = size_t{8} << 20;
+  std::mt19937_64 rng(99);
+  const std::string alphabet = "()[]{}=.,:;\"'#~<>+-*/%^ \n0123456789rowidnameendlocalreturn";
+  int created = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string chunk = seeds[rng() % seeds.size()];
+    for (int e = 0, n = 1 + static_cast<int>(rng() % 3); e < n; ++e) {
+      const size_t pos = rng() % (chunk.size() + 1);
+      if (rng() % 2) {
+        chunk.insert(pos, 1, alphabet[rng() % alphabet.size()]);
+      } else {
+        chunk.erase(pos, rng() % 4);
+      }
+    }
+    auto t = LuaTransform::Create(chunk, "lua", limits);
+    if (!t.ok()) {
+      ASSERT_EQ(t.status().code(), Code::kInvalidArgument);
+      continue;
+    }
+    ++created;
+    ASSERT_TRUE((*t)->Bind({"id", "packed", "name"},
+                           Out({{"id", kAuto}, {"name", kText}, {"n", kAuto}, {"t", kBlob}}))
+                    .ok());
+    for (int r = 0; r < 3; ++r) {
+      std::string packed;
+      for (int b = 0, n = static_cast<int>(rng() % 12); b < n; ++b) {
+        packed += static_cast<char>(rng());
+      }
+      auto out = (*t)->Apply(Row{int64_t{r}, Blob{packed}, r ? Value(Text{"x"}) : Value(Null{})});
+      if (!out.ok()) {
+        ASSERT_EQ(out.status().code(), Code::kPermanent);
+        ASSERT_EQ(out.status().message().find('\n'), std::string::npos);
+      }
+    }
+  }
+  EXPECT_GT(created, 100);
+}
+
 // ---- helpers ----
 
 TEST(LuaTransformTest, StringAsFollowsTheDeclaredType) {
