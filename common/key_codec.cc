@@ -150,7 +150,12 @@ Result<std::vector<Value>> DecodeKey(std::string_view encoded) {
   return out;
 }
 
-std::string KeyToString(std::string_view encoded) {
+namespace {
+
+// KeyToString's form; text longer than max_text bytes and blobs longer
+// than max_blob bytes are cut with "...". `exact` doubles quotes inside text
+// and prints reals with a decimal point or exponent (3.0, not 3).
+std::string KeyText(std::string_view encoded, size_t max_text, size_t max_blob, bool exact) {
   if (encoded.empty()) return "";
   auto decoded = DecodeKey(encoded);
   if (!decoded.ok()) return "<malformed key>";
@@ -166,36 +171,49 @@ std::string KeyToString(std::string_view encoded) {
       case 1:
         out += std::to_string(std::get<int64_t>(v));
         break;
-      case 2:
-        out += fmt::format("{}", std::get<double>(v));
+      case 2: {
+        const std::string d = fmt::format("{}", std::get<double>(v));
+        out += d;
+        if (exact && d.find_first_of(".eni") == std::string::npos) out += ".0";
         break;
+      }
       case 3: {
         const std::string& s = std::get<Text>(v).bytes;
         out += '\'';
-        for (unsigned char c : s.substr(0, 64)) {
+        for (unsigned char c : s.substr(0, max_text)) {
           if (c < 0x20 || c == 0x7f) {
             out += fmt::format("\\x{:02x}", c);
+          } else if (exact && c == '\'') {
+            out += "''";
           } else {
             out += static_cast<char>(c);
           }
         }
-        if (s.size() > 64) out += "...";
+        if (s.size() > max_text) out += "...";
         out += '\'';
         break;
       }
       case 4: {
         const std::string& s = std::get<Blob>(v).bytes;
         out += "x'";
-        for (size_t j = 0; j < s.size() && j < 32; ++j) {
+        for (size_t j = 0; j < s.size() && j < max_blob; ++j) {
           out += fmt::format("{:02x}", static_cast<unsigned char>(s[j]));
         }
-        if (s.size() > 32) out += "...";
+        if (s.size() > max_blob) out += "...";
         out += '\'';
         break;
       }
     }
   }
   return out + ")";
+}
+
+}  // namespace
+
+std::string KeyToString(std::string_view encoded) { return KeyText(encoded, 64, 32, false); }
+
+std::string KeyToFullString(std::string_view encoded) {
+  return KeyText(encoded, std::string::npos, std::string::npos, true);
 }
 
 }  // namespace ferry

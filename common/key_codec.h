@@ -44,7 +44,14 @@ inline std::string EncodeKey(const std::vector<Value>& values) {
 // truncated element, bad escape) with kInvalidArgument.
 Result<std::vector<Value>> DecodeKey(std::string_view encoded);
 
-// Printable form for status and logs: (1, 'abc', x'00ff').
+// Printable form for status and logs: (1, 'abc', x'00ff'); text longer
+// than 64 bytes and blobs longer than 32 are cut with "...".
 std::string KeyToString(std::string_view encoded);
+// The same form, but exact, so that distinct keys print distinctly: nothing
+// cut, quotes in text doubled ('O''Brien'), reals always with a point or an
+// exponent (3.0). For `__ferry_rejects.source_key` (DESIGN.md "Migration
+// spec"); equal to KeyToString for the usual keys (integers, short text
+// without quotes).
+std::string KeyToFullString(std::string_view encoded);
 
 }  // namespace ferry

@@ -23,6 +23,8 @@ PACKAGES=(
   clang-format  # the clang_format test checks every source against .clang-format
   clang  # the thread_safety_analysis test compiles annotated sources with -Wthread-safety
   util-linux  # prlimit: fault tests cap a worker's file size
+  libtomlplusplus-dev  # migration spec files (--spec)
+  liblua5.4-dev  # the spec's Lua row functions
 )
 
 # Needed only by the test suite (BUILD_TESTING=ON, deploy/test.sh).

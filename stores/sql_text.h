@@ -1,5 +1,5 @@
-// Small ASCII text helpers shared by the stores: case-insensitive names,
-// joining lists, and a tokenizer for the DDL statements the stores read
+// SQL text helpers shared by the stores (with common/text_util.h's
+// case-insensitive names and joins): a tokenizer for the DDL statements they read
 // (CREATE INDEX). Pure functions; no dialect is assumed beyond the quoting
 // forms SQL engines share ('...', "...", `...`, [...]).
 #pragma once
@@ -10,40 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text_util.h"
+
 namespace ferry {
-
-// ASCII case-insensitive equality.
-inline bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-inline std::string ToLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-inline std::string ToUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-inline std::string Join(const std::vector<std::string>& v, std::string_view sep = ", ") {
-  std::string out;
-  for (const std::string& s : v) {
-    if (!out.empty()) out += sep;
-    out += s;
-  }
-  return out;
-}
 
 // Tracks quoting ('...', "...", `...`, [...]) and parenthesis depth while SQL
 // text is fed one character at a time.

@@ -101,6 +101,30 @@ TEST(KeyCodecTest, KeyToStringIsReadable) {
   EXPECT_EQ(KeyToString("\x99"), "<malformed key>");
 }
 
+TEST(KeyCodecTest, KeyToFullStringIsExact) {
+  // The usual keys print as KeyToString prints them.
+  for (const std::vector<Value>& key : std::vector<std::vector<Value>>{
+           {int64_t{42}}, {Text{"acme"}, int64_t{7}}, {Blob{"\x00\xff"s}, Null{}}}) {
+    EXPECT_EQ(KeyToFullString(EncodeKey(key)), KeyToString(EncodeKey(key)));
+  }
+  EXPECT_EQ(KeyToFullString(EncodeKey({Text{"acme"}, int64_t{7}})), "('acme', 7)");
+  // Nothing is cut: keys that share a long prefix stay apart.
+  const std::string long_text(100, 'k');
+  EXPECT_EQ(KeyToFullString(EncodeKey({Text{long_text + "1"}})), "('" + long_text + "1')");
+  EXPECT_EQ(KeyToString(EncodeKey({Text{long_text + "1"}})),
+            KeyToString(EncodeKey({Text{long_text + "2"}})));
+  std::string hex;
+  for (int i = 0; i < 40; ++i) hex += "01";
+  EXPECT_EQ(KeyToFullString(EncodeKey({Blob{std::string(40, '\x01')}})), "(x'" + hex + "')");
+  // Quotes are doubled, reals keep their point: one text element never
+  // prints like two, a real never like an integer.
+  EXPECT_EQ(KeyToFullString(EncodeKey({Text{"a', 'b"}})), "('a'', ''b')");
+  EXPECT_EQ(KeyToFullString(EncodeKey({Text{"a"}, Text{"b"}})), "('a', 'b')");
+  EXPECT_EQ(KeyToFullString(EncodeKey({3.0})), "(3.0)");
+  EXPECT_EQ(KeyToFullString(EncodeKey({int64_t{3}})), "(3)");
+  EXPECT_EQ(KeyToFullString(EncodeKey({0.25, 1e20})), "(0.25, 1e+20)");
+}
+
 // ---- order equals SQLite's ORDER BY ----
 
 std::string RandomBytes(std::mt19937_64& rng) {
