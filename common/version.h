@@ -11,6 +11,8 @@ inline constexpr const char* kFerryVersion = "0.1.0";
 // Registered carries the whole lease policy.
 inline constexpr uint32_t kProtocolVersion = 2;
 // Version of the coordinator's state-file schema (coordinator/state_store.cc).
-inline constexpr int kStateSchemaVersion = 1;
+// 2: --verify and splits (job.verify; ranges.parent, verified, verify_lease,
+// verify_cursor, rows_repaired).
+inline constexpr int kStateSchemaVersion = 2;
 
 }  // namespace ferry

@@ -114,10 +114,7 @@ Status CoordinatorServer::Lead() {
   }
   source_ = std::move(job.source);
   target_ = std::move(job.target);
-  service_ =
-      std::make_unique<LeaseService>(ServiceSettings{opt_.source_uri, opt_.target_uri,
-                                                     opt_.batch_rows, policy_, opt_.max_attempts},
-                                     clock_);
+  service_ = std::make_unique<LeaseService>(ServiceSettingsFor(opt_, policy_), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();

@@ -50,11 +50,27 @@ Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored) {
   return Status::Ok();
 }
 
+ServiceSettings ServiceSettingsFor(const CoordinatorOptions& opt, const LeasePolicy& policy) {
+  ServiceSettings s;
+  s.source_uri = opt.source_uri;
+  s.target_uri = opt.target_uri;
+  s.batch_rows = opt.batch_rows;
+  s.policy = policy;
+  s.max_attempts = opt.max_attempts;
+  s.batch_time_ms = opt.batch_time_ms;
+  s.force_split_interval_ms = opt.force_split_interval_ms;
+  s.split.min_rows = std::max<uint64_t>(1000, 2 * uint64_t{opt.batch_rows});
+  return s;
+}
+
 Status ValidateFlags(const CoordinatorOptions& opt) {
   FERRY_RETURN_IF_ERROR(ValidateVersionFlags(opt.from_version, opt.to_version));
   if (opt.lease_ttl_ms < 100) return InvalidArgument("--lease-ttl must be at least 0.1 seconds");
   if (opt.range_rows == 0) return InvalidArgument("--range-rows must be at least 1");
   if (opt.batch_rows == 0) return InvalidArgument("--batch-rows must be at least 1");
+  if (opt.force_split_interval_ms < 0) {
+    return InvalidArgument("--force-split-interval-ms must be 0 (off) or positive");
+  }
   if (opt.state_path.empty()) return InvalidArgument("--state is required");
   return Status::Ok();
 }
@@ -68,6 +84,35 @@ Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
   FERRY_RETURN_IF_ERROR(j->target->CreateSchema(j->tables));
   // Workers check it before writing (Store::RecordPlan).
   return j->target->RecordPlan(j->job.plan_id);
+}
+
+// --verify reads the new store back: refuse at start, in one line, when it
+// cannot (a role allowed to write but not to read, a table it cannot see).
+Status CheckReadBack(const OpenedJob& j) {
+  auto listed = j.target->ListTables();
+  if (!listed.ok()) {
+    return InvalidArgument(fmt::format(
+        "--verify reads the new store {} back, but it cannot be listed: {} (grant read access "
+        "to it, or run without --verify)",
+        j.target->Describe(), listed.status().message()));
+  }
+  for (const TableSchema& want : j.tables) {
+    const TableSchema* have = nullptr;
+    for (const TableSchema& t : *listed) {
+      if (t.name == want.name) have = &t;
+    }
+    Status s = have ? Status::Ok()
+                    : NotFound(fmt::format("table {} is not visible in it", want.name));
+    RowBatch batch;
+    if (s.ok()) s = j.target->ReadBatch(*have, KeyRange{want.name, "", ""}, "", 1, 1 << 20, &batch);
+    if (!s.ok()) {
+      return InvalidArgument(fmt::format(
+          "--verify reads the new store {} back, but table {} cannot be read: {} (grant read "
+          "access (SELECT) on it, or run without --verify)",
+          j.target->Describe(), want.name, s.message()));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -106,6 +151,17 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
     FERRY_ASSIGN_OR_RETURN(j.ranges, state->LoadRanges());
     FERRY_ASSIGN_OR_RETURN(j.workers, state->LoadWorkers());
     FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
+    if (opt.verify || j.job.verify) FERRY_RETURN_IF_ERROR(CheckReadBack(j));
+    if (opt.verify && !j.job.verify) {
+      // Turned on for a running job: what is done is verified too.
+      j.job.verify = true;
+      StateCommit c;
+      c.job = &j.job;
+      c.events.push_back(Event{SystemClock().NowMs(), "verify", 0, 0, "",
+                               "--verify turned on: every range is verified before the "
+                               "version bump"});
+      FERRY_RETURN_IF_ERROR(state->Commit(c));
+    }
     return j;
   }
   j.job.source_uri = RedactUri(opt.source_uri);
@@ -115,6 +171,7 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   j.job.tables = opt.tables;
   j.job.plan_id = NewPlanId();
   j.job.current_version = target_version;
+  j.job.verify = opt.verify;
   const int64_t t0 = MonotonicMs();
   for (const TableSchema& t : j.tables) {
     const int64_t t1 = MonotonicMs();
@@ -124,6 +181,7 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
              {{"table", t.name}, {"ranges", j.ranges.size() - before}, {"ms", MonotonicMs() - t1}});
   }
   FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
+  if (opt.verify) FERRY_RETURN_IF_ERROR(CheckReadBack(j));
   FERRY_RETURN_IF_ERROR(state->CreateJob(j.job, j.ranges));
   uint64_t est = 0;
   for (const RangeRecord& r : j.ranges) est += r.est_rows;

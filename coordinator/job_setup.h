@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "coordinator/lease_service.h"
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
 #include "stores/store.h"
@@ -43,5 +44,10 @@ Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored);
 
 // `state` is open and led by this process (StateStore::TryLead).
 Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state);
+
+// What the lease service is told by the flags: store URIs, batch rows and
+// time, the lease policy, attempts, split settings (a range is split only
+// with at least max(1000, 2 x --batch-rows) rows left).
+ServiceSettings ServiceSettingsFor(const CoordinatorOptions& opt, const LeasePolicy& policy);
 
 }  // namespace ferry

@@ -24,6 +24,7 @@ void LeaseService::Load(JobMeta job, std::vector<RangeRecord> ranges,
 void LeaseService::Restore(JobMeta job, std::vector<RangeRecord> ranges) {
   job_ = std::move(job);
   table_.Load(std::move(ranges), job_.last_epoch);
+  table_.set_verify(job_.verify);
   RebuildWorkerLeases();
   events_.clear();
   (void)workers_.TakeDirty();
@@ -39,6 +40,7 @@ void LeaseService::RebuildWorkerLeases() {
 RegisteredReply LeaseService::Register(const RegisterRequest& r) {
   WorkerInfo& w =
       workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));
+  w.features = r.features;
   Record(Event{clock_->NowMs(), "register", 0, 0, r.worker,
                fmt::format("host={} pid={} version={}", w.row.host, w.row.pid, w.row.version)});
   RegisteredReply out;
@@ -48,6 +50,7 @@ RegisteredReply LeaseService::Register(const RegisterRequest& r) {
   out.policy = settings_.policy;
   out.plan_id = job_.plan_id;
   out.to_version = job_.to_version;
+  out.batch_time_ms = settings_.batch_time_ms;
   return out;
 }
 
@@ -56,16 +59,19 @@ std::optional<Reply> LeaseService::RequestLease(uint64_t request_id, const Lease
   metrics_.lease_requests++;
   WorkerInfo* w = workers_.Touch(r.worker);
   if (!w) return Reply(ErrorReply{ErrorCode::kUnknownWorker, "register first"});
-  return LeaseReply(request_id, r.worker, w, may_wait);
+  w->features = r.features;
+  return LeaseReply(request_id, r.worker, w, may_wait, r.features);
 }
 
 std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressReport& r,
                                           bool may_wait) {
   const LeaseRef& l = r.lease;
   WorkerInfo* w = workers_.Touch(l.worker);
+  if (w) w->features = r.features;
   const RangeRecord* before = table_.Find(l.range);
   const uint64_t rows_before = before ? before->rows : 0;
   const bool was_done = before && before->state == RangeState::kDone;
+  const bool verify_lease = before && before->state == RangeState::kLeased && before->verify_lease;
   Status s;
   switch (r.kind) {
     case ReportKind::kHeartbeat:
@@ -85,23 +91,32 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
              {{"range", l.range}, {"epoch", l.epoch}, {"worker", l.worker}, {"why", s.message()}});
     return Reply(ErrorReply{ErrorCode::kLeaseLost, s.message(), l.range, l.epoch});
   }
-  if (r.progress.rows > rows_before) {
+  if (verify_lease && !was_done) RecordRepairs(r);
+  if (!verify_lease && r.progress.rows > rows_before) {
     metrics_.progress_rows.Observe(static_cast<double>(r.progress.rows - rows_before));
     if (w) w->rows += r.progress.rows - rows_before;
+  }
+  if (r.kind == ReportKind::kHeartbeat && !r.split_key.empty() && !verify_lease) {
+    ApplySplitProposal(r);
   }
   if (r.kind == ReportKind::kComplete) {
     WorkerRegistry::Dropped(w, l.range);
     if (!was_done) {  // else a retry whose answer was lost
-      metrics_.completions++;
+      if (verify_lease) {
+        metrics_.verify_completions++;
+      } else {
+        metrics_.completions++;
+      }
       if (spdlog::should_log(spdlog::level::info)) {
-        LogRoutine("complete", l.range, l.epoch, l.worker,
-                   fmt::format("rows={} bytes={} digest={:016x}", r.progress.rows, r.progress.bytes,
-                               r.progress.digest));
+        LogRoutine(verify_lease ? "verified" : "complete", l.range, l.epoch, l.worker,
+                   verify_lease ? fmt::format("repaired={}", r.progress.repaired)
+                                : fmt::format("rows={} bytes={} digest={:016x}", r.progress.rows,
+                                              r.progress.bytes, r.progress.digest));
       }
     }
     // A retried completion (our answer was lost) finds the range done under
     // the same epoch and gets the same next lease again.
-    if (w && r.next) return LeaseReply(request_id, l.worker, w, may_wait);
+    if (w && r.next) return LeaseReply(request_id, l.worker, w, may_wait, r.features);
   } else if (r.kind == ReportKind::kRelease) {
     WorkerRegistry::Dropped(w, l.range);
     if (w && r.leaving) workers_.SetState(w, "gone");
@@ -163,7 +178,10 @@ GrantReply LeaseService::Grant(const RangeRecord& r) const {
   g.table = r.table;
   g.lo = r.lo;
   g.hi = r.hi;
-  g.cursor = r.cursor;
+  g.verify = r.verify_lease;
+  g.cursor = r.verify_lease ? r.verify_cursor : r.cursor;
+  g.repaired = r.rows_repaired;
+  g.parent = r.parent;
   g.rows = r.rows;
   g.bytes = r.bytes;
   g.digest = r.digest;
@@ -180,12 +198,21 @@ AckReply LeaseService::Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) 
   a.paused = job_.paused;
   a.drain = w && w->draining();
   a.rows_per_second = ThrottleShare();
+  const RangeRecord* r = table_.Find(range);
+  if (r && r->state == RangeState::kLeased && r->epoch == epoch && !r->verify_lease) {
+    a.hi_valid = true;
+    a.hi = r->hi;
+    if (r->split_keep > 0 && w && (w->features & kFeatureSplit)) {
+      a.split = true;
+      a.split_keep = r->split_keep;
+    }
+  }
   return a;
 }
 
 std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::string& id,
-                                              WorkerInfo* w, bool may_wait) {
-  if (!complete() && !failed() && table_.AllDone()) {
+                                              WorkerInfo* w, bool may_wait, uint32_t features) {
+  if (!complete() && !failed() && table_.Finished()) {
     MaybeFinish();  // this message completed the last range: say so now
   }
   if (complete() || failed() || w->draining()) {
@@ -200,13 +227,13 @@ std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::st
   }
   if (!r) {
     if (job_.paused) return Reply(NoWork(*w, 500));
-    r = table_.Grant(id);
+    r = table_.Grant(id, (features & kFeatureVerify) != 0);
     if (!r) {
       if (may_wait && table_.count(RangeState::kLeased) > 0) {
         // Nothing pending, but leased ranges may come back (expiry, release)
         // or finish the job: hold the request and answer it the moment one
         // of those happens, instead of having the worker poll.
-        waiting_[id] = Waiting{request_id, clock_->NowMs() + kLeaseWaitMs};
+        waiting_[id] = Waiting{request_id, clock_->NowMs() + kLeaseWaitMs, features};
         return std::nullopt;
       }
       return Reply(NoWork(*w, may_wait ? 250 : 10));
@@ -214,8 +241,9 @@ std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::st
     metrics_.grants++;
     w->current_range = r->id;
     if (spdlog::should_log(spdlog::level::info)) {
-      LogRoutine("grant", r->id, r->epoch, id,
-                 fmt::format("table={} cursor={}", r->table, KeyToString(r->cursor)));
+      LogRoutine(r->verify_lease ? "grant_verify" : "grant", r->id, r->epoch, id,
+                 fmt::format("table={} cursor={}", r->table,
+                             KeyToString(r->verify_lease ? r->verify_cursor : r->cursor)));
     }
   }
   return Reply(Grant(*r));
@@ -227,15 +255,18 @@ std::vector<LeaseService::Answer> LeaseService::AnswerWaiting() {
   const int64_t now = clock_->NowMs();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     WorkerInfo* w = workers_.Find(it->first);
+    const bool verifies = (it->second.features & kFeatureVerify) != 0;
     const bool answer = !w || complete() || failed() || w->draining() || job_.paused ||
-                        now >= it->second.deadline_ms || table_.count(RangeState::kPending) > 0;
+                        now >= it->second.deadline_ms || table_.count(RangeState::kPending) > 0 ||
+                        (verifies && table_.verify_pending() > 0) ||
+                        (!complete() && table_.Finished());
     if (!answer) {
       ++it;
       continue;
     }
     const uint64_t rid = it->second.request_id;
     std::optional<Reply> reply =
-        w ? LeaseReply(rid, it->first, w, /*may_wait=*/false)
+        w ? LeaseReply(rid, it->first, w, /*may_wait=*/false, it->second.features)
           : std::optional<Reply>(ErrorReply{ErrorCode::kUnknownWorker, "register first"});
     out.push_back(Answer{it->first, rid, std::move(*reply)});
     it = waiting_.erase(it);
@@ -249,12 +280,104 @@ void LeaseService::Tick() {
     WorkerRegistry::Dropped(workers_.Find(e.owner), e.range);
     Record(Event{clock_->NowMs(), "expire", e.range, e.epoch, e.owner, "lease deadline passed"});
   }
+  MaybeAskSplits();
   MaybeFinish();
+}
+
+void LeaseService::MaybeAskSplits() {
+  const int64_t now = clock_->NowMs();
+  const bool forced = settings_.force_split_interval_ms > 0;
+  if (now < next_split_check_ms_) return;
+  if (!forced && waiting_.empty()) return;
+  if (job_.paused || job_.phase != JobPhase::kCopying) return;
+  next_split_check_ms_ =
+      now + (forced ? settings_.force_split_interval_ms : std::max<int64_t>(100, kSplitCheckMs));
+  // An ask the owner has not answered for a while (it could not find a key,
+  // or it cannot split) is dropped; the range may be asked again after the
+  // cool-down.
+  const int64_t cooldown = forced ? settings_.force_split_interval_ms
+                                  : std::max<int64_t>(2000, 2 * settings_.policy.heartbeat_ms);
+  std::vector<SplitCandidate> candidates;
+  for (uint64_t id : table_.leased()) {
+    const RangeRecord* r = table_.Find(id);
+    if (r->verify_lease) continue;
+    if (r->split_keep > 0) {
+      if (now - r->split_asked_ms >= cooldown) table_.ClearSplitAsk(id);
+      continue;
+    }
+    if (r->split_asked_ms != 0 && now - r->split_asked_ms < cooldown) continue;
+    const WorkerInfo* w = workers_.Find(r->owner);
+    if (!w || !(w->features & kFeatureSplit)) continue;
+    SplitCandidate c;
+    c.range = id;
+    c.rows_left = r->est_rows > r->rows ? r->est_rows - r->rows : 0;
+    c.leased_ms = now - r->granted_ms;
+    if (c.leased_ms > 0 && r->rows > r->rows_at_grant) {
+      c.rows_per_second = (r->rows - r->rows_at_grant) * 1000.0 / static_cast<double>(c.leased_ms);
+    }
+    candidates.push_back(c);
+  }
+  // Idle: workers whose lease requests wait (nothing was grantable).
+  const std::vector<SplitAsk> asks = forced ? ForceSplits(candidates, settings_.split)
+                                            : ChooseSplits(candidates, waiting_.size(),
+                                                           settings_.split);
+  for (const SplitAsk& a : asks) {
+    table_.AskSplit(a.range, a.keep_rows);
+    metrics_.split_asks++;
+    const RangeRecord* r = table_.Find(a.range);
+    LogEvent(spdlog::level::debug, "split_ask",
+             {{"range", a.range}, {"epoch", r->epoch}, {"worker", r->owner}, {"keep", a.keep_rows}});
+  }
+}
+
+void LeaseService::ApplySplitProposal(const ProgressReport& r) {
+  const LeaseRef& l = r.lease;
+  const RangeRecord* range = table_.Find(l.range);
+  if (!range) return;
+  const bool repeat = range->hi == r.split_key;
+  if (!repeat && range->split_keep == 0) {
+    // Not asked (or the ask was dropped): refused; the ack's hi says so.
+    LogEvent(spdlog::level::debug, "split_refused",
+             {{"range", l.range}, {"worker", l.worker}, {"why", "not asked"}});
+    return;
+  }
+  const std::string old_hi = range->hi;
+  auto tail = table_.Split(l.range, l.epoch, l.worker, r.split_key, r.split_rows);
+  if (!tail.ok()) {
+    table_.ClearSplitAsk(l.range);
+    LogEvent(spdlog::level::info, "split_refused",
+             {{"range", l.range}, {"worker", l.worker}, {"why", tail.status().message()}});
+    return;
+  }
+  if (repeat) return;  // committed before; the ack repeats the answer
+  metrics_.splits++;
+  const RangeRecord* head = table_.Find(l.range);
+  Record(Event{clock_->NowMs(), "split", l.range, l.epoch, l.worker,
+               fmt::format("at {}: range {} keeps [{}, {}) (~{} rows to go), new range {} takes "
+                           "[{}, {}) (~{} rows)",
+                           KeyToString(r.split_key), l.range,
+                           head->lo.empty() ? "(start)" : KeyToString(head->lo),
+                           KeyToString(head->hi), head->est_rows - std::min(head->est_rows, head->rows),
+                           (*tail)->id, KeyToString((*tail)->lo),
+                           old_hi.empty() ? "(end)" : KeyToString(old_hi), (*tail)->est_rows)});
+}
+
+void LeaseService::RecordRepairs(const ProgressReport& r) {
+  if (r.repaired_keys.empty() && r.repaired_more == 0) return;
+  std::string keys;
+  for (const std::string& k : r.repaired_keys) {
+    if (!keys.empty()) keys += ", ";
+    keys += KeyToString(k);
+  }
+  const uint64_t n = r.repaired_keys.size() + r.repaired_more;
+  Record(Event{clock_->NowMs(), "repair", r.lease.range, r.lease.epoch, r.lease.worker,
+               fmt::format("{} row(s) re-copied or deleted: {}{}", n, keys,
+                           r.repaired_more ? fmt::format(" and {} more", r.repaired_more) : "")});
 }
 
 void LeaseService::MaybeFinish() {
   if (job_.phase != JobPhase::kCopying) return;
-  if (table_.AllDone()) {
+  if (table_.Finished()) {
     // The last completion, the boundary clear and the version bump commit
     // together (the server commits this pass's changes next).
     job_.phase = JobPhase::kComplete;
@@ -344,6 +467,7 @@ StateCommit LeaseService::TakeCommit() {
     job_dirty_ = true;
   }
   for (uint64_t id : table_.TakeDirty()) c.ranges.push_back(table_.Find(id));
+  for (uint64_t id : table_.TakeInserted()) c.inserted.push_back(table_.Find(id));
   c.events = std::move(events_);
   events_.clear();
   c.workers = workers_.TakeDirty();
@@ -354,7 +478,7 @@ StateCommit LeaseService::TakeCommit() {
 
 void LeaseService::Record(Event e) {
   const auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire" ||
-                      e.kind == "worker_refused")
+                      e.kind == "worker_refused" || e.kind == "repair")
                          ? spdlog::level::warn
                          : spdlog::level::info;
   if (spdlog::should_log(level)) {

@@ -12,7 +12,16 @@
 //     nullopt and AnswerWaiting() answers it the moment a range comes free,
 //     the job ends, the worker is drained or the job is paused;
 //   - the last completion, the boundary clear and the version bump are one
-//     change set (Tick finishes the job in the pass of the last completion).
+//     change set (Tick finishes the job in the pass of the last completion);
+//   - with --verify (JobMeta::verify) every done range is leased again to a
+//     worker that can verify (kFeatureVerify) and the job finishes only once
+//     every range is verified; each report listing repaired keys is an event
+//     `repair`;
+//   - splitting: while workers wait for work, Tick asks the owners of ranges
+//     whose projected finish is far behind the rest (split_policy.h) to
+//     propose a split (AckReply::split); a heartbeat carrying a proposal is
+//     applied (LeaseTable::Split, event `split`) and every ack of a copy
+//     lease carries the range's current end, so the owner learns the answer.
 //
 // The caller (CoordinatorServer) must commit TakeCommit() and only then send
 // the replies of the same pass; if the commit fails it calls Restore() with
@@ -35,6 +44,7 @@
 #include "coordinator/lease_table.h"
 #include "coordinator/messages.h"
 #include "coordinator/metrics.h"
+#include "coordinator/split_policy.h"
 #include "coordinator/state_store.h"
 #include "coordinator/worker_registry.h"
 
@@ -47,6 +57,11 @@ struct ServiceSettings {
   uint32_t batch_rows = 10000;
   LeasePolicy policy;
   uint32_t max_attempts = 3;
+  uint32_t batch_time_ms = 0;  // --batch-time-ms, sent at registration (0 = off)
+  // --force-split-interval-ms (tests): ask every splittable owner to split
+  // this often, whether workers wait or not. 0 = the split policy decides.
+  int64_t force_split_interval_ms = 0;
+  SplitPolicyOptions split;
 };
 
 class LeaseService {
@@ -54,6 +69,8 @@ class LeaseService {
   // How long a lease request may wait for a range to come free before it is
   // answered "no work, ask again": well under a worker's 2 s request timeout.
   static constexpr int64_t kLeaseWaitMs = 1000;
+  // How often the split policy looks at the leases while workers wait.
+  static constexpr int64_t kSplitCheckMs = 200;
 
   LeaseService(ServiceSettings settings, const Clock* clock);
 
@@ -125,11 +142,18 @@ class LeaseService {
   struct Waiting {
     uint64_t request_id = 0;
     int64_t deadline_ms = 0;
+    uint32_t features = 0;
   };
 
   // The answer to a lease request (or a completion asking for the next).
   std::optional<Reply> LeaseReply(uint64_t request_id, const std::string& id, WorkerInfo* w,
-                                  bool may_wait);
+                                  bool may_wait, uint32_t features);
+  // A split proposal in a heartbeat of (range, epoch, worker).
+  void ApplySplitProposal(const ProgressReport& r);
+  // Records the keys a verify lease's report says it repaired.
+  void RecordRepairs(const ProgressReport& r);
+  // Split asks: while workers wait (or forced), per split_policy.h.
+  void MaybeAskSplits();
   NoWorkReply NoWork(const WorkerInfo& w, uint32_t retry_ms) const;
   GrantReply Grant(const RangeRecord& r) const;
   AckReply Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) const;
@@ -156,6 +180,7 @@ class LeaseService {
   std::string last_range_error_;            // "range N (table): cause", for status
   std::deque<std::pair<int64_t, uint64_t>> rate_samples_;  // (ms, rows copied)
   LeaseMetrics metrics_;
+  int64_t next_split_check_ms_ = 0;
 };
 
 }  // namespace ferry

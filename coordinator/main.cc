@@ -70,6 +70,16 @@ int main(int argc, char** argv) {
   app.add_flag("--exit-when-done", o.exit_when_done,
                "exit once the migration is complete (default: keep serving status)");
   app.add_flag("--retry-failed", o.retry_failed, "put failed ranges back to pending on start");
+  app.add_flag("--verify", o.verify,
+               "after copying, verify every range in both stores, repair what differs, and bump "
+               "the version only once every range is verified");
+  int64_t batch_time_ms = 0;
+  app.add_option("--batch-time-ms", batch_time_ms,
+                 "workers size each batch from their measured rate to take about this many ms "
+                 "(--batch-rows becomes the cap)");
+  app.add_option("--force-split-interval-ms", o.force_split_interval_ms,
+                 "tests: ask every copy lease's owner to split this often")
+      ->group("");
   app.add_option("--http-listen", http_listen,
                  "serve /metrics, /healthz, /readyz over HTTP on HOST:PORT (e.g. 127.0.0.1:7402)");
   app.add_option("--endpoints-file", endpoints_file,
@@ -89,6 +99,12 @@ int main(int argc, char** argv) {
                  "remote ferry-worker processes)\n";
     return kExitUsage;
   }
+  if (app.count("--batch-time-ms") && (batch_time_ms <= 0 || batch_time_ms > 3600000)) {
+    std::cerr << "ferry-coordinator: error: --batch-time-ms must be a positive number of "
+                 "milliseconds (e.g. 500), at most 3600000; omit it for batches of --batch-rows\n";
+    return kExitUsage;
+  }
+  if (batch_time_ms > 0) o.batch_time_ms = static_cast<uint32_t>(batch_time_ms);
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   StartLogging(log);

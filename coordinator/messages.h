@@ -10,10 +10,16 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "common/lease_policy.h"
 
 namespace ferry {
+
+// What a worker can do beyond copying (schemas/ferry.capnp featureVerify,
+// featureSplit).
+inline constexpr uint32_t kFeatureVerify = 1;
+inline constexpr uint32_t kFeatureSplit = 2;
 
 // Which lease a message is about: the range, the fencing token it was granted
 // under, and the worker holding it. Any mismatch is `lease lost`.
@@ -29,6 +35,9 @@ struct Progress {
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t digest = 0;
+  // Verify leases: rows repaired in the range so far (cumulative). The
+  // cursor is then the verification's; rows, bytes and digest are unused.
+  uint64_t repaired = 0;
 };
 
 // ---- requests (worker -> coordinator) ----
@@ -37,10 +46,12 @@ struct RegisterRequest {
   std::string host;
   int64_t pid = 0;
   std::string version;
+  uint32_t features = 0;  // kFeatureVerify | kFeatureSplit
 };
 
 struct LeaseRequest {
   std::string worker;
+  uint32_t features = 0;
 };
 
 enum class ReportKind { kHeartbeat, kComplete, kRelease };
@@ -52,6 +63,15 @@ struct ProgressReport {
   Progress progress;
   bool next = false;     // completion: also lease me the next range
   bool leaving = false;  // release: the worker is shutting down
+  uint32_t features = 0;
+  // Copy leases: the owner proposes to split at this key, keeping
+  // `split_rows` rows after its cursor (empty: no proposal).
+  std::string_view split_key;
+  uint64_t split_rows = 0;
+  // Verify leases: keys repaired since the previous report (capped by the
+  // worker) and how many more were not listed.
+  std::vector<std::string> repaired_keys;
+  uint64_t repaired_more = 0;
 };
 
 // A worker could not copy its range (lease.range != 0), or cannot use its
@@ -72,6 +92,7 @@ struct RegisteredReply {
   LeasePolicy policy;
   std::string plan_id;
   int64_t to_version = 0;
+  uint32_t batch_time_ms = 0;  // --batch-time-ms; 0 = fixed batches of batch_rows
 };
 
 struct GrantReply {
@@ -82,6 +103,9 @@ struct GrantReply {
   uint64_t rows = 0, bytes = 0, digest = 0;
   int64_t ttl_ms = 0;
   uint64_t rows_per_second = 0;  // this worker's share of the throttle; 0 = none
+  bool verify = false;           // a verify lease: cursor is the verification's
+  uint64_t repaired = 0;         // verify leases: rows repaired so far
+  uint64_t parent = 0;           // split off this range (0: planned)
 };
 
 struct NoWorkReply {
@@ -99,6 +123,12 @@ struct AckReply {
   bool paused = false;
   bool drain = false;
   uint64_t rows_per_second = 0;
+  // Copy leases: propose a split keeping about split_keep rows after the cursor.
+  bool split = false;
+  uint64_t split_keep = 0;
+  // The range's end as the coordinator knows it (hi_valid; "" = table end).
+  bool hi_valid = false;
+  std::string hi;
 };
 
 enum class ErrorCode {

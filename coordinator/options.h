@@ -28,6 +28,16 @@ struct CoordinatorOptions {
   // are not affected.
   std::string curve_secret_key_file;
   std::string curve_allow_file;
+  // --verify: every range is verified (and repaired) before the version
+  // bump. Kept in the state: a restart with it turns it on for the job, a
+  // restart without it keeps the job's setting.
+  bool verify = false;
+  // --batch-time-ms: workers size batches to take about this long (0 = off;
+  // batch_rows is then the cap).
+  uint32_t batch_time_ms = 0;
+  // --force-split-interval-ms (hidden, for chaos tests): ask every owner
+  // that can split to split this often. 0 = the split policy decides.
+  int64_t force_split_interval_ms = 0;
 };
 
 }  // namespace ferry

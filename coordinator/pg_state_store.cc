@@ -60,6 +60,25 @@ BEGIN
 END $$;
 )sql";
 
+// Version 2: --verify and splits (see common/version.h).
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE ferry_state.job ADD COLUMN verify boolean NOT NULL DEFAULT false;
+ALTER TABLE ferry_state.ranges ADD COLUMN parent bigint NOT NULL DEFAULT 0,
+  ADD COLUMN verified boolean NOT NULL DEFAULT false,
+  ADD COLUMN verify_lease boolean NOT NULL DEFAULT false,
+  ADD COLUMN verify_cursor bytea NOT NULL DEFAULT '',
+  ADD COLUMN rows_repaired bigint NOT NULL DEFAULT 0;
+)sql";
+
+constexpr const char* kRangeColumns =
+    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+    "digest, attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, "
+    "rows_repaired";
+// A version-1 state read without upgrading it (read-only opens).
+constexpr const char* kRangeColumnsV1 =
+    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+    "digest, attempts, errors, last_error, 0, false, false, ''::bytea, 0";
+
 std::string Hex(std::string_view bytes) {
   static const char* kDigits = "0123456789abcdef";
   std::string out;
@@ -163,6 +182,7 @@ Result<std::unique_ptr<PgStateStore>> PgStateStore::OpenReadOnly(const std::stri
         fmt::format("{} holds no ferry coordinator state (no ferry_state schema; check --state)",
                     RedactUri(uri)));
   }
+  store->schema_version_ = static_cast<int>(Int(probe->get(), 0, 0));
   return store;
 }
 
@@ -298,6 +318,10 @@ Status PgStateStore::CreateSchema() {
       PgResult r(PQexec(conn_.get(), kSchemaV1));
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "create tables");
     }
+    if (version < 2) {
+      PgResult r(PQexec(conn_.get(), kSchemaV2));
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "upgrade tables");
+    }
     return Run(Statement{"INSERT INTO ferry_state.meta VALUES ('schema_version', $1) ON CONFLICT "
                          "(key) DO UPDATE SET value = EXCLUDED.value",
                          {std::to_string(kStateSchemaVersion)}},
@@ -314,9 +338,11 @@ Status PgStateStore::CreateSchema() {
 Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
   FERRY_ASSIGN_OR_RETURN(
       PgResult r,
-      Run(Statement{"SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, "
-                    "last_epoch, phase, boundary, current_version, paused::int, throttle, "
-                    "failure, mirrored::int FROM ferry_state.job WHERE id = 1",
+      Run(Statement{fmt::format("SELECT source_uri, target_uri, from_version, to_version, tables, "
+                                "plan_id, last_epoch, phase, boundary, current_version, "
+                                "paused::int, throttle, failure, mirrored::int, {} FROM "
+                                "ferry_state.job WHERE id = 1",
+                                schema_version_ >= 2 ? "verify::int" : "0"),
                     {}},
           "read the job"));
   if (PQntuples(r.get()) == 0) return std::optional<JobMeta>();
@@ -336,16 +362,17 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(Int(p, 0, 11));
   j.failure = Bytes(p, 0, 12);
   j.mirrored = Int(p, 0, 13) != 0;
+  j.verify = Int(p, 0, 14) != 0;
   return std::optional<JobMeta>(std::move(j));
 }
 
 Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
-      PgResult r, Run(Statement{"SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
-                                "deadline_ms, cursor, rows, bytes, digest, attempts, errors, "
-                                "last_error FROM ferry_state.ranges ORDER BY id",
-                                {}},
-                      "read the ranges"));
+      PgResult r,
+      Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
+                                schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1),
+                    {}},
+          "read the ranges"));
   const PGresult* p = r.get();
   std::vector<RangeRecord> out;
   out.reserve(PQntuples(p));
@@ -369,6 +396,12 @@ Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
     rr.attempts = static_cast<uint32_t>(Int(p, i, 13));
     rr.errors = static_cast<uint32_t>(Int(p, i, 14));
     rr.last_error = Bytes(p, i, 15);
+    rr.parent = static_cast<uint64_t>(Int(p, i, 16));
+    rr.verified = std::string_view(PQgetvalue(p, i, 17)) == "t";
+    rr.verify_lease = std::string_view(PQgetvalue(p, i, 18)) == "t";
+    rr.verify_cursor = Bytes(p, i, 19);
+    rr.rows_repaired = static_cast<uint64_t>(Int(p, i, 20));
+    if (rr.verify_lease && rr.state != RangeState::kLeased) rr.verify_lease = false;
     if (rr.id != out.size() + 1) {
       return Internal(fmt::format("range ids not contiguous at {}", rr.id));
     }
@@ -429,17 +462,66 @@ std::vector<std::optional<std::string>> JobParams(const JobMeta& j) {
           j.paused ? "true" : "false",
           I64(j.throttle_rows_per_s),
           Bytea(j.failure),
-          j.mirrored ? "true" : "false"};
+          j.mirrored ? "true" : "false",
+          j.verify ? "true" : "false"};
 }
 
 constexpr const char* kJobUpsert =
-    "INSERT INTO ferry_state.job VALUES (1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
+    "INSERT INTO ferry_state.job (id, source_uri, target_uri, from_version, to_version, tables, "
+    "plan_id, last_epoch, phase, boundary, current_version, paused, throttle, failure, mirrored, "
+    "verify) VALUES (1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
     "ON CONFLICT (id) DO UPDATE SET source_uri=EXCLUDED.source_uri, "
     "target_uri=EXCLUDED.target_uri, from_version=EXCLUDED.from_version, "
     "to_version=EXCLUDED.to_version, tables=EXCLUDED.tables, plan_id=EXCLUDED.plan_id, "
     "last_epoch=EXCLUDED.last_epoch, phase=EXCLUDED.phase, boundary=EXCLUDED.boundary, "
     "current_version=EXCLUDED.current_version, paused=EXCLUDED.paused, "
-    "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored";
+    "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored, "
+    "verify=EXCLUDED.verify";
+
+// Ranges inserted whole: the plan, and the tails of splits.
+PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& ranges, size_t at,
+                                     size_t n) {
+  ArrayText id, table, lo, hi, est, state, owner, epoch, deadline, cursor, rows, bytes, digest,
+      attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, repaired;
+  for (size_t i = at; i < std::min(ranges.size(), at + n); ++i) {
+    const RangeRecord& r = *ranges[i];
+    id.Int(static_cast<int64_t>(r.id));
+    table.Bytes(r.table);
+    lo.Bytes(r.lo);
+    hi.Bytes(r.hi);
+    est.Int(static_cast<int64_t>(r.est_rows));
+    state.Int(static_cast<int64_t>(r.state));
+    owner.Bytes(r.owner);
+    epoch.Int(static_cast<int64_t>(r.epoch));
+    deadline.Int(r.deadline_ms);
+    cursor.Bytes(r.cursor);
+    rows.Int(static_cast<int64_t>(r.rows));
+    bytes.Int(static_cast<int64_t>(r.bytes));
+    digest.Int(static_cast<int64_t>(r.digest));
+    attempts.Int(r.attempts);
+    errors.Int(r.errors);
+    last_error.Bytes(r.last_error);
+    parent.Int(static_cast<int64_t>(r.parent));
+    verified.Int(r.verified);
+    verify_lease.Int(r.verify_lease);
+    verify_cursor.Bytes(r.verify_cursor);
+    repaired.Int(static_cast<int64_t>(r.rows_repaired));
+  }
+  return PgStateStore::Statement{
+      fmt::format("INSERT INTO ferry_state.ranges ({}) SELECT v.c1, v.c2, v.c3, v.c4, v.c5, "
+                  "v.c6, v.c7, v.c8, v.c9, v.c10, v.c11, v.c12, v.c13, v.c14, v.c15, v.c16, "
+                  "v.c17, v.c18 <> 0, v.c19 <> 0, v.c20, v.c21 FROM unnest($1::bigint[], "
+                  "$2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::bytea[], "
+                  "$8::bigint[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], "
+                  "$13::bigint[], $14::bigint[], $15::bigint[], $16::bytea[], $17::bigint[], "
+                  "$18::int[], $19::int[], $20::bytea[], $21::bigint[]) AS v(c1, c2, c3, c4, c5, "
+                  "c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21)",
+                  kRangeColumns),
+      {id.Done(), table.Done(), lo.Done(), hi.Done(), est.Done(), state.Done(), owner.Done(),
+       epoch.Done(), deadline.Done(), cursor.Done(), rows.Done(), bytes.Done(), digest.Done(),
+       attempts.Done(), errors.Done(), last_error.Done(), parent.Done(), verified.Done(),
+       verify_lease.Done(), verify_cursor.Done(), repaired.Done()}};
+}
 
 }  // namespace
 
@@ -451,36 +533,11 @@ Status PgStateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord
   std::vector<Statement> txn;
   txn.push_back(Guard());
   txn.push_back(Statement{kJobUpsert, JobParams(job)});
-  for (size_t at = 0; at < plan.size(); at += kPlanChunk) {
-    ArrayText id, table, lo, hi, est, state, owner, epoch, deadline, cursor, rows, bytes, digest,
-        attempts, errors, last_error;
-    for (size_t i = at; i < std::min(plan.size(), at + kPlanChunk); ++i) {
-      const RangeRecord& r = plan[i];
-      id.Int(static_cast<int64_t>(r.id));
-      table.Bytes(r.table);
-      lo.Bytes(r.lo);
-      hi.Bytes(r.hi);
-      est.Int(static_cast<int64_t>(r.est_rows));
-      state.Int(static_cast<int64_t>(r.state));
-      owner.Bytes(r.owner);
-      epoch.Int(static_cast<int64_t>(r.epoch));
-      deadline.Int(r.deadline_ms);
-      cursor.Bytes(r.cursor);
-      rows.Int(static_cast<int64_t>(r.rows));
-      bytes.Int(static_cast<int64_t>(r.bytes));
-      digest.Int(static_cast<int64_t>(r.digest));
-      attempts.Int(r.attempts);
-      errors.Int(r.errors);
-      last_error.Bytes(r.last_error);
-    }
-    txn.push_back(Statement{
-        "INSERT INTO ferry_state.ranges SELECT * FROM unnest($1::bigint[], $2::bytea[], "
-        "$3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::bytea[], $8::bigint[], "
-        "$9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], "
-        "$15::bigint[], $16::bytea[])",
-        {id.Done(), table.Done(), lo.Done(), hi.Done(), est.Done(), state.Done(), owner.Done(),
-         epoch.Done(), deadline.Done(), cursor.Done(), rows.Done(), bytes.Done(), digest.Done(),
-         attempts.Done(), errors.Done(), last_error.Done()}});
+  std::vector<const RangeRecord*> ranges;
+  ranges.reserve(plan.size());
+  for (const RangeRecord& r : plan) ranges.push_back(&r);
+  for (size_t at = 0; at < ranges.size(); at += kPlanChunk) {
+    txn.push_back(RangeInserts(ranges, at, kPlanChunk));
   }
   txn.push_back(Statement{
       "INSERT INTO ferry_state.events (ts_ms, kind, range_id, epoch, worker, detail, term) "
@@ -498,9 +555,12 @@ Status PgStateStore::Commit(const StateCommit& c) {
   std::vector<Statement> txn;
   txn.push_back(Guard());
   if (c.job) txn.push_back(Statement{kJobUpsert, JobParams(*c.job)});
+  for (size_t at = 0; at < c.inserted.size(); at += kPlanChunk) {
+    txn.push_back(RangeInserts(c.inserted, at, kPlanChunk));
+  }
   if (!c.ranges.empty()) {
     ArrayText id, state, owner, epoch, deadline, cursor, rows, bytes, digest, attempts, errors,
-        last_error;
+        last_error, hi, est, verified, verify_lease, verify_cursor, repaired;
     for (const RangeRecord* r : c.ranges) {
       id.Int(static_cast<int64_t>(r->id));
       state.Int(static_cast<int64_t>(r->state));
@@ -514,18 +574,30 @@ Status PgStateStore::Commit(const StateCommit& c) {
       attempts.Int(r->attempts);
       errors.Int(r->errors);
       last_error.Bytes(r->last_error);
+      hi.Bytes(r->hi);
+      est.Int(static_cast<int64_t>(r->est_rows));
+      verified.Int(r->verified);
+      verify_lease.Int(r->verify_lease);
+      verify_cursor.Bytes(r->verify_cursor);
+      repaired.Int(static_cast<int64_t>(r->rows_repaired));
     }
     txn.push_back(Statement{
         "UPDATE ferry_state.ranges r SET state = v.state, owner = v.owner, epoch = v.epoch, "
         "deadline_ms = v.deadline_ms, cursor = v.cursor, rows = v.rows, bytes = v.bytes, "
-        "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error "
+        "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error, "
+        "hi = v.hi, est_rows = v.est_rows, verified = v.verified <> 0, "
+        "verify_lease = v.verify_lease <> 0, verify_cursor = v.verify_cursor, "
+        "rows_repaired = v.rows_repaired "
         "FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::bigint[], $5::bigint[], "
         "$6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bytea[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, bytes, digest, "
-        "attempts, errors, last_error) WHERE r.id = v.id",
+        "$12::bytea[], $13::bytea[], $14::bigint[], $15::int[], $16::int[], $17::bytea[], "
+        "$18::bigint[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, bytes, digest, "
+        "attempts, errors, last_error, hi, est_rows, verified, verify_lease, verify_cursor, "
+        "rows_repaired) WHERE r.id = v.id",
         {id.Done(), state.Done(), owner.Done(), epoch.Done(), deadline.Done(), cursor.Done(),
          rows.Done(), bytes.Done(), digest.Done(), attempts.Done(), errors.Done(),
-         last_error.Done()}});
+         last_error.Done(), hi.Done(), est.Done(), verified.Done(), verify_lease.Done(),
+         verify_cursor.Done(), repaired.Done()}});
   }
   if (!c.events.empty()) {
     ArrayText ts, kind, range, epoch, worker, detail;

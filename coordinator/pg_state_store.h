@@ -67,16 +67,16 @@ class PgStateStore final : public StateStore {
   Result<std::optional<LeaderInfo>> Leader() override;
   bool shared() const override { return true; }
 
- private:
-  PgStateStore(std::string uri, const Clock* clock, int64_t io_timeout_ms)
-      : uri_(std::move(uri)), clock_(clock), io_timeout_ms_(io_timeout_ms) {}
-
   // A statement of a pipelined transaction: SQL and text parameters
   // (nullopt = NULL).
   struct Statement {
     std::string sql;
     std::vector<std::optional<std::string>> params;
   };
+
+ private:
+  PgStateStore(std::string uri, const Clock* clock, int64_t io_timeout_ms)
+      : uri_(std::move(uri)), clock_(clock), io_timeout_ms_(io_timeout_ms) {}
 
   Status Connect();
   Status EnsureConnected();
@@ -99,6 +99,7 @@ class PgStateStore final : public StateStore {
   LeaderInfo me_;
   int64_t ttl_ms_ = 10000;
   bool fail_next_ = false;
+  int schema_version_ = 2;  // read-only opens: what the state has
 };
 
 }  // namespace ferry

@@ -11,13 +11,20 @@ namespace ferry {
 // pending -> leased(epoch, owner, deadline, cursor) -> done(rows, bytes, digest)
 // leased -> pending on expiry, release or revoke (cursor kept);
 // leased -> failed on a permanent error or too many attempts.
+// With --verify a done range is leased again for verification (a verify
+// lease: `verify_lease`, its own epoch, owner, deadline and verify_cursor):
+// done -> leased(verify) -> done(verified), or back to done (unverified,
+// verify_cursor kept) on expiry, release or revoke.
 enum class RangeState { kPending = 0, kLeased = 1, kDone = 2, kFailed = 3 };
 
 const char* RangeStateName(RangeState s);
 std::optional<RangeState> ParseRangeState(const std::string& s);
 
 struct RangeRecord {
-  uint64_t id = 0;  // 1..n in key order (table name, then key)
+  // 1..n: planned ranges in key order (table name, then key), then the
+  // tails of splits in the order they were made. Key order is kept by
+  // LeaseTable, not by ids.
+  uint64_t id = 0;
   std::string table;
   std::string lo;  // encoded, inclusive; empty = table start
   std::string hi;  // encoded, exclusive; empty = table end
@@ -33,6 +40,21 @@ struct RangeRecord {
   uint32_t attempts = 0;  // grants so far
   uint32_t errors = 0;    // copy errors reported so far
   std::string last_error;
+  // Splitting: the range this one's tail was split off (0: planned). A
+  // split keeps the head [lo, key) under the owner's epoch (hi and est_rows
+  // change) and makes the tail [key, hi) a new pending range.
+  uint64_t parent = 0;
+  // Verification (--verify).
+  bool verified = false;      // compared (and repaired) after its copy
+  bool verify_lease = false;  // the current lease (state leased) verifies
+  std::string verify_cursor;  // last key verified; empty = none
+  uint64_t rows_repaired = 0;
+  // Not persisted: when the current lease was granted and the rows done
+  // then (the split policy's rate), and a split asked of the owner.
+  int64_t granted_ms = 0;
+  uint64_t rows_at_grant = 0;
+  int64_t split_asked_ms = 0;  // 0 = none outstanding
+  uint64_t split_keep = 0;     // rows after the cursor the owner should keep
   // Stall tracking (not persisted; restarts from zero on Load): a range is
   // stalled once it has been leased for stall time without its cursor
   // moving, counted across re-grants, so a range that fails on every lease
@@ -65,6 +87,8 @@ struct JobMeta {
   uint64_t throttle_rows_per_s = 0;  // 0 = off
   std::string failure;
   bool mirrored = false;  // the last phase/boundary reached the target store
+  // --verify: every range is verified (and repaired) before the version bump.
+  bool verify = false;
 };
 
 }  // namespace ferry

@@ -69,10 +69,16 @@ void RangesJsonWriter::Add(const RangeRecord& r, const std::string* reason) {
   AppendField(out_, "last_error", r.last_error);
   AppendField(out_, "lo", r.lo.empty() ? std::string("(start)") : KeyToString(r.lo));
   AppendField(out_, "owner", r.owner);
+  AppendField(out_, "parent", r.parent);
   if (reason) AppendField(out_, "reason", *reason);
+  AppendField(out_, "repaired", r.rows_repaired);
   AppendField(out_, "rows", r.rows);
   AppendField(out_, "state", std::string(RangeStateName(r.state)));
   AppendField(out_, "table", r.table);
+  AppendKey(out_, "verified");
+  out_ += r.verified ? "true," : "false,";
+  AppendKey(out_, "verifying");
+  out_ += r.state == RangeState::kLeased && r.verify_lease ? "true," : "false,";
   out_.back() = '}';
 }
 

@@ -35,6 +35,28 @@ CREATE TABLE events (
   epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 )sql";
 
+// Version 2: --verify (job.verify; ranges verified, verify_lease,
+// verify_cursor, rows_repaired) and splits (ranges.parent; ranges are
+// inserted after the plan and their hi / est_rows change).
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE job ADD COLUMN verify INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ranges ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ranges ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ranges ADD COLUMN verify_lease INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ranges ADD COLUMN verify_cursor BLOB NOT NULL DEFAULT x'';
+ALTER TABLE ranges ADD COLUMN rows_repaired INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+// The columns of a range row, in the order WriteRange binds them.
+constexpr const char* kRangeColumns =
+    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+    "digest, attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, "
+    "rows_repaired";
+// What a state file of schema version 1 (read-only, not upgraded) gives instead.
+constexpr const char* kRangeColumnsV1 =
+    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+    "digest, attempts, errors, last_error, 0, 0, 0, x'', 0";
+
 std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 
 }  // namespace
@@ -53,6 +75,8 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::OpenReadOnly(const s
         fmt::format("{} is not a ferry coordinator state file: {} (check --state)", path,
                     probe.status().message()));
   }
+  auto version = store->db_.Prepare("PRAGMA user_version");
+  if (version.ok() && version->Step() == SQLITE_ROW) store->schema_version_ = version->Int(0);
   return store;
 }
 
@@ -102,7 +126,10 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
     Status st = d.Exec(kSchemaV1);
     if (!st.ok()) return store->Rollback(st);
   }
-  // Future upgrades: if (version < 2) { ALTER ... }
+  if (version < 2) {
+    Status st = d.Exec(kSchemaV2);
+    if (!st.ok()) return store->Rollback(st);
+  }
   if (version < kStateSchemaVersion) {
     Status st = d.Exec(fmt::format("PRAGMA user_version={}", kStateSchemaVersion));
     if (!st.ok()) return store->Rollback(st);
@@ -122,14 +149,20 @@ Status SqliteStateStore::Rollback(Status cause) {
 Status SqliteStateStore::Prepare() {
   FERRY_ASSIGN_OR_RETURN(
       job_upsert_,
-      db_.Prepare("INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  FERRY_ASSIGN_OR_RETURN(
-      range_insert_, db_.Prepare("INSERT INTO ranges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+      db_.Prepare("INSERT OR REPLACE INTO job (id, source_uri, target_uri, from_version, "
+                  "to_version, tables, plan_id, last_epoch, phase, boundary, current_version, "
+                  "paused, throttle, failure, mirrored, verify) VALUES "
+                  "(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  FERRY_ASSIGN_OR_RETURN(range_insert_,
+                         db_.Prepare(fmt::format("INSERT INTO ranges ({}) VALUES "
+                                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                                 kRangeColumns)));
   FERRY_ASSIGN_OR_RETURN(
       range_update_,
       db_.Prepare(
           "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
-          "digest=?, attempts=?, errors=?, last_error=? WHERE id=?"));
+          "digest=?, attempts=?, errors=?, last_error=?, hi=?, est_rows=?, verified=?, "
+          "verify_lease=?, verify_cursor=?, rows_repaired=? WHERE id=?"));
   FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare("INSERT INTO events (ts_ms, kind, range_id, "
                                                     "epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(worker_upsert_,
@@ -166,6 +199,7 @@ Status SqliteStateStore::WriteJob(const JobMeta& j) {
   s.Bind(12, static_cast<int64_t>(j.throttle_rows_per_s));
   s.Bind(13, j.failure);
   s.Bind(14, int64_t{j.mirrored});
+  s.Bind(15, int64_t{j.verify});
   return Step(s, "write job");
 }
 
@@ -188,6 +222,11 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
     s.Bind(14, static_cast<int64_t>(r.attempts));
     s.Bind(15, static_cast<int64_t>(r.errors));
     s.Bind(16, r.last_error);
+    s.Bind(17, static_cast<int64_t>(r.parent));
+    s.Bind(18, int64_t{r.verified});
+    s.Bind(19, int64_t{r.verify_lease});
+    s.BindBlob(20, r.verify_cursor);
+    s.Bind(21, static_cast<int64_t>(r.rows_repaired));
     return Step(s, "insert range");
   }
   Stmt& s = range_update_;
@@ -202,7 +241,13 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
   s.Bind(9, static_cast<int64_t>(r.attempts));
   s.Bind(10, static_cast<int64_t>(r.errors));
   s.Bind(11, r.last_error);
-  s.Bind(12, static_cast<int64_t>(r.id));
+  s.BindBlob(12, r.hi);
+  s.Bind(13, static_cast<int64_t>(r.est_rows));
+  s.Bind(14, int64_t{r.verified});
+  s.Bind(15, int64_t{r.verify_lease});
+  s.BindBlob(16, r.verify_cursor);
+  s.Bind(17, static_cast<int64_t>(r.rows_repaired));
+  s.Bind(18, static_cast<int64_t>(r.id));
   return Step(s, "update range");
 }
 
@@ -239,6 +284,7 @@ Status SqliteStateStore::Commit(const StateCommit& c) {
   Status s = db_.Exec("BEGIN IMMEDIATE");
   if (!s.ok()) return s;
   if (c.job) s = WriteJob(*c.job);
+  for (size_t i = 0; s.ok() && i < c.inserted.size(); ++i) s = WriteRange(*c.inserted[i], true);
   for (size_t i = 0; s.ok() && i < c.ranges.size(); ++i) s = WriteRange(*c.ranges[i], false);
   for (size_t i = 0; s.ok() && i < c.events.size(); ++i) s = WriteEvent(c.events[i]);
   for (size_t i = 0; s.ok() && i < c.workers.size(); ++i) {
@@ -262,11 +308,11 @@ Status SqliteStateStore::Commit(const StateCommit& c) {
 
 Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
   FERRY_ASSIGN_OR_RETURN(
-      Stmt s,
-      db_.Prepare(
-          "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, last_epoch, "
-          "phase, boundary, current_version, paused, throttle, failure, mirrored FROM job WHERE "
-          "id=1"));
+      Stmt s, db_.Prepare(fmt::format(
+                  "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, "
+                  "last_epoch, phase, boundary, current_version, paused, throttle, failure, "
+                  "mirrored, {} FROM job WHERE id=1",
+                  schema_version_ >= 2 ? "verify" : "0")));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobMeta>();
   if (rc != SQLITE_ROW) return db_.Error(rc, "read job");
@@ -285,14 +331,14 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(s.Int(11));
   j.failure = s.Str(12);
   j.mirrored = s.Int(13) != 0;
+  j.verify = s.Int(14) != 0;
   return std::optional<JobMeta>(std::move(j));
 }
 
 Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
-      Stmt s, db_.Prepare("SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
-                          "deadline_ms, cursor, rows, "
-                          "bytes, digest, attempts, errors, last_error FROM ranges ORDER BY id"));
+      Stmt s, db_.Prepare(fmt::format("SELECT {} FROM ranges ORDER BY id",
+                                      schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1)));
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -315,6 +361,12 @@ Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
     r.attempts = static_cast<uint32_t>(s.Int(13));
     r.errors = static_cast<uint32_t>(s.Int(14));
     r.last_error = s.Str(15);
+    r.parent = static_cast<uint64_t>(s.Int(16));
+    r.verified = s.Int(17) != 0;
+    r.verify_lease = s.Int(18) != 0;
+    r.verify_cursor = BlobCol(s, 19);
+    r.rows_repaired = static_cast<uint64_t>(s.Int(20));
+    if (r.verify_lease && r.state != RangeState::kLeased) r.verify_lease = false;
     if (r.id != out.size() + 1)
       return Internal(fmt::format("range ids not contiguous at {}", r.id));
     out.push_back(std::move(r));

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/sqlite_util.h"
+#include "common/version.h"
 #include "common/wal_checkpointer.h"
 #include "coordinator/state_lock.h"
 #include "coordinator/state_store.h"
@@ -67,6 +68,7 @@ class SqliteStateStore final : public StateStore {
   const Clock* clock_;
   Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;
   int fail_at_ = -1;
+  int schema_version_ = kStateSchemaVersion;  // read-only opens: what the file has
   int step_count_ = 0;
   LeaderInfo leader_;
 };

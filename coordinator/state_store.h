@@ -65,11 +65,14 @@ struct LeaderInfo {
 
 struct StateCommit {
   const JobMeta* job = nullptr;  // written when set
-  std::vector<const RangeRecord*> ranges;
+  std::vector<const RangeRecord*> ranges;    // changed ranges (updated)
+  std::vector<const RangeRecord*> inserted;  // new ranges (split tails), inserted first
   std::vector<Event> events;
   std::vector<WorkerRow> workers;
 
-  bool empty() const { return !job && ranges.empty() && events.empty() && workers.empty(); }
+  bool empty() const {
+    return !job && ranges.empty() && inserted.empty() && events.empty() && workers.empty();
+  }
 };
 
 // What a reader of a state (ferryctl verify) may see: the job and its plan.

@@ -46,7 +46,12 @@ std::string StatusCommands::StateName() const {
       break;
   }
   if (job.paused) return "paused";
-  if (service_->table().AllDone()) return "finalizing";
+  const LeaseTable& t = service_->table();
+  if (t.Finished()) return "finalizing";
+  // Every range copied; verify leases (and ranges waiting for one) remain.
+  if (job.verify && t.count(RangeState::kDone) + t.verify_leased() == t.ranges().size()) {
+    return "verifying";
+  }
   return "copying";
 }
 
@@ -140,6 +145,9 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"rows_per_second", static_cast<int64_t>(rate)},
       {"eta_seconds", eta},
       {"workers_live", service_->workers().CountLive()},
+      {"verify", job.verify},
+      {"ranges_verified", table.verified()},
+      {"rows_repaired", table.rows_repaired()},
       {"boundary", BoundaryToString(job.boundary)},
       {"paused", job.paused},
       {"throttle_rows_per_second", job.throttle_rows_per_s},
@@ -164,7 +172,9 @@ std::string StatusCommands::RangesJson(const std::string& filter) const {
   const int64_t now = clock_->NowMs();
   const WorkerRegistry& workers = service_->workers();
   RangesJsonWriter out;  // streamed: no json tree for a 100,000-range plan
-  for (const RangeRecord& r : service_->table().ranges()) {
+  const LeaseTable& table = service_->table();
+  for (uint64_t id : table.order()) {  // key order, each table's ranges together
+    const RangeRecord& r = *table.Find(id);
     if (want && r.state != *want) continue;
     std::string reason;
     if (stalled) {
@@ -244,6 +254,13 @@ std::string StatusCommands::MetricsText() const {
                 s.version_mismatch, &out);
   RenderCounter("ferry_range_errors_total", "Copy errors reported by workers.", m.range_errors,
                 &out);
+  RenderCounter("ferry_splits_total", "Leased ranges split in flight.", m.splits, &out);
+  RenderCounter("ferry_split_asks_total", "Owners asked to split their range.", m.split_asks,
+                &out);
+  RenderCounter("ferry_verify_completions_total", "Ranges verified (--verify).",
+                m.verify_completions, &out);
+  RenderCounter("ferry_rows_repaired_total", "Rows re-copied or deleted by verification.",
+                table.rows_repaired(), &out);
   RenderCounter("ferry_state_commits_total", "State transactions committed.", s.commits, &out);
   RenderCounter("ferry_state_commit_failures_total", "State transactions that failed.",
                 s.commit_failures, &out);
@@ -273,6 +290,8 @@ std::string StatusCommands::MetricsText() const {
   RenderGauge("ferry_data_version", "Data version of the new store as the coordinator knows it.",
               job.current_version ? static_cast<double>(*job.current_version) : 0, &out);
   RenderGauge("ferry_paused", "1 while paused.", job.paused ? 1 : 0, &out);
+  RenderGauge("ferry_ranges_verified", "Ranges verified (--verify).",
+              static_cast<double>(table.verified()), &out);
   m.progress_rows.Render("ferry_progress_batch_rows", "Rows committed per worker heartbeat.", &out);
   s.commit_seconds.Render("ferry_state_commit_seconds", "Latency of one state group commit.", &out);
   return out;

@@ -42,7 +42,7 @@ class StatusCommands {
 
   // `status`'s fields.
   nlohmann::json StatusFields() const;
-  // copying | paused | finalizing | complete | failed.
+  // copying | verifying | paused | finalizing | complete | failed.
   std::string StateName() const;
 
  private:

@@ -9,6 +9,9 @@ namespace ferry {
 namespace {
 
 constexpr size_t kMaxIdBytes = 256;
+// Repaired keys a report may list (the rest are counted), and their length.
+constexpr size_t kMaxRepairedKeys = 20;
+constexpr size_t kMaxKeyBytes = 1024;
 // First segment of a reply's builder: replies are a few hundred bytes, and
 // the default (8 KiB, zeroed) was a calloc per message; larger ones grow.
 constexpr unsigned kReplyFirstSegmentWords = 128;
@@ -68,12 +71,15 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         out.request =
             RegisterRequest{std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion()))};
+                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
+                            m.getFeatures()};
         return out;
       }
-      case Envelope::Body::LEASE_REQUEST:
-        out.request = LeaseRequest{std::string(AsView(body.getLeaseRequest().getWorkerId()))};
+      case Envelope::Body::LEASE_REQUEST: {
+        auto m = body.getLeaseRequest();
+        out.request = LeaseRequest{std::string(AsView(m.getWorkerId())), m.getFeatures()};
         return out;
+      }
       case Envelope::Body::REPORT: {
         auto m = body.getReport();
         ProgressReport r;
@@ -92,9 +98,21 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         r.lease = ReadLeaseRef(m.getLease());
         auto p = m.getProgress();
-        r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest()};
+        r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest(),
+                              p.getRepaired()};
         r.next = m.getNext();
         r.leaving = m.getLeaving();
+        r.features = m.getFeatures();
+        r.split_key = AsView(m.getSplitKey());
+        r.split_rows = m.getSplitRows();
+        auto keys = m.getRepairedKeys();
+        // A worker lists at most 20; more are counted, not kept.
+        for (size_t i = 0; i < keys.size() && i < kMaxRepairedKeys; ++i) {
+          r.repaired_keys.emplace_back(AsView(keys[i]).substr(0, kMaxKeyBytes));
+        }
+        r.repaired_more = m.getRepairedMore() + (keys.size() > kMaxRepairedKeys
+                                                     ? keys.size() - kMaxRepairedKeys
+                                                     : 0);
         out.request = std::move(r);
         return out;
       }
@@ -131,6 +149,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setGiveUpMs(Ms32(r->policy.give_up_ms));
     m.setPlanId(r->plan_id);
     m.setToVersion(r->to_version);
+    m.setBatchTimeMs(r->batch_time_ms);
   } else if (const auto* g = std::get_if<GrantReply>(&reply)) {
     auto m = body.initGrant();
     m.setRangeId(g->range);
@@ -144,6 +163,9 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setBytesDone(g->bytes);
     m.setDigest(g->digest);
     m.setRowsPerSecond(g->rows_per_second);
+    m.setVerify(g->verify);
+    m.setRowsRepaired(g->repaired);
+    m.setParent(g->parent);
   } else if (const auto* n = std::get_if<NoWorkReply>(&reply)) {
     auto m = body.initNoWork();
     m.setRetryAfterMs(n->retry_after_ms);
@@ -159,6 +181,12 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setPaused(a->paused);
     m.setDrain(a->drain);
     m.setRowsPerSecond(a->rows_per_second);
+    m.setSplit(a->split);
+    m.setSplitKeep(a->split_keep);
+    if (a->hi_valid) {
+      m.setHiValid(true);
+      m.setHi(AsData(a->hi));
+    }
   } else if (const auto* e = std::get_if<ErrorReply>(&reply)) {
     auto m = body.initError();
     m.setCode(WireCode(e->code));

@@ -30,6 +30,7 @@ struct WorkerInfo {
   int64_t rate_mark_ms = 0;
   uint64_t rate_mark_rows = 0;
   bool told_done = false;  // answered "complete" or "failed" to a lease request
+  uint32_t features = 0;   // kFeatureVerify | kFeatureSplit, as its last message said
 
   bool draining() const { return row.state == "draining"; }
   bool gone() const { return row.state == "gone"; }

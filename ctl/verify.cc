@@ -2,10 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cctype>
-#include <cerrno>
-#include <cmath>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +9,7 @@
 #include "common/digest.h"
 #include "common/key_codec.h"
 #include "coordinator/state_store.h"
+#include "stores/row_compare.h"
 #include "stores/store.h"
 
 namespace ferry {
@@ -56,66 +53,6 @@ Result<Job> ReadJob(const std::string& state_path) {
     out.ranges.push_back(std::move(r));
   }
   return out;
-}
-
-// The canonical bytes of one cell: its key-element encoding, which tells
-// storage classes apart (what the range digest folds).
-std::string CellBytes(const Value& v) {
-  std::string out;
-  AppendKeyElement(v, &out);
-  return out;
-}
-
-// A number written as text: the whole string must parse.
-std::optional<double> ParseNumber(const std::string& text) {
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return std::nullopt;
-  errno = 0;
-  char* end = nullptr;
-  double d = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size() || errno == ERANGE) return std::nullopt;
-  return d;
-}
-
-std::optional<double> AsNumber(const Value& v) {
-  if (const auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
-  if (const auto* d = std::get_if<double>(&v)) return *d;
-  if (const auto* t = std::get_if<Text>(&v)) return ParseNumber(t->bytes);
-  if (const auto* b = std::get_if<Blob>(&v)) return ParseNumber(b->bytes);
-  return std::nullopt;
-}
-
-// Between engines (SQLite <-> PostgreSQL) a cell may change storage class
-// as the documented type mapping converts it (an integer into a bytea column
-// becomes its decimal text's bytes, a real into numeric is read back as the
-// exact decimal text, text into bytea becomes its bytes): the same value
-// if the bytes are the same, or if both sides are numbers of equal value.
-bool SameValueAcrossEngines(const Value& x, const Value& y) {
-  if (x.index() == 0 || y.index() == 0) return false;  // NULL only equals NULL (exact)
-  const auto* tx = std::get_if<Text>(&x);
-  const auto* bx = std::get_if<Blob>(&x);
-  const auto* ty = std::get_if<Text>(&y);
-  const auto* by = std::get_if<Blob>(&y);
-  if ((tx || bx) && (ty || by)) return (tx ? tx->bytes : bx->bytes) == (ty ? ty->bytes : by->bytes);
-  const auto* ix = std::get_if<int64_t>(&x);
-  const auto* iy = std::get_if<int64_t>(&y);
-  // An integer and text: the same decimal digits, or (text '007', '7.0')
-  // a number of the same value where a double holds the integer exactly.
-  if ((ix && (ty || by)) || (iy && (tx || bx))) {
-    const int64_t i = ix ? *ix : *iy;
-    const std::string& text = ix ? (ty ? ty->bytes : by->bytes) : (tx ? tx->bytes : bx->bytes);
-    if (text == std::to_string(i)) return true;
-    std::optional<double> d = ParseNumber(text);
-    return d && std::fabs(static_cast<double>(i)) <= 9007199254740992.0 &&
-           *d == static_cast<double>(i);
-  }
-  std::optional<double> nx = AsNumber(x), ny = AsNumber(y);
-  return nx && ny && (*nx == *ny || (std::isnan(*nx) && std::isnan(*ny)));
-}
-
-// A cell as KeyToString prints a key element: 42, 'text', x'00ff', NULL.
-std::string CellText(const Value& v) {
-  const std::string s = KeyToString(EncodeKey(&v, 1));  // "(...)"
-  return s.size() >= 2 ? s.substr(1, s.size() - 2) : s;
 }
 
 // Reads one store's side of a range batch by batch, in key order.
@@ -243,8 +180,9 @@ class Verifier {
     for (size_t c = 0; c < a.width(); ++c) {
       const Value& x = a.row()[c];
       const Value& y = b.row()[c];
-      if (CellBytes(x) == CellBytes(y)) continue;
-      if (cross_engine && SameValueAcrossEngines(x, y)) {
+      const CellMatch m = CompareCell(x, y, cross_engine);
+      if (m == CellMatch::kEqual) continue;
+      if (m == CellMatch::kConverted) {
         ++report_->cells_converted;
         continue;
       }

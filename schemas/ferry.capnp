@@ -44,7 +44,17 @@ struct Progress {
   rows @1 :UInt64;
   bytes @2 :UInt64;
   digest @3 :UInt64;  # chained digest of the rows up to the cursor
+  # Verify leases: rows of the range re-copied or deleted by verification so
+  # far (cumulative over the range's verify leases). For a verify lease the
+  # cursor is the verification's cursor; rows, bytes and digest are unused.
+  repaired @4 :UInt64;
 }
+
+# What a worker can do beyond copying (bits of `features` in Register,
+# LeaseRequest and Report). A coordinator grants verify leases and asks for
+# splits only from workers that say they can.
+const featureVerify :UInt32 = 1;  # verifies and repairs ranges (Grant.verify)
+const featureSplit :UInt32 = 2;   # splits its copy lease when asked (Ack.split)
 
 # worker -> coordinator: heartbeat (renews the lease, records progress),
 # completion (the range is done; `next` asks for the next range in the same
@@ -62,6 +72,19 @@ struct Report {
   progress @2 :Progress;
   next @3 :Bool;
   leaving @4 :Bool;
+  # Splitting (copy leases, after an Ack asked for it): the owner proposes to
+  # keep [lo, splitKey) and give up [splitKey, hi); `splitRows` is how many
+  # rows after the cursor it keeps. The owner writes nothing at or past
+  # splitKey until an Ack answers this report: Ack.hi == splitKey means the
+  # split is committed (a new range owns the tail), anything else that it
+  # was refused. Empty: no proposal.
+  splitKey @5 :Data;
+  splitRows @6 :UInt64;
+  # Verify leases: the keys repaired since the previous report (at most 20)
+  # and how many more were repaired but not listed.
+  repairedKeys @7 :List(Data);
+  repairedMore @8 :UInt64;
+  features @9 :UInt32;  # featureVerify | featureSplit
 }
 
 # worker -> coordinator: first message of a worker (and again after the
@@ -71,6 +94,7 @@ struct Register {
   host @1 :Text;
   pid @2 :UInt32;
   version @3 :Text;
+  features @4 :UInt32;  # featureVerify | featureSplit
 }
 
 # coordinator -> worker: the job's settings.
@@ -90,10 +114,14 @@ struct Registered {
   safetyMarginMs @7 :UInt32;
   livenessMs @8 :UInt32;
   giveUpMs @9 :UInt32;
+  # --batch-time-ms: size each batch from the measured rate to take about
+  # this long (batchRows is then the cap); 0 = batches of batchRows.
+  batchTimeMs @10 :UInt32;
 }
 
 struct LeaseRequest {
   workerId @0 :Text;
+  features @1 :UInt32;  # featureVerify | featureSplit
 }
 
 # coordinator -> worker: a lease on range `rangeId` under fencing token `epoch`.
@@ -110,6 +138,16 @@ struct Grant {
   bytesDone @8 :UInt64;
   digest @9 :UInt64;
   rowsPerSecond @10 :UInt64;  # this worker's share of the throttle; 0 = none
+  # A verify lease (only to workers with featureVerify): compare the range
+  # in both stores, repair what differs under this epoch's fence, report
+  # complete once the range is equal. `cursor` is then the verification's
+  # cursor and `rowsRepaired` the rows repaired so far.
+  verify @11 :Bool;
+  rowsRepaired @12 :UInt64;
+  # The range this one was split off (0: planned). Every write under this
+  # lease also records in the new store that the parent now ends at `lo`, so
+  # a late batch of the parent's owner past `lo` is fenced there.
+  parent @13 :UInt64;
 }
 
 # coordinator -> worker: nothing to lease now.
@@ -140,6 +178,14 @@ struct Ack {
   paused @3 :Bool;            # hold after the current batch
   rowsPerSecond @4 :UInt64;   # this worker's share of the throttle; 0 = none
   drain @5 :Bool;             # finish the batch, release, exit
+  # Copy leases: please propose a split (Report.splitKey), keeping about
+  # `splitKeep` rows after the cursor.
+  split @6 :Bool;
+  splitKeep @7 :UInt64;
+  # The range's end as the coordinator knows it (hiValid: set; hi empty =
+  # table end). Narrower than the grant's hi once a split is committed.
+  hi @8 :Data;
+  hiValid @9 :Bool;
 }
 
 # Protocol 1 only (replaced by Report).

@@ -82,11 +82,37 @@ struct KeyRange {
 
 // Destination-side fencing token: a batch for (plan, range) under `epoch`
 // aborts if the store has recorded a higher epoch for that range.
+//
+// Splits: a range split in flight ends at the split key from then on. The
+// tail's writes (parent_id != 0) record in the same transaction that the
+// parent range now ends at `parent_end` (the tail's lo; the smallest end
+// recorded wins), and every batch of a range whose end is recorded aborts
+// with kLeaseLost if it writes a key at or past that end: a late batch of
+// the parent's owner, which missed the split, cannot write into the tail.
 struct Fence {
   std::string plan_id;
   uint64_t range_id = 0;
   uint64_t epoch = 0;
+  uint64_t parent_id = 0;   // the range this one was split off; 0 = planned
+  std::string parent_end = {};  // this range's lo: where the parent ends now
 };
+
+// The digest of some rows of a range (Store::DigestRows).
+struct RowsDigest {
+  uint64_t rows = 0;
+  uint64_t digest = 0;   // rows' bytes (DigestMode) chained, common/digest.h
+  std::string last_key;  // encoded key of the last row; empty when none
+};
+
+// How DigestRows folds a row. kExact: the range digest's row bytes (key,
+// then each cell's key encoding: storage class included). kValues: the key,
+// then each cell as its value's text (NULL apart; integers in decimal, reals
+// as their shortest round-trip text, text and blobs as their bytes), so that
+// the cells the SQLite <-> PostgreSQL type mapping converts (an integer into
+// bytea, a real into numeric, text into bytea) digest alike on both engines.
+// Equal kValues digests mean equal values cell by cell (up to the hash);
+// unequal ones need a row-by-row look (stores/row_compare.h).
+enum class DigestMode { kExact, kValues };
 
 // What one batch copied, as the worker's cursor and digest need it. For
 // CopyBatch, `digest` is the range digest before the batch on entry and after
@@ -129,6 +155,24 @@ class Store {
   virtual Status ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                            size_t max_rows, size_t max_bytes, RowBatch* out) = 0;
 
+  // The key of the row `skip` rows after `after` (0: the first row after
+  // it) inside `range`, in key order; nullopt when the range has fewer rows
+  // after `after`. Where a split in flight cuts a range (its owner picks the
+  // key from its legacy store). Default: reads the rows (ReadBatch); the
+  // engines walk only the key.
+  virtual Result<std::optional<std::string>> KeyAfter(const TableSchema& table,
+                                                      const KeyRange& range,
+                                                      std::string_view after, uint64_t skip);
+
+  // Digests up to `max_rows` rows of `range` with key > `after` (>= range.lo
+  // when empty) and, when `through` is not empty, key <= `through`, in key
+  // order (verification compares chunks of both stores this way). Default:
+  // ReadBatch and fold (every engine digests alike); SQLite folds inside the
+  // engine, without building Values.
+  virtual Status DigestRows(const TableSchema& table, const KeyRange& range,
+                            std::string_view after, std::string_view through, size_t max_rows,
+                            DigestMode mode, RowsDigest* out);
+
   // ---- target side ----
   // Creates the tables and their indexes if they do not exist yet, and the
   // metadata table; fails if a table exists with different columns.
@@ -138,6 +182,15 @@ class Store {
   // and records `fence` (kLeaseLost, nothing written, if a newer epoch is
   // recorded for the range).
   virtual Status WriteBatch(const TableSchema& table, const RowBatch& batch,
+                            const Fence& fence) = 0;
+
+  // Deletes the rows with the given keys (encoded, as ReadBatch gives them;
+  // any order) in ONE transaction that first checks and records `fence`
+  // like WriteBatch (kLeaseLost, nothing deleted, if a newer epoch or an
+  // end at or before one of the keys is recorded). Keys absent from the
+  // store are no error. `table` is the schema WriteBatch takes (the legacy
+  // store's). Verification removes rows the legacy store does not have.
+  virtual Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
                             const Fence& fence) = 0;
 
   // Makes every batch this store has committed durable (they are atomic and

@@ -71,6 +71,7 @@ Status Worker::Register() {
   reg.setHost(host);
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
+  reg.setFeatures(features());
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
   if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
   auto body = reply->root().getBody();
@@ -95,11 +96,14 @@ Status Worker::Register() {
   if (r.getLivenessMs()) policy_.liveness_ms = r.getLivenessMs();
   if (r.getGiveUpMs()) policy_.give_up_ms = r.getGiveUpMs();
   to_version_ = r.getToVersion();
+  sizer_.set_cap(batch_rows_);
+  sizer_.set_target_ms(r.getBatchTimeMs());
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id},
             {"coordinator", opt_.coordinator},
             {"plan", plan_id_},
             {"batch_rows", batch_rows_},
+            {"batch_time_ms", r.getBatchTimeMs()},
             {"lease_ttl_ms", policy_.ttl_ms},
             {"heartbeat_ms", policy_.heartbeat_ms},
             {"safety_ms", policy_.safety_ms}});
@@ -131,6 +135,26 @@ Status Worker::CheckTargetPlan() {
 }
 
 Status Worker::Run() {
+  Status s = RunLoop();
+  LogBatchStats();
+  return s;
+}
+
+void Worker::LogBatchStats() const {
+  const BatchSizer::Stats st = sizer_.stats();
+  if (st.batches == 0) return;
+  LogEvent(spdlog::level::info, "batch_times",
+           {{"worker", opt_.id},
+            {"batches", st.batches},
+            {"mean_rows", static_cast<int64_t>(st.mean_rows)},
+            {"target_ms", sizer_.target_ms()},
+            {"p50_ms", fmt::format("{:.1f}", st.p50_ms)},
+            {"p90_ms", fmt::format("{:.1f}", st.p90_ms)},
+            {"p99_ms", fmt::format("{:.1f}", st.p99_ms)},
+            {"max_ms", fmt::format("{:.1f}", st.max_ms)}});
+}
+
+Status Worker::RunLoop() {
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool registered = false;
   // Restarted by every answer from a coordinator.
@@ -185,7 +209,9 @@ Status Worker::Run() {
     if (!reply) {
       capnp::MallocMessageBuilder b;
       uint64_t rid = client_.NextRequestId();
-      NewEnvelope(b, rid).getBody().initLeaseRequest().setWorkerId(opt_.id);
+      auto req = NewEnvelope(b, rid).getBody().initLeaseRequest();
+      req.setWorkerId(opt_.id);
+      req.setFeatures(features());
       sent = clock_->NowMs();
       reply = client_.Call(b, rid, opt_.request_timeout_ms,
                            [this](DecodedEnvelope& e) { ReleaseStale(e); });
@@ -229,8 +255,9 @@ Status Worker::Run() {
                   {"range", lease.range},
                   {"epoch", lease.epoch},
                   {"table", lease.table},
+                  {"verify", lease.verify},
                   {"cursor", KeyToString(lease.cursor)}});
-        Outcome out = Copy(lease);
+        Outcome out = lease.verify ? Verify(lease) : Copy(lease);
         if (out == Outcome::kStopped) return Status::Ok();
         if (marked_done_) return CompleteByMarker();
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
@@ -290,6 +317,9 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.rows = g.getRowsDone();
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
+  lease.verify = g.getVerify();
+  lease.repaired = g.getRowsRepaired();
+  lease.parent = g.getParent();
   lease.keeper.Start(sent, g.getLeaseTtlMs());
   last_ack_ms_ = clock_->NowMs();
   return lease;
@@ -309,7 +339,7 @@ Status Worker::CompleteByMarker() {
   return Status::Ok();
 }
 
-void Worker::SendHeartbeat(const Lease& lease) {
+void Worker::SendHeartbeat(Lease& lease) {
   // Only a durable cursor is reported. Without one, no heartbeat: the lease
   // runs out and the range resumes from the last cursor that was reported.
   Status synced = target_->SyncWrites();
@@ -320,6 +350,11 @@ void Worker::SendHeartbeat(const Lease& lease) {
   }
   capnp::MallocMessageBuilder b;
   const uint64_t rid = SendReport(b, ::Report::Kind::HEARTBEAT, lease, false, false);
+  // The keys went out with this report (a lost heartbeat loses their
+  // event, not their count: `repaired` is cumulative).
+  lease.repaired_keys.clear();
+  lease.repaired_more = 0;
+  if (!lease.split_key.empty()) lease.split_rids.insert(rid);
   heartbeat_sent_[rid] = clock_->NowMs();
   if (heartbeat_sent_.size() > 1024) heartbeat_sent_.erase(heartbeat_sent_.begin());
   client_.SendAsync(b);
@@ -331,9 +366,23 @@ uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
   auto r = NewEnvelope(b, rid).getBody().initReport();
   r.setKind(kind);
   SetLeaseRef(r.initLease(), lease.range, lease.epoch, opt_.id);
-  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest);
+  auto p = r.initProgress();
+  SetProgress(p, lease.cursor, lease.rows, lease.bytes, lease.digest);
+  p.setRepaired(lease.repaired);
   r.setNext(next);
   r.setLeaving(leaving);
+  r.setFeatures(features());
+  if (!lease.split_key.empty() && kind == ::Report::Kind::HEARTBEAT) {
+    r.setSplitKey(AsData(lease.split_key));
+    r.setSplitRows(lease.split_rows);
+  }
+  if (!lease.repaired_keys.empty() || lease.repaired_more > 0) {
+    auto keys = r.initRepairedKeys(static_cast<unsigned>(lease.repaired_keys.size()));
+    for (size_t i = 0; i < lease.repaired_keys.size(); ++i) {
+      keys.set(static_cast<unsigned>(i), AsData(lease.repaired_keys[i]));
+    }
+    r.setRepairedMore(lease.repaired_more);
+  }
   return rid;
 }
 
@@ -356,6 +405,35 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
         paused_ = a.getPaused();
         drain_ = a.getDrain();
         rate_limit_ = a.getRowsPerSecond();
+        if (!lease.verify && a.getHiValid()) {
+          const std::string hi(AsView(a.getHi()));
+          const bool answers = lease.split_rids.count(root.getRequestId()) > 0;
+          if (!lease.split_key.empty() && hi == lease.split_key) {
+            LogEvent(spdlog::level::info, "split",
+                     {{"worker", opt_.id},
+                      {"range", lease.range},
+                      {"epoch", lease.epoch},
+                      {"at", KeyToString(hi)},
+                      {"keep_rows", lease.split_rows}});
+            lease.bounds.hi = hi;
+            lease.split_key.clear();
+            lease.split_rids.clear();
+          } else if (!lease.split_key.empty() && answers) {
+            LogEvent(spdlog::level::debug, "split_refused",
+                     {{"worker", opt_.id}, {"range", lease.range}});
+            lease.split_key.clear();
+            lease.split_rids.clear();
+          } else if (lease.split_key.empty() && !hi.empty() &&
+                     (lease.bounds.hi.empty() || hi < lease.bounds.hi)) {
+            // Narrower than we knew without a proposal of ours pending: a
+            // split we proposed whose answer we lost.
+            if (!lease.cursor.empty() && lease.cursor >= hi) return false;
+            lease.bounds.hi = hi;
+          }
+        }
+        if (!lease.verify && a.getSplit() && lease.split_key.empty()) {
+          lease.split_keep = a.getSplitKeep();
+        }
       } else if (body.isError()) {
         auto e = body.getError();
         if (e.getCode() == Error::Code::UNAVAILABLE) {
@@ -496,7 +574,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     return Outcome::kGaveBack;
   }
   const TableSchema& schema = schema_it->second;
-  const Fence fence{plan_id_, lease.range, lease.epoch};
+  const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
   int64_t throttle_start = clock_->NowMs();
@@ -552,13 +630,22 @@ Worker::Outcome Worker::Copy(Lease& lease) {
         continue;
       }
     }
-    size_t want = batch_rows_;
-    if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, batch_rows_);
+    if (lease.split_keep > 0 && lease.split_key.empty() &&
+        clock_->NowMs() >= lease.next_split_try_ms) {
+      ProposeSplit(lease, schema);
+    }
+    size_t want = sizer_.Next();
+    if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, want);
     CopiedBatch copied;
     copied.digest = lease.digest;
-    Status s = direct ? target_->CopyBatch(*source_, schema, lease.bounds, lease.cursor, want,
+    // With a split proposed and not answered yet, nothing at or past its key.
+    KeyRange bounds = lease.bounds;
+    if (!lease.split_key.empty()) bounds.hi = lease.split_key;
+    const int64_t t0 = MonotonicUs();
+    Status s = direct ? target_->CopyBatch(*source_, schema, bounds, lease.cursor, want,
                                            opt_.batch_bytes, fence, &copied)
-                      : ReadAndWrite(schema, lease, want, fence, &copied);
+                      : ReadAndWrite(schema, lease, bounds, want, fence, &copied);
+    if (s.ok() && copied.rows > 0) sizer_.Record(copied.rows, MonotonicUs() - t0);
     if (direct && !s.ok() && s.code() != Code::kLeaseLost && s.code() != Code::kUnavailable) {
       LogEvent(spdlog::level::warn, "direct_copy_off",
                {{"worker", opt_.id},
@@ -566,6 +653,16 @@ Worker::Outcome Worker::Copy(Lease& lease) {
                 {"error", s.message()},
                 {"next", "copying through read + write"}});
       direct = false;
+      continue;
+    }
+    if (s.ok() && copied.rows == 0 && !lease.split_key.empty()) {
+      // Caught up with our own proposal: wait for its answer (heartbeats
+      // repeat it) before completing or copying on.
+      if (lease.keeper.HeartbeatDue()) {
+        SendHeartbeat(lease);
+        lease.keeper.HeartbeatSent();
+      }
+      if (!DrainReplies(lease, 20)) return Outcome::kLost;
       continue;
     }
     if (s.ok() && copied.rows == 0) {
@@ -611,10 +708,53 @@ Worker::Outcome Worker::Copy(Lease& lease) {
   }
 }
 
-Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
-                            const Fence& fence, CopiedBatch* out) {
+Fence Worker::FenceOf(const Lease& lease) const {
+  Fence f;
+  f.plan_id = plan_id_;
+  f.range_id = lease.range;
+  f.epoch = lease.epoch;
+  if (lease.parent != 0) {
+    f.parent_id = lease.parent;
+    f.parent_end = lease.bounds.lo;  // a tail starts where its parent ends
+  }
+  return f;
+}
+
+void Worker::ProposeSplit(Lease& lease, const TableSchema& schema) {
+  const uint64_t asked = lease.split_keep;
+  lease.split_keep = 0;
+  // One try per ask, and not more often than every 2 heartbeats.
+  lease.next_split_try_ms = clock_->NowMs() + 2 * policy_.heartbeat_ms;
+  // At least a batch stays with us: the key lies beyond what we may be
+  // writing right now.
+  uint64_t keep = std::max<uint64_t>(asked, batch_rows_);
+  for (int attempt = 0; attempt < 2; ++attempt, keep /= 2) {
+    if (keep < batch_rows_) break;
+    auto key = source_->KeyAfter(schema, lease.bounds, lease.cursor, keep);
+    if (!key.ok()) {
+      LogEvent(spdlog::level::info, "split_key_failed",
+               {{"worker", opt_.id}, {"range", lease.range}, {"error", key.status().message()}});
+      return;
+    }
+    if (!key->has_value()) continue;  // fewer rows left than estimated: try half
+    lease.split_key = std::move(**key);
+    lease.split_rows = keep;
+    lease.split_rids.clear();
+    LogEvent(spdlog::level::debug, "split_proposed",
+             {{"worker", opt_.id},
+              {"range", lease.range},
+              {"at", KeyToString(lease.split_key)},
+              {"keep_rows", keep}});
+    SendHeartbeat(lease);  // carries the proposal
+    lease.keeper.HeartbeatSent();
+    return;
+  }
+}
+
+Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, const KeyRange& bounds,
+                            size_t want, const Fence& fence, CopiedBatch* out) {
   FERRY_RETURN_IF_ERROR(
-      source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
+      source_->ReadBatch(schema, bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
   out->rows = batch_.rows();
   if (out->rows == 0) return Status::Ok();
   FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));

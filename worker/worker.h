@@ -28,6 +28,25 @@
 // --give-up-after (registering, or asking for work) returns kUnavailable:
 // the coordinator is down or the migration ended before it came.
 //
+// Batch sizes: with --batch-time-ms (sent at registration) each batch is
+// sized from the worker's measured rate to take about that long, capped by
+// batch_rows (worker/batch_sizer.h); the throttle still bounds it.
+//
+// Verify leases (Grant.verify, --verify on the coordinator): the range is
+// compared in both stores chunk by chunk and repaired through the same
+// fenced write path (worker/verifier.h, Worker::Verify in
+// worker/worker_verify.cc); heartbeats carry the verification's cursor, the
+// rows repaired so far and the keys repaired since the last report.
+//
+// Splits: when an Ack asks (Ack.split), the worker picks a key about
+// Ack.splitKeep rows after its cursor in its legacy store (Store::KeyAfter)
+// and proposes it in a heartbeat; until an Ack answers that heartbeat it
+// copies nothing at or past the key. Ack.hi equal to the key: the split is
+// committed and the lease ends there; anything else: refused. A lease that
+// is a split's tail (Grant.parent) records in every write that its parent
+// now ends at its lo (Fence::parent_id), so the parent's owner, had it
+// missed the answer, is fenced in the new store.
+//
 // On `lease lost` the worker stops writing at once. On a stop request
 // (SIGTERM/SIGINT) it finishes the current batch, reports the cursor,
 // releases the lease and returns Ok. It returns Ok when the migration is
@@ -42,13 +61,16 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
 #include "stores/store.h"
+#include "worker/batch_sizer.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
 
@@ -70,6 +92,12 @@ struct WorkerOptions {
   // Hearing from no coordinator for this long (not registered yet, or
   // asking for work) ends Run() with kUnavailable; 0 = never.
   int64_t give_up_after_ms = 600000;
+  // What this worker tells the coordinator it can do (schemas/ferry.capnp
+  // FEATURE_VERIFY | FEATURE_SPLIT; tests turn them off to act as an older
+  // worker).
+  uint32_t features = 3;
+  // Rows per verification chunk (digested as one; 0 = the batch size).
+  size_t verify_chunk_rows = 0;
 };
 
 class Worker {
@@ -96,21 +124,45 @@ class Worker {
     uint64_t bytes = 0;
     uint64_t digest = 0;
     LeaseKeeper keeper;  // our conservative view of the lease deadline
+    uint64_t parent = 0;  // split off this range (Grant.parent)
+    // Verify leases: cursor is the verification's.
+    bool verify = false;
+    uint64_t repaired = 0;
+    std::vector<std::string> repaired_keys;  // since the last report (at most 20)
+    uint64_t repaired_more = 0;
+    // Splits (copy leases): the coordinator asked (keep rows after the
+    // cursor); our pending proposal and the heartbeats that carried it.
+    uint64_t split_keep = 0;
+    std::string split_key;
+    uint64_t split_rows = 0;
+    std::set<uint64_t> split_rids;
+    int64_t next_split_try_ms = 0;
   };
 
   // The lease in a Grant answering a request sent at `sent` (clock ms).
   Lease LeaseFromGrant(DecodedEnvelope& reply, int64_t sent);
+  Status RunLoop();
   Status Register();
   Status OpenStores();
   // kInvalidArgument unless the new store holds the plan's record.
   Status CheckTargetPlan();
   Outcome Copy(Lease& lease);
+  // A verify lease (worker_verify.cc).
+  Outcome Verify(Lease& lease);
+  // The fence of `lease`'s writes.
+  Fence FenceOf(const Lease& lease) const;
+  // Picks a split key for an asked split and sends the proposal.
+  void ProposeSplit(Lease& lease, const TableSchema& schema);
+  // The new store's schema of `table` (listed once), for verification reads.
+  Result<const TableSchema*> TargetSchema(const std::string& table);
+  // The batch sizer's summary (logged when Run ends).
+  void LogBatchStats() const;
   // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
   // written) when the range has no rows after the cursor. out->digest is the
   // digest before the batch on entry.
-  Status ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
-                      const Fence& fence, CopiedBatch* out);
-  void SendHeartbeat(const Lease& lease);
+  Status ReadAndWrite(const TableSchema& schema, const Lease& lease, const KeyRange& bounds,
+                      size_t want, const Fence& fence, CopiedBatch* out);
+  void SendHeartbeat(Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
   // Reports the range complete (or releases it), retrying; true once the
@@ -129,6 +181,8 @@ class Worker {
   // its request id.
   uint64_t SendReport(::capnp::MallocMessageBuilder& b, ::Report::Kind kind, const Lease& lease,
                       bool next, bool leaving);
+  // LeaseRequest / Register with this worker's features.
+  uint32_t features() const { return opt_.features; }
   bool Sleep(int64_t ms);  // false if a stop came first
   // After a failed request: the next coordinator of the list (or, with one,
   // a fresh connection every 5th attempt).
@@ -152,6 +206,8 @@ class Worker {
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;
+  std::map<std::string, TableSchema> target_schemas_;  // listed on the first verify lease
+  BatchSizer sizer_{10000, 0};
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
   // The coordinator's answer (Grant or NoWork) to a completion that asked
   // for the next range, and when that completion was sent.

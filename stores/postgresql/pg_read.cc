@@ -52,6 +52,85 @@ std::string PgStore::CellSelect(const ColInfo& c) {
   return s;
 }
 
+Result<std::string> PgStore::KeyParam(const TableSchema& table, const TableInfo& info,
+                                      std::string_view encoded, std::string_view what_key,
+                                      KeyBounds* kb) {
+  const size_t arity = info.pk.size();
+  auto values = DecodeKey(encoded);
+  if (!values.ok()) {
+    return InvalidArgument(fmt::format("table {}: malformed {} key: {}", table.name, what_key,
+                                       values.status().message()));
+  }
+  if (values->size() != arity) {
+    return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key",
+                                       table.name, what_key, KeyToString(encoded)));
+  }
+  std::vector<std::string> ps;
+  for (size_t k = 0; k < arity; ++k) {
+    const ColInfo& c = info.cols[info.pk[k]];
+    const Value& v = (*values)[k];
+    size_t n = kb->params.size() + 1;
+    bool ok = true;
+    if (c.wire == Wire::kBytes) {
+      if (auto* b = std::get_if<Blob>(&v))
+        kb->params.push_back(b->bytes);
+      else if (auto* t = std::get_if<Text>(&v))
+        kb->params.push_back(t->bytes);
+      else
+        ok = false;
+      kb->formats.push_back(1);
+      ps.push_back(fmt::format("${}::bytea", n));
+      if (!ok) break;
+      continue;
+    }
+    if (auto* i = std::get_if<int64_t>(&v))
+      kb->params.push_back(std::to_string(*i));
+    else if (auto* d = std::get_if<double>(&v))
+      kb->params.push_back(DoubleText(*d, false));
+    else if (auto* t = std::get_if<Text>(&v))
+      kb->params.push_back(t->bytes);
+    else
+      ok = false;
+    if (!ok) break;
+    kb->formats.push_back(0);
+    ps.push_back(fmt::format("${}::{}", n, c.type));
+  }
+  if (ps.size() != arity) {
+    return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key types",
+                                       table.name, what_key, KeyToString(encoded)));
+  }
+  return arity == 1 ? ps[0] : "(" + Join(ps) + ")";
+}
+
+Result<PgStore::KeyBounds> PgStore::Bounds(const TableSchema& table, const TableInfo& info,
+                                           const KeyRange& range, std::string_view after,
+                                           std::string_view through) {
+  KeyBounds kb;
+  std::vector<std::string> tup;
+  for (size_t p : info.pk) {
+    const ColInfo& c = info.cols[p];
+    tup.push_back(PgQuoteIdent(c.name) + (c.needs_c ? " COLLATE \"C\"" : ""));
+  }
+  kb.tuple = tup.size() == 1 ? tup[0] : "(" + Join(tup) + ")";
+  kb.order = Join(tup);
+  const bool exclusive = !after.empty();
+  if (exclusive || !range.lo.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p,
+                           KeyParam(table, info, exclusive ? after : std::string_view(range.lo),
+                                    exclusive ? "cursor" : "lower", &kb));
+    kb.where += fmt::format(" WHERE {} {} {}", kb.tuple, exclusive ? ">" : ">=", p);
+  }
+  if (!range.hi.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, KeyParam(table, info, range.hi, "upper", &kb));
+    kb.where += fmt::format(" {} {} < {}", kb.where.empty() ? "WHERE" : "AND", kb.tuple, p);
+  }
+  if (!through.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, KeyParam(table, info, through, "last", &kb));
+    kb.where += fmt::format(" {} {} <= {}", kb.where.empty() ? "WHERE" : "AND", kb.tuple, p);
+  }
+  return kb;
+}
+
 Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                           size_t max_rows, size_t max_bytes, RowBatch* out) {
   out->Clear();
@@ -91,75 +170,9 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
 
   std::vector<std::string> sel;
   for (size_t ci : cell_cols) sel.push_back(CellSelect(info->cols[ci]));
-  std::vector<std::string> tup, order;
-  for (size_t p : info->pk) {
-    const ColInfo& c = info->cols[p];
-    std::string e = PgQuoteIdent(c.name) + (c.needs_c ? " COLLATE \"C\"" : "");
-    tup.push_back(e);
-    order.push_back(e);
-  }
-  const std::string tuple = arity == 1 ? tup[0] : "(" + Join(tup) + ")";
-
-  std::vector<std::optional<std::string>> params;
-  std::vector<int> formats;
-  auto bound = [&](std::string_view encoded, std::string_view what_key) -> Result<std::string> {
-    auto values = DecodeKey(encoded);
-    if (!values.ok()) {
-      return InvalidArgument(fmt::format("table {}: malformed {} key: {}", table.name, what_key,
-                                         values.status().message()));
-    }
-    if (values->size() != arity) {
-      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key",
-                                         table.name, what_key, KeyToString(encoded)));
-    }
-    std::vector<std::string> ps;
-    for (size_t k = 0; k < arity; ++k) {
-      const ColInfo& c = info->cols[info->pk[k]];
-      const Value& v = (*values)[k];
-      size_t n = params.size() + 1;
-      bool ok = true;
-      if (c.wire == Wire::kBytes) {
-        if (auto* b = std::get_if<Blob>(&v))
-          params.push_back(b->bytes);
-        else if (auto* t = std::get_if<Text>(&v))
-          params.push_back(t->bytes);
-        else
-          ok = false;
-        formats.push_back(1);
-        ps.push_back(fmt::format("${}::bytea", n));
-        if (!ok) break;
-        continue;
-      }
-      if (auto* i = std::get_if<int64_t>(&v))
-        params.push_back(std::to_string(*i));
-      else if (auto* d = std::get_if<double>(&v))
-        params.push_back(DoubleText(*d, false));
-      else if (auto* t = std::get_if<Text>(&v))
-        params.push_back(t->bytes);
-      else
-        ok = false;
-      if (!ok) break;
-      formats.push_back(0);
-      ps.push_back(fmt::format("${}::{}", n, c.type));
-    }
-    if (ps.size() != arity) {
-      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key types",
-                                         table.name, what_key, KeyToString(encoded)));
-    }
-    return arity == 1 ? ps[0] : "(" + Join(ps) + ")";
-  };
-
-  std::string where;
-  const bool exclusive = !after.empty();
-  if (exclusive || !range.lo.empty()) {
-    FERRY_ASSIGN_OR_RETURN(std::string p, bound(exclusive ? after : std::string_view(range.lo),
-                                                exclusive ? "cursor" : "lower"));
-    where += fmt::format(" WHERE {} {} {}", tuple, exclusive ? ">" : ">=", p);
-  }
-  if (!range.hi.empty()) {
-    FERRY_ASSIGN_OR_RETURN(std::string p, bound(range.hi, "upper"));
-    where += fmt::format(" {} {} < {}", where.empty() ? "WHERE" : "AND", tuple, p);
-  }
+  FERRY_ASSIGN_OR_RETURN(KeyBounds kb, Bounds(table, *info, range, after, ""));
+  std::vector<std::optional<std::string>>& params = kb.params;
+  std::vector<int>& formats = kb.formats;
   size_t limit = max_rows;
   if (info->avg_row_bytes > 0) {
     limit = std::clamp<size_t>(
@@ -168,7 +181,7 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
   params.push_back(std::to_string(limit));
   formats.push_back(0);
   const std::string sql = fmt::format("SELECT {} FROM {}{} ORDER BY {} LIMIT ${}::int8", Join(sel),
-                                      info->qualified, where, Join(order), params.size());
+                                      info->qualified, kb.where, kb.order, params.size());
   FERRY_ASSIGN_OR_RETURN(PgResult r, ExecPrepared(sql, fmt::format("read table {}", table.name),
                                                   params, formats, /*binary=*/true));
   const size_t width = table.width();
@@ -198,6 +211,41 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
     info->avg_row_bytes = info->avg_row_bytes > 0 ? (info->avg_row_bytes + avg) / 2 : avg;
   }
   return Status::Ok();
+}
+
+Result<std::optional<std::string>> PgStore::KeyAfter(const TableSchema& table,
+                                                     const KeyRange& range,
+                                                     std::string_view after, uint64_t skip) {
+  FERRY_RETURN_IF_ERROR(CheckNotMetaTable(table.name));
+  FERRY_RETURN_IF_ERROR(EnsureConnected());
+  FERRY_ASSIGN_OR_RETURN(TableInfo * info, Info(table.name));
+  if (info->pk.empty()) {
+    return InvalidArgument(fmt::format(
+        "table {} has no primary key; ferry needs one to read a PostgreSQL table", table.name));
+  }
+  FERRY_ASSIGN_OR_RETURN(KeyBounds kb, Bounds(table, *info, range, after, ""));
+  std::vector<std::string> sel;
+  for (size_t p : info->pk) sel.push_back(CellSelect(info->cols[p]));
+  kb.params.push_back(std::to_string(skip));
+  kb.formats.push_back(0);
+  const std::string sql =
+      fmt::format("SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET ${}::int8", Join(sel),
+                  info->qualified, kb.where, kb.order, kb.params.size());
+  FERRY_ASSIGN_OR_RETURN(PgResult r,
+                         ExecPrepared(sql, fmt::format("find a split key in table {}", table.name),
+                                      kb.params, kb.formats, /*binary=*/true));
+  if (PQntuples(r.get()) == 0) return std::optional<std::string>();
+  std::vector<Value> key;
+  for (size_t k = 0; k < info->pk.size(); ++k) {
+    const int col = static_cast<int>(k);
+    if (PQgetisnull(r.get(), 0, col)) {
+      key.emplace_back(Null{});
+    } else {
+      key.push_back(DecodeCell(info->cols[info->pk[k]].wire, PQgetvalue(r.get(), 0, col),
+                               PQgetlength(r.get(), 0, col)));
+    }
+  }
+  return std::optional<std::string>(EncodeKey(key));
 }
 
 }  // namespace ferry

@@ -43,7 +43,8 @@
 // Metadata table `__ferry_meta (key text PRIMARY KEY, value bigint, bytes bytea)`:
 //   'version'                     value = the data version
 //   'boundary'                    bytes = the mirrored boundary; absent = none
-//   'fence/<plan_id>/<range_id>'  value = the highest epoch that wrote the range
+//   'fence/<plan_id>/<range_id>'  value = the highest epoch that wrote the range,
+//                                 bytes = the end a split gave the range (NULL = none)
 //   'plan/<plan_id>'              value = 1: the coordinator of that plan created its schema here
 //
 // Connection loss: a call that finds the connection broken fails with
@@ -70,6 +71,8 @@
 #include "stores/store.h"
 
 namespace ferry {
+
+class PgTxn;
 
 class PgStore : public Store {
  public:
@@ -117,6 +120,15 @@ class PgStore : public Store {
   // cannot hold, and for constraint / data errors from the server;
   // kUnavailable on connection loss and other transient failures.
   Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
+
+  // One transaction: the fence as for WriteBatch, then DELETE ... WHERE key
+  // = ANY of the keys (one statement per key, pipelined in the transaction).
+  Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
+                    const Fence& fence) override;
+
+  // SELECT of the key columns only, ORDER BY key LIMIT 1 OFFSET skip.
+  Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
+                                              std::string_view after, uint64_t skip) override;
 
   Result<std::optional<int64_t>> ReadVersion() override;
   Result<Marker> ReadMarker() override;
@@ -173,6 +185,27 @@ class PgStore : public Store {
   std::string Qualified(const std::string& table) const;
 
   Result<TableInfo*> Info(const std::string& table);
+  // The key predicate of a range (after `after`, through `through` when not
+  // empty) as SQL with its parameters: keyset reads, split keys, digests.
+  struct KeyBounds {
+    std::string tuple;  // the key as a row value, collated
+    std::string order;  // ORDER BY list
+    std::string where;  // " WHERE ..." or ""
+    std::vector<std::optional<std::string>> params;
+    std::vector<int> formats;
+  };
+  Result<KeyBounds> Bounds(const TableSchema& table, const TableInfo& info, const KeyRange& range,
+                           std::string_view after, std::string_view through);
+  // Appends the parameters of one encoded key; returns its SQL ($n::type, ...).
+  Result<std::string> KeyParam(const TableSchema& table, const TableInfo& info,
+                               std::string_view encoded, std::string_view what_key,
+                               KeyBounds* kb);
+  // Inside a write transaction just begun: checks and records `fence` (see
+  // stores/store.h: epoch, a split's end) and sets *end to the end recorded
+  // for the range ("" = none). Sends BEGIN itself (with the fence upsert, one
+  // round trip); `txn` is started on success.
+  Status BeginFenced(const Fence& fence, std::string_view what, PgTxn* txn, std::string* end);
+  static Status SplitFenced(const Fence& fence, const std::string& end, std::string_view key);
   // `alias`: the rowid alias CheckBatch returned ("" for a primary key).
   Result<const WritePlan*> PlanWrite(const TableSchema& table, const std::string& alias,
                                      TableInfo* info);

@@ -114,32 +114,100 @@ Status PgStore::WriteBatch(const TableSchema& table, const RowBatch& batch, cons
   }
   const std::string what = fmt::format("write table {}", table.name);
   PgTxn txn(conn_);
-  // BEGIN and the fence in one round trip: the upsert only takes effect if no
-  // newer epoch is recorded, and locks the fence row until COMMIT.
-  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
-  const std::string meta = Qualified(kMetaTable);
-  {
-    FERRY_ASSIGN_OR_RETURN(
-        PgResult r,
-        Query(fmt::format("BEGIN; INSERT INTO {0} AS m (key, value) VALUES ({1}, {2}) "
-                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
-                          "WHERE m.value IS NULL OR m.value <= EXCLUDED.value RETURNING value",
-                          meta, PgQuoteLiteral(fence_key), static_cast<int64_t>(fence.epoch)),
-              what));
-    txn.Started();
-    if (PQntuples(r.get()) == 0) {
-      std::string recorded = "?";
-      auto q =
-          Query(fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)),
-                what);
-      if (q.ok() && PQntuples(q->get()) > 0) recorded = PQgetvalue(q->get(), 0, 0);
-      return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
-                                   fence.range_id, fence.epoch, recorded));
+  std::string end;
+  FERRY_RETURN_IF_ERROR(BeginFenced(fence, what, &txn, &end));
+  if (!end.empty()) {
+    for (const std::string& k : batch.keys) {
+      if (k >= end) return SplitFenced(fence, end, k);
     }
   }
   FERRY_RETURN_IF_ERROR(WriteRows(table, batch, *plan));
   FERRY_RETURN_IF_ERROR(Exec(plan->insert_sql, what));
   if (before_commit_) before_commit_();
+  FERRY_RETURN_IF_ERROR(Exec("COMMIT", what));
+  txn.Done();
+  return Status::Ok();
+}
+
+Status PgStore::BeginFenced(const Fence& fence, std::string_view what, PgTxn* txn,
+                            std::string* end) {
+  // BEGIN and the fence in one round trip: the upsert only takes effect if no
+  // newer epoch is recorded, and locks the fence row until COMMIT.
+  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
+  const std::string meta = Qualified(kMetaTable);
+  FERRY_ASSIGN_OR_RETURN(
+      PgResult r,
+      Query(fmt::format("BEGIN; INSERT INTO {0} AS m (key, value) VALUES ({1}, {2}) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
+                        "WHERE m.value IS NULL OR m.value <= EXCLUDED.value RETURNING value, "
+                        "encode(bytes, 'hex')",
+                        meta, PgQuoteLiteral(fence_key), static_cast<int64_t>(fence.epoch)),
+            what));
+  txn->Started();
+  if (PQntuples(r.get()) == 0) {
+    std::string recorded = "?";
+    auto q =
+        Query(fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)),
+              what);
+    if (q.ok() && PQntuples(q->get()) > 0) recorded = PQgetvalue(q->get(), 0, 0);
+    return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
+                                 fence.range_id, fence.epoch, recorded));
+  }
+  end->clear();
+  if (!PQgetisnull(r.get(), 0, 1)) {
+    const std::string hex = PQgetvalue(r.get(), 0, 1);
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+      end->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+  }
+  if (fence.parent_id != 0 && !fence.parent_end.empty()) {
+    // A tail of a split: from now on its parent ends where it starts (the
+    // smallest end wins). Locks the parent's fence row, so a batch of the
+    // parent's owner either commits before this or sees the end.
+    std::string hex;
+    for (unsigned char c : fence.parent_end) hex += fmt::format("{:02x}", c);
+    FERRY_RETURN_IF_ERROR(
+        Exec(fmt::format("INSERT INTO {0} AS m (key, value, bytes) VALUES ({1}, 0, "
+                         "decode('{2}', 'hex')) ON CONFLICT (key) DO UPDATE SET bytes = "
+                         "EXCLUDED.bytes WHERE m.bytes IS NULL OR m.bytes > EXCLUDED.bytes",
+                         meta,
+                         PgQuoteLiteral(fmt::format("fence/{}/{}", fence.plan_id, fence.parent_id)),
+                         hex),
+             what));
+  }
+  return Status::Ok();
+}
+
+Status PgStore::SplitFenced(const Fence& fence, const std::string& end, std::string_view key) {
+  return LeaseLost(fmt::format(
+      "range {}: split at {}, it ends there now; this batch writes {} (epoch {}): fenced",
+      fence.range_id, KeyToString(end), KeyToString(key), fence.epoch));
+}
+
+Status PgStore::DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
+                           const Fence& fence) {
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  FERRY_RETURN_IF_ERROR(CheckNotMetaTable(table.name));
+  FERRY_RETURN_IF_ERROR(EnsureConnected());
+  FERRY_ASSIGN_OR_RETURN(TableInfo * info, Info(table.name));
+  if (info->pk.empty()) {
+    return FailedPrecondition(fmt::format("target table {} has no primary key", table.name));
+  }
+  const std::string what = fmt::format("delete rows of table {}", table.name);
+  PgTxn txn(conn_);
+  std::string end;
+  FERRY_RETURN_IF_ERROR(BeginFenced(fence, what, &txn, &end));
+  for (const std::string& k : keys) {
+    if (!end.empty() && k >= end) return SplitFenced(fence, end, k);
+    KeyBounds kb;
+    FERRY_ASSIGN_OR_RETURN(std::string p, KeyParam(table, *info, k, "deleted", &kb));
+    std::vector<std::string> cols;
+    for (size_t c : info->pk) cols.push_back(PgQuoteIdent(info->cols[c].name));
+    const std::string sql =
+        fmt::format("DELETE FROM {} WHERE {} = {}", info->qualified,
+                    cols.size() == 1 ? cols[0] : "(" + Join(cols) + ")", p);
+    FERRY_RETURN_IF_ERROR(ExecPrepared(sql, what, kb.params, kb.formats, false).status());
+  }
   FERRY_RETURN_IF_ERROR(Exec("COMMIT", what));
   txn.Done();
   return Status::Ok();

@@ -13,6 +13,7 @@
 namespace ferry {
 
 namespace fs = std::filesystem;
+using sqlite_sql::AppendCell;
 using sqlite_sql::CellList;
 using sqlite_sql::KeySql;
 using sqlite_sql::MakeKeySql;
@@ -32,31 +33,6 @@ struct SqliteStore::FoldState {
 };
 
 namespace {
-
-// AppendKeyElement for a cell the engine holds, without building a Value.
-void AppendCell(sqlite3_value* v, std::string* out) {
-  switch (sqlite3_value_type(v)) {
-    case SQLITE_INTEGER:
-      AppendKeyInt(sqlite3_value_int64(v), out);
-      break;
-    case SQLITE_FLOAT:
-      AppendKeyReal(sqlite3_value_double(v), out);
-      break;
-    case SQLITE_TEXT: {
-      const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
-      AppendKeyText(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))), out);
-      break;
-    }
-    case SQLITE_BLOB: {
-      const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
-      size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
-      AppendKeyBlob(p ? std::string_view(p, n) : std::string_view(), out);
-      break;
-    }
-    default:
-      AppendKeyNull(out);
-  }
-}
 
 // PayloadBytes for a cell the engine holds.
 uint64_t CellBytes(sqlite3_value* v) {
@@ -198,7 +174,8 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
 
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence));
+  std::string end;
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence, &end));
   int p = 1;
   for (const Value& v : filter.params) copy->BindValue(p++, v);
   copy->Bind(p, static_cast<int64_t>(max_rows));
@@ -224,6 +201,8 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
     return Internal(fmt::format("table {}: direct copy folded {} rows but wrote {}", table.name,
                                 st.batch.rows, changed));
   }
+  // Rows are in key order: the last one is the largest (rolled back if fenced).
+  FERRY_RETURN_IF_ERROR(CheckBeforeEnd(fence, end, st.batch.last_key));
   FERRY_RETURN_IF_ERROR(txn.Commit());
   *out = std::move(st.batch);
   return Status::Ok();

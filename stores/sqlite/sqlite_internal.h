@@ -105,9 +105,17 @@ struct RangeFilter {
 
 Result<RangeFilter> MakeRangeFilter(const TableSchema& table, const KeySql& key,
                                     const KeyRange& range, std::string_view after);
+// Adds "key <= through" to `f` (nothing when `through` is empty).
+Status AddThrough(const TableSchema& table, const KeySql& key, std::string_view through,
+                  RangeFilter* f);
 
 // " WHERE a AND b", or "" for no conditions.
 std::string WhereClause(const std::vector<std::string>& conditions);
+
+// AppendKeyElement for a cell the engine holds, without building a Value.
+void AppendCell(sqlite3_value* v, std::string* out);
+// AppendValueCell (stores/row_compare.h) for a cell the engine holds.
+void AppendValueCell(sqlite3_value* v, std::string* out);
 
 }  // namespace sqlite_sql
 }  // namespace ferry

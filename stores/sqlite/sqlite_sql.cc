@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/key_codec.h"
+#include "stores/row_compare.h"
 #include "stores/sql_text.h"
 #include "stores/sqlite/sqlite_internal.h"
 #include "stores/table_checks.h"
@@ -80,6 +81,65 @@ Result<RangeFilter> MakeRangeFilter(const TableSchema& table, const KeySql& key,
     f.params.insert(f.params.end(), hi.begin(), hi.end());
   }
   return f;
+}
+
+Status AddThrough(const TableSchema& table, const KeySql& key, std::string_view through,
+                  RangeFilter* f) {
+  if (through.empty()) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(std::vector<Value> bound, DecodeBound(through, key.arity,
+                                                               table.rowid_key(), "last",
+                                                               table.name));
+  f->conditions.push_back(fmt::format("{} <= {}", key.tuple, Params(key.arity, f->params.size() + 1)));
+  f->params.insert(f->params.end(), bound.begin(), bound.end());
+  return Status::Ok();
+}
+
+void AppendCell(sqlite3_value* v, std::string* out) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+      AppendKeyInt(sqlite3_value_int64(v), out);
+      break;
+    case SQLITE_FLOAT:
+      AppendKeyReal(sqlite3_value_double(v), out);
+      break;
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+      AppendKeyText(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))), out);
+      break;
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
+      size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
+      AppendKeyBlob(p ? std::string_view(p, n) : std::string_view(), out);
+      break;
+    }
+    default:
+      AppendKeyNull(out);
+  }
+}
+
+void AppendValueCell(sqlite3_value* v, std::string* out) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+      AppendValueInt(sqlite3_value_int64(v), out);
+      break;
+    case SQLITE_FLOAT:
+      AppendValueReal(sqlite3_value_double(v), out);
+      break;
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+      AppendValueBytes(std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))), out);
+      break;
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
+      size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
+      AppendValueBytes(p ? std::string_view(p, n) : std::string_view(), out);
+      break;
+    }
+    default:
+      out->push_back(0x05);
+  }
 }
 
 std::string WhereClause(const std::vector<std::string>& conditions) {

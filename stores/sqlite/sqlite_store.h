@@ -36,6 +36,7 @@
 //   'version'                    the data version (integer)
 //   'boundary'                   the mirrored boundary (blob), absent = none
 //   'fence/<plan_id>/<range_id>' the highest epoch that wrote the range
+//   'fence_end/<plan_id>/<range_id>' (blob) the end a split gave the range
 //   'plan/<plan_id>'             1: the coordinator of that plan created its schema here
 // It is never listed, and a TableSchema naming it is refused
 // (stores/table_checks.h).
@@ -120,6 +121,21 @@ class SqliteStore : public Store {
   // kPermanent for constraint violations. On any error nothing is written.
   Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
 
+  // One BEGIN IMMEDIATE transaction: the fence as for WriteBatch, then a
+  // DELETE by key for each key.
+  Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
+                    const Fence& fence) override;
+
+  // One ordered walk of the key (LIMIT 1 OFFSET skip), reading no other cell.
+  Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
+                                              std::string_view after, uint64_t skip) override;
+
+  // One SELECT of the rows in key order, each folded straight from the
+  // engine's cells (no Values built).
+  Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
+                    std::string_view through, size_t max_rows, DigestMode mode,
+                    RowsDigest* out) override;
+
   // Direct copy (Store::CanCopyFrom / CopyBatch) from a SqliteStore opened as
   // the source: this target connection ATTACHes the source file read-only
   // (file:PATH?mode=ro, at most one source per connection) and copies each
@@ -172,8 +188,13 @@ class SqliteStore : public Store {
   Status MetaDelete(std::string_view key);
   Status CreateOneTable(const TableSchema& table);
   // In a write transaction: kLeaseLost if a newer epoch than fence.epoch is
-  // recorded for the range, else records fence.epoch.
-  Status CheckAndRecordFence(const Fence& fence);
+  // recorded for the range, else records fence.epoch; sets *end to the end
+  // a split gave the range ('fence_end/<plan>/<range>', "" = none), and for
+  // a split's tail records its parent's end.
+  Status CheckAndRecordFence(const Fence& fence, std::string* end);
+  // kLeaseLost if `key` is at or past `end` (non-empty).
+  static Status CheckBeforeEnd(const Fence& fence, const std::string& end, std::string_view key);
+
 
   // Targets of one process share, per file, a writer mutex held by every
   // write transaction and a WalCheckpointer (see the .cc).

@@ -28,7 +28,9 @@ Status SqliteStore::WriteBatch(const TableSchema& table, const RowBatch& batch,
 
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
-  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence));
+  std::string end;
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence, &end));
+  for (const std::string& k : batch.keys) FERRY_RETURN_IF_ERROR(CheckBeforeEnd(fence, end, k));
 
   for (size_t r = 0; r < batch.rows(); ++r) {
     const Value* row = batch.row(r);
@@ -43,7 +45,36 @@ Status SqliteStore::WriteBatch(const TableSchema& table, const RowBatch& batch,
   return txn.Commit();
 }
 
-Status SqliteStore::CheckAndRecordFence(const Fence& fence) {
+Status SqliteStore::DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
+                               const Fence& fence) {
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
+  const sqlite_sql::KeySql key = sqlite_sql::MakeKeySql(table, alias);
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt * del, Cached(fmt::format("DELETE FROM {} WHERE {} = {}", QuoteIdent(table.name),
+                                     key.tuple, sqlite_sql::Params(key.arity, 1))));
+  Txn txn(this);
+  FERRY_RETURN_IF_ERROR(txn.status());
+  std::string end;
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence, &end));
+  for (const std::string& k : keys) {
+    FERRY_RETURN_IF_ERROR(CheckBeforeEnd(fence, end, k));
+    auto values = DecodeKey(k);
+    if (!values.ok() || values->size() != key.arity) {
+      return InvalidArgument(fmt::format("table {}: key {} does not fit the table's key",
+                                         table.name, KeyToString(k)));
+    }
+    for (size_t i = 0; i < values->size(); ++i) del->BindValue(static_cast<int>(i + 1), (*values)[i]);
+    int rc = del->Step();
+    del->Reset();
+    if (rc != SQLITE_DONE) {
+      return db_.Error(rc, fmt::format("delete row {} of table {}", KeyToString(k), table.name));
+    }
+  }
+  return txn.Commit();
+}
+
+Status SqliteStore::CheckAndRecordFence(const Fence& fence, std::string* end) {
   const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
   FERRY_ASSIGN_OR_RETURN(std::optional<Value> recorded, MetaGet(fence_key));
   if (recorded && std::holds_alternative<int64_t>(*recorded) &&
@@ -51,7 +82,31 @@ Status SqliteStore::CheckAndRecordFence(const Fence& fence) {
     return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
                                  fence.range_id, fence.epoch, std::get<int64_t>(*recorded)));
   }
-  return MetaPut(fence_key, static_cast<int64_t>(fence.epoch));
+  FERRY_RETURN_IF_ERROR(MetaPut(fence_key, static_cast<int64_t>(fence.epoch)));
+  // The end a split gave this range, if any.
+  end->clear();
+  FERRY_ASSIGN_OR_RETURN(std::optional<Value> own_end,
+                         MetaGet(fmt::format("fence_end/{}/{}", fence.plan_id, fence.range_id)));
+  if (own_end && std::holds_alternative<Blob>(*own_end)) *end = std::get<Blob>(*own_end).bytes;
+  if (fence.parent_id != 0 && !fence.parent_end.empty()) {
+    // A tail of a split: from now on its parent ends where it starts.
+    const std::string parent_key =
+        fmt::format("fence_end/{}/{}", fence.plan_id, fence.parent_id);
+    FERRY_ASSIGN_OR_RETURN(std::optional<Value> parent_end, MetaGet(parent_key));
+    if (!parent_end || !std::holds_alternative<Blob>(*parent_end) ||
+        std::get<Blob>(*parent_end).bytes > fence.parent_end) {
+      FERRY_RETURN_IF_ERROR(MetaPut(parent_key, Blob{fence.parent_end}));
+    }
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::CheckBeforeEnd(const Fence& fence, const std::string& end,
+                                   std::string_view key) {
+  if (end.empty() || key < std::string_view(end)) return Status::Ok();
+  return LeaseLost(fmt::format(
+      "range {}: split at {}, it ends there now; this batch writes {} (epoch {}): fenced",
+      fence.range_id, KeyToString(end), KeyToString(key), fence.epoch));
 }
 
 // ---- metadata ----

@@ -1,0 +1,208 @@
+// Worker::Verify: a verify lease (see worker/worker.h and worker/verifier.h).
+// The lease is kept like a copy lease — heartbeats with the verification's
+// cursor, the lease keeper's deadline, pause, drain, stop, lease lost — and
+// every repair is written under the lease's fence.
+#include <fmt/format.h>
+
+#include <random>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/key_codec.h"
+#include "common/logging.h"
+#include "worker/verifier.h"
+#include "worker/worker.h"
+
+namespace ferry {
+namespace {
+
+constexpr size_t kMaxListedKeys = 20;
+
+uint64_t Seed() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+// The verify lease's fenced write path.
+class FencedRepairer final : public Repairer {
+ public:
+  FencedRepairer(Store* target, const TableSchema* schema, Fence fence)
+      : target_(target), schema_(schema), fence_(std::move(fence)) {}
+  Status Write(const RowBatch& rows) override { return target_->WriteBatch(*schema_, rows, fence_); }
+  Status Delete(const std::vector<std::string>& keys) override {
+    return target_->DeleteRows(*schema_, keys, fence_);
+  }
+
+ private:
+  Store* target_;
+  const TableSchema* schema_;
+  Fence fence_;
+};
+
+}  // namespace
+
+Result<const TableSchema*> Worker::TargetSchema(const std::string& table) {
+  auto it = target_schemas_.find(table);
+  if (it == target_schemas_.end()) {
+    FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> tables, target_->ListTables());
+    for (TableSchema& t : tables) target_schemas_[t.name] = std::move(t);
+    it = target_schemas_.find(table);
+  }
+  if (it == target_schemas_.end()) {
+    return Permanent(fmt::format("the new store {} has no table {} to verify",
+                                 target_->Describe(), table));
+  }
+  return &it->second;
+}
+
+Worker::Outcome Worker::Verify(Lease& lease) {
+  auto schema_it = schemas_.find(lease.table);
+  if (schema_it == schemas_.end()) {
+    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store", lease.table)));
+    return Outcome::kGaveBack;
+  }
+  const TableSchema& schema = schema_it->second;
+  auto target_schema = TargetSchema(lease.table);
+  if (!target_schema.ok()) {
+    ReportError(lease, target_schema.status());
+    return Outcome::kGaveBack;
+  }
+  const bool cross_engine = schema.dialect != (*target_schema)->dialect;
+  const DigestMode mode = cross_engine ? DigestMode::kValues : DigestMode::kExact;
+  StoreRowSource legacy(source_.get(), &schema, lease.bounds, mode);
+  StoreRowSource target(target_.get(), *target_schema, lease.bounds, mode);
+  FencedRepairer repairer(target_.get(), &schema, FenceOf(lease));
+  RangeVerifier::Options vo;
+  vo.chunk_rows = opt_.verify_chunk_rows ? opt_.verify_chunk_rows : std::max<size_t>(1000, batch_rows_);
+  vo.cross_engine = cross_engine;
+  vo.max_keys = kMaxListedKeys;
+  RangeVerifier verifier(&legacy, &target, &repairer, vo);
+
+  Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
+  // Claim the range in the new store first: from here on no batch of an
+  // earlier owner (an older epoch) lands in it.
+  bool claimed = false;
+  int64_t throttle_start = clock_->NowMs();
+  uint64_t throttle_rows = 0;
+  uint64_t throttle_limit = 0;
+  uint64_t chunks = 0, compared = 0;
+
+  for (;;) {
+    if (!DrainReplies(lease, 0)) return Outcome::kLost;
+    if (Stopping() || drain_) {
+      FinishRange(lease, /*complete=*/false);
+      return Outcome::kStopped;
+    }
+    const int64_t now = clock_->NowMs();
+    if (lease.keeper.HeartbeatDue()) {
+      SendHeartbeat(lease);
+      lease.keeper.HeartbeatSent();
+    }
+    if (client_.endpoint_count() > 1 && now - last_ack_ms_ > policy_.ttl_ms / 2) {
+      client_.Rotate();
+      heartbeat_sent_.clear();
+      last_ack_ms_ = now;
+    }
+    if (!lease.keeper.MayWrite()) {
+      if (!DrainReplies(lease, 50)) return Outcome::kLost;
+      if (lease.keeper.Expired()) {
+        LogEvent(spdlog::level::warn, "lease_expired",
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
+                  {"check", "no answer from the coordinator within the lease TTL"}});
+        return Outcome::kLost;
+      }
+      continue;
+    }
+    if (paused_) {
+      if (!DrainReplies(lease, 50)) return Outcome::kLost;
+      continue;
+    }
+    if (rate_limit_ != throttle_limit) {
+      throttle_limit = rate_limit_;
+      throttle_start = now;
+      throttle_rows = 0;
+    }
+    if (throttle_limit > 0) {
+      const int64_t due =
+          throttle_start + static_cast<int64_t>(throttle_rows * 1000 / throttle_limit);
+      if (due > now) {
+        if (!DrainReplies(lease, static_cast<int>(std::min<int64_t>(due - now, 50)))) {
+          return Outcome::kLost;
+        }
+        continue;
+      }
+    }
+    Status s;
+    ChunkResult chunk;
+    if (!claimed) {
+      s = target_->DeleteRows(schema, {}, FenceOf(lease));  // records the fence only
+      if (s.ok()) claimed = true;
+    }
+    if (s.ok()) s = verifier.VerifyChunk(lease.cursor, &chunk);
+    if (s.code() == Code::kLeaseLost) {
+      LogEvent(spdlog::level::warn, "fenced",
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"epoch", lease.epoch},
+                {"why", s.message()}});
+      return Outcome::kLost;
+    }
+    if (!s.ok()) {
+      const bool transient = s.code() == Code::kUnavailable;
+      if (transient && static_cast<uint32_t>(backoff.attempt()) < opt_.transient_retries) {
+        LogEvent(RetryLevel(backoff.attempt() + 2), "verify_retry",
+                 {{"worker", opt_.id},
+                  {"range", lease.range},
+                  {"epoch", lease.epoch},
+                  {"attempt", backoff.attempt() + 1},
+                  {"error", s.message()}});
+        const int64_t until = clock_->NowMs() + backoff.NextDelayMs();
+        while (clock_->NowMs() < until && !Stopping()) {
+          if (!DrainReplies(lease, 50)) return Outcome::kLost;
+          if (lease.keeper.HeartbeatDue()) {
+            SendHeartbeat(lease);
+            lease.keeper.HeartbeatSent();
+          }
+        }
+        continue;
+      }
+      ReportError(lease, s);
+      return Outcome::kGaveBack;
+    }
+    backoff.Reset();
+    ++chunks;
+    compared += chunk.compared_rows;
+    throttle_rows += chunk.legacy_rows;
+    if (chunk.repaired > 0) {
+      LogEvent(spdlog::level::warn, "repaired",
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"epoch", lease.epoch},
+                {"rows", chunk.repaired},
+                {"after", KeyToString(lease.cursor)}});
+      lease.repaired += chunk.repaired;
+      for (std::string& k : chunk.repaired_keys) {
+        if (lease.repaired_keys.size() < kMaxListedKeys) {
+          lease.repaired_keys.push_back(std::move(k));
+        } else {
+          lease.repaired_more++;
+        }
+      }
+      lease.repaired_more += chunk.repaired - chunk.repaired_keys.size();
+    }
+    lease.cursor = chunk.last_key;
+    if (chunk.end) {
+      LogEvent(spdlog::level::debug, "verified",
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"chunks", chunks},
+                {"rows_compared", compared},
+                {"repaired", lease.repaired}});
+      return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
+    }
+  }
+}
+
+}  // namespace ferry
