@@ -109,6 +109,10 @@ void LeaseTable::RebuildIndexes() {
     if (r.state == RangeState::kLeased && !r.verify_lease) table_leased_.back()++;
   }
   table_begin_.push_back(order_.size());  // end of the last table
+  for (RangeRecord& r : ranges_) r.split_head = false;
+  for (const RangeRecord& r : ranges_) {
+    if (r.parent >= 1 && r.parent <= ranges_.size()) ranges_[r.parent - 1].split_head = true;
+  }
   for (const RangeRecord& r : ranges_) {
     counts_[static_cast<int>(r.state)]++;
     rows_total_ += r.rows;
@@ -231,7 +235,8 @@ RangeRecord* LeaseTable::Owned(uint64_t range, uint64_t epoch, const std::string
 }
 
 Status LeaseTable::PastEnd(RangeRecord* r, const Progress& p) {
-  if (r->verify_lease || r->hi.empty() || p.cursor.empty() || p.cursor < r->hi) {
+  if (!r->split_head || r->verify_lease || r->hi.empty() || p.cursor.empty() ||
+      p.cursor < r->hi) {
     return Status::Ok();
   }
   // The owner copied past the end its range has had since a split (it

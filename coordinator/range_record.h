@@ -44,6 +44,7 @@ struct RangeRecord {
   // split keeps the head [lo, key) under the owner's epoch (hi and est_rows
   // change) and makes the tail [key, hi) a new pending range.
   uint64_t parent = 0;
+  bool split_head = false;  // some range was split off this one (derived on load)
   // Verification (--verify).
   bool verified = false;      // compared (and repaired) after its copy
   bool verify_lease = false;  // the current lease (state leased) verifies

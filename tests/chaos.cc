@@ -66,6 +66,8 @@ struct Options {
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
   std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
+  bool verify = false;    // coordinator --verify: every range verified before the bump
+  int64_t split_interval_ms = 0;  // coordinator --force-split-interval-ms (0 = off)
 };
 
 constexpr int kFromVersion = 1;
@@ -545,6 +547,11 @@ class Run {
                    "--batch-rows",   std::to_string(o_.batch_rows),
                    "--from-version", std::to_string(kFromVersion),
                    "--to-version",   std::to_string(kToVersion)};
+    if (o_.verify) coord_args_.push_back("--verify");
+    if (o_.split_interval_ms > 0) {
+      coord_args_.push_back("--force-split-interval-ms");
+      coord_args_.push_back(std::to_string(o_.split_interval_ms));
+    }
     StartCoordinator();
     // Hit planning: kill the first coordinator after a random moment within
     // the (measured) planning time, on most runs.
@@ -932,6 +939,56 @@ class Run {
   RunStats stats_;
 };
 
+// What --verify and --split-interval-ms add to a run's checks and line.
+struct ScaleStats {
+  int64_t ranges = 0, planned = 0, split_events = 0, verified = 0, repaired = 0;
+  std::string Describe(const Options& o) const {
+    std::string out;
+    if (o.split_interval_ms > 0) {
+      out += fmt::format("; {} splits ({} planned ranges -> {})", split_events, planned, ranges);
+    }
+    if (o.verify) out += fmt::format("; {} of {} ranges verified, {} rows repaired", verified,
+                                     ranges, repaired);
+    return out;
+  }
+};
+
+// With --verify every range must be verified; with forced splits the plan
+// must still tile each table (every range's hi is the next one's lo, in key
+// order) — the row comparison already proves nothing was lost or doubled.
+void CheckScale(const Options& o, const std::string& state, CheckResult* res, ScaleStats* st) {
+  Sql db(state);
+  st->ranges = db.Int("SELECT count(*) FROM ranges", -1);
+  st->planned = db.Int("SELECT count(*) FROM ranges WHERE parent = 0", -1);
+  st->split_events = db.Int("SELECT count(*) FROM events WHERE kind = 'split'", -1);
+  st->verified = db.Int("SELECT count(*) FROM ranges WHERE verified = 1", -1);
+  st->repaired = db.Int("SELECT coalesce(sum(rows_repaired), 0) FROM ranges", -1);
+  if (o.verify && st->verified != st->ranges) {
+    res->problems.push_back(
+        fmt::format("--verify: {} of {} ranges verified at completion", st->verified, st->ranges));
+  }
+  if (st->ranges - st->planned != st->split_events) {
+    res->problems.push_back(fmt::format("{} ranges split off but {} split events",
+                                        st->ranges - st->planned, st->split_events));
+  }
+  // Each table: the ranges sorted by lo chain from '' to '' without a gap.
+  const int64_t gaps = db.Int(
+      "WITH o AS (SELECT table_name, lo, hi, lead(lo) OVER (PARTITION BY table_name ORDER BY lo) "
+      "AS next FROM ranges) SELECT count(*) FROM o WHERE (next IS NULL AND hi <> x'') OR "
+      "(next IS NOT NULL AND hi <> next)",
+      -1);
+  const int64_t starts = db.Int(
+      "SELECT count(*) FROM (SELECT table_name, min(lo) AS m FROM ranges GROUP BY table_name) "
+      "WHERE m <> x''",
+      -1);
+  if (gaps != 0 || starts != 0) {
+    res->problems.push_back(fmt::format(
+        "the ranges do not tile the key space: {} gaps or overlaps, {} tables not starting at "
+        "the start",
+        gaps, starts));
+  }
+}
+
 std::string MakeRunDir(int index) {
   std::string tmpl =
       (std::filesystem::temp_directory_path() / fmt::format("ferry-chaos-{}-XXXXXX", index))
@@ -982,6 +1039,12 @@ int main(int argc, char** argv) {
                  "like --target-pg, with the URI read from this environment variable; if it is "
                  "unset or empty, print `chaos: skipped (NAME not set)` and exit 0")
       ->excludes(pg_opt);
+  app.add_flag("--verify", o.verify,
+               "run the coordinator with --verify: every range verified (and repaired) by a "
+               "worker under the chaos before the version bump; checks that all are verified");
+  app.add_option("--split-interval-ms", o.split_interval_ms,
+                 "force splits: the coordinator asks every copy lease's owner to split this "
+                 "often (--force-split-interval-ms); counts the splits");
   std::string check_dir;
   app.add_option("--check", check_dir,
                  "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
@@ -996,7 +1059,7 @@ int main(int argc, char** argv) {
     o.target_pg = v;
   }
   if (o.rows < 10 || o.workers < 1 || o.runs < 1 || o.kill_interval_ms < 1 || o.lease_ttl <= 0 ||
-      o.range_rows < 1 || o.batch_rows < 1 || o.max_seconds < 1) {
+      o.range_rows < 1 || o.batch_rows < 1 || o.max_seconds < 1 || o.split_interval_ms < 0) {
     std::cerr << "ferry-chaos: error: --rows >= 10, and --workers, --runs, --kill-interval-ms, "
                  "--lease-ttl, --range-rows, --batch-rows, --max-seconds must be positive\n";
     return 2;
@@ -1028,10 +1091,13 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}\n",
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}{}{}\n",
                    o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
                    o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off",
-                   o.target_pg.empty() ? "sqlite" : "postgresql")
+                   o.target_pg.empty() ? "sqlite" : "postgresql", o.verify ? ", verify" : "",
+                   o.split_interval_ms
+                       ? fmt::format(", forced splits every {} ms", o.split_interval_ms)
+                       : "")
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
@@ -1045,6 +1111,7 @@ int main(int argc, char** argv) {
     std::string why;
     CheckResult check;
     RunStats stats;
+    ScaleStats scale;
     double secs = 0;
     bool via_restart = false;
     std::unique_ptr<PgTestDb> pgdb;  // the PostgreSQL new store (--target-pg)
@@ -1076,6 +1143,7 @@ int main(int argc, char** argv) {
       }
       if (complete) {
         CheckFinish(run.cluster().state, target, &check);
+        CheckScale(o, run.cluster().state, &check, &scale);
         std::string rerun_why;
         if (check.problems.empty() && !run.ReRunIsNoop(&rerun_why))
           check.problems.push_back(rerun_why);
@@ -1097,11 +1165,11 @@ int main(int argc, char** argv) {
                      "run {}: {} in {:.1f} s: {} rows, {} lost, {} duplicated-or-extra, {} "
                      "mismatched; {} chaos actions ({} on the coordinator: {} planning hits, {} "
                      "end hits), {} kills, {} pauses, {} terms, {} restarts, {} coordinator "
-                     "starts, {} worker starts{}{}",
+                     "starts, {} worker starts{}{}{}",
                      i, ok ? "ok" : "FAILED", secs, check.legacy_rows, check.lost, check.extra,
                      check.mismatched, stats.actions, stats.coord_actions, stats.plan_hits,
                      stats.end_hits, stats.kills, stats.pauses, stats.terms, stats.restarts,
-                     stats.coord_starts, stats.worker_starts,
+                     stats.coord_starts, stats.worker_starts, scale.Describe(o),
                      via_restart ? "; completion seen by a restarted coordinator" : "",
                      why.empty() ? "" : "; " + why)
               << "\n";

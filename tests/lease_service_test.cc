@@ -417,6 +417,171 @@ TEST(LeaseServiceTest, LiveWorkersAreHeardFromWithinTheLivenessWindowAndNotGoneO
   EXPECT_STREQ(s.svc.workers().StateOf(*c), "gone");
 }
 
+// ---- splitting a leased range in flight ----
+
+// One range of 100,000 estimated rows, keys 0..99999.
+std::vector<RangeRecord> BigRange() {
+  RangeRecord r;
+  r.id = 1;
+  r.table = "t";
+  r.est_rows = 100000;
+  return {r};
+}
+
+struct SplitService : Service {
+  SplitService() : Service(1) {
+    JobMeta job;
+    job.plan_id = "plan1";
+    svc.Load(job, BigRange(), {});
+  }
+  std::optional<Reply> Heartbeat(const std::string& w, const GrantReply& g, int64_t cursor,
+                                 uint64_t rows, const std::string& split_key = "",
+                                 uint64_t split_rows = 0) {
+    ProgressReport p;
+    p.kind = ReportKind::kHeartbeat;
+    p.lease = LeaseRef{g.range, g.epoch, w};
+    const std::string c = Key(cursor);
+    p.progress = Progress{c, rows, rows, 0};
+    p.features = kFeatureVerify | kFeatureSplit;
+    p.split_key = split_key;
+    p.split_rows = split_rows;
+    return svc.Report(++rid, p, false);
+  }
+  GrantReply LeaseSplitting(const std::string& w) {
+    auto r = svc.RequestLease(++rid, LeaseRequest{w, kFeatureVerify | kFeatureSplit}, false);
+    EXPECT_TRUE(r && std::holds_alternative<GrantReply>(*r));
+    return r && std::holds_alternative<GrantReply>(*r) ? std::get<GrantReply>(*r) : GrantReply{};
+  }
+};
+
+TEST(LeaseServiceTest, IdleWorkersGetTheTailOfASlowRangeSplitAtTheOwnersKey) {
+  SplitService s;
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", kFeatureVerify | kFeatureSplit});
+  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", kFeatureVerify | kFeatureSplit});
+  GrantReply g = s.LeaseSplitting("w1");
+  s.clock.Advance(2000);
+  auto ack = s.Heartbeat("w1", g, 9999, 10000);  // 5,000 rows/s: 18 s to go
+  ASSERT_EQ(Service::Kind(ack), "ack");
+  EXPECT_FALSE(std::get<AckReply>(*ack).split);  // nobody waits: no split
+  EXPECT_TRUE(std::get<AckReply>(*ack).hi_valid);
+  // w2 finds nothing pending and waits; the policy asks w1 to split.
+  EXPECT_EQ(Service::Kind(s.svc.RequestLease(++s.rid, LeaseRequest{"w2", 3}, true)), "waiting");
+  s.Pass();
+  ack = s.Heartbeat("w1", g, 10999, 11000);
+  ASSERT_EQ(Service::Kind(ack), "ack");
+  const AckReply asked = std::get<AckReply>(*ack);
+  ASSERT_TRUE(asked.split);
+  EXPECT_EQ(asked.split_keep, (100000 - 10000) / 2);  // asked at 10,000 rows
+  // w1 proposes the key 44,500 rows after its cursor; the split commits.
+  ack = s.Heartbeat("w1", g, 10999, 11000, Key(55499), 44500);
+  ASSERT_EQ(Service::Kind(ack), "ack");
+  EXPECT_EQ(std::get<AckReply>(*ack).hi, Key(55499));  // the answer: the range ends there
+  StateCommit c = s.Pass();
+  ASSERT_EQ(c.inserted.size(), 1u);
+  EXPECT_EQ(c.inserted[0]->parent, 1u);
+  EXPECT_EQ(c.inserted[0]->lo, Key(55499));
+  EXPECT_EQ(c.inserted[0]->hi, "");
+  EXPECT_EQ(c.inserted[0]->est_rows, 100000u - 11000 - 44500);
+  int splits = 0;
+  for (const Event& e : c.events) splits += e.kind == "split";
+  EXPECT_EQ(splits, 1);
+  const RangeRecord* head = s.svc.table().Find(1);
+  EXPECT_EQ(head->hi, Key(55499));
+  EXPECT_EQ(head->est_rows, 11000u + 44500);
+  EXPECT_EQ(head->state, RangeState::kLeased);
+  EXPECT_EQ(head->epoch, g.epoch);  // the owner keeps the head under its epoch
+  // The waiting worker gets the tail.
+  auto answers = s.svc.AnswerWaiting();
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<GrantReply>(answers[0].reply));
+  const GrantReply tail = std::get<GrantReply>(answers[0].reply);
+  EXPECT_EQ(tail.range, 2u);
+  EXPECT_EQ(tail.parent, 1u);
+  EXPECT_EQ(tail.lo, Key(55499));
+  EXPECT_GT(tail.epoch, g.epoch);
+  // Key order: the tail right after its head.
+  EXPECT_EQ(s.svc.table().order(), (std::vector<uint64_t>{1, 2}));
+}
+
+// The owner never hears the answer to its proposal (the ack is lost): a
+// re-sent proposal gets the same answer (no second tail), and a report
+// whose cursor is past the new end — an owner that copied on regardless —
+// is fenced: the lease is revoked and the head resumes from its last cursor
+// inside it.
+TEST(LeaseServiceTest, SplitWhoseAnswerIsLostCannotBeCopiedPast) {
+  SplitService s;
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", 3});
+  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", 3});
+  GrantReply g = s.LeaseSplitting("w1");
+  s.clock.Advance(2000);
+  s.Heartbeat("w1", g, 9999, 10000);
+  EXPECT_EQ(Service::Kind(s.svc.RequestLease(++s.rid, LeaseRequest{"w2", 3}, true)), "waiting");
+  s.Pass();
+  ASSERT_TRUE(std::get<AckReply>(*s.Heartbeat("w1", g, 10999, 11000)).split);
+  (void)s.Heartbeat("w1", g, 10999, 11000, Key(55499), 44500);  // the answer is lost
+  s.Pass();
+  GrantReply tail = std::get<GrantReply>(s.svc.AnswerWaiting().at(0).reply);
+  ASSERT_EQ(tail.range, 2u);
+  // The owner repeats its proposal: the same answer, nothing new.
+  auto again = s.Heartbeat("w1", g, 20999, 21000, Key(55499), 44500);
+  ASSERT_EQ(Service::Kind(again), "ack");
+  EXPECT_EQ(std::get<AckReply>(*again).hi, Key(55499));
+  StateCommit c = s.Pass();
+  EXPECT_TRUE(c.inserted.empty());
+  EXPECT_EQ(s.svc.table().ranges().size(), 2u);
+  // An owner that copied past the split: fenced, its lease revoked; the
+  // head keeps the last cursor inside it.
+  EXPECT_EQ(Service::Kind(s.Heartbeat("w1", g, 60000, 61000)), "lease lost");
+  const RangeRecord* head = s.svc.table().Find(1);
+  EXPECT_EQ(head->state, RangeState::kPending);
+  EXPECT_EQ(head->cursor, Key(20999));
+  EXPECT_EQ(head->rows, 21000u);
+  // Its completion too (the lease is gone).
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kComplete, "w1", 1, g.epoch, Key(99999), 100000)),
+            "lease lost");
+  // The head is granted again ending at the split.
+  GrantReply again_head = s.LeaseSplitting("w1");
+  EXPECT_EQ(again_head.range, 1u);
+  EXPECT_EQ(again_head.hi, Key(55499));
+  EXPECT_EQ(again_head.cursor, Key(20999));
+  EXPECT_GT(again_head.epoch, tail.epoch);
+}
+
+TEST(LeaseServiceTest, UnaskedOrBadSplitProposalsAreRefused) {
+  SplitService s;
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", 3});
+  GrantReply g = s.LeaseSplitting("w1");
+  s.clock.Advance(2000);
+  // Not asked: the ack keeps the old end.
+  auto ack = s.Heartbeat("w1", g, 9999, 10000, Key(50000), 40000);
+  EXPECT_EQ(std::get<AckReply>(*ack).hi, "");
+  EXPECT_EQ(s.svc.table().ranges().size(), 1u);
+  // Asked (forced), but the key is not beyond the cursor.
+  ServiceSettings forced = Service::Settings();
+  forced.force_split_interval_ms = 100;
+  LeaseService f(forced, &s.clock);
+  JobMeta job;
+  job.plan_id = "p";
+  f.Load(job, BigRange(), {});
+  f.Register(RegisterRequest{"w1", "h", 1, "t", 3});
+  auto r = f.RequestLease(1, LeaseRequest{"w1", 3}, false);
+  const GrantReply fg = std::get<GrantReply>(*r);
+  f.Tick();
+  ProgressReport p;
+  p.kind = ReportKind::kHeartbeat;
+  p.lease = LeaseRef{fg.range, fg.epoch, "w1"};
+  const std::string cursor = Key(5000);
+  p.progress = Progress{cursor, 5001, 0, 0};
+  p.features = 3;
+  auto a = f.Report(2, p, false);
+  ASSERT_TRUE(std::get<AckReply>(*a).split);
+  const std::string behind = Key(100);
+  p.split_key = behind;
+  a = f.Report(3, p, false);
+  EXPECT_EQ(std::get<AckReply>(*a).hi, "");
+  EXPECT_EQ(f.table().ranges().size(), 1u);
+}
+
 // ---- a reference model under random schedules ----
 //
 // Several workers send random requests — lease, heartbeat, complete,

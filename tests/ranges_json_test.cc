@@ -33,7 +33,11 @@ std::string TreeJson(const std::vector<RangeRecord>& ranges, const std::string* 
                         {"bytes", r.bytes},
                         {"attempts", r.attempts},
                         {"errors", r.errors},
-                        {"last_error", r.last_error}};
+                        {"last_error", r.last_error},
+                        {"parent", r.parent},
+                        {"repaired", r.rows_repaired},
+                        {"verified", r.verified},
+                        {"verifying", r.state == RangeState::kLeased && r.verify_lease}};
     if (reason) j["reason"] = *reason;
     arr.push_back(std::move(j));
   }
@@ -74,6 +78,10 @@ std::vector<RangeRecord> AwkwardRanges() {
     r.attempts = UINT32_MAX;
     r.errors = 3;
     r.last_error = t;
+    r.parent = id % 3;
+    r.rows_repaired = id * 7;
+    r.verified = id % 2;
+    r.verify_lease = id % 3 == 0;
     v.push_back(r);
   }
   return v;
