@@ -101,8 +101,8 @@ Status CheckReadBack(const OpenedJob& j) {
     for (const TableSchema& t : *listed) {
       if (t.name == want.name) have = &t;
     }
-    Status s = have ? Status::Ok()
-                    : NotFound(fmt::format("table {} is not visible in it", want.name));
+    Status s =
+        have ? Status::Ok() : NotFound(fmt::format("table {} is not visible in it", want.name));
     RowBatch batch;
     if (s.ok()) s = j.target->ReadBatch(*have, KeyRange{want.name, "", ""}, "", 1, 1 << 20, &batch);
     if (!s.ok()) {

@@ -296,7 +296,7 @@ void LeaseService::MaybeAskSplits() {
   // or it cannot split) is dropped; the range may be asked again after the
   // cool-down.
   const int64_t cooldown = forced ? settings_.force_split_interval_ms
-                                  : std::max<int64_t>(2000, 2 * settings_.policy.heartbeat_ms);
+                                  : std::max<int64_t>(1000, 2 * settings_.policy.heartbeat_ms);
   std::vector<SplitCandidate> candidates;
   for (uint64_t id : table_.leased()) {
     const RangeRecord* r = table_.Find(id);
@@ -318,15 +318,16 @@ void LeaseService::MaybeAskSplits() {
     candidates.push_back(c);
   }
   // Idle: workers whose lease requests wait (nothing was grantable).
-  const std::vector<SplitAsk> asks = forced ? ForceSplits(candidates, settings_.split)
-                                            : ChooseSplits(candidates, waiting_.size(),
-                                                           settings_.split);
+  const std::vector<SplitAsk> asks =
+      forced ? ForceSplits(candidates, settings_.split)
+             : ChooseSplits(candidates, waiting_.size(), settings_.split);
   for (const SplitAsk& a : asks) {
     table_.AskSplit(a.range, a.keep_rows);
     metrics_.split_asks++;
     const RangeRecord* r = table_.Find(a.range);
-    LogEvent(spdlog::level::debug, "split_ask",
-             {{"range", a.range}, {"epoch", r->epoch}, {"worker", r->owner}, {"keep", a.keep_rows}});
+    LogEvent(
+        spdlog::level::debug, "split_ask",
+        {{"range", a.range}, {"epoch", r->epoch}, {"worker", r->owner}, {"keep", a.keep_rows}});
   }
 }
 
@@ -352,14 +353,15 @@ void LeaseService::ApplySplitProposal(const ProgressReport& r) {
   if (repeat) return;  // committed before; the ack repeats the answer
   metrics_.splits++;
   const RangeRecord* head = table_.Find(l.range);
-  Record(Event{clock_->NowMs(), "split", l.range, l.epoch, l.worker,
-               fmt::format("at {}: range {} keeps [{}, {}) (~{} rows to go), new range {} takes "
-                           "[{}, {}) (~{} rows)",
-                           KeyToString(r.split_key), l.range,
-                           head->lo.empty() ? "(start)" : KeyToString(head->lo),
-                           KeyToString(head->hi), head->est_rows - std::min(head->est_rows, head->rows),
-                           (*tail)->id, KeyToString((*tail)->lo),
-                           old_hi.empty() ? "(end)" : KeyToString(old_hi), (*tail)->est_rows)});
+  Record(
+      Event{clock_->NowMs(), "split", l.range, l.epoch, l.worker,
+            fmt::format("at {}: range {} keeps [{}, {}) (~{} rows to go), new range {} takes "
+                        "[{}, {}) (~{} rows)",
+                        KeyToString(r.split_key), l.range,
+                        head->lo.empty() ? "(start)" : KeyToString(head->lo), KeyToString(head->hi),
+                        head->est_rows - std::min(head->est_rows, head->rows), (*tail)->id,
+                        KeyToString((*tail)->lo), old_hi.empty() ? "(end)" : KeyToString(old_hi),
+                        (*tail)->est_rows)});
 }
 
 void LeaseService::RecordRepairs(const ProgressReport& r) {

@@ -133,9 +133,8 @@ void LeaseTable::RebuildIndexes() {
 }
 
 uint32_t LeaseTable::TableOf(uint64_t id) const {
-  return static_cast<uint32_t>(
-      std::upper_bound(table_begin_.begin(), table_begin_.end(), Pos(id)) - table_begin_.begin() -
-      1);
+  return static_cast<uint32_t>(std::upper_bound(table_begin_.begin(), table_begin_.end(), Pos(id)) -
+                               table_begin_.begin() - 1);
 }
 
 void LeaseTable::UpdateIdle(uint32_t t) {
@@ -201,9 +200,9 @@ void LeaseTable::SetDeadline(RangeRecord* r, int64_t deadline_ms) {
 const RangeRecord* LeaseTable::Grant(const std::string& worker, bool may_verify) {
   const bool verify = may_verify && verify_ && !verify_pending_.empty();
   if (!verify && pending_.empty()) return nullptr;
-  const uint64_t id = verify ? AtPos(*verify_pending_.begin())
-                             : AtPos(idle_tables_.empty() ? *pending_.begin()
-                                                          : *idle_tables_.begin());
+  const uint64_t id = verify
+                          ? AtPos(*verify_pending_.begin())
+                          : AtPos(idle_tables_.empty() ? *pending_.begin() : *idle_tables_.begin());
   RangeRecord* r = &ranges_[id - 1];
   r->verify_lease = verify;  // before SetState: it files the lease by kind
   SetState(r, RangeState::kLeased);
@@ -235,8 +234,7 @@ RangeRecord* LeaseTable::Owned(uint64_t range, uint64_t epoch, const std::string
 }
 
 Status LeaseTable::PastEnd(RangeRecord* r, const Progress& p) {
-  if (!r->split_head || r->verify_lease || r->hi.empty() || p.cursor.empty() ||
-      p.cursor < r->hi) {
+  if (!r->split_head || r->verify_lease || r->hi.empty() || p.cursor.empty() || p.cursor < r->hi) {
     return Status::Ok();
   }
   // The owner copied past the end its range has had since a split (it

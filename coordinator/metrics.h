@@ -36,9 +36,9 @@ struct LeaseMetrics {
   uint64_t revokes = 0;
   uint64_t lease_lost = 0;
   uint64_t range_errors = 0;
-  uint64_t splits = 0;               // splits committed
-  uint64_t split_asks = 0;           // owners asked to split
-  uint64_t verify_completions = 0;   // ranges verified
+  uint64_t splits = 0;              // splits committed
+  uint64_t split_asks = 0;          // owners asked to split
+  uint64_t verify_completions = 0;  // ranges verified
   // Rows per heartbeat (the batch rows a worker committed since the last one).
   Histogram progress_rows{{100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000}};
 };

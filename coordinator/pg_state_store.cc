@@ -368,11 +368,10 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
 
 Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
-      PgResult r,
-      Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
-                                schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1),
-                    {}},
-          "read the ranges"));
+      PgResult r, Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
+                                            schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1),
+                                {}},
+                      "read the ranges"));
   const PGresult* p = r.get();
   std::vector<RangeRecord> out;
   out.reserve(PQntuples(p));
@@ -517,10 +516,11 @@ PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& rang
                   "$18::int[], $19::int[], $20::bytea[], $21::bigint[]) AS v(c1, c2, c3, c4, c5, "
                   "c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21)",
                   kRangeColumns),
-      {id.Done(), table.Done(), lo.Done(), hi.Done(), est.Done(), state.Done(), owner.Done(),
-       epoch.Done(), deadline.Done(), cursor.Done(), rows.Done(), bytes.Done(), digest.Done(),
-       attempts.Done(), errors.Done(), last_error.Done(), parent.Done(), verified.Done(),
-       verify_lease.Done(), verify_cursor.Done(), repaired.Done()}};
+      {id.Done(),         table.Done(),  lo.Done(),       hi.Done(),           est.Done(),
+       state.Done(),      owner.Done(),  epoch.Done(),    deadline.Done(),     cursor.Done(),
+       rows.Done(),       bytes.Done(),  digest.Done(),   attempts.Done(),     errors.Done(),
+       last_error.Done(), parent.Done(), verified.Done(), verify_lease.Done(), verify_cursor.Done(),
+       repaired.Done()}};
 }
 
 }  // namespace

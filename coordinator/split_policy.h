@@ -29,16 +29,16 @@ namespace ferry {
 
 struct SplitCandidate {
   uint64_t range = 0;
-  uint64_t rows_left = 0;     // est_rows - rows (0 when past the estimate)
+  uint64_t rows_left = 0;      // est_rows - rows (0 when past the estimate)
   double rows_per_second = 0;  // on the current lease; 0 = not measured yet
   int64_t leased_ms = 0;       // how long the current lease has run
 };
 
 struct SplitPolicyOptions {
   uint64_t min_rows = 1000;
-  int64_t min_finish_ms = 2000;
+  int64_t min_finish_ms = 1000;
   double behind = 1.5;
-  int64_t min_leased_ms = 1000;  // a rate measured over less is not used
+  int64_t min_leased_ms = 500;  // a rate measured over less is not used
 };
 
 struct SplitAsk {

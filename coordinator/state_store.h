@@ -64,7 +64,7 @@ struct LeaderInfo {
 };
 
 struct StateCommit {
-  const JobMeta* job = nullptr;  // written when set
+  const JobMeta* job = nullptr;              // written when set
   std::vector<const RangeRecord*> ranges;    // changed ranges (updated)
   std::vector<const RangeRecord*> inserted;  // new ranges (split tails), inserted first
   std::vector<Event> events;

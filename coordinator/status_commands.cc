@@ -255,8 +255,7 @@ std::string StatusCommands::MetricsText() const {
   RenderCounter("ferry_range_errors_total", "Copy errors reported by workers.", m.range_errors,
                 &out);
   RenderCounter("ferry_splits_total", "Leased ranges split in flight.", m.splits, &out);
-  RenderCounter("ferry_split_asks_total", "Owners asked to split their range.", m.split_asks,
-                &out);
+  RenderCounter("ferry_split_asks_total", "Owners asked to split their range.", m.split_asks, &out);
   RenderCounter("ferry_verify_completions_total", "Ranges verified (--verify).",
                 m.verify_completions, &out);
   RenderCounter("ferry_rows_repaired_total", "Rows re-copied or deleted by verification.",

@@ -69,10 +69,9 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         if (m.getWorkerId().size() == 0 || m.getWorkerId().size() > kMaxIdBytes) {
           return Bad(out.request_id, "worker id must be 1..256 bytes");
         }
-        out.request =
-            RegisterRequest{std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
-                            m.getFeatures()};
+        out.request = RegisterRequest{
+            std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
+            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())), m.getFeatures()};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST: {
@@ -110,9 +109,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         for (size_t i = 0; i < keys.size() && i < kMaxRepairedKeys; ++i) {
           r.repaired_keys.emplace_back(AsView(keys[i]).substr(0, kMaxKeyBytes));
         }
-        r.repaired_more = m.getRepairedMore() + (keys.size() > kMaxRepairedKeys
-                                                     ? keys.size() - kMaxRepairedKeys
-                                                     : 0);
+        r.repaired_more = m.getRepairedMore() +
+                          (keys.size() > kMaxRepairedKeys ? keys.size() - kMaxRepairedKeys : 0);
         out.request = std::move(r);
         return out;
       }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/key_codec.h"
 
@@ -93,19 +94,79 @@ std::optional<size_t> FirstDifferentCell(const Value* x, const Value* y, size_t 
   return std::nullopt;
 }
 
-void AppendValueBytes(std::string_view bytes, std::string* out) {
-  // The key encoding's text escaping (0x00 -> 0x00 0xFF, then 0x00), under
-  // its own tag so that a cell is never mistaken for a key element.
-  std::string tmp;
-  AppendKeyText(bytes, &tmp);
-  tmp[0] = 0x31;
-  *out += tmp;
+namespace {
+
+void AppendLength(size_t n, std::string* out) {
+  const uint32_t len = static_cast<uint32_t>(n);
+  char b[4] = {static_cast<char>(len >> 24), static_cast<char>(len >> 16),
+               static_cast<char>(len >> 8), static_cast<char>(len)};
+  out->append(b, 4);
 }
 
-void AppendValueInt(int64_t v, std::string* out) { AppendValueBytes(std::to_string(v), out); }
+void AppendU64(uint64_t v, std::string* out) {
+  char b[8];
+  for (int i = 7; i >= 0; --i, v >>= 8) b[i] = static_cast<char>(v & 0xff);
+  out->append(b, 8);
+}
+
+}  // namespace
+
+void AppendExactNull(std::string* out) { out->push_back('n'); }
+
+void AppendExactInt(int64_t v, std::string* out) {
+  out->push_back('i');
+  AppendU64(static_cast<uint64_t>(v), out);
+}
+
+void AppendExactReal(double v, std::string* out) {
+  uint64_t bits;
+  static_assert(sizeof bits == sizeof v);
+  std::memcpy(&bits, &v, sizeof bits);
+  out->push_back('r');
+  AppendU64(bits, out);
+}
+
+void AppendExactBytes(char tag, std::string_view bytes, std::string* out) {
+  out->push_back(tag);
+  AppendLength(bytes.size(), out);
+  out->append(bytes);
+}
+
+void AppendExactCell(const Value& v, std::string* out) {
+  switch (v.index()) {
+    case 1:
+      AppendExactInt(std::get<int64_t>(v), out);
+      break;
+    case 2:
+      AppendExactReal(std::get<double>(v), out);
+      break;
+    case 3:
+      AppendExactBytes('t', std::get<Text>(v).bytes, out);
+      break;
+    case 4:
+      AppendExactBytes('b', std::get<Blob>(v).bytes, out);
+      break;
+    default:
+      AppendExactNull(out);
+  }
+}
+
+void AppendValueBytes(std::string_view bytes, std::string* out) {
+  out->push_back('v');
+  AppendLength(bytes.size(), out);
+  out->append(bytes);
+}
+
+void AppendValueInt(int64_t v, std::string* out) {
+  char buf[24];
+  const auto r = fmt::format_to_n(buf, sizeof buf, "{}", v);
+  AppendValueBytes(std::string_view(buf, r.size), out);
+}
 
 void AppendValueReal(double v, std::string* out) {
-  AppendValueBytes(fmt::format("{}", v), out);
+  char buf[40];
+  const auto r = fmt::format_to_n(buf, sizeof buf, "{}", v);
+  AppendValueBytes(std::string_view(buf, std::min(r.size, sizeof buf)), out);
 }
 
 void AppendValueCell(const Value& v, std::string* out) {
@@ -123,7 +184,7 @@ void AppendValueCell(const Value& v, std::string* out) {
       AppendValueBytes(std::get<Blob>(v).bytes, out);
       break;
     default:
-      out->push_back(0x05);
+      out->push_back('n');
   }
 }
 
@@ -132,7 +193,7 @@ void AppendRowBytes(DigestMode mode, std::string_view key, const Value* row, siz
   out->append(key);
   for (size_t c = 0; c < width; ++c) {
     if (mode == DigestMode::kExact) {
-      AppendKeyElement(row[c], out);
+      AppendExactCell(row[c], out);
     } else {
       AppendValueCell(row[c], out);
     }

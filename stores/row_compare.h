@@ -11,9 +11,10 @@
 // the same value if the bytes are the same, or if both sides are numbers of
 // equal value (SameValueAcrossEngines), and is counted as converted.
 //
-// Digests (DigestMode, stores/store.h): kExact folds the row bytes of the
-// range digest (common/digest.h); kValues folds each cell's value as text, so
-// that the usual conversions digest alike on both engines. Equal kValues
+// Digests (DigestMode, stores/store.h): kExact folds each cell's storage
+// class and bytes; kValues folds each cell's value as text, so that the usual
+// conversions digest alike on both engines. Cells are length-prefixed (no
+// escaping pass over the bytes: digests are read-heavy). Equal kValues
 // bytes imply SameValueAcrossEngines cell by cell; the converse does not
 // hold (text '007' and integer 7 are the same value with other bytes), so a
 // digest that differs is always settled row by row.
@@ -50,9 +51,16 @@ CellMatch CompareCell(const Value& x, const Value& y, bool cross_engine);
 std::optional<size_t> FirstDifferentCell(const Value* x, const Value* y, size_t width,
                                          bool cross_engine, uint64_t* converted);
 
-// Appends one cell's kValues bytes: 0x05 for NULL, else 0x30 + its value as
-// text, escaped like key text (common/key_codec.h), so cells delimit
-// themselves. Integers in decimal, reals as fmt's shortest round-trip text.
+// One cell's digest bytes. kExact: a tag per storage class (NULL, integer,
+// real, text, blob), then 8 bytes for numbers (a real's bits) or a 4-byte
+// length and the bytes. kValues: NULL's tag, or one tag, a 4-byte length and
+// the value as text (integers in decimal, reals as fmt's shortest round-trip
+// text, text and blobs as their bytes).
+void AppendExactCell(const Value& v, std::string* out);
+void AppendExactNull(std::string* out);
+void AppendExactInt(int64_t v, std::string* out);
+void AppendExactReal(double v, std::string* out);
+void AppendExactBytes(char tag, std::string_view bytes, std::string* out);  // 't' or 'b'
 void AppendValueCell(const Value& v, std::string* out);
 void AppendValueInt(int64_t v, std::string* out);
 void AppendValueReal(double v, std::string* out);

@@ -93,7 +93,7 @@ struct Fence {
   std::string plan_id;
   uint64_t range_id = 0;
   uint64_t epoch = 0;
-  uint64_t parent_id = 0;   // the range this one was split off; 0 = planned
+  uint64_t parent_id = 0;       // the range this one was split off; 0 = planned
   std::string parent_end = {};  // this range's lo: where the parent ends now
 };
 
@@ -104,12 +104,13 @@ struct RowsDigest {
   std::string last_key;  // encoded key of the last row; empty when none
 };
 
-// How DigestRows folds a row. kExact: the range digest's row bytes (key,
-// then each cell's key encoding: storage class included). kValues: the key,
-// then each cell as its value's text (NULL apart; integers in decimal, reals
-// as their shortest round-trip text, text and blobs as their bytes), so that
-// the cells the SQLite <-> PostgreSQL type mapping converts (an integer into
-// bytea, a real into numeric, text into bytea) digest alike on both engines.
+// How DigestRows folds a row: its encoded key, then each cell
+// (stores/row_compare.h). kExact: the cell's storage class and bytes.
+// kValues: the cell as its value's text (NULL apart; integers in decimal,
+// reals as their shortest round-trip text, text and blobs as their bytes), so
+// that the cells the SQLite <-> PostgreSQL type mapping converts (an integer
+// into bytea, a real into numeric, text into bytea) digest alike on both
+// engines.
 // Equal kValues digests mean equal values cell by cell (up to the hash);
 // unequal ones need a row-by-row look (stores/row_compare.h).
 enum class DigestMode { kExact, kValues };
@@ -161,17 +162,17 @@ class Store {
   // key from its legacy store). Default: reads the rows (ReadBatch); the
   // engines walk only the key.
   virtual Result<std::optional<std::string>> KeyAfter(const TableSchema& table,
-                                                      const KeyRange& range,
-                                                      std::string_view after, uint64_t skip);
+                                                      const KeyRange& range, std::string_view after,
+                                                      uint64_t skip);
 
   // Digests up to `max_rows` rows of `range` with key > `after` (>= range.lo
   // when empty) and, when `through` is not empty, key <= `through`, in key
   // order (verification compares chunks of both stores this way). Default:
   // ReadBatch and fold (every engine digests alike); SQLite folds inside the
   // engine, without building Values.
-  virtual Status DigestRows(const TableSchema& table, const KeyRange& range,
-                            std::string_view after, std::string_view through, size_t max_rows,
-                            DigestMode mode, RowsDigest* out);
+  virtual Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
+                            std::string_view through, size_t max_rows, DigestMode mode,
+                            RowsDigest* out);
 
   // ---- target side ----
   // Creates the tables and their indexes if they do not exist yet, and the

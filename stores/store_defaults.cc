@@ -15,9 +15,8 @@ constexpr size_t kDefaultRows = 4096;
 
 }  // namespace
 
-Result<std::optional<std::string>> Store::KeyAfter(const TableSchema& table,
-                                                   const KeyRange& range, std::string_view after,
-                                                   uint64_t skip) {
+Result<std::optional<std::string>> Store::KeyAfter(const TableSchema& table, const KeyRange& range,
+                                                   std::string_view after, uint64_t skip) {
   RowBatch batch;
   std::string cursor(after);
   uint64_t left = skip;

@@ -65,8 +65,8 @@ struct Options {
   int max_seconds = 300;
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
-  std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
-  bool verify = false;    // coordinator --verify: every range verified before the bump
+  std::string target_pg;          // admin URI of a PostgreSQL server; "" = SQLite target
+  bool verify = false;            // coordinator --verify: every range verified before the bump
   int64_t split_interval_ms = 0;  // coordinator --force-split-interval-ms (0 = off)
 };
 
@@ -947,8 +947,9 @@ struct ScaleStats {
     if (o.split_interval_ms > 0) {
       out += fmt::format("; {} splits ({} planned ranges -> {})", split_events, planned, ranges);
     }
-    if (o.verify) out += fmt::format("; {} of {} ranges verified, {} rows repaired", verified,
-                                     ranges, repaired);
+    if (o.verify)
+      out +=
+          fmt::format("; {} of {} ranges verified, {} rows repaired", verified, ranges, repaired);
     return out;
   }
 };

@@ -699,5 +699,202 @@ TEST(LeaseServiceTest, AgreesWithAReferenceModelUnderRandomSchedules) {
             << expired << " expiries\n";
 }
 
+// The same kind of reference model with splits forced on every lease: owners
+// propose split keys (valid or not) at random, and report cursors that are
+// sometimes past their range's end. Acceptance is observed (the ack's hi),
+// and checked against what the model allows; after every pass the ranges
+// must match the model and still tile the key space in key order.
+struct SplitModelRange {
+  RangeState state = RangeState::kPending;
+  std::string owner;
+  uint64_t epoch = 0;
+  int64_t deadline = 0;
+  int64_t lo = INT64_MIN, hi = INT64_MAX;  // INT64_MIN / MAX: table start / end
+  std::optional<int64_t> cursor;
+  bool split_head = false;
+};
+
+std::string Bound(int64_t k, int64_t open) { return k == open ? "" : Key(k); }
+
+TEST(LeaseServiceTest, AgreesWithAReferenceModelWithSplitsUnderRandomSchedules) {
+  int completed = 0, splits = 0, past_end = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    std::mt19937_64 rng(seed);
+    const size_t n = 1 + rng() % 4;
+    ServiceSettings settings = Service::Settings();
+    settings.force_split_interval_ms = 1;
+    settings.split.min_rows = 1;
+    FakeClock clock;
+    LeaseService svc(settings, &clock);
+    std::vector<RangeRecord> plan = Plan(n);
+    for (RangeRecord& r : plan) r.est_rows = 1000000;
+    JobMeta job;
+    job.plan_id = "p";
+    svc.Load(job, plan, {});
+    std::map<uint64_t, SplitModelRange> model;
+    for (uint64_t i = 1; i <= n; ++i) {
+      SplitModelRange m;
+      m.lo = i == 1 ? INT64_MIN : static_cast<int64_t>((i - 1) * 100);
+      m.hi = i == n ? INT64_MAX : static_cast<int64_t>(i * 100);
+      model[i] = m;
+    }
+    const std::vector<std::string> workers = {"w1", "w2", "w3"};
+    for (const auto& w : workers) svc.Register(RegisterRequest{w, "h", 1, "t", 3});
+    std::map<std::string, std::pair<uint64_t, uint64_t>> held;
+    uint64_t rid = 0;
+    int finalizes = 0;
+    auto report = [&](ReportKind kind, const std::string& w, uint64_t range, uint64_t epoch,
+                      int64_t cursor, const std::string& split_key) {
+      ProgressReport p;
+      p.kind = kind;
+      p.lease = LeaseRef{range, epoch, w};
+      const std::string c = Key(cursor);
+      p.progress = Progress{c, 1, 1, 1};
+      p.features = 3;
+      p.split_key = split_key;
+      p.split_rows = 1;
+      return svc.Report(++rid, p, false);
+    };
+    for (int step = 0; step < 500 && !svc.complete(); ++step) {
+      const std::string& w = workers[rng() % workers.size()];
+      const int op = static_cast<int>(rng() % 8);
+      if (op == 0 || !held.count(w)) {
+        auto r = svc.RequestLease(++rid, LeaseRequest{w, 3}, false);
+        if (auto* g = r ? std::get_if<GrantReply>(&*r) : nullptr) {
+          SplitModelRange& m = model.at(g->range);
+          if (!(m.state == RangeState::kLeased && m.owner == w && m.epoch == g->epoch)) {
+            ASSERT_EQ(m.state, RangeState::kPending) << "seed " << seed;
+            m.state = RangeState::kLeased;
+            m.owner = w;
+            m.epoch = g->epoch;
+            m.deadline = clock.NowMs() + kTtl;
+          }
+          EXPECT_EQ(g->lo, Bound(m.lo, INT64_MIN)) << "seed " << seed;
+          EXPECT_EQ(g->hi, Bound(m.hi, INT64_MAX)) << "seed " << seed;
+          held[w] = {g->range, g->epoch};
+        }
+      } else {
+        auto [range, epoch] = held[w];
+        SplitModelRange& m = model.at(range);
+        const bool owns = m.state == RangeState::kLeased && m.owner == w && m.epoch == epoch;
+        const int64_t floor = m.cursor ? *m.cursor : (m.lo == INT64_MIN ? -50 : m.lo);
+        const int64_t top = m.hi == INT64_MAX ? floor + 200 : m.hi;
+        // A cursor inside the range, sometimes past its end.
+        const auto span = [](int64_t n) { return static_cast<uint64_t>(std::max<int64_t>(1, n)); };
+        const int64_t cursor = floor + 1 + static_cast<int64_t>(rng() % span(top - floor + 20));
+        if (op == 7) {
+          // A split proposal at a random key (sometimes behind the cursor
+          // or past the end: refused).
+          const int64_t at = floor + static_cast<int64_t>(rng() % span(top - floor + 10));
+          auto r = report(ReportKind::kHeartbeat, w, range, epoch, floor, Key(at));
+          if (!owns) {
+            EXPECT_EQ(Service::Kind(r), "lease lost") << "seed " << seed;
+            held.erase(w);
+          } else {
+            ASSERT_EQ(Service::Kind(r), "ack") << "seed " << seed << " step " << step;
+            const AckReply& a = std::get<AckReply>(*r);
+            if (m.cursor) m.cursor = floor;
+            m.deadline = clock.NowMs() + kTtl;
+            if (a.hi == Key(at) && m.hi != at) {
+              // Accepted: only strictly inside what is left.
+              EXPECT_GT(at, floor) << "seed " << seed;
+              EXPECT_LT(at, m.hi) << "seed " << seed;
+              SplitModelRange tail;
+              tail.lo = at;
+              tail.hi = m.hi;
+              m.hi = at;
+              m.split_head = true;
+              model[model.size() + 1] = tail;
+              ++splits;
+            } else {
+              EXPECT_EQ(a.hi, Bound(m.hi, INT64_MAX)) << "seed " << seed;
+            }
+          }
+          if (m.cursor || owns) m.cursor = floor;
+        } else {
+          const ReportKind kind = op <= 3   ? ReportKind::kHeartbeat
+                                  : op == 4 ? ReportKind::kRelease
+                                            : ReportKind::kComplete;
+          const bool done_retry = kind == ReportKind::kComplete && m.state == RangeState::kDone &&
+                                  m.owner == w && m.epoch == epoch;
+          auto r = report(kind, w, range, epoch, cursor, "");
+          if (owns && m.split_head && cursor >= m.hi) {
+            // Past the end its split gave it: fenced, revoked.
+            EXPECT_EQ(Service::Kind(r), "lease lost") << "seed " << seed << " step " << step;
+            m.state = RangeState::kPending;
+            m.owner.clear();
+            ++past_end;
+            held.erase(w);
+          } else if (owns || done_retry) {
+            EXPECT_EQ(Service::Kind(r), "ack") << "seed " << seed << " step " << step;
+            if (owns) m.cursor = cursor;
+            if (owns && kind == ReportKind::kHeartbeat) m.deadline = clock.NowMs() + kTtl;
+            if (owns && kind == ReportKind::kRelease) {
+              m.state = RangeState::kPending;
+              m.owner.clear();
+            }
+            if (owns && kind == ReportKind::kComplete) m.state = RangeState::kDone;
+            if (kind != ReportKind::kHeartbeat) held.erase(w);
+          } else {
+            EXPECT_EQ(Service::Kind(r), "lease lost") << "seed " << seed << " step " << step;
+            held.erase(w);
+          }
+        }
+      }
+      if (rng() % 5 == 0) clock.Advance(static_cast<int64_t>(rng() % (kTtl + 2000)));
+      svc.Tick();
+      StateCommit c = svc.TakeCommit();
+      for (auto& [id, m] : model) {
+        if (m.state == RangeState::kLeased && m.deadline <= clock.NowMs()) {
+          m.state = RangeState::kPending;
+          m.owner.clear();
+        }
+      }
+      for (const Event& e : c.events) finalizes += e.kind == "finalize";
+      // The service's ranges are the model's, and tile the key space.
+      ASSERT_EQ(svc.table().ranges().size(), model.size()) << "seed " << seed;
+      for (const auto& [id, m] : model) {
+        const RangeRecord* r = svc.table().Find(id);
+        ASSERT_EQ(r->state, m.state) << "seed " << seed << " step " << step << " range " << id;
+        EXPECT_EQ(r->lo, Bound(m.lo, INT64_MIN));
+        EXPECT_EQ(r->hi, Bound(m.hi, INT64_MAX));
+        if (m.state == RangeState::kLeased) {
+          EXPECT_EQ(r->owner, m.owner);
+          EXPECT_EQ(r->epoch, m.epoch);
+        }
+      }
+      const std::vector<uint64_t>& order = svc.table().order();
+      ASSERT_EQ(order.size(), model.size());
+      size_t prefix = 0;
+      bool in_prefix = true;
+      for (size_t i = 0; i < order.size(); ++i) {
+        const SplitModelRange& m = model.at(order[i]);
+        if (i == 0) {
+          EXPECT_EQ(m.lo, INT64_MIN) << "seed " << seed;
+        }
+        if (i + 1 < order.size()) {
+          EXPECT_EQ(m.hi, model.at(order[i + 1]).lo) << "seed " << seed << ": a gap or overlap";
+        } else {
+          EXPECT_EQ(m.hi, INT64_MAX) << "seed " << seed;
+        }
+        if (in_prefix && m.state == RangeState::kDone) {
+          ++prefix;
+        } else {
+          in_prefix = false;
+        }
+      }
+      EXPECT_EQ(svc.table().done_prefix(), prefix) << "seed " << seed;
+      EXPECT_EQ(svc.complete(), prefix == model.size()) << "seed " << seed;
+    }
+    EXPECT_LE(finalizes, 1) << "seed " << seed;
+    completed += svc.complete();
+  }
+  EXPECT_GE(completed, 10);
+  EXPECT_GE(splits, 20);
+  EXPECT_GE(past_end, 5);
+  std::cout << "model with splits: " << completed << " of 40 jobs completed, " << splits
+            << " splits, " << past_end << " owners fenced past their new end\n";
+}
+
 }  // namespace
 }  // namespace ferry

@@ -19,8 +19,17 @@ using Args = std::vector<std::string>;
 
 Args Coordinator(const std::string& source, const std::string& target, const std::string& state,
                  const Args& extra) {
-  Args a = {Bin("ferry-coordinator"), "--source", source, "--target", target, "--state", state,
-            "--listen", "tcp://127.0.0.1:0", "--status-endpoint", "tcp://127.0.0.1:0"};
+  Args a = {Bin("ferry-coordinator"),
+            "--source",
+            source,
+            "--target",
+            target,
+            "--state",
+            state,
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--status-endpoint",
+            "tcp://127.0.0.1:0"};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
@@ -89,9 +98,10 @@ TEST_F(ScaleCliTest, VerifyWithANewStoreThatCannotBeReadBackIsRefused) {
   ASSERT_TRUE(ExecSql(legacy,
                       "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT);"
                       "INSERT INTO kv VALUES (1, 'a'), (2, 'b');"));
-  ASSERT_TRUE(PgExec(db.uri(), "CREATE TABLE kv (k bigint PRIMARY KEY, v text); GRANT INSERT, "
-                               "UPDATE, DELETE ON kv TO " +
-                                   role + "; GRANT CREATE, USAGE ON SCHEMA public TO " + role));
+  ASSERT_TRUE(PgExec(db.uri(),
+                     "CREATE TABLE kv (k bigint PRIMARY KEY, v text); GRANT INSERT, "
+                     "UPDATE, DELETE ON kv TO " +
+                         role + "; GRANT CREATE, USAGE ON SCHEMA public TO " + role));
   std::string uri = db.uri();
   const size_t at = uri.find("://") + 3;
   uri = uri.substr(0, at) + role + uri.substr(uri.find('@'));

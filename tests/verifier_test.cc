@@ -85,7 +85,8 @@ class VerifierTest : public ::testing::TestWithParam<std::string> {
     RowBatch b;
     std::string after;
     for (;;) {
-      ASSERT_TRUE(source_->ReadBatch(schema_, KeyRange{"t", "", ""}, after, 5000, 8 << 20, &b).ok());
+      ASSERT_TRUE(
+          source_->ReadBatch(schema_, KeyRange{"t", "", ""}, after, 5000, 8 << 20, &b).ok());
       if (b.rows() == 0) break;
       ASSERT_TRUE(target_->WriteBatch(schema_, b, f).ok());
       after = b.keys.back();
@@ -186,8 +187,9 @@ TEST_P(VerifierTest, MissingChangedAndExtraRowsAreRepairedAndTheStoresEndEqual) 
   Exec("DELETE FROM t WHERE id IN (2, 4000, 4002, 39998, 40000)");
   Exec("UPDATE t SET score = -1 WHERE id = 100");
   Exec("UPDATE t SET data = NULL WHERE id = 30000");
-  Exec("INSERT INTO t (id, name) VALUES (101, 'extra'), (0, 'before'), (40001, 'after'), "
-       "(50000, 'far after')");
+  Exec(
+      "INSERT INTO t (id, name) VALUES (101, 'extra'), (0, 'before'), (40001, 'after'), "
+      "(50000, 'far after')");
   CountingRepairer r(target_.get(), &schema_);
   ChunkResult total = VerifyRange(KeyRange{"t", "", ""}, &r);
   EXPECT_EQ(total.repaired, 5u + 2 + 4);

@@ -75,8 +75,8 @@ struct Corruptions {
 // first row, changes a cell of its second, adds a row the legacy store
 // lacks after its third (user ids are 3 apart).
 void CorruptUsersRange(const std::string& target, const RangeRecord& r, Corruptions* c) {
-  const std::string where = "id >= " + IntBound(r.lo, INT64_MIN) + " AND id < " +
-                            IntBound(r.hi, INT64_MAX);
+  const std::string where =
+      "id >= " + IntBound(r.lo, INT64_MIN) + " AND id < " + IntBound(r.hi, INT64_MAX);
   const int64_t first = QueryInt(target, "SELECT id FROM users WHERE " + where + " ORDER BY id");
   const int64_t second =
       QueryInt(target, "SELECT id FROM users WHERE " + where + " ORDER BY id LIMIT 1 OFFSET 1");
@@ -86,8 +86,8 @@ void CorruptUsersRange(const std::string& target, const RangeRecord& r, Corrupti
   ASSERT_TRUE(ExecSql(target, "DELETE FROM users WHERE id = " + std::to_string(first)));
   ASSERT_TRUE(ExecSql(target, "UPDATE users SET name = 'corrupted', score = -1 WHERE id = " +
                                   std::to_string(second)));
-  ASSERT_TRUE(ExecSql(target, "INSERT INTO users (id, name) VALUES (" +
-                                  std::to_string(third + 1) + ", 'not in the legacy store')"));
+  ASSERT_TRUE(ExecSql(target, "INSERT INTO users (id, name) VALUES (" + std::to_string(third + 1) +
+                                  ", 'not in the legacy store')"));
   for (int64_t k : {first, second, third + 1}) {
     const Value v{k};
     c->keys.insert(KeyToString(EncodeKey(&v, 1)));

@@ -53,7 +53,7 @@ class BatchSizer {
 
  private:
   static constexpr double kWeight = 0.75;
-  static constexpr int kBuckets = 64;  // 10% steps from 0.1 ms: up to ~45 s
+  static constexpr int kBuckets = 150;  // 10% steps from 0.1 ms: up to ~28 min
 
   uint32_t cap_;
   uint32_t target_ms_;

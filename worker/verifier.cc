@@ -100,8 +100,8 @@ Status RangeVerifier::VerifyChunk(std::string_view after, ChunkResult* out) {
   return Settle(after, through, legacy.rows, out);
 }
 
-Status RangeVerifier::Settle(std::string_view after, std::string_view through,
-                             uint64_t legacy_rows, ChunkResult* out) {
+Status RangeVerifier::Settle(std::string_view after, std::string_view through, uint64_t legacy_rows,
+                             ChunkResult* out) {
   if (legacy_rows <= opt_.leaf_rows) return CompareAndRepair(after, through, out);
   const size_t half = static_cast<size_t>(legacy_rows / 2);
   RowsDigest l1, t1, l2, t2;
@@ -147,9 +147,10 @@ Status RangeVerifier::Pass(std::string_view after, std::string_view through, boo
   };
   auto repaired = [&](const std::string& key, const char* what) -> Status {
     if (!repair) {
-      return Unavailable(fmt::format("key {} {} even after its repair (is something else writing "
-                                     "to the new store?)",
-                                     KeyToString(key), what));
+      return Unavailable(
+          fmt::format("key {} {} even after its repair (is something else writing "
+                      "to the new store?)",
+                      KeyToString(key), what));
     }
     out->repaired++;
     if (out->repaired_keys.size() < opt_.max_keys) out->repaired_keys.push_back(key);

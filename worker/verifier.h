@@ -89,10 +89,10 @@ struct ChunkResult {
   std::string last_key;  // the chunk's last legacy key: the next cursor
   bool end = false;      // nothing of the range is left after this chunk
   uint64_t legacy_rows = 0;
-  uint64_t repaired = 0;                    // rows written again or deleted
+  uint64_t repaired = 0;                   // rows written again or deleted
   std::vector<std::string> repaired_keys;  // the first `max_keys` of them
-  uint64_t converted = 0;                   // cells equal only in value (cross-engine)
-  uint64_t compared_rows = 0;               // legacy rows compared row by row
+  uint64_t converted = 0;                  // cells equal only in value (cross-engine)
+  uint64_t compared_rows = 0;              // legacy rows compared row by row
 };
 
 class RangeVerifier {

@@ -123,7 +123,7 @@ class Worker {
     uint64_t rows = 0;
     uint64_t bytes = 0;
     uint64_t digest = 0;
-    LeaseKeeper keeper;  // our conservative view of the lease deadline
+    LeaseKeeper keeper;   // our conservative view of the lease deadline
     uint64_t parent = 0;  // split off this range (Grant.parent)
     // Verify leases: cursor is the verification's.
     bool verify = false;

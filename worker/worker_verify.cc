@@ -28,7 +28,9 @@ class FencedRepairer final : public Repairer {
  public:
   FencedRepairer(Store* target, const TableSchema* schema, Fence fence)
       : target_(target), schema_(schema), fence_(std::move(fence)) {}
-  Status Write(const RowBatch& rows) override { return target_->WriteBatch(*schema_, rows, fence_); }
+  Status Write(const RowBatch& rows) override {
+    return target_->WriteBatch(*schema_, rows, fence_);
+  }
   Status Delete(const std::vector<std::string>& keys) override {
     return target_->DeleteRows(*schema_, keys, fence_);
   }
@@ -49,8 +51,8 @@ Result<const TableSchema*> Worker::TargetSchema(const std::string& table) {
     it = target_schemas_.find(table);
   }
   if (it == target_schemas_.end()) {
-    return Permanent(fmt::format("the new store {} has no table {} to verify",
-                                 target_->Describe(), table));
+    return Permanent(
+        fmt::format("the new store {} has no table {} to verify", target_->Describe(), table));
   }
   return &it->second;
 }
@@ -73,7 +75,8 @@ Worker::Outcome Worker::Verify(Lease& lease) {
   StoreRowSource target(target_.get(), *target_schema, lease.bounds, mode);
   FencedRepairer repairer(target_.get(), &schema, FenceOf(lease));
   RangeVerifier::Options vo;
-  vo.chunk_rows = opt_.verify_chunk_rows ? opt_.verify_chunk_rows : std::max<size_t>(1000, batch_rows_);
+  vo.chunk_rows =
+      opt_.verify_chunk_rows ? opt_.verify_chunk_rows : std::max<size_t>(1000, batch_rows_);
   vo.cross_engine = cross_engine;
   vo.max_keys = kMaxListedKeys;
   RangeVerifier verifier(&legacy, &target, &repairer, vo);

@@ -131,6 +131,28 @@ Result<PgStore::KeyBounds> PgStore::Bounds(const TableSchema& table, const Table
   return kb;
 }
 
+Result<PgStore::CellMap> PgStore::MapCells(const TableSchema& table, const TableInfo& info) {
+  CellMap m;
+  // Cells in the schema's column order, matched by name.
+  for (const Column& c : table.columns) {
+    auto it = std::find_if(info.cols.begin(), info.cols.end(),
+                           [&](const ColInfo& ci) { return ci.name == c.name; });
+    if (it == info.cols.end()) {
+      return InvalidArgument(fmt::format("table {} has no column {}", table.name, c.name));
+    }
+    m.cell_cols.push_back(static_cast<size_t>(it - info.cols.begin()));
+  }
+  for (size_t p : info.pk) {
+    auto it = std::find(m.cell_cols.begin(), m.cell_cols.end(), p);
+    if (it == m.cell_cols.end()) {
+      return InvalidArgument(fmt::format("table {}: key column {} is not in the schema", table.name,
+                                         info.cols[p].name));
+    }
+    m.key_cells.push_back(static_cast<size_t>(it - m.cell_cols.begin()));
+  }
+  return m;
+}
+
 Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                           size_t max_rows, size_t max_bytes, RowBatch* out) {
   out->Clear();
@@ -147,25 +169,9 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
     return InvalidArgument(fmt::format(
         "table {} has no primary key; ferry needs one to read a PostgreSQL table", table.name));
   }
-  // Cells in the schema's column order, matched by name.
-  std::vector<size_t> cell_cols;
-  for (const Column& c : table.columns) {
-    auto it = std::find_if(info->cols.begin(), info->cols.end(),
-                           [&](const ColInfo& ci) { return ci.name == c.name; });
-    if (it == info->cols.end()) {
-      return InvalidArgument(fmt::format("table {} has no column {}", table.name, c.name));
-    }
-    cell_cols.push_back(static_cast<size_t>(it - info->cols.begin()));
-  }
-  std::vector<size_t> key_cells;  // positions in the row of the key columns
-  for (size_t p : info->pk) {
-    auto it = std::find(cell_cols.begin(), cell_cols.end(), p);
-    if (it == cell_cols.end()) {
-      return InvalidArgument(fmt::format("table {}: key column {} is not in the schema", table.name,
-                                         info->cols[p].name));
-    }
-    key_cells.push_back(static_cast<size_t>(it - cell_cols.begin()));
-  }
+  FERRY_ASSIGN_OR_RETURN(CellMap map, MapCells(table, *info));
+  const std::vector<size_t>& cell_cols = map.cell_cols;
+  const std::vector<size_t>& key_cells = map.key_cells;
   const size_t arity = info->pk.size();
 
   std::vector<std::string> sel;
@@ -214,8 +220,8 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
 }
 
 Result<std::optional<std::string>> PgStore::KeyAfter(const TableSchema& table,
-                                                     const KeyRange& range,
-                                                     std::string_view after, uint64_t skip) {
+                                                     const KeyRange& range, std::string_view after,
+                                                     uint64_t skip) {
   FERRY_RETURN_IF_ERROR(CheckNotMetaTable(table.name));
   FERRY_RETURN_IF_ERROR(EnsureConnected());
   FERRY_ASSIGN_OR_RETURN(TableInfo * info, Info(table.name));

@@ -2,8 +2,8 @@
 // (libpq connection URIs), on either side of a migration. One class,
 // implemented by concern: pg_store.cc (connection, statements, errors, the
 // catalog lookup), pg_schema.cc (ListTables, CreateSchema), pg_plan.cc
-// (PlanSplits), pg_read.cc (ReadBatch), pg_write.cc (WriteBatch, fences, the
-// metadata table, markers, plans), pg_wire.cc (binary format helpers);
+// (PlanSplits), pg_read.cc (ReadBatch, KeyAfter), pg_digest.cc (DigestRows), pg_write.cc
+// (WriteBatch, fences, the metadata table, markers, plans), pg_wire.cc (binary format helpers);
 // pg_dialect.h maps PostgreSQL types and index definitions to and from the
 // neutral schema model.
 //
@@ -126,6 +126,12 @@ class PgStore : public Store {
   Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
                     const Fence& fence) override;
 
+  // One keyset query of the chunk in binary format, each row folded from
+  // the wire bytes (no Values built).
+  Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
+                    std::string_view through, size_t max_rows, DigestMode mode,
+                    RowsDigest* out) override;
+
   // SELECT of the key columns only, ORDER BY key LIMIT 1 OFFSET skip.
   Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
                                               std::string_view after, uint64_t skip) override;
@@ -185,6 +191,13 @@ class PgStore : public Store {
   std::string Qualified(const std::string& table) const;
 
   Result<TableInfo*> Info(const std::string& table);
+  // The schema's cells matched by name to the table's columns, and where
+  // the key columns are among them.
+  struct CellMap {
+    std::vector<size_t> cell_cols;  // per cell: position in TableInfo::cols
+    std::vector<size_t> key_cells;  // per key column: position among the cells
+  };
+  static Result<CellMap> MapCells(const TableSchema& table, const TableInfo& info);
   // The key predicate of a range (after `after`, through `through` when not
   // empty) as SQL with its parameters: keyset reads, split keys, digests.
   struct KeyBounds {
@@ -198,8 +211,7 @@ class PgStore : public Store {
                            std::string_view after, std::string_view through);
   // Appends the parameters of one encoded key; returns its SQL ($n::type, ...).
   Result<std::string> KeyParam(const TableSchema& table, const TableInfo& info,
-                               std::string_view encoded, std::string_view what_key,
-                               KeyBounds* kb);
+                               std::string_view encoded, std::string_view what_key, KeyBounds* kb);
   // Inside a write transaction just begun: checks and records `fence` (see
   // stores/store.h: epoch, a split's end) and sets *end to the end recorded
   // for the range ("" = none). Sends BEGIN itself (with the fence upsert, one

@@ -146,9 +146,8 @@ Status PgStore::BeginFenced(const Fence& fence, std::string_view what, PgTxn* tx
   txn->Started();
   if (PQntuples(r.get()) == 0) {
     std::string recorded = "?";
-    auto q =
-        Query(fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)),
-              what);
+    auto q = Query(
+        fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)), what);
     if (q.ok() && PQntuples(q->get()) > 0) recorded = PQgetvalue(q->get(), 0, 0);
     return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
                                  fence.range_id, fence.epoch, recorded));
@@ -166,14 +165,13 @@ Status PgStore::BeginFenced(const Fence& fence, std::string_view what, PgTxn* tx
     // parent's owner either commits before this or sees the end.
     std::string hex;
     for (unsigned char c : fence.parent_end) hex += fmt::format("{:02x}", c);
-    FERRY_RETURN_IF_ERROR(
-        Exec(fmt::format("INSERT INTO {0} AS m (key, value, bytes) VALUES ({1}, 0, "
-                         "decode('{2}', 'hex')) ON CONFLICT (key) DO UPDATE SET bytes = "
-                         "EXCLUDED.bytes WHERE m.bytes IS NULL OR m.bytes > EXCLUDED.bytes",
-                         meta,
-                         PgQuoteLiteral(fmt::format("fence/{}/{}", fence.plan_id, fence.parent_id)),
-                         hex),
-             what));
+    FERRY_RETURN_IF_ERROR(Exec(
+        fmt::format(
+            "INSERT INTO {0} AS m (key, value, bytes) VALUES ({1}, 0, "
+            "decode('{2}', 'hex')) ON CONFLICT (key) DO UPDATE SET bytes = "
+            "EXCLUDED.bytes WHERE m.bytes IS NULL OR m.bytes > EXCLUDED.bytes",
+            meta, PgQuoteLiteral(fmt::format("fence/{}/{}", fence.plan_id, fence.parent_id)), hex),
+        what));
   }
   return Status::Ok();
 }
@@ -203,9 +201,8 @@ Status PgStore::DeleteRows(const TableSchema& table, const std::vector<std::stri
     FERRY_ASSIGN_OR_RETURN(std::string p, KeyParam(table, *info, k, "deleted", &kb));
     std::vector<std::string> cols;
     for (size_t c : info->pk) cols.push_back(PgQuoteIdent(info->cols[c].name));
-    const std::string sql =
-        fmt::format("DELETE FROM {} WHERE {} = {}", info->qualified,
-                    cols.size() == 1 ? cols[0] : "(" + Join(cols) + ")", p);
+    const std::string sql = fmt::format("DELETE FROM {} WHERE {} = {}", info->qualified,
+                                        cols.size() == 1 ? cols[0] : "(" + Join(cols) + ")", p);
     FERRY_RETURN_IF_ERROR(ExecPrepared(sql, what, kb.params, kb.formats, false).status());
   }
   FERRY_RETURN_IF_ERROR(Exec("COMMIT", what));

@@ -114,7 +114,9 @@ std::string WhereClause(const std::vector<std::string>& conditions);
 
 // AppendKeyElement for a cell the engine holds, without building a Value.
 void AppendCell(sqlite3_value* v, std::string* out);
-// AppendValueCell (stores/row_compare.h) for a cell the engine holds.
+// AppendExactCell / AppendValueCell (stores/row_compare.h) for a cell the
+// engine holds.
+void AppendExactCell(sqlite3_value* v, std::string* out);
 void AppendValueCell(sqlite3_value* v, std::string* out);
 
 }  // namespace sqlite_sql

@@ -86,9 +86,9 @@ Result<std::optional<std::string>> SqliteStore::KeyAfter(const TableSchema& tabl
   FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
   const size_t n = filter.params.size();
   FERRY_ASSIGN_OR_RETURN(
-      Stmt * stmt, Cached(fmt::format("SELECT {0} FROM {1}{2} ORDER BY {0} LIMIT 1 OFFSET ?{3}",
-                                      key.list, QuoteIdent(table.name),
-                                      WhereClause(filter.conditions), n + 1)));
+      Stmt * stmt,
+      Cached(fmt::format("SELECT {0} FROM {1}{2} ORDER BY {0} LIMIT 1 OFFSET ?{3}", key.list,
+                         QuoteIdent(table.name), WhereClause(filter.conditions), n + 1)));
   int p = 1;
   for (const Value& v : filter.params) stmt->BindValue(p++, v);
   stmt->Bind(p, static_cast<int64_t>(skip));
@@ -141,7 +141,7 @@ Status SqliteStore::DigestRows(const TableSchema& table, const KeyRange& range,
     const size_t key_len = row.size();
     for (int c = 0; c < width; ++c) {
       if (mode == DigestMode::kExact) {
-        AppendCell(sqlite3_column_value(st, c), &row);
+        sqlite_sql::AppendExactCell(sqlite3_column_value(st, c), &row);
       } else {
         sqlite_sql::AppendValueCell(sqlite3_column_value(st, c), &row);
       }

@@ -86,10 +86,10 @@ Result<RangeFilter> MakeRangeFilter(const TableSchema& table, const KeySql& key,
 Status AddThrough(const TableSchema& table, const KeySql& key, std::string_view through,
                   RangeFilter* f) {
   if (through.empty()) return Status::Ok();
-  FERRY_ASSIGN_OR_RETURN(std::vector<Value> bound, DecodeBound(through, key.arity,
-                                                               table.rowid_key(), "last",
-                                                               table.name));
-  f->conditions.push_back(fmt::format("{} <= {}", key.tuple, Params(key.arity, f->params.size() + 1)));
+  FERRY_ASSIGN_OR_RETURN(std::vector<Value> bound,
+                         DecodeBound(through, key.arity, table.rowid_key(), "last", table.name));
+  f->conditions.push_back(
+      fmt::format("{} <= {}", key.tuple, Params(key.arity, f->params.size() + 1)));
   f->params.insert(f->params.end(), bound.begin(), bound.end());
   return Status::Ok();
 }
@@ -118,6 +118,30 @@ void AppendCell(sqlite3_value* v, std::string* out) {
   }
 }
 
+void AppendExactCell(sqlite3_value* v, std::string* out) {
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+      AppendExactInt(sqlite3_value_int64(v), out);
+      break;
+    case SQLITE_FLOAT:
+      AppendExactReal(sqlite3_value_double(v), out);
+      break;
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+      AppendExactBytes('t', std::string_view(p, static_cast<size_t>(sqlite3_value_bytes(v))), out);
+      break;
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const char*>(sqlite3_value_blob(v));
+      size_t n = static_cast<size_t>(sqlite3_value_bytes(v));
+      AppendExactBytes('b', p ? std::string_view(p, n) : std::string_view(), out);
+      break;
+    }
+    default:
+      AppendExactNull(out);
+  }
+}
+
 void AppendValueCell(sqlite3_value* v, std::string* out) {
   switch (sqlite3_value_type(v)) {
     case SQLITE_INTEGER:
@@ -138,7 +162,7 @@ void AppendValueCell(sqlite3_value* v, std::string* out) {
       break;
     }
     default:
-      out->push_back(0x05);
+      out->push_back('n');
   }
 }
 

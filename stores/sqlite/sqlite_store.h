@@ -195,7 +195,6 @@ class SqliteStore : public Store {
   // kLeaseLost if `key` is at or past `end` (non-empty).
   static Status CheckBeforeEnd(const Fence& fence, const std::string& end, std::string_view key);
 
-
   // Targets of one process share, per file, a writer mutex held by every
   // write transaction and a WalCheckpointer (see the .cc).
   struct SharedFile;

@@ -50,9 +50,9 @@ Status SqliteStore::DeleteRows(const TableSchema& table, const std::vector<std::
   if (role_ == StoreRole::kSource) return RefuseWrite();
   FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
   const sqlite_sql::KeySql key = sqlite_sql::MakeKeySql(table, alias);
-  FERRY_ASSIGN_OR_RETURN(
-      Stmt * del, Cached(fmt::format("DELETE FROM {} WHERE {} = {}", QuoteIdent(table.name),
-                                     key.tuple, sqlite_sql::Params(key.arity, 1))));
+  FERRY_ASSIGN_OR_RETURN(Stmt * del,
+                         Cached(fmt::format("DELETE FROM {} WHERE {} = {}", QuoteIdent(table.name),
+                                            key.tuple, sqlite_sql::Params(key.arity, 1))));
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
   std::string end;
@@ -61,10 +61,11 @@ Status SqliteStore::DeleteRows(const TableSchema& table, const std::vector<std::
     FERRY_RETURN_IF_ERROR(CheckBeforeEnd(fence, end, k));
     auto values = DecodeKey(k);
     if (!values.ok() || values->size() != key.arity) {
-      return InvalidArgument(fmt::format("table {}: key {} does not fit the table's key",
-                                         table.name, KeyToString(k)));
+      return InvalidArgument(
+          fmt::format("table {}: key {} does not fit the table's key", table.name, KeyToString(k)));
     }
-    for (size_t i = 0; i < values->size(); ++i) del->BindValue(static_cast<int>(i + 1), (*values)[i]);
+    for (size_t i = 0; i < values->size(); ++i)
+      del->BindValue(static_cast<int>(i + 1), (*values)[i]);
     int rc = del->Step();
     del->Reset();
     if (rc != SQLITE_DONE) {
@@ -90,8 +91,7 @@ Status SqliteStore::CheckAndRecordFence(const Fence& fence, std::string* end) {
   if (own_end && std::holds_alternative<Blob>(*own_end)) *end = std::get<Blob>(*own_end).bytes;
   if (fence.parent_id != 0 && !fence.parent_end.empty()) {
     // A tail of a split: from now on its parent ends where it starts.
-    const std::string parent_key =
-        fmt::format("fence_end/{}/{}", fence.plan_id, fence.parent_id);
+    const std::string parent_key = fmt::format("fence_end/{}/{}", fence.plan_id, fence.parent_id);
     FERRY_ASSIGN_OR_RETURN(std::optional<Value> parent_end, MetaGet(parent_key));
     if (!parent_end || !std::holds_alternative<Blob>(*parent_end) ||
         std::get<Blob>(*parent_end).bytes > fence.parent_end) {
