@@ -1,6 +1,6 @@
 // ferry-bench: measures ferry side by side with baselines in ONE run and
 // prints a table of medians, ratios against the baseline measured in the same
-// run, the bars from issue #6 (met / not met) and the machine it ran on.
+// run, the bars from issues #6 and #19 (met / not met) and the machine it ran on.
 //
 //   build-release/bin/ferry-bench --quick            # ~minutes
 //   build-release/bin/ferry-bench                    # full (10M-row memory case: long)
@@ -10,10 +10,13 @@
 //
 // Cases
 //   1. SQLite -> SQLite: sqlite3 CLI (ATTACH + INSERT ... SELECT per table,
-//      target schema and indexes created first) vs ferry embedded with 1, 2,
-//      4 workers and ferry over tcp with separate ferry-worker processes.
-//   2. SQLite -> PostgreSQL: pgloader vs ferry with 1, 2, 4 workers (only with
-//      --pg-uri / FERRY_BENCH_PG_URI and pgloader installed).
+//      target schema and indexes created first) and its keyed copy (the same
+//      with ` WHERE 1`: the bar's reference, DESIGN.md "Benchmarks") vs ferry
+//      embedded with 1, 2, 4 workers, 2 workers with --verify, and ferry over
+//      tcp with separate ferry-worker processes.
+//   2. SQLite -> PostgreSQL: pgloader vs ferry with 1, 2, 4 workers and 2
+//      workers with --verify (only with --pg-uri / FERRY_BENCH_PG_URI and
+//      pgloader installed).
 //   3. Control plane: a simulated fleet of DEALER sockets speaking
 //      schemas/ferry.capnp directly (Register, then LeaseRequest -> Complete
 //      with rows 0) against a real ferry-coordinator planning N one-row ranges.
@@ -23,6 +26,11 @@
 //   4. Recovery: coordinator SIGKILL + restart to the first Grant with 100k
 //      ranges in its state; rows copied twice after a worker SIGKILL.
 //   5. Memory: ferry-worker peak RSS by store size; coordinator peak RSS.
+//   6. Skew (PostgreSQL): one table, 90% of its rows in one planned range,
+//      against the same rows in 16 even ranges, 4 workers; splits in flight.
+//   7. Adaptive batches (PostgreSQL): --batch-time-ms against fixed batches
+//      while 2 sessions run heavy queries on the same server; the batch-time
+//      distribution the workers measured.
 //
 // Every timed case runs --repeat times (default 3); the table shows medians.
 // Not a ctest test: it takes minutes and needs an otherwise idle machine to
@@ -1063,6 +1071,9 @@ void CaseAdaptiveBatches() {
   std::vector<Config> configs = {
       {"--batch-time-ms 200 (cap --batch-rows 200000)",
        {"--batch-time-ms", "200", "--batch-rows", "200000"},
+       {}},
+      {"--batch-time-ms 50 (cap --batch-rows 200000)",
+       {"--batch-time-ms", "50", "--batch-rows", "200000"},
        {}},
       {"fixed --batch-rows 10000 (the default)", {}, {}},
   };
