@@ -155,6 +155,11 @@ std::string RenderStatus(const nlohmann::json& st) {
   for (const char* k : kFields) {
     if (st.contains(k)) out += fmt::format("{:<26}{}\n", k, Str(st[k]));
   }
+  if (st.value("verify", false)) {  // --verify: what verification did so far
+    for (const char* k : {"ranges_verified", "rows_repaired"}) {
+      if (st.contains(k)) out += fmt::format("{:<26}{}\n", k, Str(st[k]));
+    }
+  }
   return out;
 }
 

@@ -251,8 +251,9 @@ int main(int argc, char** argv) {
   } else if (cmd == "status") {
     std::cout << RenderStatus(j);
   } else if (cmd == "ranges") {
-    std::cout << RenderTable(j["ranges"], {"id", "table", "lo", "hi", "state", "owner", "epoch",
-                                           "cursor", "rows", "attempts", "last_error"});
+    std::cout << RenderTable(
+        j["ranges"], {"id", "table", "lo", "hi", "state", "owner", "epoch", "cursor", "rows",
+                      "attempts", "parent", "verified", "last_error"});
   } else if (cmd == "workers") {
     std::cout << RenderTable(j["workers"], {"id", "host", "pid", "version", "range",
                                             "rows_per_second", "last_heartbeat_ms", "state"});
