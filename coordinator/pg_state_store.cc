@@ -1,6 +1,7 @@
 #include "coordinator/pg_state_store.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <map>
@@ -170,8 +171,10 @@ std::string PgStateStore::Describe() const { return "state database " + RedactUr
 
 Status PgStateStore::Connect() {
   conn_.reset();
-  FERRY_ASSIGN_OR_RETURN(
-      conn_, PgConnect(uri_, "ferry-coordinator-state", static_cast<int>(io_timeout_ms_)));
+  // application_name names the process, so an operator can find (and a
+  // test can cut) one coordinator's state connections in pg_stat_activity.
+  FERRY_ASSIGN_OR_RETURN(conn_, PgConnect(uri_, fmt::format("ferry-coordinator:{}", getpid()),
+                                          static_cast<int>(io_timeout_ms_)));
   std::string setup = "SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
   if (io_timeout_ms_ > 0) {
     // A statement (a commit waiting on the leader row's lock included)

@@ -82,4 +82,7 @@ bool WaitFor(const std::function<bool()>& pred, int timeout_ms);
 
 std::string ReadFile(const std::string& path);
 
+// True if `path` exists (any kind of file).
+bool Exists(const std::string& path);
+
 }  // namespace ferry::testing
