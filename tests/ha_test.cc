@@ -175,6 +175,33 @@ TEST_F(HaTest, SigkillOfTheActiveIsTakenOverWithinTheLeaseTtlPlus2s) {
   ExpectCompletedOnce();
 }
 
+// Pause, throttle and drains live in the state: the coordinator that takes
+// over serves them as they were.
+TEST_F(HaTest, OperatorSettingsSurviveATakeover) {
+  ASSERT_EQ(StartJob(), 0);
+  ASSERT_TRUE(StatusRequest(ctx_, c_[0].status(), "throttle 4321", 2000).ok());
+  ASSERT_TRUE(StatusRequest(ctx_, c_[0].status(), "drain w3", 2000).ok());
+  ASSERT_TRUE(StatusRequest(ctx_, c_[0].status(), "pause", 2000).ok());
+  EXPECT_TRUE(WaitFor([&] { return StateOf(0) == "paused"; }, 5000));
+  const auto t0 = std::chrono::steady_clock::now();
+  c_[0].p->Kill();
+  WaitTakeover(0, t0);
+  auto st = Status(1);
+  EXPECT_EQ(st["state"], "paused") << st.dump();
+  EXPECT_EQ(st["throttle_rows_per_second"], 4321) << st.dump();
+  auto ws = StatusRequestJson(ctx_, c_[1].status(), "workers", 2000);
+  ASSERT_TRUE(ws.ok());
+  bool drained = false;
+  for (const auto& w : (*ws)["workers"]) {
+    if (w["id"] == "w3") drained = w["state"] == "draining" || w["state"] == "gone";
+  }
+  EXPECT_TRUE(drained) << ws->dump();
+  ASSERT_TRUE(StatusRequest(ctx_, c_[1].status(), "throttle off", 2000).ok());
+  ASSERT_TRUE(StatusRequest(ctx_, c_[1].status(), "resume", 2000).ok());
+  StartCoordinator(0);
+  ExpectCompletedOnce();
+}
+
 TEST_F(HaTest, PausedActiveIsDeposedAndStandsByWhenItWakes) {
   ASSERT_EQ(StartJob(), 0);
   const auto t0 = std::chrono::steady_clock::now();
