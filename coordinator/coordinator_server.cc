@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -26,6 +27,21 @@ std::string DefaultProcessId() {
   gethostname(host, sizeof host - 1);
   std::random_device rd;
   return fmt::format("{}:{}:{:04x}", host, getpid(), rd() & 0xffff);
+}
+
+// How others reach `bound` (a ZeroMQ last_endpoint): a wildcard address
+// (0.0.0.0, [::], *) is replaced by this host's name, so a standby can tell
+// workers and operators where the leader is.
+std::string Advertised(const std::string& bound) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  for (const char* any : {"://0.0.0.0:", "://[::]:", "://*:"}) {
+    const size_t at = bound.find(any);
+    if (at != std::string::npos) {
+      return bound.substr(0, at) + "://" + host + ":" + bound.substr(at + std::strlen(any));
+    }
+  }
+  return bound;
 }
 
 }  // namespace
@@ -78,8 +94,8 @@ Status CoordinatorServer::Start() {
     FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
   } else {
     FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
-    me_.listen = listen_bound_;
-    me_.status = status_bound_;
+    me_.listen = Advertised(listen_bound_);
+    me_.status = Advertised(status_bound_);
     FERRY_ASSIGN_OR_RETURN(bool lead, state_->TryLead(me_, policy_.ttl_ms));
     if (lead) {
       FERRY_RETURN_IF_ERROR(Lead());
