@@ -66,6 +66,7 @@
 #include "common/wire.h"
 #include "tests/dashboard_poller.h"
 #include "tests/process_util.h"
+#include "tests/test_util.h"
 
 // Rows and bars are aggregates filled field by field; trailing fields default.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -102,6 +103,8 @@ struct Options {
   bool ctl_curve = false;             // case 3 over CURVE (coordinator and simulated fleet)
   std::string ctl_latency_dump;       // directory for per-grant (time, latency) files
   std::string ctl_dashboard = "off";  // case 3: also run with the dashboard polled (http|browser)
+  bool ctl_state_pg = false;          // case 3: also on a PostgreSQL state (--pg-uri)
+  int takeover_runs = 5;              // case 6: runs (median)
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
@@ -1265,15 +1268,24 @@ struct CtlRun {
 // that drains them all; with `watched`, while the dashboard is polled
 // (--ctl-dashboard).
 CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0,
-                       bool watched = false) {
+                       bool watched = false, bool pg_state = false) {
   CtlRun out;
   const std::string src = KeysStore(ranges);
   const std::string target = fmt::format("{}/{}-new.db", g_opt.dir, tag);
-  const std::string state = fmt::format("{}/{}-state.db", g_opt.dir, tag);
+  std::string state = fmt::format("{}/{}-state.db", g_opt.dir, tag);
+  if (pg_state) {
+    // --state postgresql://: a fresh database on the --pg-uri server.
+    const std::string db = "ferry_bench_" + std::to_string(getpid()) + "_state";
+    if (!FreshPgDb(g_opt.pg_uri, db)) {
+      out.error = "cannot create the state database";
+      return out;
+    }
+    state = UriWithDb(g_opt.pg_uri, db);
+  }
   const std::string log = fmt::format("{}/{}.log", g_opt.dir, tag);
-  const std::string ef = state + ".endpoints";
+  const std::string ef = fmt::format("{}/{}.endpoints", g_opt.dir, tag);
   RemoveDb(target);
-  RemoveDb(state);
+  if (!pg_state) RemoveDb(state);
   fs::remove(ef);
   // The coordinator fsyncs its state file on every group commit: start from
   // a disk with nothing left to write back from earlier cases (gigabytes of
@@ -1608,12 +1620,134 @@ void CaseControlPlane() {
       watched.Add(
           "  its size", [](auto& r) { return r.ranges_mb; }, "MB");
     }
+    if (g_opt.ctl_state_pg && !g_opt.pg_uri.empty()) {
+      // The same fleet with the coordinator's state in PostgreSQL (one
+      // pipelined transaction per pass, guarded by the leader's term): side
+      // by side with the SQLite state file above.
+      CtlSeries pg{sec, {}};
+      for (int i = 0; i < g_opt.repeat; ++i) {
+        pg.runs.push_back(ControlPlaneRun(n, fmt::format("c3pg-{}", n), 0, false, true));
+      }
+      pg.Add(
+          "PostgreSQL state: completions/s", [](auto& r) { return r.completions_per_s; }, "/s",
+          "--state postgresql://, same fleet, closed loop");
+      pg.Add(
+          "PostgreSQL state: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+      pg.Add(
+          "PostgreSQL state: state group commits", [](auto& r) { return r.commits; }, "");
+      pg.Add(
+          "PostgreSQL state: time in state commits", [](auto& r) { return r.commit_s; }, "s");
+      const double pgc = pg.MedianOf([](auto& r) { return r.completions_per_s; });
+      g_bars.push_back(
+          Bar{fmt::format("control plane {} ranges on PostgreSQL state: completions/s", n),
+              ">= 20000", fmt::format("{:.0f}", pgc),
+              std::isnan(pgc) ? std::nullopt : std::optional<bool>(pgc >= 20000)});
+      if (g_opt.ctl_copy_ms > 0) {
+        CtlSeries pgp{sec, {}};
+        for (int i = 0; i < g_opt.repeat; ++i) {
+          pgp.runs.push_back(
+              ControlPlaneRun(n, fmt::format("c3pgp-{}", n), g_opt.ctl_copy_ms, false, true));
+        }
+        pgp.Add(
+            "PostgreSQL state, paced: completions/s", [](auto& r) { return r.completions_per_s; },
+            "/s");
+        pgp.Add(
+            "PostgreSQL state, paced: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+        const double pc = pgp.MedianOf([](auto& r) { return r.completions_per_s; });
+        const double pp = pgp.MedianOf([](auto& r) { return r.p99_ms; });
+        g_bars.push_back(Bar{
+            fmt::format("control plane {} ranges on PostgreSQL state: paced p99 grant latency", n),
+            "<= 10 ms", fmt::format("{:.2f} ms at {:.0f}/s", pp, pc),
+            std::isnan(pp) ? std::nullopt : std::optional<bool>(pp <= 10)});
+      }
+    }
     if (n == 100000) {
       double hwm = 0;
       for (auto& r : closed.runs) hwm = std::max(hwm, r.hwm_mib);
       g_coord_hwm_100k = hwm;
     }
   }
+}
+
+// ------------------------------------------------------------------ case 6 --
+
+// Two coordinators on one PostgreSQL state: the leader is SIGKILLed while
+// workers copy; how long until the standby serves the job (answers its
+// status socket as leader)? Median of --takeover-runs runs.
+void CaseTakeover() {
+  const std::string sec = "6. Takeover: 2 coordinators on a PostgreSQL state, leader SIGKILLed";
+  if (g_opt.pg_uri.empty()) {
+    g_rows.push_back(Row{sec, "all", {}, "s", 0, NAN, "skipped (no PostgreSQL URI)"});
+    return;
+  }
+  const int ttl_s = 2;
+  std::vector<double> took;
+  const std::string legacy = g_opt.dir + "/c6-legacy.db";
+  RemoveDb(legacy);
+  ferry::testing::MakeDemoStore(legacy, 20000);
+  for (int run = 0; run < g_opt.takeover_runs; ++run) {
+    const std::string db = "ferry_bench_" + std::to_string(getpid()) + "_ha";
+    if (!FreshPgDb(g_opt.pg_uri, db)) break;
+    const std::string state = UriWithDb(g_opt.pg_uri, db);
+    const std::string target = fmt::format("{}/c6-new-{}.db", g_opt.dir, run);
+    RemoveDb(target);
+    std::vector<std::unique_ptr<Child>> coords;
+    std::vector<std::string> status;
+    std::string workers;
+    for (int i = 0; i < 2; ++i) {
+      const int port = ferry::testing::FreePort(), sport = ferry::testing::FreePort();
+      status.push_back(fmt::format("tcp://127.0.0.1:{}", sport));
+      workers += fmt::format("{}tcp://127.0.0.1:{}", i ? "," : "", port);
+      coords.push_back(std::make_unique<Child>(
+          std::vector<std::string>{Bin("ferry-coordinator"), "--source", "sqlite:" + legacy,
+                                   "--target", "sqlite:" + target, "--state", state, "--listen",
+                                   fmt::format("tcp://127.0.0.1:{}", port), "--status-endpoint",
+                                   status.back(), "--lease-ttl", std::to_string(ttl_s),
+                                   "--range-rows", "1000", "--batch-rows", "200", "--log-level",
+                                   "warn"},
+          fmt::format("{}/c6-coordinator-{}-{}.log", g_opt.dir, run, i)));
+      if (i == 0) usleep(1500000);  // the first one leads
+    }
+    auto state_of = [&](int i) {
+      std::string reply;
+      if (!ferry::testing::StatusCommand(status[i], "status", &reply, 500)) return std::string();
+      auto j = nlohmann::json::parse(reply, nullptr, false);
+      return j.is_object() ? j.value("state", "") : std::string();
+    };
+    std::string ignored;
+    ferry::testing::StatusCommand(status[0], "throttle 2000", &ignored, 2000);
+    Child worker({Bin("ferry-worker"), "--coordinator", workers},
+                 fmt::format("{}/c6-worker-{}.log", g_opt.dir, run));
+    const bool ready = ferry::testing::WaitFor(
+        [&] { return state_of(0) == "copying" && state_of(1) == "standby"; }, 30000);
+    if (ready) {
+      usleep(1000000);  // rows are moving
+      const int64_t t0 = NowNs();
+      coords[0]->Signal(SIGKILL);
+      if (ferry::testing::WaitFor(
+              [&] {
+                const std::string st = state_of(1);
+                return !st.empty() && st != "standby";
+              },
+              60000)) {
+        took.push_back((NowNs() - t0) / 1e9);
+        Log(fmt::format("takeover run {}: {:.2f} s", run + 1, took.back()));
+      }
+    }
+    worker.Signal(SIGKILL);
+    for (auto& c : coords) c->Signal(SIGKILL);
+    Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+    RemoveDb(target);
+  }
+  g_rows.push_back(Row{sec, "standby serving after the leader's SIGKILL", took, "s", 0, NAN,
+                       fmt::format("--lease-ttl {}; the bar is TTL + 2 s", ttl_s)});
+  std::vector<double> sorted = took;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? NAN : sorted[sorted.size() / 2];
+  g_bars.push_back(
+      Bar{fmt::format("takeover after SIGKILL of the leader (median of {})", took.size()),
+          fmt::format("<= {} s", ttl_s + 2), fmt::format("{:.2f} s", median),
+          std::isnan(median) ? std::nullopt : std::optional<bool>(median <= ttl_s + 2)});
 }
 
 void CaseMemory() {
@@ -1930,7 +2064,14 @@ void CaseRecovery() {
   }
 }
 
-bool Wants(int c) { return g_opt.cases.find(std::to_string(c)) != std::string::npos; }
+bool Wants(int c) {
+  std::istringstream in(g_opt.cases);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item == std::to_string(c)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -1946,7 +2087,7 @@ int main(int argc, char** argv) {
       ->default_val("/tmp/ferry-bench");
   app.add_option("--bin-dir", g_opt.bin_dir, "where ferry-coordinator / ferry-worker are")
       ->default_val(FERRY_BIN_DIR);
-  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5");
+  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5,6");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
       ->default_val(100);
@@ -1975,6 +2116,12 @@ int main(int argc, char** argv) {
                  "/ and /api/* every second) or browser (headless Chromium showing the page)")
       ->check(CLI::IsMember({"off", "http", "browser"}))
       ->default_val("off");
+  app.add_flag("--ctl-state-pg", g_opt.ctl_state_pg,
+               "case 3: also run with the coordinator's state in PostgreSQL (a fresh database "
+               "on --pg-uri), side by side with the SQLite state file");
+  app.add_option("--takeover-runs", g_opt.takeover_runs,
+                 "case 6 (two coordinators on a PostgreSQL state): runs, the median is the bar")
+      ->default_val(5);
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
@@ -2031,7 +2178,7 @@ int main(int argc, char** argv) {
     // leave gigabytes to write back and a PostgreSQL server checkpointing
     // and vacuuming after its bulk load, which would stall the state file's
     // fsyncs and skew grant latency. The table is printed in case order.
-    for (int c : {3, 1, 2, 4, 5}) {
+    for (int c : {3, 6, 1, 2, 4, 5}) {
       if (!Wants(c)) continue;
       switch (c) {
         case 1:
@@ -2048,6 +2195,9 @@ int main(int argc, char** argv) {
           break;
         case 5:
           CaseMemory();
+          break;
+        case 6:
+          CaseTakeover();
           break;
       }
       for (Row& r : g_rows) rows.emplace_back(c, std::move(r));
