@@ -141,4 +141,20 @@ Result<std::set<std::string>> LoadCurveAllowList(const std::string& path, const 
   return keys;
 }
 
+Result<CurveClientKeys> LoadCurveClientKeys(const std::string& server_key_file,
+                                            const std::string& secret_key_file,
+                                            const std::string& server_flag,
+                                            const std::string& secret_flag) {
+  if (server_key_file.empty() != secret_key_file.empty()) {
+    return InvalidArgument(fmt::format("{} and {} go together", server_flag, secret_flag));
+  }
+  CurveClientKeys keys;
+  if (server_key_file.empty()) return keys;
+  FERRY_ASSIGN_OR_RETURN(keys.server_key, LoadCurvePublicKey(server_key_file, server_flag));
+  FERRY_ASSIGN_OR_RETURN(CurveKeyPair mine, LoadCurveSecretKey(secret_key_file, secret_flag));
+  keys.public_key = mine.public_z85;
+  keys.secret_key = mine.secret_z85;
+  return keys;
+}
+
 }  // namespace ferry

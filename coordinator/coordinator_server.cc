@@ -69,6 +69,21 @@ Status CoordinatorServer::Start() {
     FERRY_ASSIGN_OR_RETURN(curve_allowed,
                            LoadCurveAllowList(opt_.curve_allow_file, "--curve-allow-file"));
   }
+  if (opt_.status_curve_secret_key_file.empty() != opt_.status_curve_allow_file.empty()) {
+    return InvalidArgument(
+        "--status-curve-secret-key-file and --status-curve-allow-file go together: the status "
+        "socket's secret key and the public keys of the operators (ferryctl) it answers");
+  }
+  std::string status_secret, status_public;
+  std::set<std::string> status_allowed;
+  if (!opt_.status_curve_secret_key_file.empty()) {
+    FERRY_ASSIGN_OR_RETURN(CurveKeyPair keys, LoadCurveSecretKey(opt_.status_curve_secret_key_file,
+                                                                 "--status-curve-secret-key-file"));
+    status_secret = keys.secret_z85;
+    status_public = keys.public_z85;
+    FERRY_ASSIGN_OR_RETURN(status_allowed, LoadCurveAllowList(opt_.status_curve_allow_file,
+                                                              "--status-curve-allow-file"));
+  }
   FERRY_ASSIGN_OR_RETURN(policy_, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt_));
   FERRY_ASSIGN_OR_RETURN(state_, OpenStateStore(opt_.state_path, clock_, policy_.ttl_ms));
@@ -80,10 +95,17 @@ Status CoordinatorServer::Start() {
   }
   me_.id = DefaultProcessId();
   FERRY_ASSIGN_OR_RETURN(queries_, StatusQueries::Create());
-  if (!curve_secret.empty()) {
+  if (!curve_secret.empty() || !status_secret.empty()) {
     FERRY_ASSIGN_OR_RETURN(zap_, ZapHandler::Bind(ctx_));
+  }
+  if (!curve_secret.empty()) {
     zap_->AddDomain("ferry", std::move(curve_allowed),
                     "add the worker's public key to --curve-allow-file");
+  }
+  if (!status_secret.empty()) {
+    zap_->AddDomain("ferry-status", std::move(status_allowed),
+                    "add the operator's public key (ferryctl --curve-secret-key-file's FILE.pub) "
+                    "to --status-curve-allow-file");
   }
   if (!state_->shared()) {
     // One process per state: lead, and open the job before binding, so bad
@@ -91,9 +113,9 @@ Status CoordinatorServer::Start() {
     FERRY_RETURN_IF_ERROR(state_->TryLead(me_, policy_.ttl_ms).status());
     FERRY_RETURN_IF_ERROR(Lead());
     if (already_done_) return Status::Ok();
-    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret, status_secret));
   } else {
-    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret, status_secret));
     me_.listen = Advertised(listen_bound_);
     me_.status = Advertised(status_bound_);
     FERRY_ASSIGN_OR_RETURN(bool lead, state_->TryLead(me_, policy_.ttl_ms));
@@ -117,7 +139,8 @@ Status CoordinatorServer::Start() {
             {"target", RedactUri(opt_.target_uri)},
             {"from_version", opt_.from_version},
             {"to_version", opt_.to_version},
-            {"curve_public_key", curve_public.empty() ? "off" : curve_public}});
+            {"curve_public_key", curve_public.empty() ? "off" : curve_public},
+            {"status_curve_public_key", status_public.empty() ? "off" : status_public}});
   return Status::Ok();
 }
 
@@ -193,7 +216,8 @@ void CoordinatorServer::KeepLead() {
   }
 }
 
-Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
+Status CoordinatorServer::BindSockets(const std::string& curve_secret,
+                                      const std::string& status_curve_secret) {
   try {
     router_.emplace(*ctx_, zmq::socket_type::router);
     router_->set(zmq::sockopt::linger, 0);
@@ -226,6 +250,11 @@ Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
     status_.emplace(*ctx_, zmq::socket_type::rep);
     status_->set(zmq::sockopt::linger, 0);
     status_->set(zmq::sockopt::maxmsgsize, int64_t{kStatusRequestBytes});
+    if (!status_curve_secret.empty()) {
+      status_->set(zmq::sockopt::curve_server, 1);
+      status_->set(zmq::sockopt::curve_secretkey, status_curve_secret);
+      status_->set(zmq::sockopt::zap_domain, "ferry-status");
+    }
     status_->bind(opt_.status_endpoint);
     status_bound_ = status_->get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

@@ -116,7 +116,9 @@ class CoordinatorServer {
     zmq::message_t payload;
   };
 
-  Status BindSockets(const std::string& curve_secret);
+  // `curve_secret` / `status_curve_secret`: the secret keys that turn CURVE
+  // on for the worker / status socket ("" = off).
+  Status BindSockets(const std::string& curve_secret, const std::string& status_curve_secret);
   // Opens the job on a state this process leads: the service, the status
   // commands, the mirror.
   Status Lead();

@@ -79,6 +79,14 @@ int main(int argc, char** argv) {
                  "secret key (make one with `ferryctl keygen`)");
   app.add_option("--curve-allow-file", o.curve_allow_file,
                  "with --curve-secret-key-file: the workers' public keys, one per line");
+  app.add_option(
+      "--status-curve-secret-key-file", o.status_curve_secret_key_file,
+      "authenticate and encrypt the status socket with CURVE: its secret key (make one "
+      "with `ferryctl keygen`); only operators in --status-curve-allow-file get answers");
+  app.add_option(
+      "--status-curve-allow-file", o.status_curve_allow_file,
+      "with --status-curve-secret-key-file: the operators' (ferryctl's) public keys, one "
+      "per line");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

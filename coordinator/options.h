@@ -28,6 +28,11 @@ struct CoordinatorOptions {
   // are not affected.
   std::string curve_secret_key_file;
   std::string curve_allow_file;
+  // CURVE on the status socket: both or neither. With them, only clients
+  // (ferryctl --curve-*) whose public key is in the allow file get through,
+  // and get answers to any command; everyone else gets nothing.
+  std::string status_curve_secret_key_file;
+  std::string status_curve_allow_file;
 };
 
 }  // namespace ferry
