@@ -103,7 +103,7 @@ class CoordinatorServer {
   const ServerMetrics& metrics() const { return metrics_; }
   bool complete() const { return service_ && service_->complete(); }
   bool failed() const { return service_ && service_->failed(); }
-  // True once every live worker (workers_registry.h) has been told the
+  // True once every live worker (worker_registry.h) has been told the
   // migration is complete or failed: a batch job (--exit-when-done) waits
   // for this so remote workers exit 0.
   bool AllWorkersToldDone() const { return !service_ || service_->workers().AllLiveToldDone(); }
