@@ -316,10 +316,16 @@ void CoordinatorServer::Step(int timeout_ms) {
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
   queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
-  if (mirror_->Update(service_->job())) service_->MarkMirrored();
+  KeepLead();
+  if (!service_) return;  // deposed: the renewal said so
+  // Mirror only what this process knows it may still decide: its lead was
+  // confirmed (a commit or renewal) within the last TTL. A coordinator that
+  // was paused must not write an older boundary over the new leader's.
+  if (MonotonicMs() - last_renewed_ms_ < policy_.ttl_ms && mirror_->Update(service_->job())) {
+    service_->MarkMirrored();
+  }
   service_->SampleRates();
   LogProgress();
-  KeepLead();
 }
 
 std::string CoordinatorServer::HandleCommand(const std::string& line) {
