@@ -199,8 +199,11 @@ void CoordinatorServer::StepDown(const std::string& why) {
 }
 
 void CoordinatorServer::KeepLead() {
-  if (!state_->shared()) return;
   const int64_t now = MonotonicMs();
+  if (!state_->shared()) {
+    last_renewed_ms_ = now;  // a state only this process can open: always led
+    return;
+  }
   if (now - last_renewed_ms_ < policy_.ttl_ms / 3) return;
   Status s = state_->RenewLead();
   if (s.ok()) {
