@@ -4,7 +4,8 @@
 #   build/bin/ferry-coordinator, build/bin/ferry-worker, build/bin/ferryctl
 # Environment: FERRY_BUILD_DIR (default: build), FERRY_BUILD_TYPE (default:
 # RelWithDebInfo), FERRY_JOBS (default: nproc), FERRY_SKIP_DEPS=1 to skip the
-# package check.
+# package check, FERRY_CMAKE_ARGS (extra configure arguments, split on spaces;
+# deploy/test.sh --sanitize passes -DFERRY_SANITIZE=... through it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,8 @@ if [[ "${FERRY_SKIP_DEPS:-0}" != 1 ]]; then
 fi
 
 echo "build: configuring $BUILD_DIR ($BUILD_TYPE)"
-cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=ON
+# shellcheck disable=SC2086  # FERRY_CMAKE_ARGS is a list of words
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=ON ${FERRY_CMAKE_ARGS:-}
 echo "build: building with -j$JOBS"
 cmake --build "$BUILD_DIR" -j"$JOBS"
 for exe in ferry-coordinator ferry-worker ferryctl; do
