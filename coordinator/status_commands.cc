@@ -100,7 +100,8 @@ std::string Coordinator::HandleCommand(const std::string& line) {
     it->second.row.state = "draining";
     dirty_workers_.push_back(it->second.row);
     Record(Event{now, "drain", it->second.current_range, 0, arg, "operator"});
-    return nlohmann::json{{"ok", true}, {"worker", arg}}.dump();
+    return nlohmann::json{{"ok", true}, {"worker", arg}}.dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   if (cmd == "revoke") {
     uint64_t id = 0;

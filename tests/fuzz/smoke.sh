@@ -18,7 +18,7 @@ set +e
   -artifact_prefix="$CORPUS/" "$CORPUS" >"$CORPUS/log" 2>&1
 rc=$?
 set -e
-grep -E "^#[0-9]+.*(DONE|cov:)" "$CORPUS/log" | tail -n 2
+grep -E "^#[0-9]+.*(DONE|cov:)" "$CORPUS/log" | tail -n 2 || true
 grep -E "stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" "$CORPUS/log" || true
 if [[ $rc -ne 0 ]]; then
   echo "fuzz: $BIN failed (status $rc); its output:"

@@ -89,7 +89,7 @@ std::string GrantFromWorker() {
 std::string UnknownTag() {
   capnp::MallocMessageBuilder b;
   ferry::NewEnvelope(b, 8).getBody().initLeaseRequest().setWorkerId("seed");
-  const uint32_t off = capnp::Schema::from<ferry::Envelope::Body>()
+  const uint32_t off = capnp::Schema::from<Envelope::Body>()
                            .getProto()
                            .getStruct()
                            .getDiscriminantOffset();
@@ -120,7 +120,7 @@ void WriteSeeds(const std::string& dir) {
       {"unknown-tag", Input(0, {UnknownTag()})},
       {"truncated", Input(0, {Register(w).substr(0, 20)})},
       {"empty-frame", Input(0, {""})},
-      {"garbage", Input(0, {"\x00\x00\x00\x00\xff\xff\xff\x7f garbage"})},
+      {"garbage", Input(0, {std::string("\x00\x00\x00\x00\xff\xff\xff\x7f garbage", 16)})},
   };
   for (const auto& [name, bytes] : seeds) {
     std::ofstream(dir + "/" + name, std::ios::binary) << bytes;
