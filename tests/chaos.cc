@@ -808,11 +808,11 @@ class Run {
     p->name = fmt::format("w{}", next_worker_++);
     if (lab_) {
       const int slot = (next_worker_ - 1) % lab_->size();
-      p->p = std::make_unique<Process>(
-          lab_->InNamespace(slot, {Bin("ferry-worker"), "--coordinator",
-                                   lab_->Endpoint(slot, c_.port), "--id", p->name, "--log-level",
-                                   "debug"}),
-          dir_ + "/worker-" + p->name + ".log");
+      p->p =
+          std::make_unique<Process>(lab_->InNamespace(slot, {Bin("ferry-worker"), "--coordinator",
+                                                             lab_->Endpoint(slot, c_.port), "--id",
+                                                             p->name, "--log-level", "debug"}),
+                                    dir_ + "/worker-" + p->name + ".log");
     } else {
       p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
     }

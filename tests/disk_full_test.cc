@@ -61,7 +61,8 @@ class SmallFs {
     for (;;) {
       int64_t room = FreeBytes() - leave;
       if (room <= 0) break;
-      ssize_t n = write(fd, chunk.data(), static_cast<size_t>(std::min<int64_t>(room, chunk.size())));
+      ssize_t n =
+          write(fd, chunk.data(), static_cast<size_t>(std::min<int64_t>(room, chunk.size())));
       if (n <= 0) break;  // ENOSPC: full
       written += n;
     }
@@ -154,13 +155,20 @@ TEST(DiskFullTest, StateFileFillsUpThenCompletesOnceSpaceIsFreed) {
   c.Command("throttle 4000");
   auto a = c.StartWorker("a");
   auto b = c.StartWorker("b");
-  ASSERT_TRUE(WaitFor([&] { return c.Status().value("ranges_done", 0) >= 2; }, 30000)) << c.Logs();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = c.Status();
+        return st.is_object() && st.value("ranges_done", 0) >= 2;
+      },
+      30000))
+      << c.Logs();
   const std::string filler = dir.File("small/filler");
   ASSERT_GT(fs.Fill(filler, 0), 0);
-  auto failures = [&] {
-    std::string m = c.Command("metrics");
-    auto at = m.find("\nferry_state_commit_failures_total ");
-    return at == std::string::npos ? -1 : std::stoll(m.substr(at + 36));
+  auto failures = [&]() -> int64_t {
+    const std::string name = "\nferry_state_commit_failures_total ";
+    const std::string m = c.Command("metrics");
+    const auto at = m.find(name);
+    return at == std::string::npos ? -1 : std::stoll(m.substr(at + name.size()));
   };
   ASSERT_TRUE(WaitFor([&] { return failures() >= 1; }, 30000)) << c.Logs();
   const std::string log = ReadFile(c.log_dir + "/coordinator.log");

@@ -294,8 +294,8 @@ bool NetLab::Impair(int i, int delay_ms, int jitter_ms, double loss_pct, int coo
   host.insert(host.end(), netem.begin(), netem.end());
   if (Sh(host, &out) == 0) {
     netem_ = true;
-    std::vector<std::string> inside = {"ip",   "netns", "exec", l.ns, "tc",     "qdisc",
-                                       "add",  "dev",   l.ns_if, "root"};
+    std::vector<std::string> inside = {"ip",    "netns", "exec", l.ns,    "tc",
+                                       "qdisc", "add",   "dev",  l.ns_if, "root"};
     inside.insert(inside.end(), netem.begin(), netem.end());
     if (Sh(inside, &out) != 0) {
       *why = "`" + Join(inside) + "` failed: " + out;
@@ -314,12 +314,12 @@ bool NetLab::Impair(int i, int delay_ms, int jitter_ms, double loss_pct, int coo
   const std::string t = "ferry_loss";
   const std::vector<std::vector<std::string>> rules = {
       {"nft", "add", "table", "inet", t},
-      {"nft", "add", "chain", "inet", t, "in", "{ type filter hook input priority 0 ; }"},
-      {"nft", "add", "chain", "inet", t, "out", "{ type filter hook output priority 0 ; }"},
-      {"nft", "add", "rule", "inet", t, "in", "meta", "l4proto", "tcp", "numgen", "random", "mod",
-       "10000", "<", std::to_string(per_10000), "counter", "drop"},
-      {"nft", "add", "rule", "inet", t, "out", "meta", "l4proto", "tcp", "numgen", "random", "mod",
-       "10000", "<", std::to_string(per_10000), "counter", "drop"},
+      {"nft", "add", "chain", "inet", t, "loss_in", "{ type filter hook input priority 0 ; }"},
+      {"nft", "add", "chain", "inet", t, "loss_out", "{ type filter hook output priority 0 ; }"},
+      {"nft", "add", "rule", "inet", t, "loss_in", "meta", "l4proto", "tcp", "numgen", "random",
+       "mod", "10000", "<", std::to_string(per_10000), "counter", "drop"},
+      {"nft", "add", "rule", "inet", t, "loss_out", "meta", "l4proto", "tcp", "numgen", "random",
+       "mod", "10000", "<", std::to_string(per_10000), "counter", "drop"},
   };
   for (const auto& r : rules) {
     if (Sh(InNamespace(i, r), &out) != 0) {
@@ -365,8 +365,8 @@ int64_t NetLab::Dropped(int i) const {
 
 bool NetLab::Partition(int i, bool down, std::string* why) {
   std::string out;
-  std::vector<std::string> cmd = {"ip", "link", "set", "dev", link(i).host_if,
-                                  down ? "down" : "up"};
+  std::vector<std::string> cmd = {"ip",  "link",          "set",
+                                  "dev", link(i).host_if, down ? "down" : "up"};
   if (Sh(cmd, &out) != 0) {
     *why = "`" + Join(cmd) + "` failed: " + out;
     return false;

@@ -4,6 +4,8 @@
 // 10.231.X.0/24 picked at run time (tests/netns.h); the coordinator runs in
 // the root namespace listening on a veth host address. Stores are compared
 // row for row with SQL, independently of ferry.
+#include "tests/netns.h"
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -11,7 +13,6 @@
 #include <thread>
 
 #include "tests/cluster.h"
-#include "tests/netns.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 
@@ -48,9 +49,9 @@ void ExpectMigrated(const Cluster& c) {
   EXPECT_EQ(QueryInt(c.state, "SELECT count(*) FROM events WHERE kind='finalize'"), 1);
 }
 
-#define FERRY_NETLAB_OR_SKIP(lab, n)                                      \
-  std::string why_;                                                       \
-  auto lab = NetLab::Create(n, &why_);                                    \
+#define FERRY_NETLAB_OR_SKIP(lab, n)   \
+  std::string why_;                    \
+  auto lab = NetLab::Create(n, &why_); \
   if (!lab) GTEST_SKIP() << "network namespaces unavailable: " << why_;
 
 // Three workers, each in its own namespace behind 20 ms ± 10 ms of delay and
@@ -125,8 +126,8 @@ TEST(NetnsTest, PartitionedWorkerStopsWritingBeforeItsDeadline) {
   ASSERT_TRUE(c.WaitState("copying", 20000)) << c.Logs();
   c.Command("throttle 3000");
   auto a = StartWorkerIn(*lab, 0, c, lab->Endpoint(0, c.port), "a");
-  ASSERT_TRUE(WaitFor([&] { return QueryInt(c.target, "SELECT count(*) FROM audit", 0) >= 1500; },
-                      30000))
+  ASSERT_TRUE(
+      WaitFor([&] { return QueryInt(c.target, "SELECT count(*) FROM audit", 0) >= 1500; }, 30000))
       << c.Logs();
   auto b = StartWorkerIn(*lab, 1, c, lab->Endpoint(1, c.port), "b");
   const int64_t epoch_a = QueryInt(c.state, "SELECT epoch FROM ranges WHERE id=1");
@@ -148,12 +149,12 @@ TEST(NetnsTest, PartitionedWorkerStopsWritingBeforeItsDeadline) {
 
   const int64_t last_a = QueryInt(
       c.target, fmt::format("SELECT max(ts_ms) FROM audit WHERE epoch <= {}", epoch_a), -1);
-  const int64_t first_new = QueryInt(
-      c.target, fmt::format("SELECT min(ts_ms) FROM audit WHERE epoch > {}", epoch_a), -1);
-  const int64_t last_a_seq = QueryInt(
-      c.target, fmt::format("SELECT max(seq) FROM audit WHERE epoch <= {}", epoch_a), -1);
-  const int64_t first_new_seq = QueryInt(
-      c.target, fmt::format("SELECT min(seq) FROM audit WHERE epoch > {}", epoch_a), -1);
+  const int64_t first_new =
+      QueryInt(c.target, fmt::format("SELECT min(ts_ms) FROM audit WHERE epoch > {}", epoch_a), -1);
+  const int64_t last_a_seq =
+      QueryInt(c.target, fmt::format("SELECT max(seq) FROM audit WHERE epoch <= {}", epoch_a), -1);
+  const int64_t first_new_seq =
+      QueryInt(c.target, fmt::format("SELECT min(seq) FROM audit WHERE epoch > {}", epoch_a), -1);
   const int64_t expired_ms = QueryInt(
       c.state,
       fmt::format("SELECT min(ts_ms) FROM events WHERE kind='expire' AND range_id=1 AND epoch={}",

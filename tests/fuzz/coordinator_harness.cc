@@ -119,7 +119,8 @@ std::string CoordinatorHarness::Command(const std::string& line) {
       Die("a reply that is not JSON to a command other than metrics: " + reply.substr(0, 200));
     return reply;
   }
-  if (!nlohmann::json::accept(reply)) Die("status reply is not valid JSON: " + reply.substr(0, 400));
+  if (!nlohmann::json::accept(reply))
+    Die("status reply is not valid JSON: " + reply.substr(0, 400));
   return reply;
 }
 

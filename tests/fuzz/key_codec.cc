@@ -12,6 +12,8 @@
 //    integers and reals numerically, text and blob bytewise, a shorter
 //    prefix first. NaN is not generated (SQLite stores NaN as NULL).
 // Any violation aborts with both tuples printed.
+#include "common/key_codec.h"
+
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cmath>
@@ -21,8 +23,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include "common/key_codec.h"
 
 namespace {
 
@@ -152,7 +152,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (v.index() == 2 && std::get<double>(v) == 0.0 && std::signbit(std::get<double>(v)))
         has_negative_zero = true;
     }
-    if (again != raw && !has_negative_zero) Fail("a decoded key re-encodes differently", raw, again);
+    if (again != raw && !has_negative_zero)
+      Fail("a decoded key re-encodes differently", raw, again);
     if (ferry::KeyToString(raw).empty()) Fail("KeyToString printed nothing", raw, "");
   } else if (ferry::KeyToString(raw) != (raw.empty() ? "" : "<malformed key>")) {
     Fail("KeyToString of a malformed key", raw, ferry::KeyToString(raw));

@@ -89,10 +89,8 @@ std::string GrantFromWorker() {
 std::string UnknownTag() {
   capnp::MallocMessageBuilder b;
   ferry::NewEnvelope(b, 8).getBody().initLeaseRequest().setWorkerId("seed");
-  const uint32_t off = capnp::Schema::from<Envelope::Body>()
-                           .getProto()
-                           .getStruct()
-                           .getDiscriminantOffset();
+  const uint32_t off =
+      capnp::Schema::from<Envelope::Body>().getProto().getStruct().getDiscriminantOffset();
   auto data = b.getRoot<capnp::AnyStruct>().getDataSection();
   data[off * 2] = static_cast<capnp::byte>(0xEE);
   return Frame(b);
@@ -147,7 +145,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t start = 0;
   while (frames.size() < 8) {
     size_t end = body.find(kSeparator, start);
-    frames.push_back(body.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    frames.push_back(
+        body.substr(start, end == std::string::npos ? std::string::npos : end - start));
     if (end == std::string::npos) break;
     start = end + kSeparator.size();
   }
