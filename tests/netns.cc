@@ -275,7 +275,15 @@ NetLab::~NetLab() {
 }
 
 std::vector<std::string> NetLab::InNamespace(int i, const std::vector<std::string>& argv) const {
-  std::vector<std::string> out = {"ip", "netns", "exec", link(i).ns};
+  // An absolute path: Process (tests/process_util.h) execs without a PATH search.
+  std::string ip = "ip";
+  for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+    if (access(p, X_OK) == 0) {
+      ip = p;
+      break;
+    }
+  }
+  std::vector<std::string> out = {ip, "netns", "exec", link(i).ns};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
@@ -343,6 +351,11 @@ std::string NetLab::Endpoint(int i, int coordinator_port) const {
     return fmt::format("tcp://{}:{}", link(i).host_addr, relays_[k]->port());
   }
   return fmt::format("tcp://{}:{}", coordinator_addr(), coordinator_port);
+}
+
+uint64_t NetLab::RelayedBytes(int i) const {
+  const size_t k = static_cast<size_t>(i);
+  return k < relays_.size() && relays_[k] ? relays_[k]->bytes_forwarded() : 0;
 }
 
 int64_t NetLab::Dropped(int i) const {

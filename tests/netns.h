@@ -79,6 +79,8 @@ class NetLab {
   // tcp://ADDR:PORT a worker in namespace i connects to (the relay when one
   // delays link i, else the coordinator).
   std::string Endpoint(int i, int coordinator_port) const;
+  // Bytes the delay relay of link i has passed on (0 without a relay).
+  uint64_t RelayedBytes(int i) const;
   // Packets dropped on link i so far by the loss rule (netem or nft), -1 if unknown.
   int64_t Dropped(int i) const;
 
