@@ -3,9 +3,10 @@
 # seed corpus SEEDS (copied to a scratch corpus, so the tree is never
 # written). Prints libFuzzer's last status line (cov:, ft:, exec/s) and exits
 # with its status; 77 (ctest: skipped) when the fuzzer was not built.
-#   bash tests/fuzz/smoke.sh FUZZER SEEDS RUNS
+#   bash tests/fuzz/smoke.sh FUZZER SEEDS RUNS [LIBFUZZER-FLAG...]
 set -euo pipefail
 BIN="$1" SEEDS="$2" RUNS="$3"
+shift 3
 if [[ ! -x "$BIN" ]]; then
   echo "fuzz: skipped: $BIN not built (bash deploy/build-fuzz.sh builds it; needs clang-14)"
   exit 77
@@ -15,7 +16,7 @@ trap 'rm -rf "$CORPUS"' EXIT
 cp "$SEEDS"/* "$CORPUS"/
 set +e
 "$BIN" -runs="$RUNS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-  -artifact_prefix="$CORPUS/" "$CORPUS" >"$CORPUS/log" 2>&1
+  -artifact_prefix="$CORPUS/" "$@" "$CORPUS" >"$CORPUS/log" 2>&1
 rc=$?
 set -e
 grep -E "^#[0-9]+.*(DONE|cov:)" "$CORPUS/log" | tail -n 2 || true
