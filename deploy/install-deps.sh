@@ -16,7 +16,9 @@ PACKAGES=(
   libpq-dev postgresql postgresql-client
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
-  util-linux  # prlimit: fault tests cap a worker's file size
+  util-linux  # prlimit: fault tests cap a worker's file size; mount: full-disk tests
+  clang-14 libclang-rt-14-dev  # libFuzzer targets (deploy/build-fuzz.sh)
+  iproute2 nftables  # network-namespace fault tests (ip netns, veth, tc; nft loss rules)
 )
 
 missing=()
