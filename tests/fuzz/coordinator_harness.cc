@@ -65,8 +65,13 @@ CoordinatorHarness::CoordinatorHarness() {
     WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<10)
     INSERT INTO kv SELECT randomblob(4), x'00ff' FROM c;)sql");
   Start();
-  // Clean up the scratch directory when the fuzzer exits normally.
-  std::atexit([] { Get().Stop(); });
+  // Remove the scratch directory when the fuzzer exits normally.
+  std::atexit([] {
+    CoordinatorHarness& h = Get();
+    h.Stop();
+    std::error_code ec;
+    std::filesystem::remove_all(h.dir_, ec);
+  });
 }
 
 CoordinatorHarness::~CoordinatorHarness() { Stop(); }
