@@ -152,6 +152,14 @@ class CoordinatorServer {
   std::optional<LeaderInfo> leader_;  // the leader a standby knows of
   int64_t next_lead_try_ms_ = 0;      // standby: next TryLead (monotonic)
   int64_t last_renewed_ms_ = 0;       // leader: last proof of the lead (monotonic)
+  // After a failed state commit (a full disk, a lost state server): no
+  // worker message is read and nothing expires until `commit_backoff_until_`
+  // (capped, doubling), so a state that cannot take a commit is not retried
+  // in a busy loop; read-only status commands are still answered.
+  int64_t commit_backoff_until_ = 0;
+  int64_t commit_backoff_ms_ = 0;
+  std::string state_error_;       // the last commit failure, for status last_error
+  bool status_mutating_ = false;  // the pending status request changes something
 
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<Store> source_;

@@ -18,6 +18,12 @@
 // libpq, see SqliteCanonicalRows / PgCanonicalRows), matched on the primary
 // key (or the rowid, which PostgreSQL holds as a leading `rowid` column).
 //
+// With --netem (root) each run's workers live in network namespaces of their
+// own behind 20 ms ± 10 ms of delay and 1% packet loss (tests/netns.h: tc
+// netem, or nftables loss and a delaying relay where the kernel has no
+// netem), and the coordinator listens on a veth host address; without the
+// rights for that it prints `chaos: skipped (netem: …)` and exits 0.
+//
 // One line per run, then exactly:
 //   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
 // Exit 0 only if L = D = M = F = 0.
@@ -43,6 +49,7 @@
 #include <vector>
 
 #include "tests/cluster.h"
+#include "tests/netns.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 
@@ -66,6 +73,7 @@ struct Options {
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
   std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
+  bool netem = false;     // workers in network namespaces behind delay and loss
 };
 
 constexpr int kFromVersion = 1;
@@ -537,6 +545,7 @@ class Run {
 
   // Returns true if the migration reached `complete`.
   bool Chaos(std::string* why) {
+    if (o_.netem && !SetUpNetem(why)) return false;
     MakeLegacy(c_.legacy, o_.rows, rng_());
     const int64_t t0 = t0_ = NowMs();
     const int64_t deadline = t0 + int64_t{o_.max_seconds} * 1000;
@@ -782,10 +791,31 @@ class Run {
     stats_.coord_starts++;
   }
 
+  // --netem: one namespace per worker slot behind delay and loss; the
+  // coordinator listens on the host end of the first link.
+  bool SetUpNetem(std::string* why) {
+    lab_ = NetLab::Create(o_.workers, why);
+    if (!lab_) return false;
+    c_.listen_host = lab_->coordinator_addr();
+    for (int i = 0; i < lab_->size(); ++i) {
+      if (!lab_->Impair(i, 20, 10, 1.0, c_.port, why)) return false;
+    }
+    return true;
+  }
+
   void StartWorker() {
     auto p = std::make_unique<Proc>();
     p->name = fmt::format("w{}", next_worker_++);
-    p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
+    if (lab_) {
+      const int slot = (next_worker_ - 1) % lab_->size();
+      p->p =
+          std::make_unique<Process>(lab_->InNamespace(slot, {Bin("ferry-worker"), "--coordinator",
+                                                             lab_->Endpoint(slot, c_.port), "--id",
+                                                             p->name, "--log-level", "debug"}),
+                                    dir_ + "/worker-" + p->name + ".log");
+    } else {
+      p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
+    }
     p->started_ms = NowMs();
     workers_.push_back(std::move(p));
     stats_.worker_starts++;
@@ -918,6 +948,7 @@ class Run {
   std::deque<std::unique_ptr<Proc>> workers_;
   std::vector<int64_t> pending_workers_;
   int next_worker_ = 0;
+  std::unique_ptr<NetLab> lab_;  // --netem
   int64_t next_action_ = 0;
   int64_t coord_restart_at_ = 0;
   bool restart_now_ = false, restart_now_worker_ = false;
@@ -973,6 +1004,8 @@ int main(int argc, char** argv) {
                  "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
                  "to act; 0 = off; default: an undisturbed copy takes 3 s + 1 s per 25000 rows");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
+  app.add_flag("--netem", o.netem,
+               "workers in network namespaces behind 20 ms +- 10 ms delay and 1% loss (root)");
   auto* pg_opt = app.add_option(
       "--target-pg", o.target_pg,
       "migrate into PostgreSQL: admin URI (postgresql://...) of a server on which each run "
@@ -1025,6 +1058,13 @@ int main(int argc, char** argv) {
     o.throttle = std::max<int64_t>(100, o.rows * 25000 / (3 * 25000 + o.rows));
   }
   if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
+  if (o.netem) {
+    std::string why;
+    if (!NetLab::Create(1, &why)) {
+      std::cout << "chaos: skipped (netem: " << why << ")" << std::endl;
+      return 0;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
