@@ -144,8 +144,8 @@ Status CoordinatorServer::Start() {
   return Status::Ok();
 }
 
-Status CoordinatorServer::Lead() {
-  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get()));
+Status CoordinatorServer::Lead(bool takeover) {
+  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get(), takeover));
   if (job.already_done) {
     already_done_ = true;
     state_->ResignLead();
@@ -382,7 +382,7 @@ void CoordinatorServer::StandbyPass() {
     if (leader.ok()) leader_ = *leader;
     return;
   }
-  Status s = Lead();
+  Status s = Lead(/*takeover=*/true);
   if (!s.ok()) {
     LogEvent(spdlog::level::err, "takeover_failed",
              {{"error", s.message()}, {"action", "giving the lead back; trying again later"}});

@@ -120,8 +120,10 @@ class CoordinatorServer {
   // on for the worker / status socket ("" = off).
   Status BindSockets(const std::string& curve_secret, const std::string& status_curve_secret);
   // Opens the job on a state this process leads: the service, the status
-  // commands, the mirror.
-  Status Lead();
+  // commands, the mirror. `takeover`: a complete job is served, not
+  // reported already done (a standby taking over after the end keeps
+  // telling late workers and operators that it is complete).
+  Status Lead(bool takeover = false);
   // Gives up the job (deposed, or the state lost): stands by.
   void StepDown(const std::string& why);
   // A standby's pass: answers everyone, tries to take the lead.

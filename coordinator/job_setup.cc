@@ -72,7 +72,7 @@ Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
 
 }  // namespace
 
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool serve_done) {
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt));
   OpenedJob j;
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state->LoadJob());
@@ -91,7 +91,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, j.source->ReadVersion());
   FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict, CheckVersions(opt.from_version, opt.to_version,
                                                                target_version, legacy_version));
-  if (verdict == VersionVerdict::kAlreadyDone) {
+  if (verdict == VersionVerdict::kAlreadyDone &&
+      !(serve_done && stored && stored->phase == JobPhase::kComplete)) {
     OpenedJob done;
     done.already_done = true;
     return done;

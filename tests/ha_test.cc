@@ -289,5 +289,26 @@ TEST_F(HaTest, PartitionedActiveIsReplacedAndStandsByAfterHealing) {
   EXPECT_NE(ReadFile(dir_.File("coordinator-0.log")).find("stepped_down"), std::string::npos);
 }
 
+// After the end: the leader that completed the job dies; the standby that
+// takes over serves the completed job (state complete) instead of exiting,
+// so a worker that arrives late is told the migration is complete and
+// exits 0 at once.
+TEST_F(HaTest, StandbyTakingOverACompleteJobTellsLateWorkersItIsComplete) {
+  ASSERT_EQ(StartJob(), 0);
+  ASSERT_TRUE(StatusRequest(ctx_, c_[0].status(), "throttle off", 2000).ok());
+  ASSERT_TRUE(WaitFor([&] { return StateOf(0) == "complete"; }, 60000)) << Logs();
+  const auto t0 = std::chrono::steady_clock::now();
+  c_[0].p->Kill();
+  WaitTakeover(0, t0);
+  EXPECT_EQ(StateOf(1), "complete") << Logs();
+  Process late(
+      {Bin("ferry-worker"), "--coordinator", c_[0].listen() + "," + c_[1].listen(), "--id", "late"},
+      dir_.File("worker-late.log"));
+  ASSERT_TRUE(late.Wait(30000)) << ReadFile(dir_.File("worker-late.log"));
+  EXPECT_EQ(late.exit_code(), 0) << ReadFile(dir_.File("worker-late.log"));
+  EXPECT_NE(ReadFile(dir_.File("worker-late.log")).find("migration_complete"), std::string::npos);
+  ExpectCompletedOnce();
+}
+
 }  // namespace
 }  // namespace ferry::testing
