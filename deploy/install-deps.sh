@@ -17,6 +17,8 @@ PACKAGES=(
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
   util-linux  # prlimit: fault tests cap a worker's file size
+  spin  # tests/model: the lease protocol, model-checked
+  systemd yamllint python3-yaml  # tests/deploy: systemd-analyze verify, the k8s manifests
 )
 
 missing=()

@@ -1014,21 +1014,21 @@ done:
 active proctype Network() {
 end:
   do
-  :: atomic { loss > 0 && net[0] != 0 -> loss--; net_take(0) }
-  :: atomic { loss > 0 && net[1] != 0 -> loss--; net_take(1) }
-  :: atomic { loss > 0 && net[2] != 0 -> loss--; net_take(2) }
-  :: atomic { loss > 0 && net[3] != 0 -> loss--; net_take(3) }
-  :: atomic { loss > 0 && net[4] != 0 -> loss--; net_take(4) }
-  :: atomic { loss > 0 && net[5] != 0 -> loss--; net_take(5) }
-  :: atomic { loss > 0 && net[6] != 0 -> loss--; net_take(6) }
-  :: atomic { loss > 0 && net[7] != 0 -> loss--; net_take(7) }
-  :: atomic { dup > 0 && net[0] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[0]) }
-  :: atomic { dup > 0 && net[1] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[1]) }
-  :: atomic { dup > 0 && net[2] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[2]) }
-  :: atomic { dup > 0 && net[3] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[3]) }
-  :: atomic { dup > 0 && net[4] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[4]) }
-  :: atomic { dup > 0 && net[5] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[5]) }
-  :: atomic { dup > 0 && net[6] != 0 && net[NSLOT - 1] == 0 -> dup--; net_send(net[6]) }
+  :: atomic { loss > 0 && net[0] != 0 -> loss--; printf("net loses "); pmsg(net[0]); net_take(0) }
+  :: atomic { loss > 0 && net[1] != 0 -> loss--; printf("net loses "); pmsg(net[1]); net_take(1) }
+  :: atomic { loss > 0 && net[2] != 0 -> loss--; printf("net loses "); pmsg(net[2]); net_take(2) }
+  :: atomic { loss > 0 && net[3] != 0 -> loss--; printf("net loses "); pmsg(net[3]); net_take(3) }
+  :: atomic { loss > 0 && net[4] != 0 -> loss--; printf("net loses "); pmsg(net[4]); net_take(4) }
+  :: atomic { loss > 0 && net[5] != 0 -> loss--; printf("net loses "); pmsg(net[5]); net_take(5) }
+  :: atomic { loss > 0 && net[6] != 0 -> loss--; printf("net loses "); pmsg(net[6]); net_take(6) }
+  :: atomic { loss > 0 && net[7] != 0 -> loss--; printf("net loses "); pmsg(net[7]); net_take(7) }
+  :: atomic { dup > 0 && net[0] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[0]); net_send(net[0]) }
+  :: atomic { dup > 0 && net[1] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[1]); net_send(net[1]) }
+  :: atomic { dup > 0 && net[2] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[2]); net_send(net[2]) }
+  :: atomic { dup > 0 && net[3] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[3]); net_send(net[3]) }
+  :: atomic { dup > 0 && net[4] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[4]); net_send(net[4]) }
+  :: atomic { dup > 0 && net[5] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[5]); net_send(net[5]) }
+  :: atomic { dup > 0 && net[6] != 0 && net[NSLOT - 1] == 0 -> dup--; printf("net duplicates "); pmsg(net[6]); net_send(net[6]) }
   od
 }
 
@@ -1057,13 +1057,27 @@ init {
     :: else -> break
     od;
 #ifdef QUICK
-    /* the scenarios of the default check (tests/model/check.sh --quick) */
+    /* the scenarios of the default check (tests/model/check.sh --quick);
+     * -DSCENARIO=N keeps only the N-th */
+#ifndef SCENARIO
+#define SCENARIO 0
+#endif
     if
+#if SCENARIO == 0 || SCENARIO == 1
     :: ccrash = 1; expire_budget = 1 /* crashes and commit failures x expiry */
+#endif
+#if SCENARIO == 0 || SCENARIO == 2
     :: ccrash = 1; loss = 1          /* crashes x lost messages */
+#endif
+#if SCENARIO == 0 || SCENARIO == 3
     :: loss = 1; dup = 1             /* lost and duplicated messages */
+#endif
+#if SCENARIO == 0 || SCENARIO == 4
     :: wcrash = 1; loss = 1          /* a worker restarted x lost messages */
+#endif
+#if SCENARIO == 0 || SCENARIO == 5
     :: early = 1                     /* a late answer to a call that timed out */
+#endif
     fi;
 #endif
     run Coordinator();
