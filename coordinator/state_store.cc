@@ -7,6 +7,7 @@
 
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/file_checks.h"
 #include "common/version.h"
 
 namespace ferry {
@@ -40,6 +41,7 @@ std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 }  // namespace
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path, const Clock* clock) {
+  FERRY_RETURN_IF_ERROR(CheckSqliteFile("--state", path, FileUse::kReadWrite));
   auto db = Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000);
   if (!db.ok()) {
     return InvalidArgument(

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common/digest.h"
+#include "common/file_checks.h"
 #include "common/key_codec.h"
 #include "common/sqlite_util.h"
 #include "common/store.h"
@@ -37,6 +38,7 @@ struct Job {
 };
 
 Result<Job> ReadJob(const std::string& state_path) {
+  FERRY_RETURN_IF_ERROR(CheckSqliteFile("--state", state_path, FileUse::kRead));
   auto db = Db::Open(state_path, SQLITE_OPEN_READONLY, 5000);
   if (!db.ok()) {
     return InvalidArgument(fmt::format("state file {} cannot be opened: {} (check --state)",
