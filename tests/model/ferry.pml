@@ -3,10 +3,12 @@
  * Promela model, checked by spin (tests/model/check.sh; README "Model checking").
  *
  * Processes: one coordinator (crashes and restarts, reloading only what it
- * committed), NW workers (crash and restart with the same --id), an
+ * committed; a state commit may fail), NW worker processes (killed and
+ * started again under a new id, or with -DSAME_ID_RESTART the same --id), an
  * adversarial network that loses and duplicates messages, and a final check
  * that runs once nothing can move any more. Every receiver takes ANY message
- * in flight for it, so messages are also delivered in any order.
+ * in flight for it, so messages are also delivered in any order (except one
+ * worker's heartbeats, which one TCP connection keeps in order).
  *
  * Each step names the code it models; README "Model checking" has the map.
  *
@@ -33,8 +35,10 @@
  *   BUGGY_EPOCH_RELOAD  a (re)started coordinator takes its next epoch from
  *                       the job row only, not also from the ranges' epochs
  *   BUGGY_REPLY_FIRST   replies leave before the state commit
- * Option STRICT_DONE adds: no batch lands for a range after it is committed
- * done (stronger than P2; see README for what it found).
+ * Option STRICT_DONE adds P7: no batch lands for a range after it is
+ * committed done (stronger than P2). It fails on the code as it is (README,
+ * "Model checking": bugs A and B); FENCE_ON_EMPTY and CLEAR_WAITING_ON_RELOAD
+ * are the two proposed fixes of bug A.
  */
 
 /* NR, NW and NSLOT are fixed: some guards below are written out for them. */
