@@ -4,7 +4,8 @@
 #   check.sh [--quick]      the default ctest (model_check): every scenario of
 #                           -DQUICK, exhaustively; ~4M states, ~30 s
 #   check.sh --mutants      the model can fail: each deliberately broken variant
-#                           (BUGGY_FENCE, BUGGY_EPOCH_RELOAD, BUGGY_REPLY_FIRST)
+#                           (BUGGY_FENCE, BUGGY_EPOCH_RELOAD, BUGGY_REPLY_FIRST,
+#                           BUGGY_MIRROR_FIRST)
 #                           must produce a counterexample (ctest model_check_mutants)
 #   check.sh --known-bugs   P7 (no batch lands once its range is done) fails on
 #                           the code as it is, in two ways (ctest
@@ -170,6 +171,7 @@ case "$MODE" in
     expect_fail 'g_maxep' buggy-fence -DQUICK -DBUGGY_FENCE                   # P2
     expect_fail 'g_max_sent' buggy-epoch-reload -DQUICK -DBUGGY_EPOCH_RELOAD  # P5
     expect_fail 'g_max_sent' buggy-reply-first -DQUICK -DBUGGY_REPLY_FIRST    # P5
+    expect_fail 'm_bnd\|p_ver' buggy-mirror-first -DQUICK -DBUGGY_MIRROR_FIRST # P4, P3
     ;;
   known)
     # Bug A: an empty last read records no fence, so an older-epoch writer can

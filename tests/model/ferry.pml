@@ -35,6 +35,8 @@
  *   BUGGY_EPOCH_RELOAD  a (re)started coordinator takes its next epoch from
  *                       the job row only, not also from the ranges' epochs
  *   BUGGY_REPLY_FIRST   replies leave before the state commit
+ *   BUGGY_MIRROR_FIRST  the version marker is written to the new store
+ *                       before the state commit that bumps the version
  * Option STRICT_DONE adds P7: no batch lands for a range after it is
  * committed done (stronger than P2). It fails on the code as it is (README,
  * "Model checking": bugs A and B); FENCE_ON_EMPTY and CLEAR_WAITING_ON_RELOAD
@@ -653,6 +655,9 @@ end_serve:
         serve_waiting();
 #ifdef BUGGY_REPLY_FIRST
         send_replies();
+#endif
+#ifdef BUGGY_MIRROR_FIRST
+        mirror();
 #endif
         if
         :: cfate == 2 ->
