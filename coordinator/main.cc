@@ -8,7 +8,6 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
-#include <tuple>
 
 #include "common/cli.h"
 #include "common/clock.h"
@@ -96,18 +95,11 @@ int main(int argc, char** argv) {
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   StartLogging(log);
-  // Files named on the command line, before anything (the state file, its
-  // lock) is created: a mistake is one line naming the flag.
+  // Before anything (the state file, its lock) is created: a mistake is one
+  // line naming the flag.
   if (!endpoints_file.empty()) {
     Status usable = CheckOutputFile("--endpoints-file", endpoints_file);
     if (!usable.ok()) return Fail("ferry-coordinator", usable);
-  }
-  for (const auto& [flag, uri, use] : {std::tuple("--source", o.source_uri, FileUse::kRead),
-                                       std::tuple("--target", o.target_uri, FileUse::kReadWrite)}) {
-    if (auto path = SqlitePathOf(uri); path && !path->empty()) {
-      Status usable = CheckSqliteFile(flag, *path, use);
-      if (!usable.ok()) return Fail("ferry-coordinator", usable);
-    }
   }
 
   // The I/O threads do the per-connection TCP and framing work; with a large
