@@ -1079,7 +1079,7 @@ init {
     :: ccrash = 1; loss = 1          /* crashes x lost messages */
 #endif
 #if SCENARIO == 0 || SCENARIO == 3
-    :: loss = 1; dup = 1             /* lost and duplicated messages */
+    :: dup = 1                       /* a duplicated message */
 #endif
 #if SCENARIO == 0 || SCENARIO == 4
     :: wcrash = 1; loss = 1          /* a worker restarted x lost messages */
