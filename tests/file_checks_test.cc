@@ -221,6 +221,19 @@ TEST_F(FileChecksTest, CoordinatorEndpointsFileInAMissingDirectoryIsUsageError) 
   EXPECT_FALSE(Exists(target));
 }
 
+TEST_F(FileChecksTest, KeyFilesThatAreDirectoriesSaySo) {
+  const std::string adir = dir_.File("adir");
+  ExpectOneLineUsageError(
+      Coordinator(legacy_, dir_.File("new.db"), dir_.File("state.db"),
+                  {"--curve-secret-key-file", adir, "--curve-allow-file", adir}),
+      "--curve-secret-key-file " + adir + ": is a directory");
+  ExpectOneLineUsageError(
+      {Bin("ferry-worker"), "--coordinator", "tcp://127.0.0.1:1", "--curve-secret-key-file",
+       dir_.File("missing.key"), "--curve-server-key-file", dir_.File("missing.key.pub")},
+      "--curve-");
+  EXPECT_FALSE(Exists(dir_.File("state.db")));
+}
+
 TEST_F(FileChecksTest, StoreFilesNameTheirFlag) {
   const std::string state = dir_.File("state.db");
   std::string out, err;
