@@ -11,7 +11,8 @@
 #                           the code as it is, in two ways (ctest
 #                           model_check_known_bugs; when the code is fixed, model
 #                           the fix and move P7 into --quick)
-#   check.sh --fixes        long: P7 holds with either proposed fix of bug A
+#   check.sh --fixes        long: P7 holds in every pair of faults with the root
+#                           fix of bug A, and not with the fence fix alone
 #   check.sh --pairs        long: every pair of fault classes, exhaustively
 #   check.sh --full         long: all fault classes at once (exhaustive; needs
 #                           --memlim MB of memory; --bitstate for a partial search
@@ -162,6 +163,24 @@ expect_fail() {
   fi
 }
 
+# run_pairs PREFIX DEFINES...: every pair of fault classes (budget 1 each,
+# the others 0), exhaustively, each expected to pass.
+run_pairs() {
+  local prefix="$1"
+  shift
+  local classes=(CCRASH WCRASH LOSS DUP EXPIRE EARLY)
+  local i j c defs
+  for ((i = 0; i < ${#classes[@]}; i++)); do
+    for ((j = i + 1; j < ${#classes[@]}; j++)); do
+      defs=("$@")
+      for c in "${classes[@]}"; do
+        if [[ $c == "${classes[i]}" || $c == "${classes[j]}" ]]; then defs+=("-D$c=1"); else defs+=("-D$c=0"); fi
+      done
+      expect_pass "$prefix-${classes[i],,}-${classes[j],,}" "${defs[@]}"
+    done
+  done
+}
+
 case "$MODE" in
   quick)
     expect_pass quick -DQUICK
@@ -185,21 +204,17 @@ case "$MODE" in
     expect_fail 'p_st' p7-same-id-restart -DQUICK -DSCENARIO=4 -DSTRICT_DONE -DSAME_ID_RESTART -DFENCE_ON_EMPTY
     ;;
   fixes)
-    # P7 holds in every quick scenario once bug A is fixed either way.
-    expect_pass p7-fence-on-empty -DQUICK -DSTRICT_DONE -DFENCE_ON_EMPTY
-    expect_pass p7-clear-waiting -DQUICK -DSTRICT_DONE -DCLEAR_WAITING_ON_RELOAD
+    # The root fix of bug A (held requests dropped when a commit fails): P7
+    # holds in every pair of fault classes.
+    run_pairs p7-clear-waiting -DSTRICT_DONE -DCLEAR_WAITING_ON_RELOAD
+    # The fence on the empty last read alone closes the cross-epoch case but not
+    # the worker's own re-copy under the same epoch (a retried Complete marks
+    # the range done while the re-copy runs).
+    expect_fail 'p_st' p7-fence-on-empty-only -DCCRASH=1 -DWCRASH=0 -DLOSS=0 -DDUP=1 -DEXPIRE=0 \
+      -DEARLY=0 -DSTRICT_DONE -DFENCE_ON_EMPTY
     ;;
   pairs)
-    classes=(CCRASH WCRASH LOSS DUP EXPIRE EARLY)
-    for ((i = 0; i < ${#classes[@]}; i++)); do
-      for ((j = i + 1; j < ${#classes[@]}; j++)); do
-        defs=()
-        for c in "${classes[@]}"; do
-          if [[ $c == "${classes[i]}" || $c == "${classes[j]}" ]]; then defs+=("-D$c=1"); else defs+=("-D$c=0"); fi
-        done
-        expect_pass "pair-${classes[i],,}-${classes[j],,}" "${defs[@]}"
-      done
-    done
+    run_pairs pair
     ;;
   full)
     expect_pass full
