@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "common/cli.h"
 #include "common/clock.h"
+#include "common/file_checks.h"
 #include "common/logging.h"
 #include "common/signals.h"
 #include "coordinator/coordinator_server.h"
@@ -100,6 +103,12 @@ int main(int argc, char** argv) {
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   StartLogging(log);
+  // Before anything (the state file, its lock) is created: a mistake is one
+  // line naming the flag.
+  if (!endpoints_file.empty()) {
+    Status usable = CheckOutputFile("--endpoints-file", endpoints_file);
+    if (!usable.ok()) return Fail("ferry-coordinator", usable);
+  }
 
   // The I/O threads do the per-connection TCP and framing work; with a large
   // fleet a single one is the coordinator's bottleneck (ferry-bench case 3).
@@ -131,7 +140,12 @@ int main(int argc, char** argv) {
              .dump()
       << "\n";
     f.close();
-    std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
+    if (!f || std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str()) != 0) {
+      return Fail("ferry-coordinator",
+                  InvalidArgument(fmt::format("--endpoints-file {}: cannot be written ({}); check "
+                                              "the directory and the free space",
+                                              endpoints_file, std::strerror(errno))));
+    }
   }
 
   if (local_workers > 1 && o.target_uri.rfind("sqlite:", 0) == 0) {

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common/digest.h"
+#include "common/file_checks.h"
 #include "common/key_codec.h"
 #include "coordinator/state_store.h"
 #include "stores/store.h"
@@ -36,6 +37,9 @@ struct Job {
 
 // The job's URIs and plan, through the state store's read-only API.
 Result<Job> ReadJob(const std::string& state_path) {
+  if (!IsPgStateLocation(state_path)) {
+    FERRY_RETURN_IF_ERROR(CheckSqliteFile("--state", state_path, FileUse::kRead));
+  }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<StateReader> state, OpenStateReader(state_path));
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> meta, state->LoadJob());
   if (!meta) {

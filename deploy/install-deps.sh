@@ -27,6 +27,8 @@ PACKAGES=(
   liblua5.4-dev  # the spec's Lua row functions
   clang-14 libclang-rt-14-dev  # libFuzzer targets (deploy/build-fuzz.sh)
   iproute2 nftables  # network-namespace fault tests (ip netns, veth, tc; nft loss rules)
+  spin  # tests/model: the lease protocol, model-checked
+  systemd yamllint python3-yaml  # tests/deploy: systemd-analyze verify, the k8s manifests
 )
 
 # Needed only by the test suite (BUILD_TESTING=ON, deploy/test.sh).

@@ -2085,8 +2085,10 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", g_opt.repeat, "runs per timed case (median reported)")->default_val(3);
   app.add_option("--dir", g_opt.dir, "work directory (stores are cached here)")
       ->default_val("/tmp/ferry-bench");
-  app.add_option("--bin-dir", g_opt.bin_dir, "where ferry-coordinator / ferry-worker are")
-      ->default_val(FERRY_BIN_DIR);
+  app.add_option("--bin-dir", g_opt.bin_dir,
+                 "where ferry-coordinator / ferry-worker are (default: beside ferry-bench, else "
+                 "the build's bin directory)")
+      ->default_val(ferry::testing::BinDir());
   app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5,6");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")

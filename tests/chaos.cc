@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -1176,6 +1177,13 @@ int main(int argc, char** argv) {
                  "--lease-ttl, --range-rows, --batch-rows, --max-seconds must be positive\n";
     return 2;
   }
+  for (const char* exe : {"ferry-coordinator", "ferry-worker"}) {
+    if (check_dir.empty() && access(Bin(exe).c_str(), X_OK) != 0) {
+      std::cerr << "ferry-chaos: error: " << exe << " is neither beside ferry-chaos nor in "
+                << FERRY_BIN_DIR << ": copy it next to ferry-chaos (or build first)\n";
+      return 2;
+    }
+  }
   if (!check_dir.empty()) {
     CheckResult check;
     if (o.target_pg.empty()) {
@@ -1210,10 +1218,11 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}\n",
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}, "
+                   "executables from {}\n",
                    o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
                    o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off",
-                   o.target_pg.empty() ? "sqlite" : "postgresql")
+                   o.target_pg.empty() ? "sqlite" : "postgresql", BinDir())
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
