@@ -55,6 +55,9 @@ Status CoordinatorServer::Start() {
   }
   FERRY_ASSIGN_OR_RETURN(policy_, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt_));
+  // A spec that does not fit the stores is refused before the state (and
+  // its lock) or the new store exist.
+  FERRY_RETURN_IF_ERROR(CheckSpecAgainstStores(opt_));
   FERRY_ASSIGN_OR_RETURN(state_, OpenStateStore(opt_.state_path, clock_, policy_.ttl_ms));
   {
     // A coordinator with other arguments than the job's is refused at once,
@@ -114,10 +117,26 @@ Status CoordinatorServer::Lead() {
   }
   source_ = std::move(job.source);
   target_ = std::move(job.target);
-  service_ =
-      std::make_unique<LeaseService>(ServiceSettings{opt_.source_uri, opt_.target_uri,
-                                                     opt_.batch_rows, policy_, opt_.max_attempts},
-                                     clock_);
+  ServiceSettings settings;
+  settings.source_uri = opt_.source_uri;
+  settings.target_uri = opt_.target_uri;
+  settings.batch_rows = opt_.batch_rows;
+  settings.policy = policy_;
+  settings.max_attempts = opt_.max_attempts;
+  settings.spec_text = job.job.spec_text;
+  settings.max_rejects = opt_.max_rejects;
+  Store* target = target_.get();
+  settings.sample_rejects = [target](size_t n) {
+    std::vector<std::string> out;
+    auto rejects = target->ReadRejects("", n);
+    if (rejects.ok()) {
+      for (const Reject& r : *rejects) {
+        out.push_back(fmt::format("{} {}: {}", r.table, r.source_key, r.reason));
+      }
+    }
+    return out;
+  };
+  service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -47,6 +48,15 @@ struct ServiceSettings {
   uint32_t batch_rows = 10000;
   LeasePolicy policy;
   uint32_t max_attempts = 3;
+  // The migration spec's canonical text, sent to workers at registration;
+  // empty without --spec.
+  std::string spec_text;
+  // More rows rejected than this (the sum over ranges of Progress::rejected)
+  // fails the job, before the version bump (--max-rejects).
+  uint64_t max_rejects = 0;
+  // "table (key): reason" of up to n recorded rejects, for the failure
+  // message (reads the new store's __ferry_rejects); may be empty.
+  std::function<std::vector<std::string>(size_t n)> sample_rejects;
 };
 
 class LeaseService {

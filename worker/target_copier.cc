@@ -1,0 +1,96 @@
+#include "worker/target_copier.h"
+
+#include <fmt/format.h>
+
+#include "common/digest.h"
+#include "common/key_codec.h"
+
+namespace ferry {
+
+Result<std::unique_ptr<TargetCopier>> TargetCopier::Create(const TargetPlan* plan, Store* source,
+                                                           Store* target) {
+  std::unique_ptr<TargetCopier> c(new TargetCopier(plan, source, target));
+  if (plan->has_lua()) {
+    FERRY_ASSIGN_OR_RETURN(c->lua_, MakeTransform(*plan));
+  }
+  return c;
+}
+
+bool TargetCopier::CanCopyDirect() {
+  if (plan_->has_lua()) return false;
+  return target_->CanCopyProjected(*source_, plan_->source, plan_->projection, plan_->write);
+}
+
+Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
+                                size_t max_bytes, const Fence& fence, TargetBatch* out) {
+  const KeyRange source_range{plan_->source.name, range.lo, range.hi};
+  return target_->CopyProjected(*source_, plan_->source, plan_->projection, plan_->write,
+                                source_range, after, max_rows, max_bytes, fence, &out->copied);
+}
+
+Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after, size_t max_rows,
+                                  size_t max_bytes, const Fence& fence, TargetBatch* out) {
+  const KeyRange source_range{plan_->source.name, range.lo, range.hi};
+  FERRY_RETURN_IF_ERROR(source_->ReadProjected(plan_->source, plan_->projection, source_range,
+                                               after, max_rows, max_bytes, &read_));
+  CopiedBatch& c = out->copied;
+  c.rows = 0;
+  if (read_.rows() == 0) return Status::Ok();
+  std::vector<Reject> rejects;
+  const RowBatch* rows = &read_;
+  if (lua_) {
+    out->dropped = TransformBatch(*plan_, lua_.get(), read_, &kept_, &rejects);
+    rows = &kept_;
+  }
+  uint64_t written = 0;
+  if (rows->rows() > 0) {
+    Status s = target_->WriteBatch(plan_->write, *rows, fence);
+    if (s.ok()) {
+      written = rows->rows();
+    } else if (s.code() == Code::kPermanent && rows->rows() == 1) {
+      rejects.push_back(
+          Reject{plan_->entry.target, KeyToFullString(rows->keys[0]), RejectReason(s.message())});
+    } else if (s.code() == Code::kPermanent) {
+      FERRY_RETURN_IF_ERROR(WriteIsolating(*rows, 0, rows->rows(), fence, &rejects, &written));
+    } else {
+      return s;
+    }
+  }
+  if (!rejects.empty()) FERRY_RETURN_IF_ERROR(target_->WriteRejects(rejects, fence));
+  c.rows = written;
+  out->rejected = rejects.size();
+  c.bytes = read_.bytes;
+  c.last_key = read_.keys.back();
+  c.digest = FoldDigest(c.digest, read_, &digest_scratch_);
+  return Status::Ok();
+}
+
+Status TargetCopier::WriteIsolating(const RowBatch& batch, size_t begin, size_t end,
+                                    const Fence& fence, std::vector<Reject>* rejects,
+                                    uint64_t* written) {
+  // The caller saw [begin, end) (two rows or more) fail on its data as a
+  // whole: try each half.
+  const size_t mid = begin + (end - begin) / 2;
+  for (const auto& [lo, hi] : {std::pair<size_t, size_t>{begin, mid}, {mid, end}}) {
+    const size_t width = batch.width;
+    RowBatch part;
+    part.width = width;
+    part.keys.assign(batch.keys.begin() + lo, batch.keys.begin() + hi);
+    part.cells.assign(batch.cells.begin() + lo * width, batch.cells.begin() + hi * width);
+    Status s = target_->WriteBatch(plan_->write, part, fence);
+    if (s.ok()) {
+      *written += hi - lo;
+      continue;
+    }
+    if (s.code() != Code::kPermanent) return s;
+    if (hi - lo == 1) {
+      rejects->push_back(
+          Reject{plan_->entry.target, KeyToFullString(batch.keys[lo]), RejectReason(s.message())});
+      continue;
+    }
+    FERRY_RETURN_IF_ERROR(WriteIsolating(batch, lo, hi, fence, rejects, written));
+  }
+  return Status::Ok();
+}
+
+}  // namespace ferry
