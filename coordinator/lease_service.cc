@@ -273,8 +273,7 @@ void LeaseService::MaybeFinish() {
     job_.phase = JobPhase::kFailed;
     job_.failure = fmt::format(
         "{} row(s) rejected, more than --max-rejects {}{}{}; every one is in __ferry_rejects "
-        "in the new store (fix the spec or the data and start over with a new --state, or "
-        "accept them: restart with a higher --max-rejects and --retry-failed)",
+        "in the new store; to accept them, raise --max-rejects",
         table_.rejected_total(), settings_.max_rejects, sample.empty() ? "" : ": ",
         Join(sample, "; "));
     job_dirty_ = true;

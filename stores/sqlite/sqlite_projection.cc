@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/key_codec.h"
 #include "stores/sql_text.h"
@@ -29,6 +30,27 @@ Status ProjectionError(const TableSchema& table, const std::string& message) {
       fmt::format("the legacy store refuses it as a query of table {}: {}", table.name, message));
 }
 
+// The type of a select item written `CAST(<expr> AS <type>) [[AS] alias]`,
+// else "": how a computed column gets a declared type (SQLite declares none
+// for an expression).
+std::string CastType(std::string_view item) {
+  DdlScanner sc{item};
+  std::string_view body;
+  if (!sc.Word("cast") || !sc.Parenthesized(&body)) return "";
+  // The last top-level AS of the body.
+  SqlNesting nest;
+  size_t as = std::string_view::npos;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const bool outside = nest.Feed(body[i]);
+    if (!outside || nest.depth != 0 || i + 2 > body.size()) continue;
+    const bool word_start = i == 0 || std::isspace(static_cast<unsigned char>(body[i - 1]));
+    const bool word_end = i + 2 == body.size() || std::isspace(static_cast<unsigned char>(body[i + 2]));
+    if (word_start && word_end && IEquals(body.substr(i, 2), "as")) as = i;
+  }
+  if (as == std::string_view::npos) return "";
+  return std::string(TrimWs(body.substr(as + 2)));
+}
+
 }  // namespace
 
 Result<std::vector<ProjectedColumn>> SqliteStore::DescribeProjection(const TableSchema& table,
@@ -45,6 +67,11 @@ Result<std::vector<ProjectedColumn>> SqliteStore::DescribeProjection(const Table
   const std::vector<std::string> cells = CellNames(table, alias);
   std::vector<ProjectedColumn> out;
   const int n = sqlite3_column_count(raw);
+  // The select's items, when they match the result columns one to one (no
+  // `*` among them), for CastType.
+  std::vector<std::string> items;
+  if (!p.star()) items = SplitTopLevel(p.select);
+  if (items.size() != static_cast<size_t>(n) - key.arity) items.clear();
   for (int i = static_cast<int>(key.arity); i < n; ++i) {
     ProjectedColumn c;
     c.name = sqlite3_column_name(raw, i) ? sqlite3_column_name(raw, i) : "";
@@ -58,6 +85,9 @@ Result<std::vector<ProjectedColumn>> SqliteStore::DescribeProjection(const Table
           if (cells[k] == origin) c.source_cell = static_cast<int>(k);
         }
       }
+    }
+    if (c.source_cell < 0 && !items.empty()) {
+      c.type = CastType(items[static_cast<size_t>(i) - key.arity]);
     }
     if (c.source_cell >= 0) {
       const size_t col = table.rowid_key() ? static_cast<size_t>(c.source_cell) - 1
