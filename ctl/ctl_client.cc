@@ -140,6 +140,7 @@ std::string RenderStatus(const nlohmann::json& st) {
                                             "ranges_failed",
                                             "ranges_stalled",
                                             "rows_copied",
+                                            "rows_rejected",
                                             "bytes_copied",
                                             "rows_estimated",
                                             "rows_per_second",
