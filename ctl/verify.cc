@@ -2,11 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -259,8 +259,8 @@ class Verifier {
     RowBatch read, kept;
     const KeyRange source_range{plan.source.name, r.range.lo, r.range.hi};
     for (;;) {
-      FERRY_RETURN_IF_ERROR(source_->ReadProjected(plan.source, plan.projection, source_range, after,
-                                                   opt_.batch_rows, kMaxBytes, &read));
+      FERRY_RETURN_IF_ERROR(source_->ReadProjected(plan.source, plan.projection, source_range,
+                                                   after, opt_.batch_rows, kMaxBytes, &read));
       if (read.rows() == 0) break;
       after = read.keys.back();
       read_rows += read.rows();
@@ -348,8 +348,8 @@ class Verifier {
       ++report_->ranges_looked_up;
       RowBatch one_row;
       for (const Expected& e : expected) {
-        FERRY_RETURN_IF_ERROR(target_->ReadBatch(have, KeyRange{have.name, e.key, ""}, "", 1,
-                                                 kMaxBytes, &one_row));
+        FERRY_RETURN_IF_ERROR(
+            target_->ReadBatch(have, KeyRange{have.name, e.key, ""}, "", 1, kMaxBytes, &one_row));
         if (one_row.rows() == 0 || one_row.keys[0] != e.key) {
           Differ(where, fmt::format("legacy key {}: its row (key {}) is missing from the new store",
                                     e.source_key, KeyToString(e.key)));
@@ -375,8 +375,8 @@ class Verifier {
     if (spec_) {
       auto one = specs_.find(r.range.table);
       if (one == specs_.end()) {
-        return NotFound(fmt::format("{}: the recorded spec has no target {}", where,
-                                    r.range.table));
+        return NotFound(
+            fmt::format("{}: the recorded spec has no target {}", where, r.range.table));
       }
       return CheckSpecRange(r, where, one->second);
     }
