@@ -116,7 +116,13 @@ Status DryRun(const CoordinatorOptions& given, std::ostream& out) {
                        t.has_lua() ? ", lua" : "");
     FERRY_ASSIGN_OR_RETURN(std::vector<std::string> ddl, TargetDdl(opt.target_uri, t.target));
     out << "  DDL:\n";
-    for (const std::string& statement : ddl) out << "    " << statement << ";\n";
+    for (std::string statement : ddl) {
+      for (size_t at = statement.find('\n'); at != std::string::npos;
+           at = statement.find('\n', at + 5)) {
+        statement.replace(at, 1, "\n    ");
+      }
+      out << "    " << statement << ";\n";
+    }
     out << fmt::format("  ranges: {} (about {} legacy rows)\n", ranges.size(), rows);
     out << fmt::format("  first {} rows in key order (legacy key -> new row):\n", kRowsShown);
     FERRY_RETURN_IF_ERROR(ShowRows(*source, t, out));
