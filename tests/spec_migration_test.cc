@@ -534,6 +534,33 @@ TEST_F(SpecMigrationTest, RowsTheNewStoreRefusesAreIsolatedAndRejected) {
   EXPECT_TRUE(Sorted(PgCanonicalRows(db.uri(), "accounts")) == Sorted(want));
 }
 
+TEST_F(SpecMigrationTest, ARowWhoseTargetKeyWouldBeNullIsRejected) {
+  // A NULL key would not be idempotent (SQLite gives an INTEGER PRIMARY KEY a
+  // new rowid on every copy): the row is rejected instead.
+  const std::string legacy = dir_.File("v1.db");
+  MakeSqliteLegacy(legacy);
+  const std::string target = dir_.File("v2.db");
+  std::string out;
+  ASSERT_EQ(Migrate("sqlite:" + legacy, "sqlite:" + target, dir_.File("state.db"), R"toml(
+[[table]]
+target = "ids"
+source = "users"
+select = "id, email"
+create = "CREATE TABLE ids (user_id INTEGER PRIMARY KEY, email TEXT)"
+lua = """return function(r)
+  return { user_id = (r.id ~= 42) and r.id or nil, email = r.email }
+end"""
+)toml",
+                    &out, {"--max-rejects", "1"}),
+            0)
+      << out;
+  EXPECT_EQ(DumpTable(target, "__ferry_rejects"),
+            "'ids'|'(42)'|'the target''s key column user_id is NULL (a key must come from the "
+            "legacy row)'\n");
+  EXPECT_EQ(QueryInt(target, "SELECT count(*) FROM ids"), kUsers - 1);
+  EXPECT_EQ(QueryInt(target, "SELECT count(*) FROM ids WHERE user_id = 42"), 0);
+}
+
 // ---- refused specs ----
 
 struct BadSpec {

@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "common/digest.h"
 #include "common/key_codec.h"
+#include "stores/table_checks.h"
 
 namespace ferry {
 
@@ -18,7 +21,56 @@ Result<std::unique_ptr<TargetCopier>> TargetCopier::Create(const TargetPlan* pla
 
 bool TargetCopier::CanCopyDirect() {
   if (plan_->has_lua()) return false;
+  if (!plan_->identity() && !KeyCarried()) return false;  // rows need the NULL-key check
   return target_->CanCopyProjected(*source_, plan_->source, plan_->projection, plan_->write);
+}
+
+bool TargetCopier::KeyCarried() const {
+  std::vector<int> source_key;
+  if (plan_->source.rowid_key()) {
+    source_key.push_back(0);
+  } else {
+    for (size_t k : plan_->source.key_columns) source_key.push_back(static_cast<int>(k));
+  }
+  if (plan_->write.rowid_key()) return plan_->projected.size() == plan_->write.width();
+  for (size_t k : plan_->write.key_columns) {
+    if (k >= plan_->projected.size()) return false;
+    const int cell = plan_->projected[k].source_cell;
+    if (std::find(source_key.begin(), source_key.end(), cell) == source_key.end()) return false;
+  }
+  return true;
+}
+
+void TargetCopier::RejectNullKeys(RowBatch* rows, std::vector<Reject>* rejects) const {
+  if (plan_->identity() || (!plan_->has_lua() && KeyCarried())) return;
+  std::vector<size_t> key_cells = plan_->write.key_columns;
+  if (plan_->write.rowid_key()) key_cells = {0};
+  const size_t width = rows->width;
+  size_t n = 0;
+  for (size_t r = 0; r < rows->rows(); ++r) {
+    const Value* row = rows->row(r);
+    const size_t null_at =
+        std::find_if(key_cells.begin(), key_cells.end(),
+                     [&](size_t c) { return std::holds_alternative<Null>(row[c]); }) -
+        key_cells.begin();
+    if (null_at < key_cells.size()) {
+      const std::vector<std::string> names =
+          CellNames(plan_->write, RowidAlias(plan_->write.columns));
+      rejects->push_back(Reject{
+          plan_->entry.target, KeyToFullString(rows->keys[r]),
+          fmt::format("the target's key column {} is NULL (a key must come from the legacy row)",
+                      names[key_cells[null_at]])});
+      continue;
+    }
+    if (n != r) {
+      rows->keys[n] = std::move(rows->keys[r]);
+      for (size_t c = 0; c < width; ++c)
+        rows->cells[n * width + c] = std::move(rows->cells[r * width + c]);
+    }
+    ++n;
+  }
+  rows->keys.resize(n);
+  rows->cells.resize(n * width);
 }
 
 Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
@@ -37,11 +89,15 @@ Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after,
   c.rows = 0;
   if (read_.rows() == 0) return Status::Ok();
   std::vector<Reject> rejects;
-  const RowBatch* rows = &read_;
+  RowBatch* rows = &read_;
   if (lua_) {
     out->dropped = TransformBatch(*plan_, lua_.get(), read_, &kept_, &rejects);
     rows = &kept_;
   }
+  uint64_t read_bytes = read_.bytes;
+  std::string last_key = read_.keys.back();
+  uint64_t digest = FoldDigest(c.digest, read_, &digest_scratch_);
+  RejectNullKeys(rows, &rejects);  // (may compact read_ itself: digest and cursor first)
   uint64_t written = 0;
   if (rows->rows() > 0) {
     Status s = target_->WriteBatch(plan_->write, *rows, fence);
@@ -59,9 +115,9 @@ Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after,
   if (!rejects.empty()) FERRY_RETURN_IF_ERROR(target_->WriteRejects(rejects, fence));
   c.rows = written;
   out->rejected = rejects.size();
-  c.bytes = read_.bytes;
-  c.last_key = read_.keys.back();
-  c.digest = FoldDigest(c.digest, read_, &digest_scratch_);
+  c.bytes = read_bytes;
+  c.last_key = std::move(last_key);
+  c.digest = digest;
   return Status::Ok();
 }
 

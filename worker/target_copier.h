@@ -15,9 +15,13 @@
 // counts as copied. Any other error (lease lost, unavailable) ends the batch
 // with that error; nothing after the last committed cursor counts.
 //
+// A row whose target key would be NULL is rejected too (a NULL key is not
+// idempotent: SQLite would give it a new rowid on every copy).
+//
 // CopyDirect: the target store copies the batch from the legacy store itself
-// (Store::CopyProjected: SQLite to SQLite) when there is no Lua function and
-// the store can (CanCopyDirect). It rejects nothing: a batch it fails on is
+// (Store::CopyProjected: SQLite to SQLite) when there is no Lua function, the
+// target's key is the legacy key carried as it is, and the store can
+// (CanCopyDirect). It rejects nothing: a batch it fails on is
 // redone by ReadAndWrite (the worker turns direct copy off, see worker.h).
 //
 // Both return in *out: rows written, rows rejected, rows dropped (by the Lua
@@ -67,6 +71,12 @@ class TargetCopier {
  private:
   TargetCopier(const TargetPlan* plan, Store* source, Store* target)
       : plan_(plan), source_(source), target_(target) {}
+  // True if every key column of what a batch writes carries a source key
+  // column as it is (so it is never NULL).
+  bool KeyCarried() const;
+  // Moves the rows of *rows whose target key has a NULL into *rejects (a
+  // NULL key would not be idempotent: SQLite would give it a new rowid).
+  void RejectNullKeys(RowBatch* rows, std::vector<Reject>* rejects) const;
   // Writes `rows` [begin, end) of `batch`, isolating the rows the target
   // refuses into *rejects.
   Status WriteIsolating(const RowBatch& batch, size_t begin, size_t end, const Fence& fence,
