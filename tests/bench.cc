@@ -2006,7 +2006,9 @@ void CaseSpec() {
         RemoveDb(target);
         return true;
       },
-      [&] { return CheckCounts({{"users_v2", total}}, CountRows(target, {"users_v2"})); });
+      [&] {
+        return CheckCounts({{"users_v2", total}}, CountRows(target, {"users_v2"}));
+      });
   const double b = med[0];
   auto ratio_bar = [&](const std::string& what, const std::string& want, double x, double base,
                        double limit) {
@@ -2014,8 +2016,8 @@ void CaseSpec() {
     g_bars.push_back(Bar{what, want, have ? fmt::format("{:.2f}x", x / base) : "-",
                          have ? std::optional<bool>(x / base <= limit) : std::nullopt});
   };
-  ratio_bar("spec: projection, ferry 1 worker vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj1],
-            b, 1.10);
+  ratio_bar("spec: projection, ferry 1 worker vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj1], b,
+            1.10);
   ratio_bar("spec: projection, ferry 2 workers vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj2],
             b, 1.10);
   ratio_bar("spec: identity Lua vs the same copy without it, 1 worker", "<= 1.5x", med[lua1],
@@ -2025,10 +2027,16 @@ void CaseSpec() {
   if (!g_opt.keep) RemoveDb(target);
 
   // Into PostgreSQL: ferry with the projection vs pgloader without one.
-  const std::string pg_what = "spec: into PostgreSQL with the projection, ferry 2 workers vs "
-                              "pgloader without one (speed ratio)";
+  const std::string pg_what =
+      "spec: into PostgreSQL with the projection, ferry 2 workers vs "
+      "pgloader without one (speed ratio)";
   if (g_opt.pg_uri.empty() || !HaveExe("pgloader") || !HaveExe("psql")) {
-    g_rows.push_back(Row{"6b. Migration spec, SQLite -> PostgreSQL", "all", {}, "s", 0, NAN,
+    g_rows.push_back(Row{"6b. Migration spec, SQLite -> PostgreSQL",
+                         "all",
+                         {},
+                         "s",
+                         0,
+                         NAN,
                          g_opt.pg_uri.empty() ? "skipped (no PostgreSQL URI)"
                                               : "skipped (pgloader or psql not installed)"});
     g_bars.push_back(Bar{pg_what, ">= 1.5", "skipped", std::nullopt});
@@ -2038,10 +2046,11 @@ void CaseSpec() {
   const std::string pg_target = UriWithDb(g_opt.pg_uri, db);
   const std::string pg_state = g_opt.dir + "/c6-pg-state.db";
   std::vector<TimedCase> pg_cases;
-  pg_cases.push_back(TimedCase{"baseline: pgloader sqlite:// -> postgresql:// (no projection)", [&] {
-                                 Child c({"pgloader", "sqlite://" + legacy, pg_target}, log);
-                                 return RunOk(c, 3600000, "pgloader", log) ? c.wall_s() : NAN;
-                               }});
+  pg_cases.push_back(
+      TimedCase{"baseline: pgloader sqlite:// -> postgresql:// (no projection)", [&] {
+                  Child c({"pgloader", "sqlite://" + legacy, pg_target}, log);
+                  return RunOk(c, 3600000, "pgloader", log) ? c.wall_s() : NAN;
+                }});
   for (int w : {1, 2}) {
     pg_cases.push_back(TimedCase{
         fmt::format("ferry embedded, {} worker{}, --spec (projection)", w, w == 1 ? "" : "s"),
@@ -2055,8 +2064,7 @@ void CaseSpec() {
       total, pg_cases, [&] { return FreshPgDb(g_opt.pg_uri, db); },
       [&] {
         std::string o;
-        Psql(pg_target, "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'users_v2')",
-             &o);
+        Psql(pg_target, "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'users_v2')", &o);
         const std::string t = std::atoi(o.c_str()) > 0 ? "users_v2" : "t0";
         return CheckCounts({{t, total}}, PgCounts(pg_target, {t}));
       });

@@ -44,7 +44,8 @@ std::string CastType(std::string_view item) {
     const bool outside = nest.Feed(body[i]);
     if (!outside || nest.depth != 0 || i + 2 > body.size()) continue;
     const bool word_start = i == 0 || std::isspace(static_cast<unsigned char>(body[i - 1]));
-    const bool word_end = i + 2 == body.size() || std::isspace(static_cast<unsigned char>(body[i + 2]));
+    const bool word_end =
+        i + 2 == body.size() || std::isspace(static_cast<unsigned char>(body[i + 2]));
     if (word_start && word_end && IEquals(body.substr(i, 2), "as")) as = i;
   }
   if (as == std::string_view::npos) return "";
