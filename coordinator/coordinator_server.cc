@@ -459,7 +459,11 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
   std::optional<Reply> reply;
   const std::string* waiter = nullptr;
   if (const auto* r = std::get_if<RegisterRequest>(&request)) {
-    reply = service_->Register(*r);
+    if (auto refused = service_->RefuseWorker(*r)) {
+      reply = std::move(*refused);
+    } else {
+      reply = service_->Register(*r);
+    }
   } else if (const auto* l = std::get_if<LeaseRequest>(&request)) {
     reply = service_->RequestLease(request_id, *l, /*may_wait=*/true);
     waiter = &l->worker;

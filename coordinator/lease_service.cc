@@ -37,6 +37,15 @@ void LeaseService::RebuildWorkerLeases() {
   workers_.SetCurrentRanges(leases);
 }
 
+std::optional<ErrorReply> LeaseService::RefuseWorker(const RegisterRequest& r) const {
+  if (settings_.spec_text.empty() || r.supports_spec) return std::nullopt;
+  return ErrorReply{ErrorCode::kVersionMismatch,
+                    fmt::format("worker {} (ferry {}) predates migration specs and this job has "
+                                "one: run the same ferry version on the workers and the "
+                                "coordinator",
+                                r.worker, r.version.substr(0, 64))};
+}
+
 RegisteredReply LeaseService::Register(const RegisterRequest& r) {
   WorkerInfo& w =
       workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));

@@ -38,6 +38,7 @@ struct RegisterRequest {
   std::string host;
   int64_t pid = 0;
   std::string version;
+  bool supports_spec = false;  // applies RegisteredReply::spec
 };
 
 struct LeaseRequest {

@@ -68,7 +68,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         out.request =
             RegisterRequest{std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion()))};
+                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
+                            m.getSupportsSpec()};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST:

@@ -74,6 +74,10 @@ struct Register {
   host @1 :Text;
   pid @2 :UInt32;
   version @3 :Text;
+  # The worker applies Registered.spec (a migration spec). One that predates
+  # specs (false) would copy tables as they are: a coordinator with a spec
+  # refuses it (versionMismatch).
+  supportsSpec @4 :Bool;
 }
 
 # coordinator -> worker: the job's settings.

@@ -71,6 +71,7 @@ Status Worker::Register() {
   reg.setHost(host);
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
+  reg.setSupportsSpec(true);
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
   if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
   auto body = reply->root().getBody();

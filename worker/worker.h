@@ -7,6 +7,11 @@
 // range's epoch (Store::WriteBatch); when the new store can copy from the
 // legacy store itself (Store::CanCopyFrom: SQLite to SQLite) each batch is
 // one fenced Store::CopyBatch instead, with the same cursor and digest. A
+// range names a target table (spec/target_plan.h: with the coordinator's
+// migration spec, sent at registration, a select/where/Lua function over
+// one legacy table; without, the legacy table itself); one TargetCopier per
+// target (worker/target_copier.h) runs each batch, and reports the rows it
+// rejected with the progress (Progress.rejected). A
 // direct copy failing with anything but lease-lost or a transient error
 // turns direct copy off for the rest of the lease (logged `direct_copy_off`)
 // and the batch is redone by the read/write path, whose error, if any, is

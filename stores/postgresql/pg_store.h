@@ -3,7 +3,9 @@
 // implemented by concern: pg_store.cc (connection, statements, errors, the
 // catalog lookup), pg_schema.cc (ListTables, CreateSchema), pg_plan.cc
 // (PlanSplits), pg_read.cc (ReadBatch), pg_write.cc (WriteBatch, fences, the
-// metadata table, markers, plans), pg_wire.cc (binary format helpers);
+// metadata table, markers, plans), pg_projection.cc (a migration spec's
+// projections, rejects, its create parsed in a rolled-back transaction),
+// pg_wire.cc (binary format helpers);
 // pg_dialect.h maps PostgreSQL types and index definitions to and from the
 // neutral schema model.
 //

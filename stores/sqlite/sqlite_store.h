@@ -3,7 +3,9 @@
 // sqlite_store.cc (opening, shared per-file state, statement cache),
 // sqlite_schema.cc (ListTables, CreateSchema), sqlite_plan.cc (PlanSplits),
 // sqlite_read.cc (ReadBatch), sqlite_write.cc (WriteBatch, fences, the
-// metadata table, markers, plans, SyncWrites), sqlite_copy.cc (direct copy);
+// metadata table, markers, plans, SyncWrites), sqlite_copy.cc (direct copy,
+// also through a projection), sqlite_projection.cc (a migration spec's
+// projections, rejects, its create parsed in memory);
 // sqlite_dialect.h maps SQLite's declared types and index DDL to and from
 // the neutral schema model.
 //
