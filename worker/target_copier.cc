@@ -11,8 +11,8 @@
 namespace ferry {
 
 Result<std::unique_ptr<TargetCopier>> TargetCopier::Create(const TargetPlan* plan, Store* source,
-                                                           Store* target) {
-  std::unique_ptr<TargetCopier> c(new TargetCopier(plan, source, target));
+                                                           Store* target, bool isolate_rejects) {
+  std::unique_ptr<TargetCopier> c(new TargetCopier(plan, source, target, isolate_rejects));
   if (plan->has_lua()) {
     FERRY_ASSIGN_OR_RETURN(c->lua_, MakeTransform(*plan));
   }
@@ -103,6 +103,8 @@ Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after,
     Status s = target_->WriteBatch(plan_->write, *rows, fence);
     if (s.ok()) {
       written = rows->rows();
+    } else if (!isolate_rejects_) {
+      return s;
     } else if (s.code() == Code::kPermanent && rows->rows() == 1) {
       rejects.push_back(
           Reject{plan_->entry.target, KeyToFullString(rows->keys[0]), RejectReason(s.message())});

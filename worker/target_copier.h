@@ -57,8 +57,11 @@ class TargetCopier {
  public:
   // `plan`, `source` and `target` must outlive the copier. Creates the Lua
   // function for a plan that has one (kInvalidArgument if it cannot).
+  // `isolate_rejects`: a job with a migration spec; without one a row the
+  // new store refuses fails its batch (and, repeated, its range) as before
+  // specs, and nothing is rejected.
   static Result<std::unique_ptr<TargetCopier>> Create(const TargetPlan* plan, Store* source,
-                                                      Store* target);
+                                                      Store* target, bool isolate_rejects);
 
   const TargetPlan& plan() const { return *plan_; }
   // True if the target store can copy this target's batches itself.
@@ -69,8 +72,8 @@ class TargetCopier {
                       size_t max_bytes, const Fence& fence, TargetBatch* out);
 
  private:
-  TargetCopier(const TargetPlan* plan, Store* source, Store* target)
-      : plan_(plan), source_(source), target_(target) {}
+  TargetCopier(const TargetPlan* plan, Store* source, Store* target, bool isolate_rejects)
+      : plan_(plan), source_(source), target_(target), isolate_rejects_(isolate_rejects) {}
   // True if every key column of what a batch writes carries a source key
   // column as it is (so it is never NULL).
   bool KeyCarried() const;
@@ -85,6 +88,7 @@ class TargetCopier {
   const TargetPlan* plan_;
   Store* source_;
   Store* target_;
+  bool isolate_rejects_;
   std::unique_ptr<LuaTransform> lua_;
   RowBatch read_, kept_;  // reused buffers
   std::string digest_scratch_;

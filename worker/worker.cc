@@ -136,7 +136,8 @@ Status Worker::OpenStores() {
         plans_, ResolveTargets(spec ? &*spec : nullptr, *source_, tables, copyable, target_uri_));
     for (const TargetPlan& p : plans_) {
       FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
-                             TargetCopier::Create(&p, source_.get(), target_.get()));
+                             TargetCopier::Create(&p, source_.get(), target_.get(),
+                                                  /*isolate_rejects=*/spec.has_value()));
     }
   }
   return Status::Ok();
