@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "spec/migration_spec.h"
 
 namespace ferry {
 
@@ -33,6 +36,11 @@ struct CoordinatorOptions {
   // and get answers to any command; everyone else gets nothing.
   std::string status_curve_secret_key_file;
   std::string status_curve_allow_file;
+  // --spec FILE, loaded and validated (spec/migration_spec.h) by the caller;
+  // nullopt: every selected table is copied as it is.
+  std::optional<MigrationSpec> spec;
+  // --max-rejects: more rows rejected than this fails the migration.
+  uint64_t max_rejects = 0;
 };
 
 }  // namespace ferry

@@ -71,6 +71,7 @@ Status Worker::Register() {
   reg.setHost(host);
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
+  reg.setSupportsSpec(true);
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
   if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
   auto body = reply->root().getBody();
@@ -95,6 +96,11 @@ Status Worker::Register() {
   if (r.getLivenessMs()) policy_.liveness_ms = r.getLivenessMs();
   if (r.getGiveUpMs()) policy_.give_up_ms = r.getGiveUpMs();
   to_version_ = r.getToVersion();
+  if (std::string(AsView(r.getSpec())) != spec_text_) {
+    spec_text_ = AsView(r.getSpec());
+    plans_.clear();  // resolved again from the new spec
+    copiers_.clear();
+  }
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id},
             {"coordinator", opt_.coordinator},
@@ -113,9 +119,26 @@ Status Worker::OpenStores() {
   if (!target_) {
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(target_uri_, StoreRole::kTarget));
   }
-  if (schemas_.empty()) {
+  if (copiers_.empty()) {
+    // The targets as the coordinator resolved them: the same spec, the
+    // same stores (spec/target_plan.h).
     FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> tables, source_->ListTables());
-    for (TableSchema& t : tables) schemas_[t.name] = std::move(t);
+    std::optional<MigrationSpec> spec;
+    if (!spec_text_.empty()) {
+      spec.emplace();
+      FERRY_RETURN_IF_ERROR(ParseSpecText(spec_text_, "the coordinator's --spec", &*spec));
+    }
+    std::vector<TableSchema> copyable;
+    for (const TableSchema& t : tables) {
+      if (t.unsupported.empty()) copyable.push_back(t);
+    }
+    FERRY_ASSIGN_OR_RETURN(
+        plans_, ResolveTargets(spec ? &*spec : nullptr, *source_, tables, copyable, target_uri_));
+    for (const TargetPlan& p : plans_) {
+      FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
+                             TargetCopier::Create(&p, source_.get(), target_.get(),
+                                                  /*isolate_rejects=*/spec.has_value()));
+    }
   }
   return Status::Ok();
 }
@@ -290,6 +313,7 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.rows = g.getRowsDone();
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
+  lease.rejected = g.getRejectedDone();
   lease.keeper.Start(sent, g.getLeaseTtlMs());
   last_ack_ms_ = clock_->NowMs();
   return lease;
@@ -331,7 +355,8 @@ uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
   auto r = NewEnvelope(b, rid).getBody().initReport();
   r.setKind(kind);
   SetLeaseRef(r.initLease(), lease.range, lease.epoch, opt_.id);
-  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest);
+  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest,
+              lease.rejected);
   r.setNext(next);
   r.setLeaving(leaving);
   return rid;
@@ -394,7 +419,7 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
   rel.setKind(::Report::Kind::RELEASE);
   SetLeaseRef(rel.initLease(), g.getRangeId(), g.getEpoch(), opt_.id);
   SetProgress(rel.initProgress(), AsView(g.getCursor()), g.getRowsDone(), g.getBytesDone(),
-              g.getDigest());
+              g.getDigest(), g.getRejectedDone());
   client_.SendAsync(b);
 }
 
@@ -490,15 +515,17 @@ void Worker::ReportRefusal(const Status& s) {
 }
 
 Worker::Outcome Worker::Copy(Lease& lease) {
-  auto schema_it = schemas_.find(lease.table);
-  if (schema_it == schemas_.end()) {
-    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store", lease.table)));
+  auto copier_it = copiers_.find(lease.table);
+  if (copier_it == copiers_.end()) {
+    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store, nor a target "
+                                             "of the migration spec",
+                                             lease.table)));
     return Outcome::kGaveBack;
   }
-  const TableSchema& schema = schema_it->second;
+  TargetCopier& copier = *copier_it->second;
   const Fence fence{plan_id_, lease.range, lease.epoch};
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
-  bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
+  bool direct = opt_.direct_copy && copier.CanCopyDirect();
   int64_t throttle_start = clock_->NowMs();
   uint64_t throttle_rows = 0;
   uint64_t throttle_limit = 0;
@@ -554,11 +581,13 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     }
     size_t want = batch_rows_;
     if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, batch_rows_);
-    CopiedBatch copied;
+    TargetBatch batch;
+    CopiedBatch& copied = batch.copied;
     copied.digest = lease.digest;
-    Status s = direct ? target_->CopyBatch(*source_, schema, lease.bounds, lease.cursor, want,
-                                           opt_.batch_bytes, fence, &copied)
-                      : ReadAndWrite(schema, lease, want, fence, &copied);
+    Status s = direct ? copier.CopyDirect(lease.bounds, lease.cursor, want, opt_.batch_bytes, fence,
+                                          &batch)
+                      : copier.ReadAndWrite(lease.bounds, lease.cursor, want, opt_.batch_bytes,
+                                            fence, &batch);
     if (direct && !s.ok() && s.code() != Code::kLeaseLost && s.code() != Code::kUnavailable) {
       LogEvent(spdlog::level::warn, "direct_copy_off",
                {{"worker", opt_.id},
@@ -568,7 +597,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       direct = false;
       continue;
     }
-    if (s.ok() && copied.rows == 0) {
+    if (s.ok() && copied.last_key.empty()) {  // nothing left to read in the range
       return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
     }
     if (s.code() == Code::kLeaseLost) {
@@ -606,27 +635,10 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     lease.cursor = std::move(copied.last_key);
     lease.rows += copied.rows;
     lease.bytes += copied.bytes;
+    lease.rejected += batch.rejected;
     rows_written_ += copied.rows;
     throttle_rows += copied.rows;
   }
-}
-
-Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
-                            const Fence& fence, CopiedBatch* out) {
-  FERRY_RETURN_IF_ERROR(
-      source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
-  out->rows = batch_.rows();
-  if (out->rows == 0) {
-    // Nothing left: record our epoch on the range's fence anyway (an empty,
-    // fenced transaction), so a stalled older owner can never write into the
-    // range after we report it done.
-    return target_->WriteBatch(schema, batch_, fence);
-  }
-  FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));
-  out->bytes = batch_.bytes;
-  out->last_key = batch_.keys.back();
-  out->digest = FoldDigest(out->digest, batch_, &digest_scratch_);
-  return Status::Ok();
 }
 
 }  // namespace ferry
