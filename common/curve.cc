@@ -11,6 +11,8 @@
 #include <fstream>
 #include <vector>
 
+#include "common/file_checks.h"
+
 namespace ferry {
 namespace {
 
@@ -19,6 +21,7 @@ namespace {
 // starting with either would exceed 2^32.
 Result<std::vector<std::pair<int, std::string>>> KeyLines(const std::string& path,
                                                           const std::string& flag) {
+  FERRY_RETURN_IF_ERROR(CheckInputFile(flag, path));  // missing, a directory, unreadable
   std::ifstream in(path);
   if (!in) {
     return InvalidArgument(fmt::format(
@@ -138,6 +141,22 @@ Result<std::set<std::string>> LoadCurveAllowList(const std::string& path, const 
         fmt::format("{} {}: no public key in the file; list the workers' public keys, one per line",
                     flag, path));
   }
+  return keys;
+}
+
+Result<CurveClientKeys> LoadCurveClientKeys(const std::string& server_key_file,
+                                            const std::string& secret_key_file,
+                                            const std::string& server_flag,
+                                            const std::string& secret_flag) {
+  if (server_key_file.empty() != secret_key_file.empty()) {
+    return InvalidArgument(fmt::format("{} and {} go together", server_flag, secret_flag));
+  }
+  CurveClientKeys keys;
+  if (server_key_file.empty()) return keys;
+  FERRY_ASSIGN_OR_RETURN(keys.server_key, LoadCurvePublicKey(server_key_file, server_flag));
+  FERRY_ASSIGN_OR_RETURN(CurveKeyPair mine, LoadCurveSecretKey(secret_key_file, secret_flag));
+  keys.public_key = mine.public_z85;
+  keys.secret_key = mine.secret_z85;
   return keys;
 }
 

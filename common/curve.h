@@ -23,6 +23,23 @@ struct CurveKeyPair {
   std::string secret_z85;
 };
 
+// A CURVE client's keys (Z85): empty server_key = no CURVE.
+struct CurveClientKeys {
+  std::string server_key;  // the server's public key
+  std::string public_key;  // this client's
+  std::string secret_key;
+
+  bool on() const { return !server_key.empty(); }
+};
+
+// The client keys from a server public key file and this client's secret
+// key file (both or neither; `server_flag` and `secret_flag` name the flags
+// for errors). Both empty: CURVE off.
+Result<CurveClientKeys> LoadCurveClientKeys(const std::string& server_key_file,
+                                            const std::string& secret_key_file,
+                                            const std::string& server_flag,
+                                            const std::string& secret_flag);
+
 // A fresh key pair (libzmq's zmq_curve_keypair). kInternal if libzmq was
 // built without CURVE support.
 Result<CurveKeyPair> NewCurveKeyPair();

@@ -10,9 +10,10 @@ inline constexpr const char* kFerryVersion = "0.1.0";
 // 2: Report (LeaseRef + Progress) replaces Heartbeat/Complete/Release;
 // Registered carries the whole lease policy.
 inline constexpr uint32_t kProtocolVersion = 2;
-// Version of the coordinator's state-file schema (coordinator/state_store.cc).
-// 2: --verify and splits (job.verify; ranges.parent, verified, verify_lease,
+// Version of the coordinator's state schema (SqliteStateStore, PgStateStore).
+// 2: the job's migration spec (spec_text, spec_digest), ranges' rejected rows.
+// 3: --verify and splits (job.verify; ranges.parent, verified, verify_lease,
 // verify_cursor, rows_repaired).
-inline constexpr int kStateSchemaVersion = 2;
+inline constexpr int kStateSchemaVersion = 3;
 
 }  // namespace ferry

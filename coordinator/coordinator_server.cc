@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -26,6 +27,21 @@ std::string DefaultProcessId() {
   gethostname(host, sizeof host - 1);
   std::random_device rd;
   return fmt::format("{}:{}:{:04x}", host, getpid(), rd() & 0xffff);
+}
+
+// How others reach `bound` (a ZeroMQ last_endpoint): a wildcard address
+// (0.0.0.0, [::], *) is replaced by this host's name, so a standby can tell
+// workers and operators where the leader is.
+std::string Advertised(const std::string& bound) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  for (const char* any : {"://0.0.0.0:", "://[::]:", "://*:"}) {
+    const size_t at = bound.find(any);
+    if (at != std::string::npos) {
+      return bound.substr(0, at) + "://" + host + ":" + bound.substr(at + std::strlen(any));
+    }
+  }
+  return bound;
 }
 
 }  // namespace
@@ -53,8 +69,26 @@ Status CoordinatorServer::Start() {
     FERRY_ASSIGN_OR_RETURN(curve_allowed,
                            LoadCurveAllowList(opt_.curve_allow_file, "--curve-allow-file"));
   }
+  if (opt_.status_curve_secret_key_file.empty() != opt_.status_curve_allow_file.empty()) {
+    return InvalidArgument(
+        "--status-curve-secret-key-file and --status-curve-allow-file go together: the status "
+        "socket's secret key and the public keys of the operators (ferryctl) it answers");
+  }
+  std::string status_secret, status_public;
+  std::set<std::string> status_allowed;
+  if (!opt_.status_curve_secret_key_file.empty()) {
+    FERRY_ASSIGN_OR_RETURN(CurveKeyPair keys, LoadCurveSecretKey(opt_.status_curve_secret_key_file,
+                                                                 "--status-curve-secret-key-file"));
+    status_secret = keys.secret_z85;
+    status_public = keys.public_z85;
+    FERRY_ASSIGN_OR_RETURN(status_allowed, LoadCurveAllowList(opt_.status_curve_allow_file,
+                                                              "--status-curve-allow-file"));
+  }
   FERRY_ASSIGN_OR_RETURN(policy_, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt_));
+  // A spec that does not fit the stores is refused before the state (and
+  // its lock) or the new store exist.
+  FERRY_RETURN_IF_ERROR(CheckSpecAgainstStores(opt_));
   FERRY_ASSIGN_OR_RETURN(state_, OpenStateStore(opt_.state_path, clock_, policy_.ttl_ms));
   {
     // A coordinator with other arguments than the job's is refused at once,
@@ -64,10 +98,17 @@ Status CoordinatorServer::Start() {
   }
   me_.id = DefaultProcessId();
   FERRY_ASSIGN_OR_RETURN(queries_, StatusQueries::Create());
-  if (!curve_secret.empty()) {
+  if (!curve_secret.empty() || !status_secret.empty()) {
     FERRY_ASSIGN_OR_RETURN(zap_, ZapHandler::Bind(ctx_));
+  }
+  if (!curve_secret.empty()) {
     zap_->AddDomain("ferry", std::move(curve_allowed),
                     "add the worker's public key to --curve-allow-file");
+  }
+  if (!status_secret.empty()) {
+    zap_->AddDomain("ferry-status", std::move(status_allowed),
+                    "add the operator's public key (ferryctl --curve-secret-key-file's FILE.pub) "
+                    "to --status-curve-allow-file");
   }
   if (!state_->shared()) {
     // One process per state: lead, and open the job before binding, so bad
@@ -75,11 +116,11 @@ Status CoordinatorServer::Start() {
     FERRY_RETURN_IF_ERROR(state_->TryLead(me_, policy_.ttl_ms).status());
     FERRY_RETURN_IF_ERROR(Lead());
     if (already_done_) return Status::Ok();
-    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret, status_secret));
   } else {
-    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret));
-    me_.listen = listen_bound_;
-    me_.status = status_bound_;
+    FERRY_RETURN_IF_ERROR(BindSockets(curve_secret, status_secret));
+    me_.listen = Advertised(listen_bound_);
+    me_.status = Advertised(status_bound_);
     FERRY_ASSIGN_OR_RETURN(bool lead, state_->TryLead(me_, policy_.ttl_ms));
     if (lead) {
       FERRY_RETURN_IF_ERROR(Lead());
@@ -101,12 +142,13 @@ Status CoordinatorServer::Start() {
             {"target", RedactUri(opt_.target_uri)},
             {"from_version", opt_.from_version},
             {"to_version", opt_.to_version},
-            {"curve_public_key", curve_public.empty() ? "off" : curve_public}});
+            {"curve_public_key", curve_public.empty() ? "off" : curve_public},
+            {"status_curve_public_key", status_public.empty() ? "off" : status_public}});
   return Status::Ok();
 }
 
-Status CoordinatorServer::Lead() {
-  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get()));
+Status CoordinatorServer::Lead(bool takeover) {
+  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get(), takeover));
   if (job.already_done) {
     already_done_ = true;
     state_->ResignLead();
@@ -114,7 +156,20 @@ Status CoordinatorServer::Lead() {
   }
   source_ = std::move(job.source);
   target_ = std::move(job.target);
-  service_ = std::make_unique<LeaseService>(ServiceSettingsFor(opt_, policy_), clock_);
+  ServiceSettings settings = ServiceSettingsFor(opt_, policy_);
+  settings.spec_text = job.job.spec_text;
+  Store* target = target_.get();
+  settings.sample_rejects = [target](size_t n) {
+    std::vector<std::string> out;
+    auto rejects = target->ReadRejects("", n);
+    if (rejects.ok()) {
+      for (const Reject& r : *rejects) {
+        out.push_back(fmt::format("{} {}: {}", r.table, r.source_key, r.reason));
+      }
+    }
+    return out;
+  };
+  service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();
@@ -129,7 +184,7 @@ Status CoordinatorServer::Lead() {
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
       StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
-                    opt_.stall_ms, &metrics_});
+                    opt_.stall_ms, &metrics_, &state_error_});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
   last_renewed_ms_ = MonotonicMs();
   leader_.reset();
@@ -157,8 +212,11 @@ void CoordinatorServer::StepDown(const std::string& why) {
 }
 
 void CoordinatorServer::KeepLead() {
-  if (!state_->shared()) return;
   const int64_t now = MonotonicMs();
+  if (!state_->shared()) {
+    last_renewed_ms_ = now;  // a state only this process can open: always led
+    return;
+  }
   if (now - last_renewed_ms_ < policy_.ttl_ms / 3) return;
   Status s = state_->RenewLead();
   if (s.ok()) {
@@ -174,7 +232,8 @@ void CoordinatorServer::KeepLead() {
   }
 }
 
-Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
+Status CoordinatorServer::BindSockets(const std::string& curve_secret,
+                                      const std::string& status_curve_secret) {
   try {
     router_.emplace(*ctx_, zmq::socket_type::router);
     router_->set(zmq::sockopt::linger, 0);
@@ -207,6 +266,11 @@ Status CoordinatorServer::BindSockets(const std::string& curve_secret) {
     status_.emplace(*ctx_, zmq::socket_type::rep);
     status_->set(zmq::sockopt::linger, 0);
     status_->set(zmq::sockopt::maxmsgsize, int64_t{kStatusRequestBytes});
+    if (!status_curve_secret.empty()) {
+      status_->set(zmq::sockopt::curve_server, 1);
+      status_->set(zmq::sockopt::curve_secretkey, status_curve_secret);
+      status_->set(zmq::sockopt::zap_domain, "ferry-status");
+    }
     status_->bind(opt_.status_endpoint);
     status_bound_ = status_->get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
@@ -239,7 +303,9 @@ Status CoordinatorServer::Run(const std::function<bool()>& should_exit) {
 void CoordinatorServer::Step(int timeout_ms) {
   const int64_t now = clock_->NowMs();
   int64_t wait = timeout_ms;
-  if (service_) {
+  if (MonotonicMs() < commit_backoff_until_) {
+    wait = std::clamp<int64_t>(commit_backoff_until_ - MonotonicMs(), 1, timeout_ms);
+  } else if (service_) {
     const int64_t next_deadline = service_->table().NextDeadlineMs();
     if (next_deadline != INT64_MAX) {
       wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
@@ -261,6 +327,24 @@ void CoordinatorServer::Step(int timeout_ms) {
     metrics_.auth_rejected = zap_->rejected();
   }
   if (!service_) return StandbyPass();
+  if (MonotonicMs() < commit_backoff_until_) {
+    // The state could not take the last commit: answer operators (read-only
+    // commands), leave workers' messages queued, try again later. A shared
+    // state's lead not confirmed for a whole TTL may be another's by now.
+    if (state_->shared() && MonotonicMs() - last_renewed_ms_ >= policy_.ttl_ms) {
+      return StepDown("could not commit to the state for a whole lease TTL: " + state_error_);
+    }
+    ReadStatusRequest();
+    if (status_reply_) {
+      try {
+        status_->send(*status_reply_, zmq::send_flags::dontwait);
+      } catch (const zmq::error_t&) {
+      }
+      status_reply_.reset();
+    }
+    queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
+    return;
+  }
   ReadWorkerFrames();
   ReadStatusRequest();
   service_->Tick();
@@ -268,10 +352,16 @@ void CoordinatorServer::Step(int timeout_ms) {
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
   queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
-  if (mirror_->Update(service_->job())) service_->MarkMirrored();
+  KeepLead();
+  if (!service_) return;  // deposed: the renewal said so
+  // Mirror only what this process knows it may still decide: its lead was
+  // confirmed (a commit or renewal) within the last TTL. A coordinator that
+  // was paused must not write an older boundary over the new leader's.
+  if (MonotonicMs() - last_renewed_ms_ < policy_.ttl_ms && mirror_->Update(service_->job())) {
+    service_->MarkMirrored();
+  }
   service_->SampleRates();
   LogProgress();
-  KeepLead();
 }
 
 std::string CoordinatorServer::HandleCommand(const std::string& line) {
@@ -309,7 +399,7 @@ void CoordinatorServer::StandbyPass() {
     if (leader.ok()) leader_ = *leader;
     return;
   }
-  Status s = Lead();
+  Status s = Lead(/*takeover=*/true);
   if (!s.ok()) {
     LogEvent(spdlog::level::err, "takeover_failed",
              {{"error", s.message()}, {"action", "giving the lead back; trying again later"}});
@@ -437,7 +527,11 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
   std::optional<Reply> reply;
   const std::string* waiter = nullptr;
   if (const auto* r = std::get_if<RegisterRequest>(&request)) {
-    reply = service_->Register(*r);
+    if (auto refused = service_->RefuseWorker(*r)) {
+      reply = std::move(*refused);
+    } else {
+      reply = service_->Register(*r);
+    }
   } else if (const auto* l = std::get_if<LeaseRequest>(&request)) {
     reply = service_->RequestLease(request_id, *l, /*may_wait=*/true);
     waiter = &l->worker;
@@ -475,8 +569,17 @@ void CoordinatorServer::ReadStatusRequest() {
       req = std::move(drop);
     }
     metrics_.status_requests++;
-    const std::string reply = extra ? ErrorJson("send one frame per command; try 'help'")
-                                    : commands_->Handle(req.to_string());
+    const std::string line = req.to_string();
+    status_mutating_ = !extra && !StatusCommands::IsReadOnly(line);
+    std::string reply;
+    if (extra) {
+      reply = ErrorJson("send one frame per command; try 'help'");
+    } else if (status_mutating_ && MonotonicMs() < commit_backoff_until_) {
+      reply = ErrorJson("the coordinator's state cannot be written right now (" + state_error_ +
+                        "); try again when it can");
+    } else {
+      reply = commands_->Handle(line);
+    }
     status_reply_.emplace(reply.data(), reply.size());
   } catch (const zmq::error_t& e) {
     LogEvent(spdlog::level::warn, "status_recv_error", {{"error", e.what()}});
@@ -491,7 +594,9 @@ void CoordinatorServer::CommitAndReply() {
     if (!s.ok()) {
       metrics_.commit_failures++;
       replies_.clear();
-      if (status_reply_) {
+      if (status_reply_ && status_mutating_) {
+        // A read-only answer stands; a change the operator asked for did not
+        // happen.
         const std::string err = ErrorJson("state commit failed: " + s.message());
         status_reply_.emplace(err.data(), err.size());
         try {
@@ -501,12 +606,29 @@ void CoordinatorServer::CommitAndReply() {
         status_reply_.reset();
       }
       if (s.code() == Code::kLeaseLost) return StepDown(s.message());
+      commit_backoff_ms_ = std::clamp<int64_t>(commit_backoff_ms_ * 2, 100, 5000);
+      commit_backoff_until_ = MonotonicMs() + commit_backoff_ms_;
+      state_error_ = s.message();
       LogEvent(spdlog::level::err, "state_commit_failed",
-               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
-      return ReloadAfterFailedCommit();
+               {{"error", s.message()},
+                {"failures", metrics_.commit_failures},
+                {"action", fmt::format("state reloaded; workers retry; next try in {} ms",
+                                       commit_backoff_ms_)},
+                {"check", "is the state's disk full, or its server reachable?"}});
+      ReloadAfterFailedCommit();
+      if (status_reply_) {
+        try {
+          status_->send(*status_reply_, zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+        }
+        status_reply_.reset();
+      }
+      return;
     }
     metrics_.commits++;
     metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
+    commit_backoff_ms_ = 0;
+    state_error_.clear();
     last_renewed_ms_ = MonotonicMs();  // the commit renewed the lead
   }
   for (Outgoing& r : replies_) {

@@ -47,6 +47,28 @@ Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored) {
         opt.from_version, opt.to_version, stored.from_version, stored.to_version));
   }
   if (stored.tables != opt.tables) return differ("--tables", stored.tables, opt.tables);
+  if (stored.spec_digest.empty() && opt.spec) {
+    return InvalidArgument(fmt::format(
+        "--spec {} is given but the state file was started without a spec: pass the same "
+        "arguments, or use a new --state",
+        opt.spec->file));
+  }
+  if (!stored.spec_digest.empty() && !opt.spec) {
+    return InvalidArgument(fmt::format(
+        "the state file was started with a migration spec (digest {}); pass the same --spec, or "
+        "use a new --state",
+        stored.spec_digest));
+  }
+  if (opt.spec && opt.spec->Digest() != stored.spec_digest) {
+    MigrationSpec recorded;
+    Status parsed = ParseSpecText(stored.spec_text, "the recorded spec", &recorded);
+    const std::string diff = parsed.ok() ? SpecDifference(recorded, *opt.spec)
+                                         : "the recorded spec cannot be read: " + parsed.message();
+    return InvalidArgument(fmt::format(
+        "--spec {} is not the spec the state file was started with: {} (recorded value first); "
+        "pass the same spec, or use a new --state",
+        opt.spec->file, diff));
+  }
   return Status::Ok();
 }
 
@@ -57,6 +79,7 @@ ServiceSettings ServiceSettingsFor(const CoordinatorOptions& opt, const LeasePol
   s.batch_rows = opt.batch_rows;
   s.policy = policy;
   s.max_attempts = opt.max_attempts;
+  s.max_rejects = opt.max_rejects;
   s.batch_time_ms = opt.batch_time_ms;
   s.force_split_interval_ms = opt.force_split_interval_ms;
   s.split.min_rows = std::max<uint64_t>(1000, 2 * uint64_t{opt.batch_rows});
@@ -72,7 +95,27 @@ Status ValidateFlags(const CoordinatorOptions& opt) {
     return InvalidArgument("--force-split-interval-ms must be 0 (off) or positive");
   }
   if (opt.state_path.empty()) return InvalidArgument("--state is required");
+  if (opt.spec && !opt.tables.empty()) {
+    return InvalidArgument(
+        "--tables and --spec do not go together: with a spec, exactly the tables it lists are "
+        "moved");
+  }
   return Status::Ok();
+}
+
+Result<std::vector<TargetPlan>> ResolveJobTargets(const CoordinatorOptions& opt, Store& source,
+                                                  const std::string& tables) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, source.ListTables());
+  if (opt.spec) return ResolveTargets(&*opt.spec, source, all, {}, opt.target_uri);
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> selected, SelectTables(all, tables));
+  return ResolveTargets(nullptr, source, all, selected, opt.target_uri);
+}
+
+Status CheckSpecAgainstStores(const CoordinatorOptions& opt) {
+  if (!opt.spec) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Store> source,
+                         OpenStore(opt.source_uri, StoreRole::kSource));
+  return ResolveJobTargets(opt, *source, "").status();
 }
 
 namespace {
@@ -81,7 +124,10 @@ namespace {
 // (new job and resume alike), before any range is leased.
 Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
   FERRY_ASSIGN_OR_RETURN(j->target, OpenStore(opt.target_uri, StoreRole::kTarget));
-  FERRY_RETURN_IF_ERROR(j->target->CreateSchema(j->tables));
+  std::vector<TableSchema> tables;
+  for (const TargetPlan& t : j->targets) tables.push_back(t.target);
+  FERRY_RETURN_IF_ERROR(j->target->CreateSchema(tables));
+  if (opt.spec) FERRY_RETURN_IF_ERROR(j->target->CreateRejectsTable());
   // Workers check it before writing (Store::RecordPlan).
   return j->target->RecordPlan(j->job.plan_id);
 }
@@ -96,7 +142,8 @@ Status CheckReadBack(const OpenedJob& j) {
         "to it, or run without --verify)",
         j.target->Describe(), listed.status().message()));
   }
-  for (const TableSchema& want : j.tables) {
+  for (const TargetPlan& plan : j.targets) {
+    const TableSchema& want = plan.target;
     const TableSchema* have = nullptr;
     for (const TableSchema& t : *listed) {
       if (t.name == want.name) have = &t;
@@ -117,7 +164,7 @@ Status CheckReadBack(const OpenedJob& j) {
 
 }  // namespace
 
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool serve_done) {
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt));
   OpenedJob j;
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state->LoadJob());
@@ -136,14 +183,15 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, j.source->ReadVersion());
   FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict, CheckVersions(opt.from_version, opt.to_version,
                                                                target_version, legacy_version));
-  if (verdict == VersionVerdict::kAlreadyDone) {
+  if (verdict == VersionVerdict::kAlreadyDone &&
+      !(serve_done && stored && stored->phase == JobPhase::kComplete)) {
     OpenedJob done;
     done.already_done = true;
     return done;
   }
 
-  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, j.source->ListTables());
-  FERRY_ASSIGN_OR_RETURN(j.tables, SelectTables(all, stored ? stored->tables : opt.tables));
+  FERRY_ASSIGN_OR_RETURN(j.targets,
+                         ResolveJobTargets(opt, *j.source, stored ? stored->tables : opt.tables));
 
   if (stored) {
     j.resumed = true;
@@ -172,13 +220,23 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   j.job.plan_id = NewPlanId();
   j.job.current_version = target_version;
   j.job.verify = opt.verify;
+  if (opt.spec) {
+    j.job.spec_text = opt.spec->CanonicalText();
+    j.job.spec_digest = opt.spec->Digest();
+  }
   const int64_t t0 = MonotonicMs();
-  for (const TableSchema& t : j.tables) {
+  for (const TargetPlan& t : j.targets) {
+    // Each target's ranges split its SOURCE table's keys; the range names
+    // the target (one legacy table may feed several).
     const int64_t t1 = MonotonicMs();
     const size_t before = j.ranges.size();
-    FERRY_RETURN_IF_ERROR(PlanTable(*j.source, t, opt.range_rows, &j.ranges));
+    FERRY_RETURN_IF_ERROR(PlanTable(*j.source, t.source, opt.range_rows, &j.ranges));
+    for (size_t i = before; i < j.ranges.size(); ++i) j.ranges[i].table = t.entry.target;
     LogEvent(spdlog::level::debug, "plan_table",
-             {{"table", t.name}, {"ranges", j.ranges.size() - before}, {"ms", MonotonicMs() - t1}});
+             {{"table", t.entry.target},
+              {"source", t.source.name},
+              {"ranges", j.ranges.size() - before},
+              {"ms", MonotonicMs() - t1}});
   }
   FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
   if (opt.verify) FERRY_RETURN_IF_ERROR(CheckReadBack(j));
@@ -187,7 +245,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   for (const RangeRecord& r : j.ranges) est += r.est_rows;
   LogEvent(spdlog::level::info, "planned",
            {{"plan", j.job.plan_id},
-            {"tables", j.tables.size()},
+            {"tables", j.targets.size()},
+            {"spec", opt.spec ? opt.spec->file : ""},
             {"ranges", j.ranges.size()},
             {"rows_estimated", est},
             {"ms", MonotonicMs() - t0}});

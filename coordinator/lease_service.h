@@ -13,6 +13,9 @@
 //     the job ends, the worker is drained or the job is paused;
 //   - the last completion, the boundary clear and the version bump are one
 //     change set (Tick finishes the job in the pass of the last completion);
+//   - rows a migration spec rejected are counted per range with its
+//     progress; more than max_rejects fails the job, checked before the
+//     finish, so the version is never bumped past them.
 //   - with --verify (JobMeta::verify) every done range is leased again to a
 //     worker that can verify (kFeatureVerify) and the job finishes only once
 //     every range is verified; each report listing repaired keys is an event
@@ -32,6 +35,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -57,6 +61,15 @@ struct ServiceSettings {
   uint32_t batch_rows = 10000;
   LeasePolicy policy;
   uint32_t max_attempts = 3;
+  // The migration spec's canonical text, sent to workers at registration;
+  // empty without --spec.
+  std::string spec_text;
+  // More rows rejected than this (the sum over ranges of Progress::rejected)
+  // fails the job, before the version bump (--max-rejects).
+  uint64_t max_rejects = 0;
+  // "table (key): reason" of up to n recorded rejects, for the failure
+  // message (reads the new store's __ferry_rejects); may be empty.
+  std::function<std::vector<std::string>(size_t n)> sample_rejects;
   uint32_t batch_time_ms = 0;  // --batch-time-ms, sent at registration (0 = off)
   // --force-split-interval-ms (tests): ask every splittable owner to split
   // this often, whether workers wait or not. 0 = the split policy decides.
@@ -81,6 +94,9 @@ class LeaseService {
   void Restore(JobMeta job, std::vector<RangeRecord> ranges);
 
   // ---- worker requests ----
+  // The answer to a worker that cannot serve this job (a spec, and a worker
+  // that predates specs: it would copy tables as they are), or nullopt.
+  std::optional<ErrorReply> RefuseWorker(const RegisterRequest& r) const;
   RegisteredReply Register(const RegisterRequest& r);
   // A grant, NoWork, or (may_wait, nothing pending while ranges are leased)
   // nullopt: the request waits and AnswerWaiting() answers it.

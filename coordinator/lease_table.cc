@@ -90,6 +90,7 @@ void LeaseTable::RebuildIndexes() {
   by_deadline_.clear();
   rows_total_ = 0;
   bytes_total_ = 0;
+  rejected_total_ = 0;
   estimate_total_ = 0;
   verified_ = 0;
   verify_leased_ = 0;
@@ -117,6 +118,7 @@ void LeaseTable::RebuildIndexes() {
     counts_[static_cast<int>(r.state)]++;
     rows_total_ += r.rows;
     bytes_total_ += r.bytes;
+    rejected_total_ += r.rejected;
     estimate_total_ += EstimateOf(r);
     repaired_total_ += r.rows_repaired;
     verified_ += r.verified;
@@ -259,9 +261,11 @@ void LeaseTable::ApplyProgress(RangeRecord* r, const Progress& p) {
   // Unsigned wrap-around makes a smaller count (a rewind) subtract.
   rows_total_ += p.rows - r->rows;
   bytes_total_ += p.bytes - r->bytes;
+  rejected_total_ += p.rejected - r->rejected;
   estimate_total_ -= EstimateOf(*r);
   r->rows = p.rows;
   r->bytes = p.bytes;
+  r->rejected = p.rejected;
   estimate_total_ += EstimateOf(*r);
   r->digest = p.digest;
   dirty_.insert(r->id);

@@ -35,6 +35,7 @@ struct Progress {
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t digest = 0;
+  uint64_t rejected = 0;  // rows a migration spec could not move (in __ferry_rejects)
   // Verify leases: rows repaired in the range so far (cumulative). The
   // cursor is then the verification's; rows, bytes and digest are unused.
   uint64_t repaired = 0;
@@ -46,6 +47,7 @@ struct RegisterRequest {
   std::string host;
   int64_t pid = 0;
   std::string version;
+  bool supports_spec = false;  // applies RegisteredReply::spec
   uint32_t features = 0;  // kFeatureVerify | kFeatureSplit
 };
 
@@ -92,6 +94,7 @@ struct RegisteredReply {
   LeasePolicy policy;
   std::string plan_id;
   int64_t to_version = 0;
+  std::string spec;  // the migration spec's canonical text; empty = none
   uint32_t batch_time_ms = 0;  // --batch-time-ms; 0 = fixed batches of batch_rows
 };
 
@@ -100,7 +103,7 @@ struct GrantReply {
   uint64_t epoch = 0;
   std::string table;
   std::string lo, hi, cursor;
-  uint64_t rows = 0, bytes = 0, digest = 0;
+  uint64_t rows = 0, bytes = 0, digest = 0, rejected = 0;
   int64_t ttl_ms = 0;
   uint64_t rows_per_second = 0;  // this worker's share of the throttle; 0 = none
   bool verify = false;           // a verify lease: cursor is the verification's

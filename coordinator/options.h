@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "spec/migration_spec.h"
 
 namespace ferry {
 
@@ -28,6 +31,16 @@ struct CoordinatorOptions {
   // are not affected.
   std::string curve_secret_key_file;
   std::string curve_allow_file;
+  // CURVE on the status socket: both or neither. With them, only clients
+  // (ferryctl --curve-*) whose public key is in the allow file get through,
+  // and get answers to any command; everyone else gets nothing.
+  std::string status_curve_secret_key_file;
+  std::string status_curve_allow_file;
+  // --spec FILE, loaded and validated (spec/migration_spec.h) by the caller;
+  // nullopt: every selected table is copied as it is.
+  std::optional<MigrationSpec> spec;
+  // --max-rejects: more rows rejected than this fails the migration.
+  uint64_t max_rejects = 0;
   // --verify: every range is verified (and repaired) before the version
   // bump. Kept in the state: a restart with it turns it on for the job, a
   // restart without it keeps the job's setting.

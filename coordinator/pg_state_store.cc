@@ -1,6 +1,7 @@
 #include "coordinator/pg_state_store.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <map>
@@ -60,24 +61,41 @@ BEGIN
 END $$;
 )sql";
 
-// Version 2: --verify and splits (see common/version.h).
-constexpr const char* kSchemaV2 = R"sql(
-ALTER TABLE ferry_state.job ADD COLUMN verify boolean NOT NULL DEFAULT false;
-ALTER TABLE ferry_state.ranges ADD COLUMN parent bigint NOT NULL DEFAULT 0,
-  ADD COLUMN verified boolean NOT NULL DEFAULT false,
-  ADD COLUMN verify_lease boolean NOT NULL DEFAULT false,
-  ADD COLUMN verify_cursor bytea NOT NULL DEFAULT '',
-  ADD COLUMN rows_repaired bigint NOT NULL DEFAULT 0;
-)sql";
+// Columns added after schema version 1 (ADD COLUMN IF NOT EXISTS: the
+// upgrade is idempotent whatever version is recorded).
+// 2: migration specs (the spec in the plan, rejected rows per range).
+// 3: --verify and splits (see common/version.h).
+constexpr const char* kAddedColumns =
+    "ALTER TABLE ferry_state.job ADD COLUMN IF NOT EXISTS spec_text bytea NOT NULL DEFAULT '', "
+    "ADD COLUMN IF NOT EXISTS spec_digest bytea NOT NULL DEFAULT ''; "
+    "ALTER TABLE ferry_state.ranges ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0; "
+    "ALTER TABLE ferry_state.job ADD COLUMN IF NOT EXISTS verify boolean NOT NULL DEFAULT false; "
+    "ALTER TABLE ferry_state.ranges ADD COLUMN IF NOT EXISTS parent bigint NOT NULL DEFAULT 0, "
+    "ADD COLUMN IF NOT EXISTS verified boolean NOT NULL DEFAULT false, "
+    "ADD COLUMN IF NOT EXISTS verify_lease boolean NOT NULL DEFAULT false, "
+    "ADD COLUMN IF NOT EXISTS verify_cursor bytea NOT NULL DEFAULT '', "
+    "ADD COLUMN IF NOT EXISTS rows_repaired bigint NOT NULL DEFAULT 0";
 
 constexpr const char* kRangeColumns =
     "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, "
-    "rows_repaired";
-// A version-1 state read without upgrading it (read-only opens).
-constexpr const char* kRangeColumnsV1 =
-    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, 0, false, false, ''::bytea, 0";
+    "digest, attempts, errors, last_error, rejected, parent, verified, verify_lease, "
+    "verify_cursor, rows_repaired";
+
+// What LoadRanges selects from a state of schema `version` (read-only opens
+// do not upgrade it: columns added later read as their defaults).
+std::string RangeColumnsFor(int version) {
+  if (version >= 3) return kRangeColumns;
+  return fmt::format(
+      "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+      "digest, attempts, errors, last_error, {}, 0, false, false, ''::bytea, 0",
+      version >= 2 ? "rejected" : "0");
+}
+
+// The same for the job row: spec_text, spec_digest, verify.
+std::string JobExtraColumnsFor(int version) {
+  return fmt::format("{}, {}", version >= 2 ? "spec_text, spec_digest" : "''::bytea, ''::bytea",
+                     version >= 3 ? "verify::int" : "0");
+}
 
 std::string Hex(std::string_view bytes) {
   static const char* kDigits = "0123456789abcdef";
@@ -190,8 +208,10 @@ std::string PgStateStore::Describe() const { return "state database " + RedactUr
 
 Status PgStateStore::Connect() {
   conn_.reset();
-  FERRY_ASSIGN_OR_RETURN(
-      conn_, PgConnect(uri_, "ferry-coordinator-state", static_cast<int>(io_timeout_ms_)));
+  // application_name names the process, so an operator can find (and a
+  // test can cut) one coordinator's state connections in pg_stat_activity.
+  FERRY_ASSIGN_OR_RETURN(conn_, PgConnect(uri_, fmt::format("ferry-coordinator:{}", getpid()),
+                                          static_cast<int>(io_timeout_ms_)));
   std::string setup = "SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
   if (io_timeout_ms_ > 0) {
     // A statement (a commit waiting on the leader row's lock included)
@@ -318,8 +338,8 @@ Status PgStateStore::CreateSchema() {
       PgResult r(PQexec(conn_.get(), kSchemaV1));
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "create tables");
     }
-    if (version < 2) {
-      PgResult r(PQexec(conn_.get(), kSchemaV2));
+    if (version < kStateSchemaVersion) {
+      PgResult r(PQexec(conn_.get(), kAddedColumns));
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "upgrade tables");
     }
     return Run(Statement{"INSERT INTO ferry_state.meta VALUES ('schema_version', $1) ON CONFLICT "
@@ -342,7 +362,7 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
                                 "plan_id, last_epoch, phase, boundary, current_version, "
                                 "paused::int, throttle, failure, mirrored::int, {} FROM "
                                 "ferry_state.job WHERE id = 1",
-                                schema_version_ >= 2 ? "verify::int" : "0"),
+                                JobExtraColumnsFor(schema_version_)),
                     {}},
           "read the job"));
   if (PQntuples(r.get()) == 0) return std::optional<JobMeta>();
@@ -362,14 +382,16 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(Int(p, 0, 11));
   j.failure = Bytes(p, 0, 12);
   j.mirrored = Int(p, 0, 13) != 0;
-  j.verify = Int(p, 0, 14) != 0;
+  j.spec_text = Bytes(p, 0, 14);
+  j.spec_digest = Bytes(p, 0, 15);
+  j.verify = Int(p, 0, 16) != 0;
   return std::optional<JobMeta>(std::move(j));
 }
 
 Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
       PgResult r, Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
-                                            schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1),
+                                            RangeColumnsFor(schema_version_)),
                                 {}},
                       "read the ranges"));
   const PGresult* p = r.get();
@@ -395,11 +417,12 @@ Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
     rr.attempts = static_cast<uint32_t>(Int(p, i, 13));
     rr.errors = static_cast<uint32_t>(Int(p, i, 14));
     rr.last_error = Bytes(p, i, 15);
-    rr.parent = static_cast<uint64_t>(Int(p, i, 16));
-    rr.verified = std::string_view(PQgetvalue(p, i, 17)) == "t";
-    rr.verify_lease = std::string_view(PQgetvalue(p, i, 18)) == "t";
-    rr.verify_cursor = Bytes(p, i, 19);
-    rr.rows_repaired = static_cast<uint64_t>(Int(p, i, 20));
+    rr.rejected = static_cast<uint64_t>(Int(p, i, 16));
+    rr.parent = static_cast<uint64_t>(Int(p, i, 17));
+    rr.verified = std::string_view(PQgetvalue(p, i, 18)) == "t";
+    rr.verify_lease = std::string_view(PQgetvalue(p, i, 19)) == "t";
+    rr.verify_cursor = Bytes(p, i, 20);
+    rr.rows_repaired = static_cast<uint64_t>(Int(p, i, 21));
     if (rr.verify_lease && rr.state != RangeState::kLeased) rr.verify_lease = false;
     if (rr.id != out.size() + 1) {
       return Internal(fmt::format("range ids not contiguous at {}", rr.id));
@@ -462,26 +485,30 @@ std::vector<std::optional<std::string>> JobParams(const JobMeta& j) {
           I64(j.throttle_rows_per_s),
           Bytea(j.failure),
           j.mirrored ? "true" : "false",
+          Bytea(j.spec_text),
+          Bytea(j.spec_digest),
           j.verify ? "true" : "false"};
 }
 
 constexpr const char* kJobUpsert =
     "INSERT INTO ferry_state.job (id, source_uri, target_uri, from_version, to_version, tables, "
     "plan_id, last_epoch, phase, boundary, current_version, paused, throttle, failure, mirrored, "
-    "verify) VALUES (1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+    "spec_text, spec_digest, verify) VALUES "
+    "(1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
     "ON CONFLICT (id) DO UPDATE SET source_uri=EXCLUDED.source_uri, "
     "target_uri=EXCLUDED.target_uri, from_version=EXCLUDED.from_version, "
     "to_version=EXCLUDED.to_version, tables=EXCLUDED.tables, plan_id=EXCLUDED.plan_id, "
     "last_epoch=EXCLUDED.last_epoch, phase=EXCLUDED.phase, boundary=EXCLUDED.boundary, "
     "current_version=EXCLUDED.current_version, paused=EXCLUDED.paused, "
     "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored, "
-    "verify=EXCLUDED.verify";
+    "spec_text=EXCLUDED.spec_text, spec_digest=EXCLUDED.spec_digest, verify=EXCLUDED.verify";
 
 // Ranges inserted whole: the plan, and the tails of splits.
 PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& ranges, size_t at,
                                      size_t n) {
   ArrayText id, table, lo, hi, est, state, owner, epoch, deadline, cursor, rows, bytes, digest,
-      attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, repaired;
+      attempts, errors, last_error, rejected, parent, verified, verify_lease, verify_cursor,
+      repaired;
   for (size_t i = at; i < std::min(ranges.size(), at + n); ++i) {
     const RangeRecord& r = *ranges[i];
     id.Int(static_cast<int64_t>(r.id));
@@ -500,6 +527,7 @@ PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& rang
     attempts.Int(r.attempts);
     errors.Int(r.errors);
     last_error.Bytes(r.last_error);
+    rejected.Int(static_cast<int64_t>(r.rejected));
     parent.Int(static_cast<int64_t>(r.parent));
     verified.Int(r.verified);
     verify_lease.Int(r.verify_lease);
@@ -509,18 +537,19 @@ PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& rang
   return PgStateStore::Statement{
       fmt::format("INSERT INTO ferry_state.ranges ({}) SELECT v.c1, v.c2, v.c3, v.c4, v.c5, "
                   "v.c6, v.c7, v.c8, v.c9, v.c10, v.c11, v.c12, v.c13, v.c14, v.c15, v.c16, "
-                  "v.c17, v.c18 <> 0, v.c19 <> 0, v.c20, v.c21 FROM unnest($1::bigint[], "
+                  "v.c17, v.c18, v.c19 <> 0, v.c20 <> 0, v.c21, v.c22 FROM unnest($1::bigint[], "
                   "$2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::bytea[], "
                   "$8::bigint[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], "
                   "$13::bigint[], $14::bigint[], $15::bigint[], $16::bytea[], $17::bigint[], "
-                  "$18::int[], $19::int[], $20::bytea[], $21::bigint[]) AS v(c1, c2, c3, c4, c5, "
-                  "c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21)",
+                  "$18::bigint[], $19::int[], $20::int[], $21::bytea[], $22::bigint[]) AS v(c1, "
+                  "c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, "
+                  "c19, c20, c21, c22)",
                   kRangeColumns),
-      {id.Done(),         table.Done(),  lo.Done(),       hi.Done(),           est.Done(),
-       state.Done(),      owner.Done(),  epoch.Done(),    deadline.Done(),     cursor.Done(),
-       rows.Done(),       bytes.Done(),  digest.Done(),   attempts.Done(),     errors.Done(),
-       last_error.Done(), parent.Done(), verified.Done(), verify_lease.Done(), verify_cursor.Done(),
-       repaired.Done()}};
+      {id.Done(),         table.Done(),    lo.Done(),     hi.Done(),       est.Done(),
+       state.Done(),      owner.Done(),    epoch.Done(),  deadline.Done(), cursor.Done(),
+       rows.Done(),       bytes.Done(),    digest.Done(), attempts.Done(), errors.Done(),
+       last_error.Done(), rejected.Done(), parent.Done(), verified.Done(), verify_lease.Done(),
+       verify_cursor.Done(), repaired.Done()}};
 }
 
 }  // namespace
@@ -560,7 +589,7 @@ Status PgStateStore::Commit(const StateCommit& c) {
   }
   if (!c.ranges.empty()) {
     ArrayText id, state, owner, epoch, deadline, cursor, rows, bytes, digest, attempts, errors,
-        last_error, hi, est, verified, verify_lease, verify_cursor, repaired;
+        last_error, rejected, hi, est, verified, verify_lease, verify_cursor, repaired;
     for (const RangeRecord* r : c.ranges) {
       id.Int(static_cast<int64_t>(r->id));
       state.Int(static_cast<int64_t>(r->state));
@@ -574,6 +603,7 @@ Status PgStateStore::Commit(const StateCommit& c) {
       attempts.Int(r->attempts);
       errors.Int(r->errors);
       last_error.Bytes(r->last_error);
+      rejected.Int(static_cast<int64_t>(r->rejected));
       hi.Bytes(r->hi);
       est.Int(static_cast<int64_t>(r->est_rows));
       verified.Int(r->verified);
@@ -585,19 +615,19 @@ Status PgStateStore::Commit(const StateCommit& c) {
         "UPDATE ferry_state.ranges r SET state = v.state, owner = v.owner, epoch = v.epoch, "
         "deadline_ms = v.deadline_ms, cursor = v.cursor, rows = v.rows, bytes = v.bytes, "
         "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error, "
-        "hi = v.hi, est_rows = v.est_rows, verified = v.verified <> 0, "
-        "verify_lease = v.verify_lease <> 0, verify_cursor = v.verify_cursor, "
-        "rows_repaired = v.rows_repaired "
+        "rejected = v.rejected, hi = v.hi, est_rows = v.est_rows, "
+        "verified = v.verified <> 0, verify_lease = v.verify_lease <> 0, "
+        "verify_cursor = v.verify_cursor, rows_repaired = v.rows_repaired "
         "FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::bigint[], $5::bigint[], "
         "$6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bytea[], $13::bytea[], $14::bigint[], $15::int[], $16::int[], $17::bytea[], "
-        "$18::bigint[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, bytes, digest, "
-        "attempts, errors, last_error, hi, est_rows, verified, verify_lease, verify_cursor, "
-        "rows_repaired) WHERE r.id = v.id",
+        "$12::bytea[], $13::bigint[], $14::bytea[], $15::bigint[], $16::int[], $17::int[], "
+        "$18::bytea[], $19::bigint[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, "
+        "bytes, digest, attempts, errors, last_error, rejected, hi, est_rows, verified, "
+        "verify_lease, verify_cursor, rows_repaired) WHERE r.id = v.id",
         {id.Done(), state.Done(), owner.Done(), epoch.Done(), deadline.Done(), cursor.Done(),
          rows.Done(), bytes.Done(), digest.Done(), attempts.Done(), errors.Done(),
-         last_error.Done(), hi.Done(), est.Done(), verified.Done(), verify_lease.Done(),
-         verify_cursor.Done(), repaired.Done()}});
+         last_error.Done(), rejected.Done(), hi.Done(), est.Done(), verified.Done(),
+         verify_lease.Done(), verify_cursor.Done(), repaired.Done()}});
   }
   if (!c.events.empty()) {
     ArrayText ts, kind, range, epoch, worker, detail;

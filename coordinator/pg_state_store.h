@@ -36,6 +36,7 @@
 
 #include "common/clock.h"
 #include "common/pg_util.h"
+#include "common/version.h"
 #include "coordinator/state_store.h"
 
 namespace ferry {
@@ -99,7 +100,9 @@ class PgStateStore final : public StateStore {
   LeaderInfo me_;
   int64_t ttl_ms_ = 10000;
   bool fail_next_ = false;
-  int schema_version_ = 2;  // read-only opens: what the state has
+  // Read-only opens: the state's schema version (not upgraded: loads read
+  // the columns added later as their defaults).
+  int schema_version_ = kStateSchemaVersion;
 };
 
 }  // namespace ferry

@@ -71,6 +71,7 @@ void RangesJsonWriter::Add(const RangeRecord& r, const std::string* reason) {
   AppendField(out_, "owner", r.owner);
   AppendField(out_, "parent", r.parent);
   if (reason) AppendField(out_, "reason", *reason);
+  AppendField(out_, "rejected", r.rejected);
   AppendField(out_, "repaired", r.rows_repaired);
   AppendField(out_, "rows", r.rows);
   AppendField(out_, "state", std::string(RangeStateName(r.state)));

@@ -35,29 +35,69 @@ CREATE TABLE events (
   epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 )sql";
 
-// Version 2: --verify (job.verify; ranges verified, verify_lease,
-// verify_cursor, rows_repaired) and splits (ranges.parent; ranges are
-// inserted after the plan and their hi / est_rows change).
-constexpr const char* kSchemaV2 = R"sql(
-ALTER TABLE job ADD COLUMN verify INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE ranges ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE ranges ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE ranges ADD COLUMN verify_lease INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE ranges ADD COLUMN verify_cursor BLOB NOT NULL DEFAULT x'';
-ALTER TABLE ranges ADD COLUMN rows_repaired INTEGER NOT NULL DEFAULT 0;
-)sql";
+// Columns added after schema version 1, each with the default an older
+// row gets. Added when missing (whatever the recorded version), so the
+// upgrade is idempotent.
+struct AddedColumn {
+  const char* table;
+  const char* column;
+  const char* decl;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    // 2: migration specs (the spec in the plan, rejected rows per range).
+    {"job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
+    {"job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
+    {"ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
+    // 3: --verify (job.verify; ranges verified, verify_lease, verify_cursor,
+    // rows_repaired) and splits (ranges.parent; ranges are inserted after
+    // the plan and their hi / est_rows change).
+    {"job", "verify", "INTEGER NOT NULL DEFAULT 0"},
+    {"ranges", "parent", "INTEGER NOT NULL DEFAULT 0"},
+    {"ranges", "verified", "INTEGER NOT NULL DEFAULT 0"},
+    {"ranges", "verify_lease", "INTEGER NOT NULL DEFAULT 0"},
+    {"ranges", "verify_cursor", "BLOB NOT NULL DEFAULT x''"},
+    {"ranges", "rows_repaired", "INTEGER NOT NULL DEFAULT 0"},
+};
 
 // The columns of a range row, in the order WriteRange binds them.
 constexpr const char* kRangeColumns =
     "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, parent, verified, verify_lease, verify_cursor, "
-    "rows_repaired";
-// What a state file of schema version 1 (read-only, not upgraded) gives instead.
-constexpr const char* kRangeColumnsV1 =
-    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, 0, 0, 0, x'', 0";
+    "digest, attempts, errors, last_error, rejected, parent, verified, verify_lease, "
+    "verify_cursor, rows_repaired";
+
+// What LoadRanges selects from a file of schema `version` (read-only opens
+// are not upgraded: columns added later read as their defaults).
+std::string RangeColumnsFor(int version) {
+  if (version >= 3) return kRangeColumns;
+  return fmt::format(
+      "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
+      "digest, attempts, errors, last_error, {}, 0, 0, 0, x'', 0",
+      version >= 2 ? "rejected" : "0");
+}
+
+// The same for the job row: spec_text, spec_digest, verify.
+std::string JobExtraColumnsFor(int version) {
+  return fmt::format("{}, {}", version >= 2 ? "spec_text, spec_digest" : "'', ''",
+                     version >= 3 ? "verify" : "0");
+}
 
 std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
+
+// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry the file lacks.
+Status AddMissingColumns(Db& d) {
+  for (const AddedColumn& a : kAddedColumns) {
+    FERRY_ASSIGN_OR_RETURN(Stmt probe,
+                           d.Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2"));
+    probe.Bind(1, std::string_view(a.table));
+    probe.Bind(2, std::string_view(a.column));
+    const int rc = probe.Step();
+    if (rc == SQLITE_ROW) continue;
+    if (rc != SQLITE_DONE) return d.Error(rc, "read the state schema");
+    FERRY_RETURN_IF_ERROR(
+        d.Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", a.table, a.column, a.decl)));
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -126,8 +166,8 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
     Status st = d.Exec(kSchemaV1);
     if (!st.ok()) return store->Rollback(st);
   }
-  if (version < 2) {
-    Status st = d.Exec(kSchemaV2);
+  if (version < kStateSchemaVersion) {
+    Status st = AddMissingColumns(d);
     if (!st.ok()) return store->Rollback(st);
   }
   if (version < kStateSchemaVersion) {
@@ -151,18 +191,18 @@ Status SqliteStateStore::Prepare() {
       job_upsert_,
       db_.Prepare("INSERT OR REPLACE INTO job (id, source_uri, target_uri, from_version, "
                   "to_version, tables, plan_id, last_epoch, phase, boundary, current_version, "
-                  "paused, throttle, failure, mirrored, verify) VALUES "
-                  "(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+                  "paused, throttle, failure, mirrored, spec_text, spec_digest, verify) VALUES "
+                  "(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(range_insert_,
                          db_.Prepare(fmt::format("INSERT INTO ranges ({}) VALUES "
-                                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                                  kRangeColumns)));
   FERRY_ASSIGN_OR_RETURN(
       range_update_,
       db_.Prepare(
           "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
-          "digest=?, attempts=?, errors=?, last_error=?, hi=?, est_rows=?, verified=?, "
-          "verify_lease=?, verify_cursor=?, rows_repaired=? WHERE id=?"));
+          "digest=?, attempts=?, errors=?, last_error=?, rejected=?, hi=?, est_rows=?, "
+          "verified=?, verify_lease=?, verify_cursor=?, rows_repaired=? WHERE id=?"));
   FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare("INSERT INTO events (ts_ms, kind, range_id, "
                                                     "epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(worker_upsert_,
@@ -199,7 +239,9 @@ Status SqliteStateStore::WriteJob(const JobMeta& j) {
   s.Bind(12, static_cast<int64_t>(j.throttle_rows_per_s));
   s.Bind(13, j.failure);
   s.Bind(14, int64_t{j.mirrored});
-  s.Bind(15, int64_t{j.verify});
+  s.Bind(15, j.spec_text);
+  s.Bind(16, j.spec_digest);
+  s.Bind(17, int64_t{j.verify});
   return Step(s, "write job");
 }
 
@@ -222,11 +264,12 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
     s.Bind(14, static_cast<int64_t>(r.attempts));
     s.Bind(15, static_cast<int64_t>(r.errors));
     s.Bind(16, r.last_error);
-    s.Bind(17, static_cast<int64_t>(r.parent));
-    s.Bind(18, int64_t{r.verified});
-    s.Bind(19, int64_t{r.verify_lease});
-    s.BindBlob(20, r.verify_cursor);
-    s.Bind(21, static_cast<int64_t>(r.rows_repaired));
+    s.Bind(17, static_cast<int64_t>(r.rejected));
+    s.Bind(18, static_cast<int64_t>(r.parent));
+    s.Bind(19, int64_t{r.verified});
+    s.Bind(20, int64_t{r.verify_lease});
+    s.BindBlob(21, r.verify_cursor);
+    s.Bind(22, static_cast<int64_t>(r.rows_repaired));
     return Step(s, "insert range");
   }
   Stmt& s = range_update_;
@@ -241,13 +284,14 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
   s.Bind(9, static_cast<int64_t>(r.attempts));
   s.Bind(10, static_cast<int64_t>(r.errors));
   s.Bind(11, r.last_error);
-  s.BindBlob(12, r.hi);
-  s.Bind(13, static_cast<int64_t>(r.est_rows));
-  s.Bind(14, int64_t{r.verified});
-  s.Bind(15, int64_t{r.verify_lease});
-  s.BindBlob(16, r.verify_cursor);
-  s.Bind(17, static_cast<int64_t>(r.rows_repaired));
-  s.Bind(18, static_cast<int64_t>(r.id));
+  s.Bind(12, static_cast<int64_t>(r.rejected));
+  s.BindBlob(13, r.hi);
+  s.Bind(14, static_cast<int64_t>(r.est_rows));
+  s.Bind(15, int64_t{r.verified});
+  s.Bind(16, int64_t{r.verify_lease});
+  s.BindBlob(17, r.verify_cursor);
+  s.Bind(18, static_cast<int64_t>(r.rows_repaired));
+  s.Bind(19, static_cast<int64_t>(r.id));
   return Step(s, "update range");
 }
 
@@ -312,7 +356,7 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
                   "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, "
                   "last_epoch, phase, boundary, current_version, paused, throttle, failure, "
                   "mirrored, {} FROM job WHERE id=1",
-                  schema_version_ >= 2 ? "verify" : "0")));
+                  JobExtraColumnsFor(schema_version_))));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobMeta>();
   if (rc != SQLITE_ROW) return db_.Error(rc, "read job");
@@ -331,14 +375,16 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(s.Int(11));
   j.failure = s.Str(12);
   j.mirrored = s.Int(13) != 0;
-  j.verify = s.Int(14) != 0;
+  j.spec_text = s.Str(14);
+  j.spec_digest = s.Str(15);
+  j.verify = s.Int(16) != 0;
   return std::optional<JobMeta>(std::move(j));
 }
 
 Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
       Stmt s, db_.Prepare(fmt::format("SELECT {} FROM ranges ORDER BY id",
-                                      schema_version_ >= 2 ? kRangeColumns : kRangeColumnsV1)));
+                                      RangeColumnsFor(schema_version_))));
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -361,11 +407,12 @@ Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
     r.attempts = static_cast<uint32_t>(s.Int(13));
     r.errors = static_cast<uint32_t>(s.Int(14));
     r.last_error = s.Str(15);
-    r.parent = static_cast<uint64_t>(s.Int(16));
-    r.verified = s.Int(17) != 0;
-    r.verify_lease = s.Int(18) != 0;
-    r.verify_cursor = BlobCol(s, 19);
-    r.rows_repaired = static_cast<uint64_t>(s.Int(20));
+    r.rejected = static_cast<uint64_t>(s.Int(16));
+    r.parent = static_cast<uint64_t>(s.Int(17));
+    r.verified = s.Int(18) != 0;
+    r.verify_lease = s.Int(19) != 0;
+    r.verify_cursor = BlobCol(s, 20);
+    r.rows_repaired = static_cast<uint64_t>(s.Int(21));
     if (r.verify_lease && r.state != RangeState::kLeased) r.verify_lease = false;
     if (r.id != out.size() + 1)
       return Internal(fmt::format("range ids not contiguous at {}", r.id));

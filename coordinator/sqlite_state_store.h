@@ -68,7 +68,9 @@ class SqliteStateStore final : public StateStore {
   const Clock* clock_;
   Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;
   int fail_at_ = -1;
-  int schema_version_ = kStateSchemaVersion;  // read-only opens: what the file has
+  // Read-only opens: the file's schema version (not upgraded: loads read the
+  // columns added later as their defaults).
+  int schema_version_ = kStateSchemaVersion;
   int step_count_ = 0;
   LeaderInfo leader_;
 };

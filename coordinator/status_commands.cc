@@ -140,6 +140,7 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"ranges_failed", table.count(RangeState::kFailed)},
       {"ranges_stalled", table.CountStalled(ctx_.stall_ms)},
       {"rows_copied", rows},
+      {"rows_rejected", table.rejected_total()},
       {"bytes_copied", table.bytes_total()},
       {"rows_estimated", est},
       {"rows_per_second", static_cast<int64_t>(rate)},
@@ -152,7 +153,8 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"paused", job.paused},
       {"throttle_rows_per_second", job.throttle_rows_per_s},
       {"failure", job.failure},
-      {"last_error", service_->last_range_error()},
+      {"last_error", ctx_.state_error && !ctx_.state_error->empty() ? "state: " + *ctx_.state_error
+                                                                    : service_->last_range_error()},
       {"plan_id", job.plan_id},
       {"last_epoch", table.last_epoch()},
       {"source", ctx_.source},
@@ -238,6 +240,9 @@ std::string StatusCommands::MetricsText() const {
   const JobMeta& job = service_->job();
   RenderCounter("ferry_rows_copied_total", "Rows copied into the new store.", table.rows_total(),
                 &out);
+  RenderCounter("ferry_rows_rejected_total",
+                "Rows a migration spec could not move (recorded in __ferry_rejects).",
+                table.rejected_total(), &out);
   RenderCounter("ferry_bytes_copied_total", "Key and value bytes copied.", table.bytes_total(),
                 &out);
   RenderCounter("ferry_lease_requests_total",

@@ -29,6 +29,8 @@ struct StatusContext {
   int64_t started_ms = 0;
   int64_t stall_ms = 30000;  // --stall-after
   const ServerMetrics* server = nullptr;
+  // The last failure to commit the state ("" = none): shown as last_error.
+  const std::string* state_error = nullptr;
 };
 
 class StatusCommands {

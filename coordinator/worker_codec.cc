@@ -71,7 +71,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         out.request = RegisterRequest{
             std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())), m.getFeatures()};
+            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
+            m.getSupportsSpec(), m.getFeatures()};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST: {
@@ -98,7 +99,7 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         r.lease = ReadLeaseRef(m.getLease());
         auto p = m.getProgress();
         r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest(),
-                              p.getRepaired()};
+                              p.getRejected(), p.getRepaired()};
         r.next = m.getNext();
         r.leaving = m.getLeaving();
         r.features = m.getFeatures();
@@ -147,6 +148,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setGiveUpMs(Ms32(r->policy.give_up_ms));
     m.setPlanId(r->plan_id);
     m.setToVersion(r->to_version);
+    if (!r->spec.empty()) m.setSpec(r->spec);
     m.setBatchTimeMs(r->batch_time_ms);
   } else if (const auto* g = std::get_if<GrantReply>(&reply)) {
     auto m = body.initGrant();
@@ -161,6 +163,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setBytesDone(g->bytes);
     m.setDigest(g->digest);
     m.setRowsPerSecond(g->rows_per_second);
+    m.setRejectedDone(g->rejected);
     m.setVerify(g->verify);
     m.setRowsRepaired(g->repaired);
     m.setParent(g->parent);

@@ -12,10 +12,16 @@ namespace {
 
 // One request to one status socket.
 Result<std::string> AskOne(zmq::context_t& ctx, const std::string& endpoint,
-                           const std::string& command, int timeout_ms) {
+                           const std::string& command, int timeout_ms,
+                           const CurveClientKeys& curve) {
   try {
     zmq::socket_t sock(ctx, zmq::socket_type::req);
     sock.set(zmq::sockopt::linger, 0);
+    if (curve.on()) {
+      sock.set(zmq::sockopt::curve_serverkey, curve.server_key);
+      sock.set(zmq::sockopt::curve_publickey, curve.public_key);
+      sock.set(zmq::sockopt::curve_secretkey, curve.secret_key);
+    }
     sock.set(zmq::sockopt::rcvtimeo, timeout_ms);
     sock.set(zmq::sockopt::sndtimeo, timeout_ms);
     sock.connect(endpoint);
@@ -26,8 +32,11 @@ Result<std::string> AskOne(zmq::context_t& ctx, const std::string& endpoint,
     if (!sock.recv(reply)) {
       return Unavailable(fmt::format(
           "no answer from the coordinator at {} within {} ms: is ferry-coordinator running, and "
-          "is --endpoint its --status-endpoint?",
-          endpoint, timeout_ms));
+          "is --endpoint its --status-endpoint?{}",
+          endpoint, timeout_ms,
+          curve.on() ? " With CURVE: is --curve-server-key-file the status socket's public key, "
+                       "and this client's public key in its --status-curve-allow-file?"
+                     : ""));
     }
     return reply.to_string();
   } catch (const zmq::error_t& e) {
@@ -60,14 +69,15 @@ std::vector<std::string> SplitEndpoints(const std::string& endpoints) {
 }
 
 Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoints,
-                                  const std::string& command, int timeout_ms) {
+                                  const std::string& command, int timeout_ms,
+                                  const CurveClientKeys& curve) {
   const std::vector<std::string> list = SplitEndpoints(endpoints);
   if (list.empty()) return InvalidArgument("--endpoint is empty");
-  if (list.size() == 1) return AskOne(ctx, list[0], command, timeout_ms);
+  if (list.size() == 1) return AskOne(ctx, list[0], command, timeout_ms, curve);
   std::optional<std::string> standby;
   Status last;
   for (const std::string& e : list) {
-    auto reply = AskOne(ctx, e, command, timeout_ms);
+    auto reply = AskOne(ctx, e, command, timeout_ms, curve);
     if (!reply.ok()) {
       last = reply.status();
       continue;
@@ -80,8 +90,10 @@ Result<std::string> StatusRequest(zmq::context_t& ctx, const std::string& endpoi
 }
 
 Result<nlohmann::json> StatusRequestJson(zmq::context_t& ctx, const std::string& endpoint,
-                                         const std::string& command, int timeout_ms) {
-  FERRY_ASSIGN_OR_RETURN(std::string text, StatusRequest(ctx, endpoint, command, timeout_ms));
+                                         const std::string& command, int timeout_ms,
+                                         const CurveClientKeys& curve) {
+  FERRY_ASSIGN_OR_RETURN(std::string text,
+                         StatusRequest(ctx, endpoint, command, timeout_ms, curve));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) return Internal("the coordinator answered with malformed JSON");
   if (j.is_object() && j.contains("error")) {
@@ -129,29 +141,13 @@ std::string RenderProgressLine(const nlohmann::json& st, bool tty, int width) {
 std::string RenderStatus(const nlohmann::json& st) {
   std::string out = RenderProgressLine(st, true, 40) + "\n";
   // The status fields in the order an operator reads them.
-  static constexpr const char* kFields[] = {"state",
-                                            "from_version",
-                                            "to_version",
-                                            "current_version",
-                                            "ranges_total",
-                                            "ranges_pending",
-                                            "ranges_leased",
-                                            "ranges_done",
-                                            "ranges_failed",
-                                            "ranges_stalled",
-                                            "rows_copied",
-                                            "bytes_copied",
-                                            "rows_estimated",
-                                            "rows_per_second",
-                                            "eta_seconds",
-                                            "workers_live",
-                                            "boundary",
-                                            "paused",
-                                            "throttle_rows_per_second",
-                                            "failure",
-                                            "last_error",
-                                            "source",
-                                            "target"};
+  static constexpr const char* kFields[] = {
+      "state",         "from_version",   "to_version",      "current_version",
+      "ranges_total",  "ranges_pending", "ranges_leased",   "ranges_done",
+      "ranges_failed", "ranges_stalled", "rows_copied",     "rows_rejected",
+      "bytes_copied",  "rows_estimated", "rows_per_second", "eta_seconds",
+      "workers_live",  "boundary",       "paused",          "throttle_rows_per_second",
+      "failure",       "last_error",     "source",          "target"};
   for (const char* k : kFields) {
     if (st.contains(k)) out += fmt::format("{:<26}{}\n", k, Str(st[k]));
   }

@@ -8,6 +8,7 @@
 #include "common/cli.h"
 #include "common/clock.h"
 #include "common/curve.h"
+#include "common/file_checks.h"
 #include "common/signals.h"
 #include "ctl/ctl_client.h"
 #include "ctl/verify.h"
@@ -19,9 +20,19 @@ namespace {
 
 int WaitOnTarget(const std::string& uri, int64_t to_version, double timeout_s) {
   const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
+  const std::optional<std::string> sqlite_path = SqlitePathOf(uri);
   Status last;
   for (;;) {
-    auto store = OpenStore(uri, StoreRole::kSource);
+    // A SQLite new store that does not exist yet may still be created; one
+    // that is not a SQLite database never becomes one: say so now.
+    const bool missing = sqlite_path && ::access(sqlite_path->c_str(), F_OK) != 0;
+    if (sqlite_path && !missing) {
+      Status usable = CheckSqliteFile("--target", *sqlite_path, FileUse::kRead);
+      if (!usable.ok()) return Fail("ferryctl", usable);
+    }
+    auto store = missing ? Result<std::unique_ptr<Store>>(Unavailable(
+                               fmt::format("the new store {} does not exist yet", RedactUri(uri))))
+                         : OpenStore(uri, StoreRole::kSource);
     if (store.ok()) {
       auto v = (*store)->ReadVersion();
       if (v.ok() && v->has_value() && **v >= to_version) {
@@ -44,13 +55,14 @@ int WaitOnTarget(const std::string& uri, int64_t to_version, double timeout_s) {
   }
 }
 
-int Wait(zmq::context_t& ctx, const std::string& endpoint, double timeout_s, int request_ms) {
+int Wait(zmq::context_t& ctx, const std::string& endpoint, double timeout_s, int request_ms,
+         const CurveClientKeys& curve) {
   const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
   Status last;
   for (;;) {
     int left = static_cast<int>(
         std::max<int64_t>(100, std::min<int64_t>(request_ms, deadline - MonotonicMs())));
-    auto st = StatusRequestJson(ctx, endpoint, "status", left);
+    auto st = StatusRequestJson(ctx, endpoint, "status", left, curve);
     if (st.ok()) {
       std::string state = (*st).value("state", "");
       if (state == "complete") {
@@ -75,10 +87,11 @@ int Wait(zmq::context_t& ctx, const std::string& endpoint, double timeout_s, int
   }
 }
 
-int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, double interval_s) {
+int Watch(zmq::context_t& ctx, const std::string& endpoint, int request_ms, double interval_s,
+          const CurveClientKeys& curve) {
   const bool tty = isatty(STDOUT_FILENO);
   for (;;) {
-    auto st = StatusRequestJson(ctx, endpoint, "status", request_ms);
+    auto st = StatusRequestJson(ctx, endpoint, "status", request_ms, curve);
     if (!st.ok()) {
       if (tty) std::cout << "\n";
       return Fail("ferryctl", st.status());
@@ -139,6 +152,14 @@ int main(int argc, char** argv) {
   app.add_option("--request-timeout", request_timeout_s, "seconds to wait for each answer")
       ->default_val(5);
   app.add_flag("--json", json, "print the raw JSON answer");
+  std::string curve_server_file, curve_secret_file;
+  app.add_option("--curve-server-key-file", curve_server_file,
+                 "the status socket's CURVE public key (the FILE.pub of the coordinator's "
+                 "--status-curve-secret-key-file), when it has CURVE on");
+  app.add_option(
+      "--curve-secret-key-file", curve_secret_file,
+      "with --curve-server-key-file: this operator's secret key (`ferryctl keygen`); its "
+      "public key must be in the coordinator's --status-curve-allow-file");
   app.require_subcommand(1);
   // Parent flags may follow the subcommand: `ferryctl status --json`.
   app.fallthrough();
@@ -209,6 +230,10 @@ int main(int argc, char** argv) {
   }
   StartLogging(log);
   spdlog::set_level(spdlog::level::warn);
+  auto curve_keys = LoadCurveClientKeys(curve_server_file, curve_secret_file,
+                                        "--curve-server-key-file", "--curve-secret-key-file");
+  if (!curve_keys.ok()) return Fail("ferryctl", curve_keys.status());
+  const CurveClientKeys& curve = *curve_keys;
   zmq::context_t ctx;
   const int request_ms = static_cast<int>(request_timeout_s * 1000);
   const std::string cmd = app.get_subcommands().front()->get_name();
@@ -216,10 +241,10 @@ int main(int argc, char** argv) {
   if (cmd == "wait") {
     double t = wait_timeout > 0 ? wait_timeout : 1e9;
     if (!wait_target.empty()) return WaitOnTarget(wait_target, wait_version, t);
-    return Wait(ctx, endpoint, t, request_ms);
+    return Wait(ctx, endpoint, t, request_ms, curve);
   }
   if (cmd == "verify") return Verify(verify_opt, json);
-  if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval);
+  if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval, curve);
   if (cmd == "keygen") {
     auto pair = WriteNewCurveSecretKey(keygen_file);
     if (!pair.ok()) return Fail("ferryctl", pair.status());
@@ -235,12 +260,12 @@ int main(int argc, char** argv) {
   if (cmd == "events" && !events_n.empty()) line += " " + events_n;
 
   if (cmd == "metrics") {
-    auto text = StatusRequest(ctx, endpoint, line, request_ms);
+    auto text = StatusRequest(ctx, endpoint, line, request_ms, curve);
     if (!text.ok()) return Fail("ferryctl", text.status());
     std::cout << *text;
     return kExitOk;
   }
-  auto reply = StatusRequestJson(ctx, endpoint, line, request_ms);
+  auto reply = StatusRequestJson(ctx, endpoint, line, request_ms, curve);
   if (!reply.ok()) {
     std::cerr << "ferryctl: error: " << reply.status().message() << "\n";
     return reply.status().code() == Code::kUnavailable ? kExitUnavailable : kExitFailed;

@@ -44,10 +44,13 @@ struct Progress {
   rows @1 :UInt64;
   bytes @2 :UInt64;
   digest @3 :UInt64;  # chained digest of the rows up to the cursor
+  # Rows up to the cursor a migration spec could not move (recorded in the
+  # new store's __ferry_rejects); 0 from a peer that predates it.
+  rejected @4 :UInt64;
   # Verify leases: rows of the range re-copied or deleted by verification so
   # far (cumulative over the range's verify leases). For a verify lease the
   # cursor is the verification's cursor; rows, bytes and digest are unused.
-  repaired @4 :UInt64;
+  repaired @5 :UInt64;
 }
 
 # What a worker can do beyond copying (bits of `features` in Register,
@@ -94,7 +97,11 @@ struct Register {
   host @1 :Text;
   pid @2 :UInt32;
   version @3 :Text;
-  features @4 :UInt32;  # featureVerify | featureSplit
+  # The worker applies Registered.spec (a migration spec). One that predates
+  # specs (false) would copy tables as they are: a coordinator with a spec
+  # refuses it (versionMismatch).
+  supportsSpec @4 :Bool;
+  features @5 :UInt32;  # featureVerify | featureSplit
 }
 
 # coordinator -> worker: the job's settings.
@@ -114,9 +121,13 @@ struct Registered {
   safetyMarginMs @7 :UInt32;
   livenessMs @8 :UInt32;
   giveUpMs @9 :UInt32;
+  # The migration spec (spec/migration_spec.h), canonical TOML text; empty:
+  # none (every table copied as it is). A worker resolves its targets from
+  # it and the stores (spec/target_plan.h).
+  spec @10 :Text;
   # --batch-time-ms: size each batch from the measured rate to take about
   # this long (batchRows is then the cap); 0 = batches of batchRows.
-  batchTimeMs @10 :UInt32;
+  batchTimeMs @11 :UInt32;
 }
 
 struct LeaseRequest {
@@ -138,16 +149,17 @@ struct Grant {
   bytesDone @8 :UInt64;
   digest @9 :UInt64;
   rowsPerSecond @10 :UInt64;  # this worker's share of the throttle; 0 = none
+  rejectedDone @11 :UInt64;   # rows rejected up to the cursor (Progress.rejected)
   # A verify lease (only to workers with featureVerify): compare the range
   # in both stores, repair what differs under this epoch's fence, report
   # complete once the range is equal. `cursor` is then the verification's
   # cursor and `rowsRepaired` the rows repaired so far.
-  verify @11 :Bool;
-  rowsRepaired @12 :UInt64;
+  verify @12 :Bool;
+  rowsRepaired @13 :UInt64;
   # The range this one was split off (0: planned). Every write under this
   # lease also records in the new store that the parent now ends at `lo`, so
   # a late batch of the parent's owner past `lo` is fenced there.
-  parent @13 :UInt64;
+  parent @14 :UInt64;
 }
 
 # coordinator -> worker: nothing to lease now.

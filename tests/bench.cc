@@ -26,9 +26,17 @@
 //   4. Recovery: coordinator SIGKILL + restart to the first Grant with 100k
 //      ranges in its state; rows copied twice after a worker SIGKILL.
 //   5. Memory: ferry-worker peak RSS by store size; coordinator peak RSS.
-//   6. Skew (PostgreSQL): one table, 90% of its rows in one planned range,
+//   6. Takeover: two coordinators on one PostgreSQL state, the leader
+//      SIGKILLed while workers copy; time until the standby serves the job.
+//   7. Migration spec (DESIGN.md "Migration spec"): --rows rows of one table
+//      through a projection (table and columns renamed, one computed column)
+//      vs SQLite's own INSERT INTO new.t SELECT <the same projection> FROM
+//      legacy.t (WAL on both); the same with an identity Lua function; and,
+//      with --pg-uri and pgloader, into PostgreSQL with the projection vs
+//      pgloader moving the same table without one.
+//   8. Skew (PostgreSQL): one table, 90% of its rows in one planned range,
 //      against the same rows in 16 even ranges, 4 workers; splits in flight.
-//   7. Adaptive batches (PostgreSQL): --batch-time-ms against fixed batches
+//   9. Adaptive batches (PostgreSQL): --batch-time-ms against fixed batches
 //      while 2 sessions run heavy queries on the same server; the batch-time
 //      distribution the workers measured.
 //
@@ -74,6 +82,7 @@
 #include "common/wire.h"
 #include "tests/dashboard_poller.h"
 #include "tests/process_util.h"
+#include "tests/test_util.h"
 
 // Rows and bars are aggregates filled field by field; trailing fields default.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -110,6 +119,8 @@ struct Options {
   bool ctl_curve = false;             // case 3 over CURVE (coordinator and simulated fleet)
   std::string ctl_latency_dump;       // directory for per-grant (time, latency) files
   std::string ctl_dashboard = "off";  // case 3: also run with the dashboard polled (http|browser)
+  bool ctl_state_pg = false;          // case 3: also on a PostgreSQL state (--pg-uri)
+  int takeover_runs = 5;              // case 6: runs (median)
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
@@ -949,7 +960,7 @@ void CasePostgres() {
           have ? std::optional<bool>(b / two >= 1.0) : std::nullopt});
 }
 
-// ------------------------------------------------------------- case 6 & 7 --
+// ------------------------------------------------------------- case 8 & 9 --
 
 // One table of `rows` rows shaped like case 1's even tables, for the skew
 // case (cached).
@@ -973,11 +984,11 @@ std::string OneTableStore(int64_t rows, int value_bytes) {
   return path;
 }
 
-// Case 6: a skewed store — 90% of the rows in one planned range — against
+// Case 8: a skewed store — 90% of the rows in one planned range — against
 // the same rows planned evenly, 4 workers into PostgreSQL. Splitting in
 // flight should make the skewed plan cost about what the even one does.
 void CaseSkew() {
-  const std::string section = "6. Skew: 4 workers into PostgreSQL";
+  const std::string section = "8. Skew: 4 workers into PostgreSQL";
   if (g_opt.pg_uri.empty() || !HaveExe("psql")) {
     g_rows.push_back(Row{section, "all", {}, "s", 0, NAN, "skipped (no PostgreSQL URI or psql)"});
     g_bars.push_back(Bar{"skew: 90% of the rows in one range vs even, 4 workers into PostgreSQL",
@@ -1043,12 +1054,12 @@ std::vector<std::map<std::string, double>> BatchTimes(const std::string& log) {
   return out;
 }
 
-// Case 7: --batch-time-ms against a PostgreSQL target slowed by a
+// Case 9: --batch-time-ms against a PostgreSQL target slowed by a
 // concurrent load (sessions running CPU-heavy queries on the same server),
 // beside fixed batches under the same load: the distribution of batch times
 // (read + write + commit) the workers measured.
 void CaseAdaptiveBatches() {
-  const std::string section = "7. Adaptive batches: PostgreSQL target under a concurrent load";
+  const std::string section = "9. Adaptive batches: PostgreSQL target under a concurrent load";
   if (g_opt.pg_uri.empty() || !HaveExe("psql")) {
     g_rows.push_back(Row{section, "all", {}, "s", 0, NAN, "skipped (no PostgreSQL URI or psql)"});
     g_bars.push_back(Bar{"--batch-time-ms 200 under load: batch time p90 within 2x the target",
@@ -1496,15 +1507,24 @@ struct CtlRun {
 // that drains them all; with `watched`, while the dashboard is polled
 // (--ctl-dashboard).
 CtlRun ControlPlaneRun(int64_t ranges, const std::string& tag, int64_t copy_ms = 0,
-                       bool watched = false) {
+                       bool watched = false, bool pg_state = false) {
   CtlRun out;
   const std::string src = KeysStore(ranges);
   const std::string target = fmt::format("{}/{}-new.db", g_opt.dir, tag);
-  const std::string state = fmt::format("{}/{}-state.db", g_opt.dir, tag);
+  std::string state = fmt::format("{}/{}-state.db", g_opt.dir, tag);
+  if (pg_state) {
+    // --state postgresql://: a fresh database on the --pg-uri server.
+    const std::string db = "ferry_bench_" + std::to_string(getpid()) + "_state";
+    if (!FreshPgDb(g_opt.pg_uri, db)) {
+      out.error = "cannot create the state database";
+      return out;
+    }
+    state = UriWithDb(g_opt.pg_uri, db);
+  }
   const std::string log = fmt::format("{}/{}.log", g_opt.dir, tag);
-  const std::string ef = state + ".endpoints";
+  const std::string ef = fmt::format("{}/{}.endpoints", g_opt.dir, tag);
   RemoveDb(target);
-  RemoveDb(state);
+  if (!pg_state) RemoveDb(state);
   fs::remove(ef);
   // The coordinator fsyncs its state file on every group commit: start from
   // a disk with nothing left to write back from earlier cases (gigabytes of
@@ -1839,12 +1859,134 @@ void CaseControlPlane() {
       watched.Add(
           "  its size", [](auto& r) { return r.ranges_mb; }, "MB");
     }
+    if (g_opt.ctl_state_pg && !g_opt.pg_uri.empty()) {
+      // The same fleet with the coordinator's state in PostgreSQL (one
+      // pipelined transaction per pass, guarded by the leader's term): side
+      // by side with the SQLite state file above.
+      CtlSeries pg{sec, {}};
+      for (int i = 0; i < g_opt.repeat; ++i) {
+        pg.runs.push_back(ControlPlaneRun(n, fmt::format("c3pg-{}", n), 0, false, true));
+      }
+      pg.Add(
+          "PostgreSQL state: completions/s", [](auto& r) { return r.completions_per_s; }, "/s",
+          "--state postgresql://, same fleet, closed loop");
+      pg.Add(
+          "PostgreSQL state: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+      pg.Add(
+          "PostgreSQL state: state group commits", [](auto& r) { return r.commits; }, "");
+      pg.Add(
+          "PostgreSQL state: time in state commits", [](auto& r) { return r.commit_s; }, "s");
+      const double pgc = pg.MedianOf([](auto& r) { return r.completions_per_s; });
+      g_bars.push_back(
+          Bar{fmt::format("control plane {} ranges on PostgreSQL state: completions/s", n),
+              ">= 20000", fmt::format("{:.0f}", pgc),
+              std::isnan(pgc) ? std::nullopt : std::optional<bool>(pgc >= 20000)});
+      if (g_opt.ctl_copy_ms > 0) {
+        CtlSeries pgp{sec, {}};
+        for (int i = 0; i < g_opt.repeat; ++i) {
+          pgp.runs.push_back(
+              ControlPlaneRun(n, fmt::format("c3pgp-{}", n), g_opt.ctl_copy_ms, false, true));
+        }
+        pgp.Add(
+            "PostgreSQL state, paced: completions/s", [](auto& r) { return r.completions_per_s; },
+            "/s");
+        pgp.Add(
+            "PostgreSQL state, paced: grant latency p99", [](auto& r) { return r.p99_ms; }, "ms");
+        const double pc = pgp.MedianOf([](auto& r) { return r.completions_per_s; });
+        const double pp = pgp.MedianOf([](auto& r) { return r.p99_ms; });
+        g_bars.push_back(Bar{
+            fmt::format("control plane {} ranges on PostgreSQL state: paced p99 grant latency", n),
+            "<= 10 ms", fmt::format("{:.2f} ms at {:.0f}/s", pp, pc),
+            std::isnan(pp) ? std::nullopt : std::optional<bool>(pp <= 10)});
+      }
+    }
     if (n == 100000) {
       double hwm = 0;
       for (auto& r : closed.runs) hwm = std::max(hwm, r.hwm_mib);
       g_coord_hwm_100k = hwm;
     }
   }
+}
+
+// ------------------------------------------------------------------ case 6 --
+
+// Two coordinators on one PostgreSQL state: the leader is SIGKILLed while
+// workers copy; how long until the standby serves the job (answers its
+// status socket as leader)? Median of --takeover-runs runs.
+void CaseTakeover() {
+  const std::string sec = "6. Takeover: 2 coordinators on a PostgreSQL state, leader SIGKILLed";
+  if (g_opt.pg_uri.empty()) {
+    g_rows.push_back(Row{sec, "all", {}, "s", 0, NAN, "skipped (no PostgreSQL URI)"});
+    return;
+  }
+  const int ttl_s = 2;
+  std::vector<double> took;
+  const std::string legacy = g_opt.dir + "/c6-legacy.db";
+  RemoveDb(legacy);
+  ferry::testing::MakeDemoStore(legacy, 20000);
+  for (int run = 0; run < g_opt.takeover_runs; ++run) {
+    const std::string db = "ferry_bench_" + std::to_string(getpid()) + "_ha";
+    if (!FreshPgDb(g_opt.pg_uri, db)) break;
+    const std::string state = UriWithDb(g_opt.pg_uri, db);
+    const std::string target = fmt::format("{}/c6-new-{}.db", g_opt.dir, run);
+    RemoveDb(target);
+    std::vector<std::unique_ptr<Child>> coords;
+    std::vector<std::string> status;
+    std::string workers;
+    for (int i = 0; i < 2; ++i) {
+      const int port = ferry::testing::FreePort(), sport = ferry::testing::FreePort();
+      status.push_back(fmt::format("tcp://127.0.0.1:{}", sport));
+      workers += fmt::format("{}tcp://127.0.0.1:{}", i ? "," : "", port);
+      coords.push_back(std::make_unique<Child>(
+          std::vector<std::string>{Bin("ferry-coordinator"), "--source", "sqlite:" + legacy,
+                                   "--target", "sqlite:" + target, "--state", state, "--listen",
+                                   fmt::format("tcp://127.0.0.1:{}", port), "--status-endpoint",
+                                   status.back(), "--lease-ttl", std::to_string(ttl_s),
+                                   "--range-rows", "1000", "--batch-rows", "200", "--log-level",
+                                   "warn"},
+          fmt::format("{}/c6-coordinator-{}-{}.log", g_opt.dir, run, i)));
+      if (i == 0) usleep(1500000);  // the first one leads
+    }
+    auto state_of = [&](int i) {
+      std::string reply;
+      if (!ferry::testing::StatusCommand(status[i], "status", &reply, 500)) return std::string();
+      auto j = nlohmann::json::parse(reply, nullptr, false);
+      return j.is_object() ? j.value("state", "") : std::string();
+    };
+    std::string ignored;
+    ferry::testing::StatusCommand(status[0], "throttle 2000", &ignored, 2000);
+    Child worker({Bin("ferry-worker"), "--coordinator", workers},
+                 fmt::format("{}/c6-worker-{}.log", g_opt.dir, run));
+    const bool ready = ferry::testing::WaitFor(
+        [&] { return state_of(0) == "copying" && state_of(1) == "standby"; }, 30000);
+    if (ready) {
+      usleep(1000000);  // rows are moving
+      const int64_t t0 = NowNs();
+      coords[0]->Signal(SIGKILL);
+      if (ferry::testing::WaitFor(
+              [&] {
+                const std::string st = state_of(1);
+                return !st.empty() && st != "standby";
+              },
+              60000)) {
+        took.push_back((NowNs() - t0) / 1e9);
+        Log(fmt::format("takeover run {}: {:.2f} s", run + 1, took.back()));
+      }
+    }
+    worker.Signal(SIGKILL);
+    for (auto& c : coords) c->Signal(SIGKILL);
+    Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+    RemoveDb(target);
+  }
+  g_rows.push_back(Row{sec, "standby serving after the leader's SIGKILL", took, "s", 0, NAN,
+                       fmt::format("--lease-ttl {}; the bar is TTL + 2 s", ttl_s)});
+  std::vector<double> sorted = took;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? NAN : sorted[sorted.size() / 2];
+  g_bars.push_back(
+      Bar{fmt::format("takeover after SIGKILL of the leader (median of {})", took.size()),
+          fmt::format("<= {} s", ttl_s + 2), fmt::format("{:.2f} s", median),
+          std::isnan(median) ? std::nullopt : std::optional<bool>(median <= ttl_s + 2)});
 }
 
 void CaseMemory() {
@@ -2161,7 +2303,155 @@ void CaseRecovery() {
   }
 }
 
-bool Wants(int c) { return g_opt.cases.find(std::to_string(c)) != std::string::npos; }
+// ---------------------------------------------------------------- case 7 --
+
+// The projection of case 7 (a rename of the table and two columns, one
+// computed column), as a migration spec and as the baseline's own SQL.
+constexpr const char* kSpecSelect =
+    "id AS user_id, name AS full_name, email, score * 100 AS score_cents, payload";
+constexpr const char* kSpecBaselineSelect = "id, name, email, score * 100, payload";
+// What ferry derives for the target (the columns' declared types; the
+// computed column untyped), created by the baseline too.
+constexpr const char* kSpecTargetDdl =
+    "CREATE TABLE \"users_v2\" (\"user_id\" INTEGER, \"full_name\" TEXT NOT NULL, \"email\" "
+    "TEXT, \"score_cents\", \"payload\" BLOB, PRIMARY KEY (\"user_id\"))";
+
+void CaseSpec() {
+  const std::string legacy = DataStore(g_opt.rows, g_opt.value_bytes, 1);  // one table, t0
+  const std::string target = g_opt.dir + "/c7-new.db";
+  const std::string state = g_opt.dir + "/c7-state.db";
+  const std::string log = g_opt.dir + "/c7.log";
+  const int64_t total = CountRows(legacy, {"t0"}).at("t0");
+  const std::string projection = g_opt.dir + "/c7-projection.toml";
+  const std::string lua = g_opt.dir + "/c7-identity-lua.toml";
+  const std::string entry = fmt::format(
+      "[[table]]\ntarget = \"users_v2\"\nsource = \"t0\"\nselect = \"{}\"\n", kSpecSelect);
+  std::ofstream(projection) << entry;
+  std::ofstream(lua) << entry << "lua = \"return function(row) return row end\"\n";
+  const std::string script = g_opt.dir + "/c7-baseline.sql";
+  std::ofstream(script) << "PRAGMA journal_mode=WAL;\n"
+                        << kSpecTargetDdl << ";\nATTACH " << Quote(legacy)
+                        << " AS src;\nBEGIN; INSERT INTO main.users_v2 SELECT "
+                        << kSpecBaselineSelect << " FROM src.t0; COMMIT;\n";
+  const std::string section = fmt::format(
+      "7. Migration spec, SQLite -> SQLite: {} rows, 1 table, select \"{}\"", total, kSpecSelect);
+  std::vector<TimedCase> cases;
+  auto add = [&](const std::string& name, std::function<double()> run) {
+    cases.push_back(TimedCase{name, std::move(run)});
+  };
+  add("baseline: sqlite3 CLI INSERT..SELECT <projection>", [&] {
+    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
+    return RunOk(c, 3600000, "sqlite3 projection baseline", log) ? c.wall_s() : NAN;
+  });
+  size_t proj1 = cases.size();
+  add("ferry embedded, 1 worker, --spec (projection)", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 1, log,
+                         {"--spec", projection});
+  });
+  size_t proj2 = cases.size();
+  add("ferry embedded, 2 workers, --spec (projection)", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                         {"--spec", projection});
+  });
+  size_t lua1 = cases.size();
+  add("ferry embedded, 1 worker, --spec + identity Lua", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 1, log, {"--spec", lua});
+  });
+  size_t lua2 = cases.size();
+  add("ferry embedded, 2 workers, --spec + identity Lua", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log, {"--spec", lua});
+  });
+  // Diagnostic (not a bar): the projection through the read + write path
+  // the Lua function needs, without the function.
+  add("diagnostic: 2 workers, projection, --no-direct-copy", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                         {"--spec", projection, "--no-direct-copy"});
+  });
+  const std::vector<double> med = RunInterleaved(
+      section, total, cases,
+      [&] {
+        RemoveDb(target);
+        return true;
+      },
+      [&] {
+        return CheckCounts({{"users_v2", total}}, CountRows(target, {"users_v2"}));
+      });
+  const double b = med[0];
+  auto ratio_bar = [&](const std::string& what, const std::string& want, double x, double base,
+                       double limit) {
+    const bool have = !std::isnan(x) && !std::isnan(base);
+    g_bars.push_back(Bar{what, want, have ? fmt::format("{:.2f}x", x / base) : "-",
+                         have ? std::optional<bool>(x / base <= limit) : std::nullopt});
+  };
+  ratio_bar("spec: projection, ferry 1 worker vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj1], b,
+            1.10);
+  ratio_bar("spec: projection, ferry 2 workers vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj2],
+            b, 1.10);
+  ratio_bar("spec: identity Lua vs the same copy without it, 1 worker", "<= 1.5x", med[lua1],
+            med[proj1], 1.5);
+  ratio_bar("spec: identity Lua vs the same copy without it, 2 workers", "<= 1.5x", med[lua2],
+            med[proj2], 1.5);
+  if (!g_opt.keep) RemoveDb(target);
+
+  // Into PostgreSQL: ferry with the projection vs pgloader without one.
+  const std::string pg_what =
+      "spec: into PostgreSQL with the projection, ferry 2 workers vs "
+      "pgloader without one (speed ratio)";
+  if (g_opt.pg_uri.empty() || !HaveExe("pgloader") || !HaveExe("psql")) {
+    g_rows.push_back(Row{"7b. Migration spec, SQLite -> PostgreSQL",
+                         "all",
+                         {},
+                         "s",
+                         0,
+                         NAN,
+                         g_opt.pg_uri.empty() ? "skipped (no PostgreSQL URI)"
+                                              : "skipped (pgloader or psql not installed)"});
+    g_bars.push_back(Bar{pg_what, ">= 1.5", "skipped", std::nullopt});
+    return;
+  }
+  const std::string db = "ferry_bench";
+  const std::string pg_target = UriWithDb(g_opt.pg_uri, db);
+  const std::string pg_state = g_opt.dir + "/c7-pg-state.db";
+  std::vector<TimedCase> pg_cases;
+  pg_cases.push_back(
+      TimedCase{"baseline: pgloader sqlite:// -> postgresql:// (no projection)", [&] {
+                  Child c({"pgloader", "sqlite://" + legacy, pg_target}, log);
+                  return RunOk(c, 3600000, "pgloader", log) ? c.wall_s() : NAN;
+                }});
+  for (int w : {1, 2}) {
+    pg_cases.push_back(TimedCase{
+        fmt::format("ferry embedded, {} worker{}, --spec (projection)", w, w == 1 ? "" : "s"),
+        [&, w] {
+          return FerryEmbedded("sqlite:" + legacy, pg_target, pg_state, w, log,
+                               {"--spec", projection});
+        }});
+  }
+  const std::vector<double> pg_med = RunInterleaved(
+      fmt::format("7b. Migration spec, SQLite -> PostgreSQL: {} rows, database {}", total, db),
+      total, pg_cases, [&] { return FreshPgDb(g_opt.pg_uri, db); },
+      [&] {
+        std::string o;
+        Psql(pg_target, "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'users_v2')", &o);
+        const std::string t = std::atoi(o.c_str()) > 0 ? "users_v2" : "t0";
+        return CheckCounts({{t, total}}, PgCounts(pg_target, {t}));
+      });
+  Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  const bool have = !std::isnan(pg_med[0]) && !std::isnan(pg_med[2]);
+  g_bars.push_back(Bar{pg_what, ">= 1.5",
+                       have ? fmt::format("{:.2f} (pgloader {:.2f} s / ferry {:.2f} s)",
+                                          pg_med[0] / pg_med[2], pg_med[0], pg_med[2])
+                            : "-",
+                       have ? std::optional<bool>(pg_med[0] / pg_med[2] >= 1.5) : std::nullopt});
+}
+
+bool Wants(int c) {
+  std::istringstream in(g_opt.cases);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item == std::to_string(c)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -2175,12 +2465,14 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", g_opt.repeat, "runs per timed case (median reported)")->default_val(3);
   app.add_option("--dir", g_opt.dir, "work directory (stores are cached here)")
       ->default_val("/tmp/ferry-bench");
-  app.add_option("--bin-dir", g_opt.bin_dir, "where ferry-coordinator / ferry-worker are")
-      ->default_val(FERRY_BIN_DIR);
+  app.add_option("--bin-dir", g_opt.bin_dir,
+                 "where ferry-coordinator / ferry-worker are (default: beside ferry-bench, else "
+                 "the build's bin directory)")
+      ->default_val(ferry::testing::BinDir());
   app.add_option("--cases", g_opt.cases,
-                 "which cases, e.g. 1,3,5 (6: skew into PostgreSQL, 7: adaptive batches under "
-                 "load)")
-      ->default_val("1,2,3,4,5,6,7");
+                 "which cases, e.g. 1,3,5 (6: takeover, 7: migration spec, 8: skew into "
+                 "PostgreSQL, 9: adaptive batches under load)")
+      ->default_val("1,2,3,4,5,6,7,8,9");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
       ->default_val(100);
@@ -2209,6 +2501,12 @@ int main(int argc, char** argv) {
                  "/ and /api/* every second) or browser (headless Chromium showing the page)")
       ->check(CLI::IsMember({"off", "http", "browser"}))
       ->default_val("off");
+  app.add_flag("--ctl-state-pg", g_opt.ctl_state_pg,
+               "case 3: also run with the coordinator's state in PostgreSQL (a fresh database "
+               "on --pg-uri), side by side with the SQLite state file");
+  app.add_option("--takeover-runs", g_opt.takeover_runs,
+                 "case 6 (two coordinators on a PostgreSQL state): runs, the median is the bar")
+      ->default_val(5);
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
@@ -2265,7 +2563,7 @@ int main(int argc, char** argv) {
     // leave gigabytes to write back and a PostgreSQL server checkpointing
     // and vacuuming after its bulk load, which would stall the state file's
     // fsyncs and skew grant latency. The table is printed in case order.
-    for (int c : {3, 1, 2, 6, 7, 4, 5}) {
+    for (int c : {3, 6, 1, 2, 8, 9, 4, 5, 7}) {
       if (!Wants(c)) continue;
       switch (c) {
         case 1:
@@ -2284,9 +2582,15 @@ int main(int argc, char** argv) {
           CaseMemory();
           break;
         case 6:
-          CaseSkew();
+          CaseTakeover();
           break;
         case 7:
+          CaseSpec();
+          break;
+        case 8:
+          CaseSkew();
+          break;
+        case 9:
           CaseAdaptiveBatches();
           break;
       }

@@ -109,7 +109,7 @@ class FakeWorker {
     return g;
   }
 
-  // A completion that asks for the next range (Complete.next). `reply` gets
+  // A completion that asks for the next range (Report.next). `reply` gets
   // "grant", "nowork", "nowork complete", "ack", "lease lost" or "none".
   GrantInfo CompleteNext(uint64_t range, uint64_t epoch, uint64_t rows, std::string* reply) {
     capnp::MallocMessageBuilder b;
@@ -565,6 +565,37 @@ TEST(CoordinatorTest, RestartKeepsLiveLeasesAndCommittedCompletions) {
   auto g3 = other.Lease();
   EXPECT_EQ(g3.range, 3u);
   EXPECT_GT(g3.epoch, epoch1);
+}
+
+// Operator settings are part of the state: pause, throttle and a drain
+// survive a restart of the coordinator (SIGKILL: nothing released).
+TEST(CoordinatorTest, PauseThrottleAndDrainSurviveARestart) {
+  Fixture f;
+  MakeSimpleTable(f.legacy, 30);
+  {
+    auto c = f.Start(10);
+    FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+    w.Register();
+    FakeWorker v(&f.ctx, c.get(), c->inproc_endpoint(), "w2");
+    v.Register();
+    ASSERT_NE(c->HandleCommand("throttle 1234").find("\"ok\":true"), std::string::npos);
+    ASSERT_NE(c->HandleCommand("drain w2").find("\"ok\":true"), std::string::npos);
+    ASSERT_NE(c->HandleCommand("pause").find("\"ok\":true"), std::string::npos);
+    c->Step(0);  // committed with the pass
+  }
+  auto c = f.Start(10);
+  auto st = nlohmann::json::parse(c->HandleCommand("status"));
+  EXPECT_EQ(st["state"], "paused");
+  EXPECT_EQ(st["paused"], true);
+  EXPECT_EQ(st["throttle_rows_per_second"], 1234);
+  auto workers = nlohmann::json::parse(c->HandleCommand("workers"))["workers"];
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[1]["id"], "w2");
+  EXPECT_EQ(workers[1]["state"], "draining");
+  FakeWorker w(&f.ctx, c.get(), c->inproc_endpoint(), "w1");
+  EXPECT_EQ(w.AwaitKind(w.SendLease()), "nowork") << "still paused after the restart";
+  ASSERT_NE(c->HandleCommand("resume").find("\"ok\":true"), std::string::npos);
+  EXPECT_EQ(w.AwaitKind(w.SendLease()), "grant");
 }
 
 // At the deadline the range is re-granted with a higher epoch, and the new

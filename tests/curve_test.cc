@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/exit_codes.h"
 #include "tests/cluster.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -161,6 +162,75 @@ TEST(CurveTest, HalfAKeyConfigurationIsAUsageError) {
                             &out, &err),
             2);
   EXPECT_NE(err.find("garbage.pub"), std::string::npos) << err;
+}
+
+// CURVE on the status socket: a plain client and one with a key that is not
+// in --status-curve-allow-file get no answer to anything (and a `pause`
+// they send changes nothing); an allowed ferryctl reads status and pauses
+// and resumes.
+TEST(CurveTest, StatusSocketAnswersOnlyAllowedOperators) {
+  TempDir dir;
+  Cluster c(dir.path());
+  ASSERT_TRUE(ExecSql(c.legacy,
+                      "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"
+                      "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM n WHERE x<3000) "
+                      "INSERT INTO t SELECT x, 'row ' || x FROM n;"));
+  const std::string status_pub = Keygen(dir.File("status.key"));
+  const std::string admin_pub = Keygen(dir.File("admin.key"));
+  Keygen(dir.File("stranger.key"));
+  WriteText(dir.File("admins"), "# operators\n" + admin_pub + "\n");
+  auto coord =
+      c.StartCoordinator({"--range-rows", "1000", "--status-curve-secret-key-file",
+                          dir.File("status.key"), "--status-curve-allow-file", dir.File("admins")});
+  auto ctl = [&](const std::vector<std::string>& args, const std::string& key, std::string* out) {
+    std::vector<std::string> argv = {Bin("ferryctl"), "--endpoint", c.status_endpoint(),
+                                     "--request-timeout", "2"};
+    if (!key.empty()) {
+      argv.insert(argv.end(), {"--curve-server-key-file", dir.File("status.key.pub"),
+                               "--curve-secret-key-file", key});
+    }
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string err;
+    const int code = RunCommandSplit(argv, out, &err, 30000);
+    *out += err;
+    return code;
+  };
+  std::string out;
+  // The allowed operator is answered.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ctl({"status", "--json"}, dir.File("admin.key"), &out) == 0;
+      },
+      20000))
+      << out << ReadFile(dir.File("coordinator.log"));
+  EXPECT_NE(out.find("\"state\""), std::string::npos) << out;
+  // A plain client and a stranger's key get nothing, whatever they ask.
+  for (const std::string& key : {std::string(), dir.File("stranger.key")}) {
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"status"}, std::vector<std::string>{"pause"}}) {
+      EXPECT_EQ(ctl(args, key, &out), kExitUnavailable) << out;
+      EXPECT_NE(out.find("no answer"), std::string::npos) << out;
+    }
+  }
+  std::string raw;
+  EXPECT_FALSE(StatusCommand(c.status_endpoint(), "pause", &raw, 1000)) << raw;
+  // Nothing changed: not paused.
+  ASSERT_EQ(ctl({"status", "--json"}, dir.File("admin.key"), &out), 0) << out;
+  EXPECT_NE(out.find("\"paused\": false"), std::string::npos) << out;
+  // The allowed operator pauses and resumes.
+  ASSERT_EQ(ctl({"pause"}, dir.File("admin.key"), &out), 0) << out;
+  ASSERT_EQ(ctl({"status", "--json"}, dir.File("admin.key"), &out), 0) << out;
+  EXPECT_NE(out.find("\"paused\": true"), std::string::npos) << out;
+  ASSERT_EQ(ctl({"resume"}, dir.File("admin.key"), &out), 0) << out;
+  ASSERT_EQ(ctl({"status", "--json"}, dir.File("admin.key"), &out), 0) << out;
+  EXPECT_NE(out.find("\"paused\": false"), std::string::npos) << out;
+  // The refusals were counted and logged with what to do.
+  const std::string log = ReadFile(dir.File("coordinator.log"));
+  EXPECT_NE(log.find("auth_rejected"), std::string::npos);
+  EXPECT_NE(log.find("--status-curve-allow-file"), std::string::npos);
+  (void)status_pub;
+  coord->Signal(SIGTERM);
+  EXPECT_TRUE(coord->Wait(15000));
 }
 
 }  // namespace

@@ -392,6 +392,57 @@ TEST(LeaseServiceTest, WorkerRefusingItsStoresIsGoneAndNamedInLastError) {
   EXPECT_EQ(s.svc.workers().CountLive(), 0u);
 }
 
+// Found by the protocol model (tests/model): a completion held waiting for
+// the next range, whose commit then failed, must not be answered after the
+// rollback ("your lease again" would send the worker back over a range it
+// believes it completed, and its batches could land after the range is
+// done): the held requests are dropped with the rolled-back changes.
+TEST(LeaseServiceTest, HeldRequestsAreDroppedWithAFailedCommit) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply g = s.Lease("w1");
+  StateCommit committed = s.Pass();
+  const JobMeta job = s.svc.job();
+  const std::vector<RangeRecord> ranges = s.svc.table().ranges();  // as committed
+  // w2 waits for a range; w1 completes the last one (held for the next).
+  EXPECT_EQ(Service::Kind(s.Ask("w2", /*may_wait=*/true)), "waiting");
+  (void)s.Report(ReportKind::kComplete, "w1", g.range, g.epoch, Key(99), 100, /*next=*/true,
+                 /*may_wait=*/true);
+  StateCommit lost = s.Pass();  // this commit fails: back to what the state holds
+  s.svc.Restore(job, ranges);
+  EXPECT_EQ(s.svc.waiting(), 0u);
+  EXPECT_TRUE(s.svc.AnswerWaiting().empty());
+  EXPECT_EQ(s.svc.table().Find(g.range)->state, RangeState::kLeased);
+  (void)committed;
+  (void)lost;
+}
+
+// Found by the protocol model: a worker restarted with the same --id (or two
+// processes sharing one) must never get its old lease back under the same
+// epoch. Registering fences every lease its id still holds.
+TEST(LeaseServiceTest, ReRegisteringFencesTheLeasesTheIdStillHolds) {
+  Service s(2);
+  s.Register("w1");
+  GrantReply old = s.Lease("w1");
+  s.Pass();
+  s.Register("w1");  // the process was restarted with the same id
+  StateCommit c = s.Pass();
+  EXPECT_EQ(s.svc.table().Find(old.range)->state, RangeState::kPending);
+  bool fenced_event = false;
+  for (const Event& e : c.events) fenced_event |= e.kind == "release" && e.range == old.range;
+  EXPECT_TRUE(fenced_event);
+  GrantReply fresh = s.Lease("w1");
+  EXPECT_EQ(fresh.range, old.range);
+  EXPECT_GT(fresh.epoch, old.epoch);
+  // The old process's reports are lease lost.
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kComplete, "w1", old.range, old.epoch, Key(1), 1)),
+            "lease lost");
+  EXPECT_EQ(
+      Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", fresh.range, fresh.epoch, Key(1), 1)),
+      "ack");
+}
+
 // The one rule for "live": registered, neither gone nor draining, heard
 // from within the policy's liveness window.
 TEST(LeaseServiceTest, LiveWorkersAreHeardFromWithinTheLivenessWindowAndNotGoneOrDraining) {
@@ -456,8 +507,8 @@ struct SplitService : Service {
 
 TEST(LeaseServiceTest, IdleWorkersGetTheTailOfASlowRangeSplitAtTheOwnersKey) {
   SplitService s;
-  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", kFeatureVerify | kFeatureSplit});
-  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", kFeatureVerify | kFeatureSplit});
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", false, kFeatureVerify | kFeatureSplit});
+  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", false, kFeatureVerify | kFeatureSplit});
   GrantReply g = s.LeaseSplitting("w1");
   s.clock.Advance(2000);
   auto ack = s.Heartbeat("w1", g, 9999, 10000);  // 5,000 rows/s: 18 s to go
@@ -510,8 +561,8 @@ TEST(LeaseServiceTest, IdleWorkersGetTheTailOfASlowRangeSplitAtTheOwnersKey) {
 // inside it.
 TEST(LeaseServiceTest, SplitWhoseAnswerIsLostCannotBeCopiedPast) {
   SplitService s;
-  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", 3});
-  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", 3});
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", false, 3});
+  s.svc.Register(RegisterRequest{"w2", "h", 2, "t", false, 3});
   GrantReply g = s.LeaseSplitting("w1");
   s.clock.Advance(2000);
   s.Heartbeat("w1", g, 9999, 10000);
@@ -549,7 +600,7 @@ TEST(LeaseServiceTest, SplitWhoseAnswerIsLostCannotBeCopiedPast) {
 
 TEST(LeaseServiceTest, UnaskedOrBadSplitProposalsAreRefused) {
   SplitService s;
-  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", 3});
+  s.svc.Register(RegisterRequest{"w1", "h", 1, "t", false, 3});
   GrantReply g = s.LeaseSplitting("w1");
   s.clock.Advance(2000);
   // Not asked: the ack keeps the old end.
@@ -563,7 +614,7 @@ TEST(LeaseServiceTest, UnaskedOrBadSplitProposalsAreRefused) {
   JobMeta job;
   job.plan_id = "p";
   f.Load(job, BigRange(), {});
-  f.Register(RegisterRequest{"w1", "h", 1, "t", 3});
+  f.Register(RegisterRequest{"w1", "h", 1, "t", false, 3});
   auto r = f.RequestLease(1, LeaseRequest{"w1", 3}, false);
   const GrantReply fg = std::get<GrantReply>(*r);
   f.Tick();
@@ -739,7 +790,7 @@ TEST(LeaseServiceTest, AgreesWithAReferenceModelWithSplitsUnderRandomSchedules) 
       model[i] = m;
     }
     const std::vector<std::string> workers = {"w1", "w2", "w3"};
-    for (const auto& w : workers) svc.Register(RegisterRequest{w, "h", 1, "t", 3});
+    for (const auto& w : workers) svc.Register(RegisterRequest{w, "h", 1, "t", false, 3});
     std::map<std::string, std::pair<uint64_t, uint64_t>> held;
     uint64_t rid = 0;
     int finalizes = 0;

@@ -11,8 +11,13 @@
 
 namespace ferry::testing {
 
-// Path of a built executable: FERRY_BIN_DIR/name.
+// Path of a ferry executable: beside the running program (/proc/self/exe's
+// directory) if it is there, so a copied or installed set of executables
+// (ferry-chaos next to ferry-coordinator and ferry-worker) uses its own; else
+// in the build's bin directory (FERRY_BIN_DIR, compiled in).
 std::string Bin(const std::string& name);
+// The directory Bin() takes ferry-coordinator from.
+std::string BinDir();
 
 // A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 int FreePort();
@@ -81,5 +86,8 @@ std::vector<std::string> NonEmptyLines(const std::string& text);
 bool WaitFor(const std::function<bool()>& pred, int timeout_ms);
 
 std::string ReadFile(const std::string& path);
+
+// True if `path` exists (any kind of file).
+bool Exists(const std::string& path);
 
 }  // namespace ferry::testing

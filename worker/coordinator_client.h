@@ -20,16 +20,10 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/wire.h"
 
 namespace ferry {
-
-// CURVE keys of a worker (Z85): empty server_key = no CURVE.
-struct CurveClientKeys {
-  std::string server_key;  // the coordinator's public key
-  std::string public_key;  // this worker's
-  std::string secret_key;
-};
 
 class CoordinatorClient {
  public:

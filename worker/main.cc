@@ -48,19 +48,10 @@ int main(int argc, char** argv) {
   }
   o.direct_copy = !no_direct;
   o.give_up_after_ms = static_cast<int64_t>(give_up_s * 1000);
-  if (curve_server_file.empty() != curve_secret_file.empty()) {
-    return Fail("ferry-worker",
-                InvalidArgument("--curve-server-key-file and --curve-secret-key-file go together"));
-  }
-  if (!curve_secret_file.empty()) {
-    auto server = LoadCurvePublicKey(curve_server_file, "--curve-server-key-file");
-    if (!server.ok()) return Fail("ferry-worker", server.status());
-    o.curve.server_key = *server;
-    auto keys = LoadCurveSecretKey(curve_secret_file, "--curve-secret-key-file");
-    if (!keys.ok()) return Fail("ferry-worker", keys.status());
-    o.curve.public_key = keys->public_z85;
-    o.curve.secret_key = keys->secret_z85;
-  }
+  auto curve = LoadCurveClientKeys(curve_server_file, curve_secret_file, "--curve-server-key-file",
+                                   "--curve-secret-key-file");
+  if (!curve.ok()) return Fail("ferry-worker", curve.status());
+  o.curve = *curve;
   StartLogging(log);
   zmq::context_t ctx;
   SteadyClock clock;

@@ -71,6 +71,7 @@ Status Worker::Register() {
   reg.setHost(host);
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
+  reg.setSupportsSpec(true);
   reg.setFeatures(features());
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
   if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
@@ -98,6 +99,11 @@ Status Worker::Register() {
   to_version_ = r.getToVersion();
   sizer_.set_cap(batch_rows_);
   sizer_.set_target_ms(r.getBatchTimeMs());
+  if (std::string(AsView(r.getSpec())) != spec_text_) {
+    spec_text_ = AsView(r.getSpec());
+    plans_.clear();  // resolved again from the new spec
+    copiers_.clear();
+  }
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id},
             {"coordinator", opt_.coordinator},
@@ -117,9 +123,26 @@ Status Worker::OpenStores() {
   if (!target_) {
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(target_uri_, StoreRole::kTarget));
   }
-  if (schemas_.empty()) {
+  if (copiers_.empty()) {
+    // The targets as the coordinator resolved them: the same spec, the
+    // same stores (spec/target_plan.h).
     FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> tables, source_->ListTables());
-    for (TableSchema& t : tables) schemas_[t.name] = std::move(t);
+    std::optional<MigrationSpec> spec;
+    if (!spec_text_.empty()) {
+      spec.emplace();
+      FERRY_RETURN_IF_ERROR(ParseSpecText(spec_text_, "the coordinator's --spec", &*spec));
+    }
+    std::vector<TableSchema> copyable;
+    for (const TableSchema& t : tables) {
+      if (t.unsupported.empty()) copyable.push_back(t);
+    }
+    FERRY_ASSIGN_OR_RETURN(
+        plans_, ResolveTargets(spec ? &*spec : nullptr, *source_, tables, copyable, target_uri_));
+    for (const TargetPlan& p : plans_) {
+      FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
+                             TargetCopier::Create(&p, source_.get(), target_.get(),
+                                                  /*isolate_rejects=*/spec.has_value()));
+    }
   }
   return Status::Ok();
 }
@@ -317,6 +340,7 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.rows = g.getRowsDone();
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
+  lease.rejected = g.getRejectedDone();
   lease.verify = g.getVerify();
   lease.repaired = g.getRowsRepaired();
   lease.parent = g.getParent();
@@ -367,7 +391,7 @@ uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
   r.setKind(kind);
   SetLeaseRef(r.initLease(), lease.range, lease.epoch, opt_.id);
   auto p = r.initProgress();
-  SetProgress(p, lease.cursor, lease.rows, lease.bytes, lease.digest);
+  SetProgress(p, lease.cursor, lease.rows, lease.bytes, lease.digest, lease.rejected);
   p.setRepaired(lease.repaired);
   r.setNext(next);
   r.setLeaving(leaving);
@@ -472,7 +496,7 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
   rel.setKind(::Report::Kind::RELEASE);
   SetLeaseRef(rel.initLease(), g.getRangeId(), g.getEpoch(), opt_.id);
   SetProgress(rel.initProgress(), AsView(g.getCursor()), g.getRowsDone(), g.getBytesDone(),
-              g.getDigest());
+              g.getDigest(), g.getRejectedDone());
   client_.SendAsync(b);
 }
 
@@ -568,15 +592,17 @@ void Worker::ReportRefusal(const Status& s) {
 }
 
 Worker::Outcome Worker::Copy(Lease& lease) {
-  auto schema_it = schemas_.find(lease.table);
-  if (schema_it == schemas_.end()) {
-    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store", lease.table)));
+  auto copier_it = copiers_.find(lease.table);
+  if (copier_it == copiers_.end()) {
+    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store, nor a target "
+                                             "of the migration spec",
+                                             lease.table)));
     return Outcome::kGaveBack;
   }
-  const TableSchema& schema = schema_it->second;
+  TargetCopier& copier = *copier_it->second;
   const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
-  bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
+  bool direct = opt_.direct_copy && copier.CanCopyDirect();
   int64_t throttle_start = clock_->NowMs();
   uint64_t throttle_rows = 0;
   uint64_t throttle_limit = 0;
@@ -632,20 +658,22 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     }
     if (lease.split_keep > 0 && lease.split_key.empty() &&
         clock_->NowMs() >= lease.next_split_try_ms) {
-      ProposeSplit(lease, schema);
+      ProposeSplit(lease, copier.plan().source);
     }
     size_t want = sizer_.Next();
     if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, want);
-    CopiedBatch copied;
+    TargetBatch batch;
+    CopiedBatch& copied = batch.copied;
     copied.digest = lease.digest;
     // With a split proposed and not answered yet, nothing at or past its key.
     KeyRange bounds = lease.bounds;
     if (!lease.split_key.empty()) bounds.hi = lease.split_key;
     const int64_t t0 = MonotonicUs();
-    Status s = direct ? target_->CopyBatch(*source_, schema, bounds, lease.cursor, want,
-                                           opt_.batch_bytes, fence, &copied)
-                      : ReadAndWrite(schema, lease, bounds, want, fence, &copied);
-    if (s.ok() && copied.rows > 0) sizer_.Record(copied.rows, MonotonicUs() - t0);
+    Status s =
+        direct ? copier.CopyDirect(bounds, lease.cursor, want, opt_.batch_bytes, fence, &batch)
+               : copier.ReadAndWrite(bounds, lease.cursor, want, opt_.batch_bytes, fence, &batch);
+    const uint64_t batch_read = copied.rows + batch.rejected + batch.dropped;
+    if (s.ok() && batch_read > 0) sizer_.Record(batch_read, MonotonicUs() - t0);
     if (direct && !s.ok() && s.code() != Code::kLeaseLost && s.code() != Code::kUnavailable) {
       LogEvent(spdlog::level::warn, "direct_copy_off",
                {{"worker", opt_.id},
@@ -655,7 +683,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       direct = false;
       continue;
     }
-    if (s.ok() && copied.rows == 0 && !lease.split_key.empty()) {
+    if (s.ok() && copied.last_key.empty() && !lease.split_key.empty()) {
       // Caught up with our own proposal: wait for its answer (heartbeats
       // repeat it) before completing or copying on.
       if (lease.keeper.HeartbeatDue()) {
@@ -665,7 +693,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       if (!DrainReplies(lease, 20)) return Outcome::kLost;
       continue;
     }
-    if (s.ok() && copied.rows == 0) {
+    if (s.ok() && copied.last_key.empty()) {  // nothing left to read in the range
       return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
     }
     if (s.code() == Code::kLeaseLost) {
@@ -703,6 +731,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     lease.cursor = std::move(copied.last_key);
     lease.rows += copied.rows;
     lease.bytes += copied.bytes;
+    lease.rejected += batch.rejected;
     rows_written_ += copied.rows;
     throttle_rows += copied.rows;
   }
@@ -730,7 +759,8 @@ void Worker::ProposeSplit(Lease& lease, const TableSchema& schema) {
   uint64_t keep = std::max<uint64_t>(asked, batch_rows_);
   for (int attempt = 0; attempt < 2; ++attempt, keep /= 2) {
     if (keep < batch_rows_) break;
-    auto key = source_->KeyAfter(schema, lease.bounds, lease.cursor, keep);
+    const KeyRange source_bounds{schema.name, lease.bounds.lo, lease.bounds.hi};
+    auto key = source_->KeyAfter(schema, source_bounds, lease.cursor, keep);
     if (!key.ok()) {
       LogEvent(spdlog::level::info, "split_key_failed",
                {{"worker", opt_.id}, {"range", lease.range}, {"error", key.status().message()}});
@@ -749,19 +779,6 @@ void Worker::ProposeSplit(Lease& lease, const TableSchema& schema) {
     lease.keeper.HeartbeatSent();
     return;
   }
-}
-
-Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, const KeyRange& bounds,
-                            size_t want, const Fence& fence, CopiedBatch* out) {
-  FERRY_RETURN_IF_ERROR(
-      source_->ReadBatch(schema, bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
-  out->rows = batch_.rows();
-  if (out->rows == 0) return Status::Ok();
-  FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));
-  out->bytes = batch_.bytes;
-  out->last_key = batch_.keys.back();
-  out->digest = FoldDigest(out->digest, batch_, &digest_scratch_);
-  return Status::Ok();
 }
 
 }  // namespace ferry

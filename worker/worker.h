@@ -1,5 +1,5 @@
 // Worker: registers with the coordinator, then loops lease -> copy -> complete.
-// A completion asks for the next range too (Complete.next), so a worker
+// A completion asks for the next range too (Report.next), so a worker
 // spends one round trip per range, not two.
 //
 // Copying a range: batches are read from the legacy store after the cursor
@@ -7,6 +7,11 @@
 // range's epoch (Store::WriteBatch); when the new store can copy from the
 // legacy store itself (Store::CanCopyFrom: SQLite to SQLite) each batch is
 // one fenced Store::CopyBatch instead, with the same cursor and digest. A
+// range names a target table (spec/target_plan.h: with the coordinator's
+// migration spec, sent at registration, a select/where/Lua function over
+// one legacy table; without, the legacy table itself); one TargetCopier per
+// target (worker/target_copier.h) runs each batch, and reports the rows it
+// rejected with the progress (Progress.rejected). A
 // direct copy failing with anything but lease-lost or a transient error
 // turns direct copy off for the rest of the lease (logged `direct_copy_off`)
 // and the batch is redone by the read/write path, whose error, if any, is
@@ -69,10 +74,13 @@
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
+#include "spec/migration_spec.h"
+#include "spec/target_plan.h"
 #include "stores/store.h"
 #include "worker/batch_sizer.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
+#include "worker/target_copier.h"
 
 namespace ferry {
 
@@ -123,8 +131,9 @@ class Worker {
     uint64_t rows = 0;
     uint64_t bytes = 0;
     uint64_t digest = 0;
-    LeaseKeeper keeper;   // our conservative view of the lease deadline
-    uint64_t parent = 0;  // split off this range (Grant.parent)
+    uint64_t rejected = 0;  // rows a migration spec could not move (in __ferry_rejects)
+    LeaseKeeper keeper;     // our conservative view of the lease deadline
+    uint64_t parent = 0;    // split off this range (Grant.parent)
     // Verify leases: cursor is the verification's.
     bool verify = false;
     uint64_t repaired = 0;
@@ -151,17 +160,13 @@ class Worker {
   Outcome Verify(Lease& lease);
   // The fence of `lease`'s writes.
   Fence FenceOf(const Lease& lease) const;
-  // Picks a split key for an asked split and sends the proposal.
-  void ProposeSplit(Lease& lease, const TableSchema& schema);
+  // Picks a split key (a key of the legacy table `source`) for an asked
+  // split and sends the proposal.
+  void ProposeSplit(Lease& lease, const TableSchema& source);
   // The new store's schema of `table` (listed once), for verification reads.
   Result<const TableSchema*> TargetSchema(const std::string& table);
   // The batch sizer's summary (logged when Run ends).
   void LogBatchStats() const;
-  // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
-  // written) when the range has no rows after the cursor. out->digest is the
-  // digest before the batch on entry.
-  Status ReadAndWrite(const TableSchema& schema, const Lease& lease, const KeyRange& bounds,
-                      size_t want, const Fence& fence, CopiedBatch* out);
   void SendHeartbeat(Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
@@ -205,7 +210,11 @@ class Worker {
   LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
-  std::map<std::string, TableSchema> schemas_;
+  // The migration spec from the coordinator (empty text: none), and what
+  // copies each target (range.table names the target): spec/target_plan.h.
+  std::string spec_text_;
+  std::vector<TargetPlan> plans_;
+  std::map<std::string, std::unique_ptr<TargetCopier>> copiers_;
   std::map<std::string, TableSchema> target_schemas_;  // listed on the first verify lease
   BatchSizer sizer_{10000, 0};
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
@@ -213,8 +222,6 @@ class Worker {
   // for the next range, and when that completion was sent.
   std::unique_ptr<DecodedEnvelope> next_lease_;
   int64_t next_lease_sent_ = 0;
-  RowBatch batch_;  // ReadAndWrite's buffers
-  std::string digest_scratch_;
   // A completion went unanswered but the new store's marker says the
   // migration is complete: Run() returns Ok.
   bool marked_done_ = false;

@@ -4,12 +4,15 @@
 // every repair is written under the lease's fence.
 #include <fmt/format.h>
 
+#include <memory>
 #include <random>
+#include <set>
 
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/key_codec.h"
 #include "common/logging.h"
+#include "worker/spec_row_source.h"
 #include "worker/verifier.h"
 #include "worker/worker.h"
 
@@ -26,18 +29,19 @@ uint64_t Seed() {
 // The verify lease's fenced write path.
 class FencedRepairer final : public Repairer {
  public:
-  FencedRepairer(Store* target, const TableSchema* schema, Fence fence)
-      : target_(target), schema_(schema), fence_(std::move(fence)) {}
-  Status Write(const RowBatch& rows) override {
-    return target_->WriteBatch(*schema_, rows, fence_);
-  }
+  // `write`: what the copy writes (spec/target_plan.h); `table`: the new
+  // store's table as it lists it (keys to delete are its keys).
+  FencedRepairer(Store* target, const TableSchema* write, const TableSchema* table, Fence fence)
+      : target_(target), write_(write), table_(table), fence_(std::move(fence)) {}
+  Status Write(const RowBatch& rows) override { return target_->WriteBatch(*write_, rows, fence_); }
   Status Delete(const std::vector<std::string>& keys) override {
-    return target_->DeleteRows(*schema_, keys, fence_);
+    return target_->DeleteRows(*table_, keys, fence_);
   }
 
  private:
   Store* target_;
-  const TableSchema* schema_;
+  const TableSchema* write_;
+  const TableSchema* table_;
   Fence fence_;
 };
 
@@ -58,28 +62,67 @@ Result<const TableSchema*> Worker::TargetSchema(const std::string& table) {
 }
 
 Worker::Outcome Worker::Verify(Lease& lease) {
-  auto schema_it = schemas_.find(lease.table);
-  if (schema_it == schemas_.end()) {
-    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store", lease.table)));
+  auto copier_it = copiers_.find(lease.table);
+  if (copier_it == copiers_.end()) {
+    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store, nor a target "
+                                             "of the migration spec",
+                                             lease.table)));
     return Outcome::kGaveBack;
   }
-  const TableSchema& schema = schema_it->second;
-  auto target_schema = TargetSchema(lease.table);
+  const TargetPlan& plan = copier_it->second->plan();
+  auto target_schema = TargetSchema(plan.target.name);
   if (!target_schema.ok()) {
     ReportError(lease, target_schema.status());
     return Outcome::kGaveBack;
   }
-  const bool cross_engine = schema.dialect != (*target_schema)->dialect;
-  const DigestMode mode = cross_engine ? DigestMode::kValues : DigestMode::kExact;
-  StoreRowSource legacy(source_.get(), &schema, lease.bounds, mode);
-  StoreRowSource target(target_.get(), *target_schema, lease.bounds, mode);
-  FencedRepairer repairer(target_.get(), &schema, FenceOf(lease));
+  const KeyRange source_range{plan.source.name, lease.bounds.lo, lease.bounds.hi};
+  const KeyRange target_range{(*target_schema)->name, lease.bounds.lo, lease.bounds.hi};
   RangeVerifier::Options vo;
   vo.chunk_rows =
       opt_.verify_chunk_rows ? opt_.verify_chunk_rows : std::max<size_t>(1000, batch_rows_);
-  vo.cross_engine = cross_engine;
   vo.max_keys = kMaxListedKeys;
-  RangeVerifier verifier(&legacy, &target, &repairer, vo);
+  // Without a spec both sides are the table as it is (digests inside each
+  // store). With one, the legacy rows as the spec makes them against the
+  // written cells of the new rows (spec_row_source.h), compared by value:
+  // the new store's columns convert what the spec gives them.
+  std::unique_ptr<RowSource> legacy, target;
+  std::unique_ptr<LuaTransform> lua;
+  std::set<std::string> rejected;
+  if (plan.identity() && spec_text_.empty()) {
+    vo.cross_engine = plan.source.dialect != (*target_schema)->dialect;
+    const DigestMode mode = vo.cross_engine ? DigestMode::kValues : DigestMode::kExact;
+    legacy = std::make_unique<StoreRowSource>(source_.get(), &plan.source, source_range, mode);
+    target = std::make_unique<StoreRowSource>(target_.get(), *target_schema, target_range, mode);
+  } else {
+    vo.cross_engine = true;
+    const DigestMode mode = DigestMode::kValues;
+    Status s;
+    if (plan.has_lua()) {
+      auto made = MakeTransform(plan);
+      if (made.ok()) lua = std::move(made).value();
+      s = made.status();
+    }
+    if (s.ok()) {
+      // The rows the copy rejected are expected absent: never repaired in.
+      auto listed = target_->ReadRejects(plan.entry.target, SIZE_MAX);
+      if (listed.ok()) {
+        for (Reject& r : *listed) rejected.insert(std::move(r.source_key));
+      }
+      s = listed.status();
+    }
+    Result<SpecTargetSource> spec_target =
+        s.ok() ? SpecTargetSource::Create(&plan, target_.get(), *target_schema, target_range, mode)
+               : Result<SpecTargetSource>(s);
+    if (!spec_target.ok()) {
+      ReportError(lease, spec_target.status());
+      return Outcome::kGaveBack;
+    }
+    legacy = std::make_unique<SpecLegacySource>(&plan, source_.get(), lua.get(), &rejected,
+                                                source_range, mode);
+    target = std::make_unique<SpecTargetSource>(std::move(spec_target).value());
+  }
+  FencedRepairer repairer(target_.get(), &plan.write, *target_schema, FenceOf(lease));
+  RangeVerifier verifier(legacy.get(), target.get(), &repairer, vo);
 
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   // Claim the range in the new store first: from here on no batch of an
@@ -140,7 +183,7 @@ Worker::Outcome Worker::Verify(Lease& lease) {
     Status s;
     ChunkResult chunk;
     if (!claimed) {
-      s = target_->DeleteRows(schema, {}, FenceOf(lease));  // records the fence only
+      s = target_->DeleteRows(**target_schema, {}, FenceOf(lease));  // records the fence only
       if (s.ok()) claimed = true;
     }
     if (s.ok()) s = verifier.VerifyChunk(lease.cursor, &chunk);

@@ -153,6 +153,42 @@ Result<PgStore::CellMap> PgStore::MapCells(const TableSchema& table, const Table
   return m;
 }
 
+Result<std::string> PgStore::RangeWhere(const TableSchema& table, const TableInfo& info,
+                                        const std::string& qualifier, const KeyRange& range,
+                                        std::string_view after,
+                                        std::vector<std::optional<std::string>>* params,
+                                        std::vector<int>* formats) {
+  std::vector<std::string> tup;
+  for (size_t p : info.pk) {
+    const ColInfo& c = info.cols[p];
+    tup.push_back((qualifier.empty() ? "" : qualifier + ".") + PgQuoteIdent(c.name) +
+                  (c.needs_c ? " COLLATE \"C\"" : ""));
+  }
+  const std::string tuple = tup.size() == 1 ? tup[0] : "(" + Join(tup) + ")";
+  auto bound = [&](std::string_view encoded, std::string_view what_key) -> Result<std::string> {
+    KeyBounds kb;
+    kb.params = std::move(*params);
+    kb.formats = std::move(*formats);
+    Result<std::string> p = KeyParam(table, info, encoded, what_key, &kb);
+    *params = std::move(kb.params);
+    *formats = std::move(kb.formats);
+    return p;
+  };
+
+  std::string where;
+  const bool exclusive = !after.empty();
+  if (exclusive || !range.lo.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, bound(exclusive ? after : std::string_view(range.lo),
+                                                exclusive ? "cursor" : "lower"));
+    where += fmt::format("{} {} {}", tuple, exclusive ? ">" : ">=", p);
+  }
+  if (!range.hi.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, bound(range.hi, "upper"));
+    where += fmt::format("{}{} < {}", where.empty() ? "" : " AND ", tuple, p);
+  }
+  return where;
+}
+
 Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                           size_t max_rows, size_t max_bytes, RowBatch* out) {
   out->Clear();

@@ -129,7 +129,7 @@ Status PgStore::WriteBatch(const TableSchema& table, const RowBatch& batch, cons
   return Status::Ok();
 }
 
-Status PgStore::BeginFenced(const Fence& fence, std::string_view what, PgTxn* txn,
+Status PgStore::BeginFenced(const Fence& fence, const std::string& what, PgTxn* txn,
                             std::string* end) {
   // BEGIN and the fence in one round trip: the upsert only takes effect if no
   // newer epoch is recorded, and locks the fence row until COMMIT.
@@ -152,8 +152,8 @@ Status PgStore::BeginFenced(const Fence& fence, std::string_view what, PgTxn* tx
     return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
                                  fence.range_id, fence.epoch, recorded));
   }
-  end->clear();
-  if (!PQgetisnull(r.get(), 0, 1)) {
+  if (end) end->clear();
+  if (end && !PQgetisnull(r.get(), 0, 1)) {
     const std::string hex = PQgetvalue(r.get(), 0, 1);
     for (size_t i = 0; i + 1 < hex.size(); i += 2) {
       end->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));

@@ -85,10 +85,12 @@ Status SqliteStore::CheckAndRecordFence(const Fence& fence, std::string* end) {
   }
   FERRY_RETURN_IF_ERROR(MetaPut(fence_key, static_cast<int64_t>(fence.epoch)));
   // The end a split gave this range, if any.
-  end->clear();
-  FERRY_ASSIGN_OR_RETURN(std::optional<Value> own_end,
-                         MetaGet(fmt::format("fence_end/{}/{}", fence.plan_id, fence.range_id)));
-  if (own_end && std::holds_alternative<Blob>(*own_end)) *end = std::get<Blob>(*own_end).bytes;
+  if (end) {
+    end->clear();
+    FERRY_ASSIGN_OR_RETURN(std::optional<Value> own_end,
+                           MetaGet(fmt::format("fence_end/{}/{}", fence.plan_id, fence.range_id)));
+    if (own_end && std::holds_alternative<Blob>(*own_end)) *end = std::get<Blob>(*own_end).bytes;
+  }
   if (fence.parent_id != 0 && !fence.parent_end.empty()) {
     // A tail of a split: from now on its parent ends where it starts.
     const std::string parent_key = fmt::format("fence_end/{}/{}", fence.plan_id, fence.parent_id);
