@@ -206,5 +206,113 @@ TEST(StateStoreUpgradeTest, VersionOneFileIsReadAsItIsAndUpgradedInPlace) {
   EXPECT_EQ((*job)->plan_id, "p0");
 }
 
+// A version-2 state file (migration specs, before --verify and splits):
+// read as it is by a read-only open, upgraded in place to the current
+// schema by a read-write one, keeping the spec and the rejected counts.
+TEST(StateStoreUpgradeTest, VersionTwoFileKeepsTheSpecAndGainsTheVerifyColumns) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
+  MakeV1State(path);
+  ASSERT_TRUE(testing::ExecSql(path, R"sql(
+ALTER TABLE job ADD COLUMN spec_text TEXT NOT NULL DEFAULT '';
+ALTER TABLE job ADD COLUMN spec_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE ranges ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+UPDATE job SET spec_text = 'the spec', spec_digest = 'd1';
+UPDATE ranges SET rejected = 5;
+PRAGMA user_version = 2;
+)sql"));
+  {
+    auto reader = OpenStateReader(path);
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    auto ranges = (*reader)->LoadRanges();
+    ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+    ASSERT_EQ(ranges->size(), 1u);
+    EXPECT_EQ((*ranges)[0].rejected, 5u);
+    EXPECT_FALSE((*ranges)[0].verified);
+    auto job = (*reader)->LoadJob();
+    ASSERT_TRUE(job.ok() && job->has_value()) << job.status().ToString();
+    EXPECT_EQ((*job)->spec_text, "the spec");
+    EXPECT_FALSE((*job)->verify);
+  }
+  EXPECT_EQ(testing::QueryInt(path, "PRAGMA user_version"), 2);
+  FakeClock clock;
+  auto state = OpenStateStore(path, &clock, 10000);
+  ASSERT_TRUE(state.ok()) << state.status().ToString();
+  EXPECT_EQ(testing::QueryInt(path, "PRAGMA user_version"), kStateSchemaVersion);
+  auto ranges = (*state)->LoadRanges();
+  ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+  EXPECT_EQ((*ranges)[0].rejected, 5u);
+  EXPECT_EQ((*ranges)[0].rows_repaired, 0u);
+  auto job = (*state)->LoadJob();
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->spec_digest, "d1");
+}
+
+// The same for a PostgreSQL state of schema version 2.
+TEST(StateStoreUpgradeTest, VersionTwoPostgresqlStateGainsTheVerifyColumns) {
+  if (testing::PgAdminUri().empty()) GTEST_SKIP() << "FERRY_TEST_PG_URI is not set";
+  testing::PgTestDb db;
+  ASSERT_TRUE(db.ok());
+  FakeClock clock;
+  {
+    auto s = OpenStateStore(db.uri(), &clock, 10000);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_TRUE((*s)->TryLead(LeaderInfo{"me", "", "", 0}, 10000).ok());
+    JobMeta job;
+    job.plan_id = "p1";
+    job.spec_text = "the spec";
+    std::vector<RangeRecord> plan = Plan();
+    plan[0].rejected = 5;
+    ASSERT_TRUE((*s)->CreateJob(job, plan).ok());
+    (*s)->ResignLead();
+  }
+  ASSERT_TRUE(testing::PgExec(
+      db.uri(),
+      "ALTER TABLE ferry_state.job DROP COLUMN verify;"
+      "ALTER TABLE ferry_state.ranges DROP COLUMN parent, DROP COLUMN verified, DROP COLUMN "
+      "verify_lease, DROP COLUMN verify_cursor, DROP COLUMN rows_repaired;"
+      "UPDATE ferry_state.meta SET value = 2 WHERE key = 'schema_version'"));
+  {
+    auto reader = OpenStateReader(db.uri());
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    auto ranges = (*reader)->LoadRanges();
+    ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+    ASSERT_EQ(ranges->size(), 3u);
+    EXPECT_EQ((*ranges)[0].rejected, 5u);
+    EXPECT_EQ((*ranges)[0].parent, 0u);
+    auto job = (*reader)->LoadJob();
+    ASSERT_TRUE(job.ok() && job->has_value()) << job.status().ToString();
+    EXPECT_EQ((*job)->spec_text, "the spec");
+    EXPECT_FALSE((*job)->verify);
+  }
+  auto s = OpenStateStore(db.uri(), &clock, 10000);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(testing::PgQueryInt(db.uri(),
+                                "SELECT value FROM ferry_state.meta WHERE key = 'schema_version'"),
+            kStateSchemaVersion);
+  ASSERT_TRUE((*s)->TryLead(LeaderInfo{"me2", "", "", 0}, 10000).ok());
+  auto ranges = (*s)->LoadRanges();
+  ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+  EXPECT_EQ((*ranges)[0].rejected, 5u);
+  // The upgraded state takes a split and a verification.
+  RangeRecord tail;
+  tail.id = 4;
+  tail.table = "t";
+  tail.parent = 3;
+  RangeRecord verified = (*ranges)[0];
+  verified.verified = true;
+  verified.rows_repaired = 2;
+  StateCommit c;
+  c.ranges = {&verified};
+  c.inserted = {&tail};
+  ASSERT_TRUE((*s)->Commit(c).ok());
+  ranges = (*s)->LoadRanges();
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 4u);
+  EXPECT_TRUE((*ranges)[0].verified);
+  EXPECT_EQ((*ranges)[0].rows_repaired, 2u);
+  EXPECT_EQ((*ranges)[3].parent, 3u);
+}
+
 }  // namespace
 }  // namespace ferry
