@@ -536,8 +536,7 @@ StateCommit LeaseService::TakeCommit() {
 
 void LeaseService::Record(Event e) {
   const auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire" ||
-                      e.kind == "worker_refused" || e.kind == "repair" ||
-                      e.kind == "rejected")
+                      e.kind == "worker_refused" || e.kind == "repair" || e.kind == "rejected")
                          ? spdlog::level::warn
                          : spdlog::level::info;
   if (spdlog::should_log(level)) {

@@ -48,7 +48,7 @@ struct RegisterRequest {
   int64_t pid = 0;
   std::string version;
   bool supports_spec = false;  // applies RegisteredReply::spec
-  uint32_t features = 0;  // kFeatureVerify | kFeatureSplit
+  uint32_t features = 0;       // kFeatureVerify | kFeatureSplit
 };
 
 struct LeaseRequest {
@@ -94,7 +94,7 @@ struct RegisteredReply {
   LeasePolicy policy;
   std::string plan_id;
   int64_t to_version = 0;
-  std::string spec;  // the migration spec's canonical text; empty = none
+  std::string spec;            // the migration spec's canonical text; empty = none
   uint32_t batch_time_ms = 0;  // --batch-time-ms; 0 = fixed batches of batch_rows
 };
 

@@ -389,11 +389,11 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
 }
 
 Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
-  FERRY_ASSIGN_OR_RETURN(
-      PgResult r, Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
-                                            RangeColumnsFor(schema_version_)),
-                                {}},
-                      "read the ranges"));
+  FERRY_ASSIGN_OR_RETURN(PgResult r,
+                         Run(Statement{fmt::format("SELECT {} FROM ferry_state.ranges ORDER BY id",
+                                                   RangeColumnsFor(schema_version_)),
+                                       {}},
+                             "read the ranges"));
   const PGresult* p = r.get();
   std::vector<RangeRecord> out;
   out.reserve(PQntuples(p));
@@ -545,11 +545,14 @@ PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& rang
                   "c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, "
                   "c19, c20, c21, c22)",
                   kRangeColumns),
-      {id.Done(),         table.Done(),    lo.Done(),     hi.Done(),       est.Done(),
-       state.Done(),      owner.Done(),    epoch.Done(),  deadline.Done(), cursor.Done(),
-       rows.Done(),       bytes.Done(),    digest.Done(), attempts.Done(), errors.Done(),
-       last_error.Done(), rejected.Done(), parent.Done(), verified.Done(), verify_lease.Done(),
-       verify_cursor.Done(), repaired.Done()}};
+      {id.Done(),         table.Done(),        lo.Done(),
+       hi.Done(),         est.Done(),          state.Done(),
+       owner.Done(),      epoch.Done(),        deadline.Done(),
+       cursor.Done(),     rows.Done(),         bytes.Done(),
+       digest.Done(),     attempts.Done(),     errors.Done(),
+       last_error.Done(), rejected.Done(),     parent.Done(),
+       verified.Done(),   verify_lease.Done(), verify_cursor.Done(),
+       repaired.Done()}};
 }
 
 }  // namespace

@@ -382,9 +382,8 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
 }
 
 Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
-  FERRY_ASSIGN_OR_RETURN(
-      Stmt s, db_.Prepare(fmt::format("SELECT {} FROM ranges ORDER BY id",
-                                      RangeColumnsFor(schema_version_))));
+  FERRY_ASSIGN_OR_RETURN(Stmt s, db_.Prepare(fmt::format("SELECT {} FROM ranges ORDER BY id",
+                                                         RangeColumnsFor(schema_version_))));
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {

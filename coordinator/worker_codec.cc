@@ -69,10 +69,12 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         if (m.getWorkerId().size() == 0 || m.getWorkerId().size() > kMaxIdBytes) {
           return Bad(out.request_id, "worker id must be 1..256 bytes");
         }
-        out.request = RegisterRequest{
-            std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
-            m.getSupportsSpec(), m.getFeatures()};
+        out.request = RegisterRequest{std::string(AsView(m.getWorkerId())),
+                                      std::string(AsView(m.getHost())),
+                                      static_cast<int64_t>(m.getPid()),
+                                      std::string(AsView(m.getVersion())),
+                                      m.getSupportsSpec(),
+                                      m.getFeatures()};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST: {
@@ -98,8 +100,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         r.lease = ReadLeaseRef(m.getLease());
         auto p = m.getProgress();
-        r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest(),
-                              p.getRejected(), p.getRepaired()};
+        r.progress = Progress{AsView(p.getCursor()), p.getRows(),     p.getBytes(),
+                              p.getDigest(),         p.getRejected(), p.getRepaired()};
         r.next = m.getNext();
         r.leaving = m.getLeaving();
         r.features = m.getFeatures();

@@ -17,9 +17,9 @@
 #include "common/key_codec.h"
 #include "common/text_util.h"
 #include "coordinator/state_store.h"
-#include "stores/row_compare.h"
 #include "spec/migration_spec.h"
 #include "spec/target_plan.h"
+#include "stores/row_compare.h"
 #include "stores/store.h"
 #include "stores/table_checks.h"
 

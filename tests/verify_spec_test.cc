@@ -33,9 +33,9 @@ using testing::TempDir;
 constexpr int kUsers = 3000;
 
 // The legacy rows, by formula.
-bool Deleted(int i) { return i % 10 == 0; }       // filtered out by `where`
-bool Rejected(int i) { return i % 97 == 0; }      // the Lua function fails on it
-bool Dropped(int i) { return i % 7 == 0; }        // the Lua function returns nil
+bool Deleted(int i) { return i % 10 == 0; }   // filtered out by `where`
+bool Rejected(int i) { return i % 97 == 0; }  // the Lua function fails on it
+bool Dropped(int i) { return i % 7 == 0; }    // the Lua function returns nil
 std::string Email(int i) { return "User" + std::to_string(i) + "@Example.ORG"; }
 std::string LowerEmail(int i) { return "user" + std::to_string(i) + "@example.org"; }
 bool Expected(int i) { return !Deleted(i) && !Rejected(i) && !Dropped(i); }
@@ -162,14 +162,15 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
     std::vector<int64_t> expected, absent;
     for (int64_t i = lo; i < hi; ++i) {
       if (Expected(static_cast<int>(i))) expected.push_back(i);
-      if (!RejectedByCopy(static_cast<int>(i)) && !Expected(static_cast<int>(i))) absent.push_back(i);
+      if (!RejectedByCopy(static_cast<int>(i)) && !Expected(static_cast<int>(i)))
+        absent.push_back(i);
     }
     ASSERT_GE(expected.size(), 2u);
     ASSERT_GE(absent.size(), 1u);
-    ASSERT_TRUE(ExecSql(target, "DELETE FROM accounts WHERE account_id = " +
-                                    std::to_string(expected[0])));
-    ASSERT_TRUE(ExecSql(target, "UPDATE accounts SET v2 = -1 WHERE account_id = " +
-                                    std::to_string(expected[1])));
+    ASSERT_TRUE(
+        ExecSql(target, "DELETE FROM accounts WHERE account_id = " + std::to_string(expected[0])));
+    ASSERT_TRUE(ExecSql(
+        target, "UPDATE accounts SET v2 = -1 WHERE account_id = " + std::to_string(expected[1])));
     ASSERT_TRUE(ExecSql(target, "INSERT INTO accounts VALUES (" + std::to_string(absent[0]) +
                                     ", 'not from the spec', 0)"));
     for (int64_t k : {expected[0], expected[1], absent[0]}) corrupted.insert(KeyName(k));
@@ -193,8 +194,8 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   std::vector<std::string> want;
   for (int i = 1; i <= kUsers; ++i) {
     if (Expected(i)) {
-      want.push_back("i:" + std::to_string(i) + "|t:" + LowerEmail(i) + "|i:" +
-                     std::to_string(2 * i));
+      want.push_back("i:" + std::to_string(i) + "|t:" + LowerEmail(i) +
+                     "|i:" + std::to_string(2 * i));
     }
   }
   std::sort(want.begin(), want.end());
@@ -203,9 +204,9 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   // deleted), and are still listed as rejected.
   for (int i = 1; i <= kUsers; ++i) {
     if (!RejectedByCopy(i)) continue;
-    EXPECT_EQ(QueryInt(target, "SELECT count(*) FROM accounts WHERE account_id = " +
-                                   std::to_string(i)),
-              0)
+    EXPECT_EQ(
+        QueryInt(target, "SELECT count(*) FROM accounts WHERE account_id = " + std::to_string(i)),
+        0)
         << i;
   }
   EXPECT_EQ(QueryInt(target, "SELECT count(*) FROM __ferry_rejects"), rejected);

@@ -98,8 +98,8 @@ Status SpecLegacySource::Read(std::string_view after, std::string_view through, 
   return ReadExpected(after, through, max_rows, out);
 }
 
-Status SpecLegacySource::Digest(std::string_view after, std::string_view through,
-                                size_t max_rows, RowsDigest* out) {
+Status SpecLegacySource::Digest(std::string_view after, std::string_view through, size_t max_rows,
+                                RowsDigest* out) {
   return DigestByReading(
       [&](const std::string& cursor, size_t want, RowBatch* batch) {
         return ReadExpected(cursor, through, want, batch);
@@ -132,8 +132,7 @@ Result<SpecTargetSource> SpecTargetSource::Create(const TargetPlan* plan, Store*
 
 Status SpecTargetSource::Read(std::string_view after, std::string_view through, size_t max_rows,
                               RowBatch* out) {
-  FERRY_RETURN_IF_ERROR(
-      target_->ReadBatch(*have_, range_, after, max_rows, kReadBytes, &read_));
+  FERRY_RETURN_IF_ERROR(target_->ReadBatch(*have_, range_, after, max_rows, kReadBytes, &read_));
   out->Clear();
   out->width = at_.size();
   std::vector<Value> row(at_.size());
@@ -146,13 +145,11 @@ Status SpecTargetSource::Read(std::string_view after, std::string_view through, 
   return Status::Ok();
 }
 
-Status SpecTargetSource::Digest(std::string_view after, std::string_view through,
-                                size_t max_rows, RowsDigest* out) {
-  return DigestByReading(
-      [&](const std::string& cursor, size_t want, RowBatch* batch) {
-        return Read(cursor, through, want, batch);
-      },
-      mode_, after, max_rows, out);
+Status SpecTargetSource::Digest(std::string_view after, std::string_view through, size_t max_rows,
+                                RowsDigest* out) {
+  return DigestByReading([&](const std::string& cursor, size_t want,
+                             RowBatch* batch) { return Read(cursor, through, want, batch); },
+                         mode_, after, max_rows, out);
 }
 
 }  // namespace ferry

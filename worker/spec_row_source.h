@@ -80,8 +80,7 @@ class SpecTargetSource final : public RowSource {
   // `have`: the new store's table as it lists it. kPermanent (from Create)
   // when it lacks a column the spec writes.
   static Result<SpecTargetSource> Create(const TargetPlan* plan, Store* target,
-                                         const TableSchema* have, KeyRange range,
-                                         DigestMode mode);
+                                         const TableSchema* have, KeyRange range, DigestMode mode);
   Status Digest(std::string_view after, std::string_view through, size_t max_rows,
                 RowsDigest* out) override;
   Status Read(std::string_view after, std::string_view through, size_t max_rows,
