@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "common/value.h"
+#include "coordinator/state_store.h"
 #include "spec/migration_spec.h"
 #include "tests/cluster.h"
 #include "tests/netns.h"
@@ -1391,13 +1392,29 @@ struct ScaleStats {
 // With --verify every range must be verified; with forced splits the plan
 // must still tile each table (every range's hi is the next one's lo, in key
 // order) — the row comparison already proves nothing was lost or doubled.
+// Read through the state's read-only API: a SQLite file or, with
+// --coordinators / --state-pg, a PostgreSQL state.
 void CheckScale(const Options& o, const std::string& state, CheckResult* res, ScaleStats* st) {
-  Sql db(state);
-  st->ranges = db.Int("SELECT count(*) FROM ranges", -1);
-  st->planned = db.Int("SELECT count(*) FROM ranges WHERE parent = 0", -1);
-  st->split_events = db.Int("SELECT count(*) FROM events WHERE kind = 'split'", -1);
-  st->verified = db.Int("SELECT count(*) FROM ranges WHERE verified = 1", -1);
-  st->repaired = db.Int("SELECT coalesce(sum(rows_repaired), 0) FROM ranges", -1);
+  auto reader = ferry::OpenStateReader(state);
+  auto ranges = reader.ok() ? (*reader)->LoadRanges()
+                            : ferry::Result<std::vector<ferry::RangeRecord>>(reader.status());
+  if (!ranges.ok()) {
+    res->problems.push_back(
+        fmt::format("cannot read the state {}: {}", state, ranges.status().message()));
+    return;
+  }
+  std::map<std::string, std::vector<const ferry::RangeRecord*>> by_table;
+  for (const ferry::RangeRecord& r : *ranges) {
+    st->ranges++;
+    st->planned += r.parent == 0;
+    st->verified += r.verified;
+    st->repaired += static_cast<int64_t>(r.rows_repaired);
+    by_table[r.table].push_back(&r);
+  }
+  st->split_events =
+      ferry::IsPgStateLocation(state)
+          ? PgQueryInt(state, "SELECT count(*) FROM ferry_state.events WHERE kind = 'split'::bytea")
+          : Sql(state).Int("SELECT count(*) FROM events WHERE kind = 'split'", -1);
   if (o.verify && st->verified != st->ranges) {
     res->problems.push_back(
         fmt::format("--verify: {} of {} ranges verified at completion", st->verified, st->ranges));
@@ -1407,15 +1424,15 @@ void CheckScale(const Options& o, const std::string& state, CheckResult* res, Sc
                                         st->ranges - st->planned, st->split_events));
   }
   // Each table: the ranges sorted by lo chain from '' to '' without a gap.
-  const int64_t gaps = db.Int(
-      "WITH o AS (SELECT table_name, lo, hi, lead(lo) OVER (PARTITION BY table_name ORDER BY lo) "
-      "AS next FROM ranges) SELECT count(*) FROM o WHERE (next IS NULL AND hi <> x'') OR "
-      "(next IS NOT NULL AND hi <> next)",
-      -1);
-  const int64_t starts = db.Int(
-      "SELECT count(*) FROM (SELECT table_name, min(lo) AS m FROM ranges GROUP BY table_name) "
-      "WHERE m <> x''",
-      -1);
+  int64_t gaps = 0, starts = 0;
+  for (auto& [table, rs] : by_table) {
+    std::sort(rs.begin(), rs.end(), [](const auto* a, const auto* b) { return a->lo < b->lo; });
+    if (!rs.front()->lo.empty()) starts++;
+    for (size_t k = 0; k < rs.size(); ++k) {
+      const std::string want = k + 1 < rs.size() ? rs[k + 1]->lo : std::string();
+      if (rs[k]->hi != want) gaps++;
+    }
+  }
   if (gaps != 0 || starts != 0) {
     res->problems.push_back(fmt::format(
         "the ranges do not tile the key space: {} gaps or overlaps, {} tables not starting at "
