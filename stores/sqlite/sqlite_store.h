@@ -246,6 +246,7 @@ class SqliteStore : public Store {
   std::string attached_;                         // path of the source attached for direct copy
   FoldState* fold_ = nullptr;                    // the running CopyBatch's state, else null
   bool unsynced_ = false;                        // committed since the last SyncWrites
+  std::vector<Value> key_values_;                // ReadProjected's scratch
 };
 
 }  // namespace ferry
