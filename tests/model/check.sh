@@ -47,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --work) WORK="$2"; shift ;;
     --memlim) MEMLIM="$2"; shift ;;
     -D*) EXTRA+=("$1") ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
