@@ -153,11 +153,17 @@ Status CoordinatorServer::Lead() {
   }
   source_ = std::move(job.source);
   target_ = std::move(job.target);
-  service_ =
-      std::make_unique<LeaseService>(ServiceSettings{opt_.source_uri, opt_.target_uri,
-                                                     opt_.batch_rows, policy_, opt_.max_attempts},
-                                     clock_);
+  ServiceSettings settings;
+  settings.source_uri = opt_.source_uri;
+  settings.target_uri = opt_.target_uri;
+  settings.batch_rows = opt_.batch_rows;
+  settings.policy = policy_;
+  settings.max_attempts = opt_.max_attempts;
+  settings.online = opt_.online;
+  for (const TableSchema& t : job.tables) settings.online_tables.push_back(t.name);
+  service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
+  if (opt_.online) online_ = OpenOnlinePhase(opt_, &job, service_.get(), target_.get(), clock_);
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();
     const LeaseTable& t = service_->table();
@@ -171,7 +177,7 @@ Status CoordinatorServer::Lead() {
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
       StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
-                    opt_.stall_ms, &metrics_});
+                    opt_.stall_ms, &metrics_, online_.get()});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
   last_renewed_ms_ = MonotonicMs();
   leader_.reset();
@@ -192,6 +198,7 @@ void CoordinatorServer::StepDown(const std::string& why) {
   status_reply_.reset();
   commands_.reset();
   mirror_.reset();
+  online_.reset();  // a freeze in progress is rolled back
   service_.reset();
   target_.reset();
   source_.reset();
@@ -312,6 +319,7 @@ void CoordinatorServer::Step(int timeout_ms) {
   ReadWorkerFrames();
   ReadStatusRequest();
   service_->Tick();
+  if (online_) online_->Step();  // cut-over steps commit with this pass
   AnswerWaiting();
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
@@ -364,6 +372,7 @@ void CoordinatorServer::StandbyPass() {
     service_.reset();
     commands_.reset();
     mirror_.reset();
+    online_.reset();
     state_->ResignLead();
     next_lead_try_ms_ = now + policy_.ttl_ms;
     return;
@@ -494,6 +503,8 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
     waiter = &p->lease.worker;
   } else if (const auto* e = std::get_if<ErrorReport>(&request)) {
     reply = service_->ReportError(*e);
+  } else if (const auto* a = std::get_if<ApplyReportRequest>(&request)) {
+    reply = service_->ApplyReport(*a);
   }
   if (!reply && waiter) {
     // The service holds the request: remember whom to answer (a resent

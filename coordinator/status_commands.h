@@ -22,6 +22,8 @@
 
 namespace ferry {
 
+class OnlinePhase;
+
 // What the status shows besides the service's own state.
 struct StatusContext {
   std::string source;  // redacted URIs
@@ -29,6 +31,9 @@ struct StatusContext {
   int64_t started_ms = 0;
   int64_t stall_ms = 30000;  // --stall-after
   const ServerMetrics* server = nullptr;
+  // Online mode (--online): the `cutover` command and the online fields of
+  // status and metrics. Null for an offline job.
+  OnlinePhase* online = nullptr;
 };
 
 class StatusCommands {
@@ -42,7 +47,7 @@ class StatusCommands {
 
   // `status`'s fields.
   nlohmann::json StatusFields() const;
-  // copying | paused | finalizing | complete | failed.
+  // copying | paused | catching_up | cutting_over | finalizing | complete | failed.
   std::string StateName() const;
 
  private:

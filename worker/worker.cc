@@ -236,6 +236,12 @@ Status Worker::Run() {
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
         break;
       }
+      case Envelope::Body::APPLY_GRANT: {
+        ChangeApplier::Outcome out = Apply(*reply, sent);
+        if (out == ChangeApplier::Outcome::kStopped) return Status::Ok();
+        if (marked_done_) return CompleteByMarker();
+        break;
+      }
       case Envelope::Body::NO_WORK: {
         auto n = body.getNoWork();
         if (n.getComplete()) {
@@ -276,6 +282,57 @@ Status Worker::Run() {
     FinishRange(lease, /*complete=*/false);
   }
   return Status::Ok();
+}
+
+ChangeApplier::Outcome Worker::Apply(DecodedEnvelope& reply, int64_t sent) {
+  auto g = reply.root().getBody().getApplyGrant();
+  ApplyLease lease;
+  lease.epoch = g.getEpoch();
+  lease.ttl_ms = g.getLeaseTtlMs() ? g.getLeaseTtlMs() : policy_.ttl_ms;
+  lease.ranges_total = g.getRangesTotal();
+  lease.drain_to = g.getDrainTo();
+  lease.sent_ms = sent;
+  if (!capture_) {
+    auto c = OpenChangeCapture(source_uri_);
+    if (!c.ok()) {
+      LogEvent(spdlog::level::err, "capture_open_failed",
+               {{"worker", opt_.id}, {"error", c.status().message()}});
+      Sleep(1000);
+      return ChangeApplier::Outcome::kLost;  // the lease runs out; another worker may try
+    }
+    capture_ = std::move(c).value();
+    replayer_ = std::make_unique<IdentityReplayer>(source_.get(), &schemas_);
+  }
+  std::vector<TableSchema> tables;
+  for (const auto& name : g.getTables()) {
+    auto it = schemas_.find(std::string(AsView(name)));
+    if (it == schemas_.end()) {
+      LogEvent(spdlog::level::err, "apply_lease_refused",
+               {{"worker", opt_.id},
+                {"error", fmt::format("migrated table {} is not in the legacy store",
+                                      std::string(AsView(name)))}});
+      Sleep(1000);
+      return ChangeApplier::Outcome::kLost;
+    }
+    tables.push_back(it->second);
+  }
+  capture_->SetTables(tables);
+  ApplierContext ctx;
+  ctx.worker_id = opt_.id;
+  ctx.plan_id = plan_id_;
+  ctx.policy = policy_;
+  ctx.clock = clock_;
+  ctx.stop = stop_;
+  ctx.client = &client_;
+  ctx.target = target_.get();
+  ctx.capture = capture_.get();
+  ctx.replayer = replayer_.get();
+  ctx.request_timeout_ms = opt_.request_timeout_ms;
+  ctx.on_other = [this](DecodedEnvelope& e) { ReleaseStale(e); };
+  LogEvent(spdlog::level::debug, "apply_lease",
+           {{"worker", opt_.id}, {"epoch", lease.epoch}, {"ranges", lease.ranges_total}});
+  ChangeApplier applier(std::move(ctx));
+  return applier.Run(lease);
 }
 
 Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {

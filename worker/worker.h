@@ -48,7 +48,9 @@
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
+#include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
 
@@ -105,6 +107,10 @@ class Worker {
   // kInvalidArgument unless the new store holds the plan's record.
   Status CheckTargetPlan();
   Outcome Copy(Lease& lease);
+  // Online mode: runs the change applier lease of an ApplyGrant answering a
+  // request sent at `sent` (worker/change_applier.h); opens the legacy
+  // store's capture on first use.
+  ChangeApplier::Outcome Apply(DecodedEnvelope& reply, int64_t sent);
   // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
   // written) when the range has no rows after the cursor. out->digest is the
   // digest before the batch on entry.
@@ -152,6 +158,8 @@ class Worker {
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
   std::map<std::string, TableSchema> schemas_;
+  std::unique_ptr<ChangeCapture> capture_;      // online mode: the applier's
+  std::unique_ptr<ChangeReplayer> replayer_;    // online mode: re-reads changed keys
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
   // The coordinator's answer (Grant or NoWork) to a completion that asked
   // for the next range, and when that completion was sent.

@@ -135,6 +135,15 @@ class SqliteStore : public Store {
                    std::string_view after, size_t max_rows, size_t max_bytes, const Fence& fence,
                    CopiedBatch* out) override;
 
+  // Online migrations (sqlite_apply.cc): ReadKeys selects the keys with
+  // `key IN (...)` in chunks of a few hundred; ApplyChanges is one BEGIN
+  // IMMEDIATE transaction (fences, position, DELETE by key, INSERT OR
+  // REPLACE), errors as for WriteBatch.
+  Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
+                  RowBatch* out) override;
+  Status ApplyChanges(const ChangeApply& apply) override;
+  Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
+
   // nullopt when the metadata table or the 'version' key is absent.
   // kFailedPrecondition when the stored version is not an integer.
   Result<std::optional<int64_t>> ReadVersion() override;
