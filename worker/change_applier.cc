@@ -16,8 +16,11 @@
 namespace ferry {
 namespace {
 
-// How long an idle applier waits between reads of the capture.
+// How long an idle applier waits between reads of the capture, and how
+// often it reports while idle: a cut-over's drain target arrives in the
+// answer to a report, so an idle applier learns of a freeze within this.
 constexpr int kIdlePollMs = 50;
+constexpr int64_t kIdleReportMs = 100;
 constexpr int kDrainPollMs = 5;
 // An idle applier still records a moved position (PostgreSQL: transactions
 // of other tables) this often, so the slot does not hold their WAL.
@@ -102,6 +105,8 @@ bool ChangeApplier::Poll(int timeout_ms) {
           lost_ = true;
           return false;
         }
+      } else if (body.isApplyGrant() && body.getApplyGrant().getEpoch() == epoch_) {
+        // Our own lease again (an answer to a request we had given up on).
       } else if (ctx_.on_other) {
         ctx_.on_other(*env);
       }
@@ -188,7 +193,8 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
             {"position", position_},
             {"applied", applied_},
             {"capture", ctx_.capture->Describe()}});
-  SendReport(false, false);
+  // The first report follows the first read: a report says what is pending.
+  last_report_ms_ = ctx_.clock->NowMs();
 
   int64_t last_commit_ms = 0;
   for (;;) {
@@ -248,7 +254,10 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
           if (!Poll(kDrainPollMs)) return Outcome::kLost;
           continue;
         }
-        if (drain_to_ > 0 && reported_drain_ < drain_to_) SendReport(false, false);
+        if ((drain_to_ > 0 && reported_drain_ < drain_to_) ||
+            now - last_report_ms_ >= kIdleReportMs) {
+          SendReport(false, false);
+        }
         if (!Poll(drain_to_ > 0 ? kDrainPollMs : kIdlePollMs)) return Outcome::kLost;
         continue;
       }

@@ -281,6 +281,16 @@ Status Worker::Run() {
     Lease lease = LeaseFromGrant(*next_lease_, next_lease_sent_);
     FinishRange(lease, /*complete=*/false);
   }
+  if (next_lease_ && next_lease_->root().getBody().isApplyGrant()) {
+    // The change applier's lease (online mode): released the same way.
+    capnp::MallocMessageBuilder b;
+    auto r = NewEnvelope(b, client_.NextRequestId()).getBody().initApplyReport();
+    SetLeaseRef(r.initLease(), 0, next_lease_->root().getBody().getApplyGrant().getEpoch(),
+                opt_.id);
+    r.setRelease(true);
+    r.setLeaving(true);
+    client_.SendAsync(b);
+  }
   return Status::Ok();
 }
 
@@ -443,6 +453,15 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
 
 void Worker::ReleaseStale(DecodedEnvelope& env) {
   auto body = env.root().getBody();
+  if (body.isApplyGrant()) {
+    // The change applier's lease, for a request we gave up on: give it back.
+    capnp::MallocMessageBuilder b;
+    auto r = NewEnvelope(b, client_.NextRequestId()).getBody().initApplyReport();
+    SetLeaseRef(r.initLease(), 0, body.getApplyGrant().getEpoch(), opt_.id);
+    r.setRelease(true);
+    client_.SendAsync(b);
+    return;
+  }
   if (!body.isGrant()) return;
   auto g = body.getGrant();
   // A grant for a request we gave up on: hand it straight back.
@@ -475,7 +494,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
                               [this](DecodedEnvelope& e) { ReleaseStale(e); });
     if (reply) {
       auto rb = reply->root().getBody();
-      const bool next = complete && (rb.isGrant() || rb.isNoWork());
+      const bool next = complete && (rb.isGrant() || rb.isNoWork() || rb.isApplyGrant());
       if (rb.isAck() || next) {
         LogEvent(spdlog::level::info, complete ? "range_done" : "range_released",
                  {{"worker", opt_.id},
