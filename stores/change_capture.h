@@ -65,8 +65,9 @@ struct ChangeBatch {
   int64_t oldest_ms = 0;  // commit time (Unix ms) of the batch's first change; 0 if empty
   bool more = false;      // max_changes cut the read short
   // Changes known to follow the batch at the time of the read (SQLite:
-  // exact; PostgreSQL: 0, or 1 when `more`), and the commit time of the
-  // first of them (0 when unknown or none).
+  // exact; PostgreSQL: 0, or 1 while the decoder has not sent everything),
+  // and the commit time of the first of them (SQLite), or a time it is not
+  // older than (PostgreSQL: the last commit received); 0 when none.
   uint64_t left = 0;
   int64_t next_ms = 0;
 };
@@ -123,6 +124,9 @@ class ChangeCapture {
   // Makes every change committed so far readable by Read (PostgreSQL with
   // synchronous_commit=off: forces the WAL to disk). Default: nothing.
   virtual Status Flush() { return Status::Ok(); }
+  // The applier's lease ended: let go of what Read holds (PostgreSQL: the
+  // replication stream, so the slot is free). Default: nothing.
+  virtual void Pause() {}
 
   // ---- cut-over (coordinator) ----
   // Begins the freezing transaction: writes to the migrated tables wait

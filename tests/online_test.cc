@@ -312,6 +312,9 @@ class OnlineTest : public ::testing::Test {
     coord->Signal(SIGTERM);
     EXPECT_TRUE(coord->Wait(30000));
 
+    if (const char* keep = std::getenv("FERRY_ONLINE_TEST_LOGS")) {
+      std::ofstream(keep) << c.Logs();  // for a look at the timings
+    }
     const WriterLog wl = ReadWriterLog(log, kInitialLive);
     EXPECT_GT(static_cast<int64_t>(wl.committed), before_cutover / 2);
     EXPECT_EQ(wl.errors, 0u) << "writes that failed otherwise than refused";

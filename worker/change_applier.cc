@@ -20,7 +20,7 @@ namespace {
 // often it reports while idle: a cut-over's drain target arrives in the
 // answer to a report, so an idle applier learns of a freeze within this.
 constexpr int kIdlePollMs = 50;
-constexpr int64_t kIdleReportMs = 100;
+constexpr int64_t kIdleReportMs = 25;
 constexpr int kDrainPollMs = 5;
 // An idle applier still records a moved position (PostgreSQL: transactions
 // of other tables) this often, so the slot does not hold their WAL.
@@ -160,6 +160,12 @@ bool ChangeApplier::Release() {
 }
 
 ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
+  Outcome out = RunLease(lease);
+  ctx_.capture->Pause();  // the slot is free for whoever applies next
+  return out;
+}
+
+ChangeApplier::Outcome ChangeApplier::RunLease(const ApplyLease& lease) {
   epoch_ = lease.epoch;
   deadline_ms_ = lease.sent_ms + lease.ttl_ms;
   drain_to_ = lease.drain_to;
@@ -173,7 +179,7 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
   for (;;) {
     auto p = ctx_.target->ReadChangePosition(ctx_.plan_id);
     if (p.ok()) {
-      position_ = p->position;
+      position_ = read_pos_ = p->position;
       applied_ = p->applied;
       break;
     }
@@ -226,10 +232,11 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
       continue;
     }
 
-    auto batch = ctx_.capture->Read(position_, max_changes);
+    auto batch = ctx_.capture->Read(read_pos_, max_changes);
     if (!batch.ok()) {
       error_ = batch.status().message();
       permanent_ = batch.status().code() != Code::kUnavailable;
+      read_pos_ = position_;
       LogEvent(RetryLevel(backoff.attempt() + 1), "applier_read_failed",
                {{"worker", ctx_.worker_id}, {"epoch", epoch_}, {"error", error_}});
       SendReport(false, false);
@@ -239,9 +246,12 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
     }
     if (batch->changes == 0 && batch->keys.empty()) {
       if (batch->caught_up > 0) caught_up_ = std::max(caught_up_, batch->caught_up);
-      pending_ = 0;
-      oldest_pending_ms_ = 0;
-      const bool moved = batch->end > position_;
+      pending_ = batch->left;
+      oldest_pending_ms_ = batch->left > 0 ? batch->next_ms : 0;
+      // Transactions without changes to the migrated tables (PostgreSQL)
+      // move the read position; the new store records it now and then.
+      read_pos_ = std::max(read_pos_, batch->end);
+      const bool moved = read_pos_ > position_;
       if (!moved || now - last_commit_ms < kEmptyCommitMs) {
         if (drain_to_ > 0 && caught_up_ < drain_to_) {
           // A cut-over waits: make what committed before the freeze
@@ -284,7 +294,7 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
       apply.epoch = epoch_;
       apply.fence_ranges = fence_ranges;
       apply.from_position = position_;
-      apply.to_position = batch->end;
+      apply.to_position = std::max(read_pos_, batch->end);
       apply.changes = batch->changes;
       apply.tables = std::move(changes);
       s = ctx_.target->ApplyChanges(apply);
@@ -309,10 +319,20 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
                 {"position", position_},
                 {"changes", batch->changes},
                 {"error", error_}});
+      read_pos_ = position_;  // read that batch again
       SendReport(false, false);
       Sleep(backoff.NextDelayMs());
       if (lost_) return Outcome::kLost;
       continue;
+    }
+    if (spdlog::should_log(spdlog::level::debug)) {
+      LogEvent(spdlog::level::debug, "applier_batch",
+               {{"worker", ctx_.worker_id},
+                {"changes", batch->changes},
+                {"keys", batch->keys.size()},
+                {"position", batch->end},
+                {"caught_up", batch->caught_up},
+                {"ms", ctx_.clock->NowMs() - now}});
     }
     backoff.Reset();
     error_.clear();
@@ -320,12 +340,13 @@ ChangeApplier::Outcome ChangeApplier::Run(const ApplyLease& lease) {
     max_changes = std::max<size_t>(1, ctx_.max_changes);
     fence_ranges = 0;
     last_commit_ms = now;
-    position_ = batch->end;
+    position_ = read_pos_ = std::max(read_pos_, batch->end);
     applied_ += batch->changes;
     ++batches_;
     if (batch->caught_up > 0) caught_up_ = std::max(caught_up_, batch->caught_up);
     pending_ = batch->left;
-    oldest_pending_ms_ = batch->more ? (batch->next_ms ? batch->next_ms : batch->oldest_ms) : 0;
+    oldest_pending_ms_ =
+        batch->more || batch->left > 0 ? (batch->next_ms ? batch->next_ms : batch->oldest_ms) : 0;
     Status ack = ctx_.capture->Acknowledge(position_);
     if (!ack.ok()) {
       LogEvent(spdlog::level::debug, "applier_ack_deferred",

@@ -115,6 +115,7 @@ class ChangeApplier {
   uint64_t batches() const { return batches_; }
 
  private:
+  Outcome RunLease(const ApplyLease& lease);
   // Reads replies: false when the lease was lost.
   bool Poll(int timeout_ms);
   void SendReport(bool release, bool leaving);
@@ -125,7 +126,8 @@ class ChangeApplier {
   ApplierContext ctx_;
   uint64_t epoch_ = 0;
   int64_t deadline_ms_ = 0;  // our view of the lease deadline (from send times)
-  int64_t position_ = 0;
+  int64_t position_ = 0;     // recorded in the new store (the compare-and-set's)
+  int64_t read_pos_ = 0;     // read up to here (>= position_: transactions of other tables)
   int64_t caught_up_ = 0;
   uint64_t applied_ = 0;
   uint64_t pending_ = 0;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -471,7 +472,103 @@ Result<CaptureState> PgCapture::Inspect() {
 
 // ---- reading changes ----
 
-Result<ChangeBatch> PgCapture::Read(int64_t after, size_t max_changes) {
+Status PgCapture::DecodeRow(int64_t lsn, const char* data, size_t len, int64_t after,
+                            ChangeBatch* batch) {
+  DecodedChange ch;
+  ChangeSax sax(&ch);
+  if (!nlohmann::json::sax_parse(data, data + len, &sax)) {
+    return Internal(fmt::format("{}: cannot read a decoded change: {}", Describe(),
+                                std::string(data, std::min<size_t>(len, 200))));
+  }
+  if (ch.action == "B") {
+    txn_ = Txn{};
+    return Status::Ok();
+  }
+  if (ch.action == "C") {
+    last_commit_ms_ = TimestampMs(ch.timestamp);
+    if (lsn > after) {
+      if (txn_.changes > 0 && batch->oldest_ms == 0) batch->oldest_ms = txn_.ms;
+      batch->changes += txn_.changes;
+      for (ChangedKey& k : txn_.keys) batch->keys.push_back(std::move(k));
+      batch->end = std::max(batch->end, lsn);
+    }
+    txn_ = Txn{};
+    return Status::Ok();
+  }
+  if (ch.action != "I" && ch.action != "U" && ch.action != "D") return Status::Ok();
+  if (ch.schema != schema_) return Status::Ok();
+  auto it = keys_.find(ch.table);
+  if (it == keys_.end()) return Status::Ok();
+  ++txn_.changes;
+  if (txn_.ms == 0) txn_.ms = TimestampMs(ch.timestamp);
+  std::vector<Value> key;
+  // The key from `cells` (name -> value) in primary-key order.
+  auto add = [&](const std::vector<std::pair<std::string, JsonCell>>& cells) -> Status {
+    key.clear();
+    for (const KeyCol& col : it->second.cols) {
+      auto c = std::find_if(cells.begin(), cells.end(),
+                            [&](const auto& p) { return p.first == col.name; });
+      if (c == cells.end()) {
+        return Internal(fmt::format("{}: a decoded change of table {} lacks key column {}",
+                                    Describe(), ch.table, col.name));
+      }
+      const JsonCell& v = c->second;
+      switch (v.kind == JsonCell::kNull ? KeyKind::kText : col.kind) {
+        case KeyKind::kInt:
+          key.push_back(
+              v.kind == JsonCell::kInt ? v.i : static_cast<int64_t>(std::atoll(v.text.c_str())));
+          break;
+        case KeyKind::kFloat:
+          key.push_back(std::strtod(v.text.c_str(), nullptr));
+          break;
+        case KeyKind::kBool:
+          key.push_back(
+              int64_t{v.kind == JsonCell::kBool ? v.b : (v.text == "t" || v.text == "true")});
+          break;
+        case KeyKind::kBytes: {
+          std::string bytes;
+          size_t p = v.text.rfind("\\x", 0) == 0 ? 2 : 0;
+          for (; p + 1 < v.text.size(); p += 2) {
+            bytes += static_cast<char>(HexNibble(v.text[p]) * 16 + HexNibble(v.text[p + 1]));
+          }
+          key.push_back(Blob{std::move(bytes)});
+          break;
+        }
+        case KeyKind::kText:
+          if (v.kind == JsonCell::kNull) {
+            key.push_back(Null{});
+          } else if (v.kind == JsonCell::kBool) {
+            key.push_back(Text{v.b ? "true" : "false"});
+          } else {
+            key.push_back(Text{v.text});
+          }
+          break;
+      }
+    }
+    txn_.keys.push_back(ChangedKey{ch.table, EncodeKey(key)});
+    return Status::Ok();
+  };
+  if (!ch.identity.empty()) FERRY_RETURN_IF_ERROR(add(ch.identity));
+  if (ch.action != "D") {
+    const std::string before = ch.identity.empty() ? std::string() : txn_.keys.back().key;
+    FERRY_RETURN_IF_ERROR(add(ch.columns));
+    if (!before.empty() && txn_.keys.back().key == before) txn_.keys.pop_back();
+  }
+  return Status::Ok();
+}
+
+std::string PgCapture::PluginOptions(bool sql) const {
+  std::vector<std::string> names;
+  for (const TableSchema& t : tables_) names.push_back(WalName(schema_) + "." + WalName(t.name));
+  const std::string tables = Join(names, ",");
+  if (sql) return tables;
+  return fmt::format(
+      "(\"format-version\" '2', \"include-timestamp\" 'true', \"include-types\" 'false', "
+      "\"add-tables\" {})",
+      PgQuoteLiteral(tables));
+}
+
+Result<ChangeBatch> PgCapture::Peek(int64_t after, size_t max_changes) {
   FERRY_RETURN_IF_ERROR(EnsureConnected());
   FERRY_RETURN_IF_ERROR(LoadKeys());
   ChangeBatch batch;
@@ -480,123 +577,183 @@ Result<ChangeBatch> PgCapture::Read(int64_t after, size_t max_changes) {
                          Query("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
                                "read the flush position"));
   const int64_t flushed = std::atoll(PQgetvalue(f.get(), 0, 0));
-  std::vector<std::string> names;
-  for (const TableSchema& t : tables_) names.push_back(WalName(schema_) + "." + WalName(t.name));
   const size_t limit = std::max<size_t>(1, max_changes);
   auto r = Query(
       "SELECT (lsn - '0/0'::pg_lsn)::int8, data FROM pg_logical_slot_peek_changes($1, NULL, "
       "$2::int, 'format-version', '2', 'include-timestamp', 'true', 'include-types', 'false', "
       "'add-tables', $3)",
-      "read changes", {slot_, std::to_string(limit), Join(names, ",")});
-  if (!r.ok()) {
-    if (r.status().message().find("does not exist") != std::string::npos) {
-      return FailedPrecondition(fmt::format(
-          "{}: the replication slot {} is gone (was the capture removed, e.g. by `ferryctl "
-          "unguard`?); changes can no longer be replayed: start the migration again with a new "
-          "--state",
-          Describe(), slot_));
-    }
-    return r.status();
-  }
+      "read changes", {slot_, std::to_string(limit), PluginOptions(/*sql=*/true)});
+  if (!r.ok()) return r.status();
+  txn_ = Txn{};
   const int rows = PQntuples(r->get());
-  std::vector<ChangedKey> txn_keys;
-  uint64_t txn_changes = 0;
-  int64_t txn_ms = 0;
-  std::vector<Value> key;
   for (int i = 0; i < rows; ++i) {
-    const int64_t lsn = std::atoll(PQgetvalue(r->get(), i, 0));
-    DecodedChange ch;
-    ChangeSax sax(&ch);
-    const char* data = PQgetvalue(r->get(), i, 1);
-    if (!nlohmann::json::sax_parse(data, data + PQgetlength(r->get(), i, 1), &sax)) {
-      return Internal(fmt::format("{}: cannot read a decoded change: {}", Describe(),
-                                  std::string(data).substr(0, 200)));
-    }
-    if (ch.action == "B") {
-      txn_keys.clear();
-      txn_changes = 0;
-      txn_ms = 0;
-      continue;
-    }
-    if (ch.action == "C") {
-      if (lsn > after) {
-        if (txn_changes > 0 && batch.oldest_ms == 0) batch.oldest_ms = txn_ms;
-        batch.changes += txn_changes;
-        for (ChangedKey& k : txn_keys) batch.keys.push_back(std::move(k));
-        batch.end = std::max(batch.end, lsn);
-      }
-      txn_keys.clear();
-      txn_changes = 0;
-      continue;
-    }
-    if (ch.action != "I" && ch.action != "U" && ch.action != "D") continue;  // messages, truncate
-    if (ch.schema != schema_) continue;
-    auto it = keys_.find(ch.table);
-    if (it == keys_.end()) continue;
-    ++txn_changes;
-    if (txn_ms == 0) txn_ms = TimestampMs(ch.timestamp);
-    // The key from `cells` (name → value) in primary-key order.
-    auto add = [&](const std::vector<std::pair<std::string, JsonCell>>& cells) -> Status {
-      key.clear();
-      for (const KeyCol& col : it->second.cols) {
-        auto c = std::find_if(cells.begin(), cells.end(),
-                              [&](const auto& p) { return p.first == col.name; });
-        if (c == cells.end()) {
-          return Internal(fmt::format("{}: a decoded change of table {} lacks key column {}",
-                                      Describe(), ch.table, col.name));
-        }
-        const JsonCell& v = c->second;
-        switch (v.kind == JsonCell::kNull ? KeyKind::kText : col.kind) {
-          case KeyKind::kInt:
-            key.push_back(
-                v.kind == JsonCell::kInt ? v.i : static_cast<int64_t>(std::atoll(v.text.c_str())));
-            break;
-          case KeyKind::kFloat:
-            key.push_back(std::strtod(v.text.c_str(), nullptr));
-            break;
-          case KeyKind::kBool:
-            key.push_back(
-                int64_t{v.kind == JsonCell::kBool ? v.b : (v.text == "t" || v.text == "true")});
-            break;
-          case KeyKind::kBytes: {
-            std::string bytes;
-            size_t p = v.text.rfind("\\x", 0) == 0 ? 2 : 0;
-            for (; p + 1 < v.text.size(); p += 2) {
-              bytes += static_cast<char>(HexNibble(v.text[p]) * 16 + HexNibble(v.text[p + 1]));
-            }
-            key.push_back(Blob{std::move(bytes)});
-            break;
-          }
-          case KeyKind::kText:
-            if (v.kind == JsonCell::kNull) {
-              key.push_back(Null{});
-            } else if (v.kind == JsonCell::kBool) {
-              key.push_back(Text{v.b ? "true" : "false"});
-            } else {
-              key.push_back(Text{v.text});
-            }
-            break;
-        }
-      }
-      txn_keys.push_back(ChangedKey{ch.table, EncodeKey(key)});
-      return Status::Ok();
-    };
-    if (!ch.identity.empty()) FERRY_RETURN_IF_ERROR(add(ch.identity));
-    if (ch.action != "D") {
-      const std::string before = ch.identity.empty() ? std::string() : txn_keys.back().key;
-      FERRY_RETURN_IF_ERROR(add(ch.columns));
-      if (!before.empty() && txn_keys.back().key == before) txn_keys.pop_back();
-    }
+    FERRY_RETURN_IF_ERROR(
+        DecodeRow(std::atoll(PQgetvalue(r->get(), i, 0)), PQgetvalue(r->get(), i, 1),
+                  static_cast<size_t>(PQgetlength(r->get(), i, 1)), after, &batch));
   }
+  txn_ = Txn{};
   batch.more = static_cast<size_t>(rows) >= limit;
   if (!batch.more) batch.caught_up = std::max(flushed, after);
   batch.left = batch.more ? 1 : 0;
   return batch;
 }
 
+// ---- the replication stream ----
+
+namespace {
+
+// Microseconds since 2000-01-01, the replication protocol's clock.
+int64_t PgEpochMicros() {
+  using namespace std::chrono;
+  constexpr int64_t kUnixToPg = 946684800LL * 1000000;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count() - kUnixToPg;
+}
+
+void PutBe64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t GetBe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+}  // namespace
+
+void PgCapture::StopStream() {
+  stream_.reset();
+  stream_pos_ = -1;
+  txn_ = Txn{};
+}
+
+Status PgCapture::StartStream(int64_t from) {
+  StopStream();
+  std::vector<const char*> keys = {"dbname", "replication", "application_name", "client_encoding",
+                                   nullptr};
+  std::vector<const char*> vals = {uri_.c_str(), "database", "ferry-applier", "UTF8", nullptr};
+  PgConnPtr c(PQconnectdbParams(keys.data(), vals.data(), 1));
+  if (!c || PQstatus(c.get()) != CONNECTION_OK) {
+    return Unavailable(Scrub(fmt::format("{}: cannot open a replication connection: {}", Describe(),
+                                         c ? PQerrorMessage(c.get()) : "out of memory"),
+                             password_));
+  }
+  PQsetNoticeProcessor(
+      c.get(), [](void*, const char*) {}, nullptr);
+  const std::string start =
+      fmt::format("START_REPLICATION SLOT {} LOGICAL {} {}", PgQuoteIdent(slot_),
+                  LsnText(std::max<int64_t>(0, from)), PluginOptions(/*sql=*/false));
+  PgResult r(PQexec(c.get(), start.c_str()));
+  if (!r || PQresultStatus(r.get()) != PGRES_COPY_BOTH) {
+    Status s = PgError(c.get(), r.get(), "start streaming changes");
+    const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+    Code code = s.code();
+    if (state && std::string(state) == "55006") code = Code::kUnavailable;  // slot in use
+    if (s.message().find("does not exist") != std::string::npos) {
+      return FailedPrecondition(fmt::format(
+          "{}: the replication slot {} is gone (was the capture removed, e.g. by `ferryctl "
+          "unguard`?); changes can no longer be replayed: start the migration again with a new "
+          "--state",
+          Describe(), slot_));
+    }
+    return Status(code, Scrub(fmt::format("{}: {}", Describe(), s.message()), password_));
+  }
+  stream_ = std::move(c);
+  stream_pos_ = from;
+  stream_sent_ = 0;
+  return Status::Ok();
+}
+
+Status PgCapture::SendFeedback(int64_t lsn, bool reply) {
+  if (!stream_) return Status::Ok();
+  std::string msg = "r";
+  for (int i = 0; i < 3; ++i) PutBe64(&msg, static_cast<uint64_t>(std::max<int64_t>(0, lsn)));
+  PutBe64(&msg, static_cast<uint64_t>(PgEpochMicros()));
+  msg.push_back(reply ? 1 : 0);
+  if (PQputCopyData(stream_.get(), msg.data(), static_cast<int>(msg.size())) != 1 ||
+      PQflush(stream_.get()) != 0) {
+    const std::string why = PQerrorMessage(stream_.get());
+    StopStream();
+    return Unavailable(fmt::format("{}: the replication stream broke: {}", Describe(), why));
+  }
+  return Status::Ok();
+}
+
+Result<ChangeBatch> PgCapture::Read(int64_t after, size_t max_changes) {
+  FERRY_RETURN_IF_ERROR(EnsureConnected());
+  FERRY_RETURN_IF_ERROR(LoadKeys());
+  if (!stream_ || stream_pos_ != after) FERRY_RETURN_IF_ERROR(StartStream(after));
+  // What the stream must have sent for this read to be caught up.
+  FERRY_ASSIGN_OR_RETURN(PgResult f,
+                         Query("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8",
+                               "read the flush position"));
+  const int64_t flushed = std::atoll(PQgetvalue(f.get(), 0, 0));
+  ChangeBatch batch;
+  batch.end = after;
+  const size_t limit = std::max<size_t>(1, max_changes);
+  bool consumed = false;
+  for (;;) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(stream_.get(), &buf, /*async=*/1);
+    if (n == 0) {
+      if (consumed) break;  // nothing more right now
+      if (PQconsumeInput(stream_.get()) != 1) {
+        const std::string why = PQerrorMessage(stream_.get());
+        StopStream();
+        return Unavailable(fmt::format("{}: the replication stream broke: {}", Describe(), why));
+      }
+      consumed = true;
+      continue;
+    }
+    if (n < 0) {
+      const std::string why = PQerrorMessage(stream_.get());
+      StopStream();
+      return Unavailable(fmt::format("{}: the replication stream ended: {}", Describe(), why));
+    }
+    const std::unique_ptr<char, void (*)(void*)> hold(buf, PQfreemem);
+    const size_t len = static_cast<size_t>(n);
+    if (buf[0] == 'k' && len >= 18) {  // keepalive: walEnd, sendTime, replyRequested
+      stream_sent_ = std::max(stream_sent_, static_cast<int64_t>(GetBe64(buf + 1)));
+      if (buf[17]) FERRY_RETURN_IF_ERROR(SendFeedback(acked_, false));
+      continue;
+    }
+    if (buf[0] != 'w' || len < 25) continue;  // XLogData: dataStart, walEnd, sendTime, data
+    const int64_t lsn = static_cast<int64_t>(GetBe64(buf + 1));
+    const uint64_t before = batch.changes;
+    Status s = DecodeRow(lsn, buf + 25, len - 25, after, &batch);
+    if (!s.ok()) {
+      StopStream();
+      return s;
+    }
+    if (batch.end > stream_pos_) stream_pos_ = batch.end;
+    if (batch.changes != before || txn_.changes == 0) {
+      // A commit was taken: cut the batch here once it is full.
+      if (batch.changes >= limit && txn_.keys.empty() && txn_.changes == 0) {
+        batch.more = true;
+        break;
+      }
+    }
+  }
+  if (!batch.more) {
+    batch.caught_up = std::max({stream_sent_, batch.end, after});
+    if (txn_.changes > 0) batch.caught_up = 0;  // a transaction is half received
+  }
+  if (batch.more || batch.caught_up < flushed) {
+    // More is on its way: how much is unknown, and the oldest of it is no
+    // older than the last commit received. Ask the sender where it is.
+    batch.left = 1;
+    batch.next_ms = last_commit_ms_;
+    FERRY_RETURN_IF_ERROR(SendFeedback(acked_, true));
+  }
+  return batch;
+}
+
+void PgCapture::Pause() { StopStream(); }
+
 Result<Backlog> PgCapture::Probe(int64_t position, uint64_t limit) {
+  if (stream_) StopStream();
   FERRY_ASSIGN_OR_RETURN(ChangeBatch b,
-                         Read(position, static_cast<size_t>(std::max<uint64_t>(1, limit))));
+                         Peek(position, static_cast<size_t>(std::max<uint64_t>(1, limit))));
   Backlog out;
   out.pending = b.changes;
   out.exact = !b.more;
@@ -605,8 +762,13 @@ Result<Backlog> PgCapture::Probe(int64_t position, uint64_t limit) {
 }
 
 Status PgCapture::Acknowledge(int64_t upto) {
-  FERRY_RETURN_IF_ERROR(EnsureConnected());
   if (upto <= 0) return Status::Ok();
+  if (stream_) {
+    // Streaming: the status update moves the slot (no round trip).
+    acked_ = std::max(acked_, upto);
+    return SendFeedback(acked_, false);
+  }
+  FERRY_RETURN_IF_ERROR(EnsureConnected());
   return Query("SELECT pg_replication_slot_advance($1, $2::pg_lsn)", "advance the replication slot",
                {slot_, LsnText(upto)})
       .status();
@@ -614,6 +776,9 @@ Status PgCapture::Acknowledge(int64_t upto) {
 
 Status PgCapture::Flush() {
   FERRY_RETURN_IF_ERROR(EnsureConnected());
+  // Ask the sender where it is (its answer, a keepalive, says how far every
+  // transaction has been sent: Read's caught_up).
+  FERRY_RETURN_IF_ERROR(SendFeedback(acked_, true));
   // A transaction with an xid, committed synchronously: the WAL up to its
   // commit (every commit before it) reaches the disk, and the decoder.
   Status s = Exec("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT",
@@ -702,6 +867,7 @@ Status PgCapture::DropCaptureTriggers() {
 }
 
 Status PgCapture::RemoveCapture() {
+  StopStream();
   FERRY_RETURN_IF_ERROR(EnsureConnected());
   FERRY_RETURN_IF_ERROR(DropCaptureTriggers());
   return Query(

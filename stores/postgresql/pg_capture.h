@@ -16,10 +16,18 @@
 // keyed change: while captured, each migrated table has a BEFORE TRUNCATE
 // trigger "__ferry_capture" that refuses it (SQLSTATE FY003).
 //
+// Reading: the applier streams (START_REPLICATION on a replication=database
+// connection, so every WAL record is decoded once; the SQL functions would
+// decode from the slot's restart point on every call), and confirms applied
+// positions with standby status updates; the coordinator's backlog probe
+// peeks (pg_logical_slot_peek_changes) while no applier streams. The slot
+// serves one reader at a time: the applier's Pause() (end of its lease)
+// closes the stream.
+//
 // Positions are LSNs as int64: a batch ends at the end of the commit record
-// of its last transaction. caught_up is the flush LSN read just before a
-// peek that was not cut short (everything that committed before it was
-// decoded by that peek).
+// of its last transaction. caught_up: streaming, the sender's position from
+// its keepalives (every transaction that committed before it was sent);
+// peeking, the flush LSN read just before a peek that was not cut short.
 //
 // Requirements (Check refuses each in one line, installing nothing):
 // wal_level=logical, a free replication slot (max_replication_slots), a role
@@ -63,6 +71,7 @@ class PgCapture : public ChangeCapture {
   Result<ChangeBatch> Read(int64_t after, size_t max_changes) override;
   Status Acknowledge(int64_t upto) override;
   Status Flush() override;
+  void Pause() override;
   Status Freeze(int wait_ms) override;
   Result<int64_t> FreezePoint() override;
   Status CommitGuard(const std::string& new_store) override;
@@ -99,6 +108,26 @@ class PgCapture : public ChangeCapture {
   std::string TableList() const;  // "s"."a", "s"."b"
   Result<bool> SlotExists();
   Status DropCaptureTriggers();
+  // wal2json's options: the add-tables list (sql: as a text value for the
+  // SQL functions) or the whole option list of START_REPLICATION.
+  std::string PluginOptions(bool sql) const;
+  // One wal2json row at `lsn` into txn_ and, at its commit (if after
+  // `after`), into *batch.
+  Status DecodeRow(int64_t lsn, const char* data, size_t len, int64_t after, ChangeBatch* batch);
+  // The SQL interface (pg_logical_slot_peek_changes): Probe's reads.
+  Result<ChangeBatch> Peek(int64_t after, size_t max_changes);
+  // The replication stream (Read's): a walsender connection decoding each
+  // WAL record once, from `from`.
+  Status StartStream(int64_t from);
+  void StopStream();
+  Status SendFeedback(int64_t lsn, bool reply);
+
+  // The transaction being read: its keys wait for its commit.
+  struct Txn {
+    std::vector<ChangedKey> keys;
+    uint64_t changes = 0;
+    int64_t ms = 0;
+  };
 
   std::string uri_;
   std::string password_;
@@ -109,6 +138,12 @@ class PgCapture : public ChangeCapture {
   std::map<std::string, TableKeys> keys_;  // by table name; filled by LoadKeys
   bool frozen_ = false;
   bool guard_committing_ = false;
+  Txn txn_;
+  PgConnPtr stream_;            // replication connection while streaming
+  int64_t stream_pos_ = -1;     // the stream has delivered everything up to here
+  int64_t stream_sent_ = 0;     // the sender's position from its last keepalive
+  int64_t acked_ = 0;           // last position confirmed to the sender
+  int64_t last_commit_ms_ = 0;  // commit time of the last transaction received
 };
 
 }  // namespace ferry
