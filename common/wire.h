@@ -4,7 +4,7 @@
 // the frame is copied into word-aligned memory (tcp frames are rarely
 // aligned), and reading uses traversal and nesting limits. Accessors of the
 // returned reader may still throw kj::Exception on a malicious pointer, so
-// callers dispatch inside a try/catch (see Coordinator::HandleFrame).
+// callers read inside a try/catch (see coordinator/worker_codec.cc).
 //
 // Thread safety: pure functions; a DecodedEnvelope belongs to one thread.
 #pragma once

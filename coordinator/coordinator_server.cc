@@ -144,8 +144,8 @@ Status CoordinatorServer::Start() {
   return Status::Ok();
 }
 
-Status CoordinatorServer::Lead() {
-  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get()));
+Status CoordinatorServer::Lead(bool takeover) {
+  FERRY_ASSIGN_OR_RETURN(OpenedJob job, OpenJob(opt_, state_.get(), takeover));
   if (job.already_done) {
     already_done_ = true;
     state_->ResignLead();
@@ -177,7 +177,7 @@ Status CoordinatorServer::Lead() {
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
       StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
-                    opt_.stall_ms, &metrics_, online_.get()});
+                    opt_.stall_ms, &metrics_, &state_error_, online_.get()});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
   last_renewed_ms_ = MonotonicMs();
   leader_.reset();
@@ -206,8 +206,11 @@ void CoordinatorServer::StepDown(const std::string& why) {
 }
 
 void CoordinatorServer::KeepLead() {
-  if (!state_->shared()) return;
   const int64_t now = MonotonicMs();
+  if (!state_->shared()) {
+    last_renewed_ms_ = now;  // a state only this process can open: always led
+    return;
+  }
   if (now - last_renewed_ms_ < policy_.ttl_ms / 3) return;
   Status s = state_->RenewLead();
   if (s.ok()) {
@@ -294,7 +297,9 @@ Status CoordinatorServer::Run(const std::function<bool()>& should_exit) {
 void CoordinatorServer::Step(int timeout_ms) {
   const int64_t now = clock_->NowMs();
   int64_t wait = timeout_ms;
-  if (service_) {
+  if (MonotonicMs() < commit_backoff_until_) {
+    wait = std::clamp<int64_t>(commit_backoff_until_ - MonotonicMs(), 1, timeout_ms);
+  } else if (service_) {
     const int64_t next_deadline = service_->table().NextDeadlineMs();
     if (next_deadline != INT64_MAX) {
       wait = std::max<int64_t>(0, std::min(wait, next_deadline - now + 1));
@@ -316,6 +321,20 @@ void CoordinatorServer::Step(int timeout_ms) {
     metrics_.auth_rejected = zap_->rejected();
   }
   if (!service_) return StandbyPass();
+  if (MonotonicMs() < commit_backoff_until_) {
+    // The state could not take the last commit: answer operators (read-only
+    // commands), leave workers' messages queued, try again later.
+    ReadStatusRequest();
+    if (status_reply_) {
+      try {
+        status_->send(*status_reply_, zmq::send_flags::dontwait);
+      } catch (const zmq::error_t&) {
+      }
+      status_reply_.reset();
+    }
+    queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
+    return;
+  }
   ReadWorkerFrames();
   ReadStatusRequest();
   service_->Tick();
@@ -324,10 +343,16 @@ void CoordinatorServer::Step(int timeout_ms) {
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
   queries_->Serve([this](const std::string& line) { return commands_->Handle(line); });
-  if (mirror_->Update(service_->job())) service_->MarkMirrored();
+  KeepLead();
+  if (!service_) return;  // deposed: the renewal said so
+  // Mirror only what this process knows it may still decide: its lead was
+  // confirmed (a commit or renewal) within the last TTL. A coordinator that
+  // was paused must not write an older boundary over the new leader's.
+  if (MonotonicMs() - last_renewed_ms_ < policy_.ttl_ms && mirror_->Update(service_->job())) {
+    service_->MarkMirrored();
+  }
   service_->SampleRates();
   LogProgress();
-  KeepLead();
 }
 
 std::string CoordinatorServer::HandleCommand(const std::string& line) {
@@ -365,7 +390,7 @@ void CoordinatorServer::StandbyPass() {
     if (leader.ok()) leader_ = *leader;
     return;
   }
-  Status s = Lead();
+  Status s = Lead(/*takeover=*/true);
   if (!s.ok()) {
     LogEvent(spdlog::level::err, "takeover_failed",
              {{"error", s.message()}, {"action", "giving the lead back; trying again later"}});
@@ -534,8 +559,17 @@ void CoordinatorServer::ReadStatusRequest() {
       req = std::move(drop);
     }
     metrics_.status_requests++;
-    const std::string reply = extra ? ErrorJson("send one frame per command; try 'help'")
-                                    : commands_->Handle(req.to_string());
+    const std::string line = req.to_string();
+    status_mutating_ = !extra && !StatusCommands::IsReadOnly(line);
+    std::string reply;
+    if (extra) {
+      reply = ErrorJson("send one frame per command; try 'help'");
+    } else if (status_mutating_ && MonotonicMs() < commit_backoff_until_) {
+      reply = ErrorJson("the coordinator's state cannot be written right now (" + state_error_ +
+                        "); try again when it can");
+    } else {
+      reply = commands_->Handle(line);
+    }
     status_reply_.emplace(reply.data(), reply.size());
   } catch (const zmq::error_t& e) {
     LogEvent(spdlog::level::warn, "status_recv_error", {{"error", e.what()}});
@@ -550,7 +584,9 @@ void CoordinatorServer::CommitAndReply() {
     if (!s.ok()) {
       metrics_.commit_failures++;
       replies_.clear();
-      if (status_reply_) {
+      if (status_reply_ && status_mutating_) {
+        // A read-only answer stands; a change the operator asked for did not
+        // happen.
         const std::string err = ErrorJson("state commit failed: " + s.message());
         status_reply_.emplace(err.data(), err.size());
         try {
@@ -560,12 +596,29 @@ void CoordinatorServer::CommitAndReply() {
         status_reply_.reset();
       }
       if (s.code() == Code::kLeaseLost) return StepDown(s.message());
+      commit_backoff_ms_ = std::clamp<int64_t>(commit_backoff_ms_ * 2, 100, 5000);
+      commit_backoff_until_ = MonotonicMs() + commit_backoff_ms_;
+      state_error_ = s.message();
       LogEvent(spdlog::level::err, "state_commit_failed",
-               {{"error", s.message()}, {"action", "state reloaded; workers will retry"}});
-      return ReloadAfterFailedCommit();
+               {{"error", s.message()},
+                {"failures", metrics_.commit_failures},
+                {"action", fmt::format("state reloaded; workers retry; next try in {} ms",
+                                       commit_backoff_ms_)},
+                {"check", "is the state's disk full, or its server reachable?"}});
+      ReloadAfterFailedCommit();
+      if (status_reply_) {
+        try {
+          status_->send(*status_reply_, zmq::send_flags::dontwait);
+        } catch (const zmq::error_t&) {
+        }
+        status_reply_.reset();
+      }
+      return;
     }
     metrics_.commits++;
     metrics_.commit_seconds.Observe((MonotonicUs() - t0) / 1e6);
+    commit_backoff_ms_ = 0;
+    state_error_.clear();
     last_renewed_ms_ = MonotonicMs();  // the commit renewed the lead
   }
   for (Outgoing& r : replies_) {

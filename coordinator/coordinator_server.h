@@ -105,7 +105,7 @@ class CoordinatorServer {
   // Online mode: complete once the capture is removed as well.
   bool complete() const { return service_ && service_->complete() && !service_->finishing(); }
   bool failed() const { return service_ && service_->failed(); }
-  // True once every live worker (workers_registry.h) has been told the
+  // True once every live worker (worker_registry.h) has been told the
   // migration is complete or failed: a batch job (--exit-when-done) waits
   // for this so remote workers exit 0.
   bool AllWorkersToldDone() const { return !service_ || service_->workers().AllLiveToldDone(); }
@@ -122,8 +122,10 @@ class CoordinatorServer {
   // on for the worker / status socket ("" = off).
   Status BindSockets(const std::string& curve_secret, const std::string& status_curve_secret);
   // Opens the job on a state this process leads: the service, the status
-  // commands, the mirror.
-  Status Lead();
+  // commands, the mirror. `takeover`: a complete job is served, not
+  // reported already done (a standby taking over after the end keeps
+  // telling late workers and operators that it is complete).
+  Status Lead(bool takeover = false);
   // Gives up the job (deposed, or the state lost): stands by.
   void StepDown(const std::string& why);
   // A standby's pass: answers everyone, tries to take the lead.
@@ -154,6 +156,14 @@ class CoordinatorServer {
   std::optional<LeaderInfo> leader_;  // the leader a standby knows of
   int64_t next_lead_try_ms_ = 0;      // standby: next TryLead (monotonic)
   int64_t last_renewed_ms_ = 0;       // leader: last proof of the lead (monotonic)
+  // After a failed state commit (a full disk, a lost state server): no
+  // worker message is read and nothing expires until `commit_backoff_until_`
+  // (capped, doubling), so a state that cannot take a commit is not retried
+  // in a busy loop; read-only status commands are still answered.
+  int64_t commit_backoff_until_ = 0;
+  int64_t commit_backoff_ms_ = 0;
+  std::string state_error_;       // the last commit failure, for status last_error
+  bool status_mutating_ = false;  // the pending status request changes something
 
   std::unique_ptr<StateStore> state_;
   std::unique_ptr<Store> source_;

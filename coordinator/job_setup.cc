@@ -108,7 +108,7 @@ Status PrepareCapture(const CoordinatorOptions& opt, const std::optional<JobMeta
 
 }  // namespace
 
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool serve_done) {
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt));
   OpenedJob j;
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> stored, state->LoadJob());
@@ -127,7 +127,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state) {
   FERRY_ASSIGN_OR_RETURN(std::optional<int64_t> legacy_version, j.source->ReadVersion());
   FERRY_ASSIGN_OR_RETURN(VersionVerdict verdict, CheckVersions(opt.from_version, opt.to_version,
                                                                target_version, legacy_version));
-  if (verdict == VersionVerdict::kAlreadyDone) {
+  if (verdict == VersionVerdict::kAlreadyDone &&
+      !(serve_done && stored && stored->phase == JobPhase::kComplete)) {
     if (opt.online) {
       // A coordinator that stopped between the version bump and the
       // capture's removal left the capture (a slot keeps WAL): remove it.

@@ -46,6 +46,10 @@ Status ValidateFlags(const CoordinatorOptions& opt);
 Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored);
 
 // `state` is open and led by this process (StateStore::TryLead).
-Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state);
+// `serve_done`: a job the state holds as complete is opened to be served
+// (status `complete`, workers told so) instead of being reported
+// already_done — what a standby that takes over after the end does.
+Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state,
+                          bool serve_done = false);
 
 }  // namespace ferry

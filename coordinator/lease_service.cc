@@ -28,6 +28,11 @@ void LeaseService::Restore(JobMeta job, std::vector<RangeRecord> ranges) {
   events_.clear();
   (void)workers_.TakeDirty();
   job_dirty_ = false;
+  // Requests held before the failed commit may have been completions whose
+  // effect was just rolled back: answering them now ("your lease again")
+  // would send a worker back over a range it believes it completed. Drop
+  // them, as a restart does; their workers time out and ask again.
+  waiting_.clear();
   // The applier's epoch may not be in the state: it is granted afresh.
   applier_.End();
   drain_to_ = 0;
@@ -41,6 +46,25 @@ void LeaseService::RebuildWorkerLeases() {
 }
 
 RegisteredReply LeaseService::Register(const RegisterRequest& r) {
+  // A (re)starting worker process holds no lease. Leases still owned by its
+  // id (it was restarted with the same --id, or two processes share one)
+  // go back to pending, so the next grant takes a new epoch and the old
+  // process's writes are fenced — never two processes on one epoch.
+  for (uint64_t id : table_.leased()) {
+    const RangeRecord* held = table_.Find(id);
+    if (held->owner != r.worker) continue;
+    const uint64_t epoch = held->epoch;
+    if (table_.Revoke(id).ok()) {
+      Record(Event{clock_->NowMs(), "release", id, epoch, r.worker,
+                   "the worker registered again: its lease is fenced"});
+    }
+  }
+  if (applier_.held() && applier_.owner() == r.worker) {
+    Record(Event{clock_->NowMs(), "release", 0, applier_.epoch(), r.worker,
+                 "the worker registered again: its change applier lease ends"});
+    applier_.End();
+  }
+  waiting_.erase(r.worker);
   WorkerInfo& w =
       workers_.Register(r.worker, r.host.substr(0, 256), r.pid, r.version.substr(0, 64));
   Record(Event{clock_->NowMs(), "register", 0, 0, r.worker,

@@ -159,7 +159,8 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"paused", job.paused},
       {"throttle_rows_per_second", job.throttle_rows_per_s},
       {"failure", job.failure},
-      {"last_error", service_->last_range_error()},
+      {"last_error", ctx_.state_error && !ctx_.state_error->empty() ? "state: " + *ctx_.state_error
+                                                                    : service_->last_range_error()},
       {"plan_id", job.plan_id},
       {"last_epoch", table.last_epoch()},
       {"source", ctx_.source},

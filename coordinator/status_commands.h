@@ -31,6 +31,8 @@ struct StatusContext {
   int64_t started_ms = 0;
   int64_t stall_ms = 30000;  // --stall-after
   const ServerMetrics* server = nullptr;
+  // The last failure to commit the state ("" = none): shown as last_error.
+  const std::string* state_error = nullptr;
   // Online mode (--online): the `cutover` command and the online fields of
   // status and metrics. Null for an offline job.
   OnlinePhase* online = nullptr;

@@ -10,7 +10,9 @@
 # RelWithDebInfo), FERRY_JOBS (default: nproc), FERRY_BUILD_TESTING (ON or
 # OFF, default ON: OFF configures without the tests and without GoogleTest,
 # as deploy/demo.sh does; deploy/test.sh turns it back on in the same build
-# directory), FERRY_SKIP_DEPS=1 to skip the package check.
+# directory), FERRY_SKIP_DEPS=1 to skip the package check, FERRY_CMAKE_ARGS
+# (extra configure arguments, split on spaces; deploy/test.sh --sanitize
+# passes -DFERRY_SANITIZE=... through it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +33,8 @@ if [[ "${FERRY_SKIP_DEPS:-0}" != 1 ]]; then
 fi
 
 echo "build: configuring $BUILD_DIR ($BUILD_TYPE, tests $TESTING)"
-cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING="$TESTING"
+# shellcheck disable=SC2086  # FERRY_CMAKE_ARGS is a list of words
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING="$TESTING" ${FERRY_CMAKE_ARGS:-}
 if [[ ${#TARGETS[@]} -gt 0 ]]; then
   echo "build: building ${TARGETS[*]} with -j$JOBS"
   cmake --build "$BUILD_DIR" -j"$JOBS" --target "${TARGETS[@]}"

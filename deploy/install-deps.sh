@@ -22,9 +22,11 @@ PACKAGES=(
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
   clang  # the thread_safety_analysis test compiles annotated sources with -Wthread-safety
-  util-linux  # prlimit: fault tests cap a worker's file size
+  util-linux  # prlimit: fault tests cap a worker's file size; mount: full-disk tests
   libtomlplusplus-dev  # migration spec files (--spec)
   liblua5.4-dev  # the spec's Lua row functions
+  clang-14 libclang-rt-14-dev  # libFuzzer targets (deploy/build-fuzz.sh)
+  iproute2 nftables  # network-namespace fault tests (ip netns, veth, tc; nft loss rules)
 )
 
 # Needed only by the test suite (BUILD_TESTING=ON, deploy/test.sh).

@@ -5,6 +5,13 @@
 #
 #   bash deploy/test.sh                 # ctest -LE long --output-on-failure -j2
 #   bash deploy/test.sh -L long         # other ctest arguments replace "-LE long"
+#   bash deploy/test.sh --sanitize address   # ASan+UBSan build in build-asan, default suite
+#   bash deploy/test.sh --sanitize thread    # TSan build in build-tsan, the threaded tests
+#
+# The ordinary run also builds the libFuzzer targets (deploy/build-fuzz.sh, clang)
+# into build/fuzz; ctest runs each for 100,000 executions (tests fuzz_*).
+# Sanitizer runs report through ASAN/UBSAN/TSAN_OPTIONS set below: any report
+# fails the test that triggered it (halt_on_error / -fno-sanitize-recover).
 #
 # Environment: FERRY_BUILD_DIR (default build), FERRY_TEST_JOBS (default 2),
 # FERRY_SKIP_BUILD=1 to reuse an existing build, FERRY_TEST_NO_PG=1 to run
@@ -14,14 +21,47 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-BUILD_DIR="${FERRY_BUILD_DIR:-build}"
+SANITIZE=""
+if [[ "${1:-}" == --sanitize ]]; then
+  SANITIZE="${2:-}"
+  shift 2 || true
+elif [[ "${1:-}" == --sanitize=* ]]; then
+  SANITIZE="${1#--sanitize=}"
+  shift
+fi
+case "$SANITIZE" in
+  "") BUILD_DIR="${FERRY_BUILD_DIR:-build}" ;;
+  address) BUILD_DIR="${FERRY_BUILD_DIR:-build-asan}" ;;
+  thread) BUILD_DIR="${FERRY_BUILD_DIR:-build-tsan}" ;;
+  *)
+    echo "test: error: --sanitize takes address or thread, not '$SANITIZE'" >&2
+    exit 2
+    ;;
+esac
 TEST_JOBS="${FERRY_TEST_JOBS:-2}"
 CTEST_ARGS=("$@")
-[[ ${#CTEST_ARGS[@]} -gt 0 ]] || CTEST_ARGS=(-LE long)
+if [[ ${#CTEST_ARGS[@]} -eq 0 ]]; then
+  CTEST_ARGS=(-LE long)
+  # The threaded tests: the coordinator with in-process workers (embedded
+  # mode), its HTTP endpoint and Prometheus scrape, the WAL checkpointer, the
+  # coordinator's own tests and the fault tests (whose processes are
+  # instrumented too).
+  [[ "$SANITIZE" == thread ]] && CTEST_ARGS+=(-R "$(cat "$ROOT/tests/sanitizers/tsan-tests.txt" | grep -v '^#' | paste -sd'|')")
+fi
 
 if [[ "${FERRY_SKIP_BUILD:-0}" != 1 ]]; then
-  bash "$ROOT/deploy/build.sh"
+  FERRY_BUILD_DIR="$BUILD_DIR" FERRY_CMAKE_ARGS="${SANITIZE:+-DFERRY_SANITIZE=$SANITIZE}" \
+    bash "$ROOT/deploy/build.sh"
+  if [[ -z "$SANITIZE" ]]; then
+    FERRY_SKIP_DEPS=1 bash "$ROOT/deploy/build-fuzz.sh" "$BUILD_DIR/fuzz"
+  fi
 fi
+
+SUPP="$ROOT/tests/sanitizers"
+export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$SUPP/ubsan.supp${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 
 # Everything temporary lives under one directory, removed on exit: the
 # tests' TMPDIR and the PostgreSQL cluster.

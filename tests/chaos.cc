@@ -18,6 +18,18 @@
 // libpq, see SqliteCanonicalRows / PgCanonicalRows), matched on the primary
 // key (or the rowid, which PostgreSQL holds as a leading `rowid` column).
 //
+// With --netem (root) each run's workers live in network namespaces of their
+// own behind 20 ms ± 10 ms of delay and 1% packet loss (tests/netns.h: tc
+// netem, or nftables loss and a delaying relay where the kernel has no
+// netem), and the coordinator listens on a veth host address; without the
+// rights for that it prints `chaos: skipped (netem: …)` and exits 0.
+//
+// With --coordinators N --state-pg URI (or --state-pg-env NAME) each run's
+// coordinator state lives in a fresh PostgreSQL database and N coordinators
+// share it (one leads, the others stand by); every coordinator is a target
+// of the chaos, workers get every endpoint, and the checks add: no commit of
+// a deposed coordinator after its term ended (ferry_state.terms).
+//
 // One line per run, then exactly:
 //   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
 // Exit 0 only if L = D = M = F = 0.
@@ -43,6 +55,7 @@
 #include <vector>
 
 #include "tests/cluster.h"
+#include "tests/netns.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 
@@ -66,6 +79,9 @@ struct Options {
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
   std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
+  bool netem = false;     // workers in network namespaces behind delay and loss
+  int coordinators = 1;   // > 1: standby coordinators on a PostgreSQL state
+  std::string state_pg;   // admin URI: each run's state in a fresh database there
 };
 
 constexpr int kFromVersion = 1;
@@ -161,7 +177,15 @@ class Sql {
 
 // Best-effort read of one integer from a file that may be busy (used while
 // processes run: never fails the run).
-int64_t PeekInt(const std::string& path, const std::string& sql) {
+bool IsPgUri(const std::string& s) {
+  return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
+}
+
+// A state query for both state stores: `sqlite_sql` on a state file,
+// `pg_sql` on a PostgreSQL state (schema ferry_state, strings as bytea).
+int64_t PeekInt(const std::string& path, const std::string& sqlite_sql, const std::string& pg_sql) {
+  if (IsPgUri(path)) return PgQueryInt(path, pg_sql, -1);
+  const std::string& sql = sqlite_sql;
   if (!std::filesystem::exists(path)) return -1;
   sqlite3* db = nullptr;
   int64_t v = -1;
@@ -321,10 +345,25 @@ void CompareStores(const std::string& legacy, const std::string& target, CheckRe
 }
 
 void CheckFinish(const std::string& state, const std::string& target, CheckResult* res) {
-  Sql st(state);
-  const int64_t finalize = st.Int("SELECT count(*) FROM events WHERE kind='finalize'", -1);
-  const int64_t state_boundary = st.Int("SELECT length(boundary) FROM job", -1);
-  const int64_t state_version = st.Int("SELECT current_version FROM job", -1);
+  const int64_t finalize = PeekInt(
+      state, "SELECT count(*) FROM events WHERE kind='finalize'",
+      "SELECT count(*) FROM ferry_state.events WHERE kind = convert_to('finalize', 'UTF8')");
+  const int64_t state_boundary = PeekInt(state, "SELECT length(boundary) FROM job",
+                                         "SELECT length(boundary) FROM ferry_state.job");
+  const int64_t state_version = PeekInt(state, "SELECT current_version FROM job",
+                                        "SELECT current_version FROM ferry_state.job");
+  if (IsPgUri(state)) {
+    // Standby coordinators: no term committed anything after the next began.
+    const int64_t late = PgQueryInt(state,
+                                    "SELECT count(*) FROM ferry_state.terms o JOIN "
+                                    "ferry_state.terms n ON n.term > o.term WHERE "
+                                    "o.last_commit_at >= n.started_at",
+                                    -1);
+    if (late != 0) {
+      res->problems.push_back(
+          fmt::format("{} commits of a deposed coordinator after its term ended", late));
+    }
+  }
   if (finalize != 1) {
     res->problems.push_back(
         fmt::format("version bumped {} times (finalize events), want 1", finalize));
@@ -529,14 +568,17 @@ struct RunStats {
 class Run {
  public:
   // target_uri: the new store's URI when it is not sqlite:<dir>/new.db.
+  // state_uri: the coordinators' --state when it is not <dir>/state.db.
   Run(const Options& o, int index, uint64_t seed, const std::string& dir, int64_t* plan_estimate_ms,
-      const std::string& target_uri = "")
+      const std::string& target_uri = "", const std::string& state_uri = "")
       : o_(o), index_(index), rng_(seed), c_(dir), dir_(dir), plan_estimate_ms_(plan_estimate_ms) {
     c_.target_uri = target_uri;
+    if (!state_uri.empty()) c_.state = state_uri;
   }
 
   // Returns true if the migration reached `complete`.
   bool Chaos(std::string* why) {
+    if (o_.netem && !SetUpNetem(why)) return false;
     MakeLegacy(c_.legacy, o_.rows, rng_());
     const int64_t t0 = t0_ = NowMs();
     const int64_t deadline = t0 + int64_t{o_.max_seconds} * 1000;
@@ -545,7 +587,10 @@ class Run {
                    "--batch-rows",   std::to_string(o_.batch_rows),
                    "--from-version", std::to_string(kFromVersion),
                    "--to-version",   std::to_string(kToVersion)};
-    StartCoordinator();
+    coords_.resize(static_cast<size_t>(o_.coordinators));
+    coord_restart_at_.assign(coords_.size(), 0);
+    restart_now_.assign(coords_.size(), false);
+    for (size_t i = 0; i < coords_.size(); ++i) StartCoordinator(i);
     // Hit planning: kill the first coordinator after a random moment within
     // the (measured) planning time, on most runs.
     if (Chance(0.75)) {
@@ -572,30 +617,34 @@ class Run {
         }
       }
       // Reap and replace.
-      if (coord_ && !coord_->p->running()) {
-        const int code = coord_->p->exit_code();
-        if (!coord_->signalled) {
-          std::string log = ReadFile(dir_ + "/coordinator.log");
-          if (code == 0 && log.find("already at version") != std::string::npos) {
-            // Killed after it committed the version bump but before we saw
-            // `complete`; the restart found the new store done. Done too.
-            complete = true;
-            done_via_restart_ = true;
-            coord_.reset();
-            break;
+      for (size_t i = 0; i < coords_.size(); ++i) {
+        std::unique_ptr<Proc>& coord = coords_[i];
+        if (coord && !coord->p->running()) {
+          const int code = coord->p->exit_code();
+          if (!coord->signalled) {
+            std::string log = ReadFile(CoordinatorLog(i));
+            if (code == 0 && log.find("already at version") != std::string::npos) {
+              // Killed after it committed the version bump but before we saw
+              // `complete`; the restart found the new store done. Done too.
+              complete = true;
+              done_via_restart_ = true;
+              coord.reset();
+              break;
+            }
+            stats_.anomalies.push_back(
+                fmt::format("coordinator {} exited on its own with code {}", i, code));
           }
-          stats_.anomalies.push_back(
-              fmt::format("coordinator exited on its own with code {}", code));
+          if (coord->signalled && !ExpectedExit(*coord, code)) {
+            stats_.anomalies.push_back(
+                fmt::format("coordinator {} exited with code {} after a signal", i, code));
+          }
+          coord.reset();
+          coord_restart_at_[i] = now + (restart_now_[i] ? 0 : Uniform(0, 1500));
+          restart_now_[i] = false;
         }
-        if (coord_->signalled && !ExpectedExit(*coord_, code)) {
-          stats_.anomalies.push_back(
-              fmt::format("coordinator exited with code {} after a signal", code));
-        }
-        coord_.reset();
-        coord_restart_at_ = now + (restart_now_ ? 0 : Uniform(0, 1500));
-        restart_now_ = false;
+        if (!coord && now >= coord_restart_at_[i]) StartCoordinator(i);
       }
-      if (!coord_ && now >= coord_restart_at_) StartCoordinator();
+      if (complete) break;
       for (auto it = workers_.begin(); it != workers_.end();) {
         Proc& w = **it;
         if (w.p->running()) {
@@ -625,8 +674,9 @@ class Run {
         for (int i = 0; i < o_.workers; ++i) StartWorker();
       }
       // Learn how long a fresh start takes to commit its plan.
-      if (!plan_seen_ && coord_ && coord_->started_ms == first_start_ms_ && !coord_->signalled) {
-        if (PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0) {
+      if (!plan_seen_ && coords_[lead_] && coords_[lead_]->started_ms == first_start_ms_ &&
+          !coords_[lead_]->signalled) {
+        if (PlanCommitted()) {
           plan_seen_ = true;
           const int64_t took = now - first_start_ms_;
           *plan_estimate_ms_ = std::max<int64_t>(5, took * 9 / 10);
@@ -636,10 +686,9 @@ class Run {
       // Planned hits on the coordinator.
       if (plan_kill_at_ && now >= plan_kill_at_) {
         plan_kill_at_ = 0;
-        if (coord_ && !coord_->stopped) {
-          const bool planned =
-              PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'") > 0;
-          Act(coord_.get(), SIGKILL);
+        if (coords_[lead_] && !coords_[lead_]->stopped) {
+          const bool planned = PlanCommitted();
+          Act(coords_[lead_].get(), SIGKILL);
           if (!planned) stats_.plan_hits++;
           // Aim at the planning window: earlier if we were late, later if early.
           // (Shrinking faster than growing settles where most kills hit.)
@@ -647,35 +696,39 @@ class Run {
                                        : *plan_estimate_ms_ * 11 / 10 + 1;
           if (o_.verbose) {
             std::cerr << fmt::format("  chaos: planning kill {} ms after start, plan {}\n",
-                                     now - coord_->started_ms,
+                                     now - coords_[lead_]->started_ms,
                                      planned ? "committed" : "not committed");
           }
-          restart_now_ = Chance(0.5);
+          restart_now_[lead_] = Chance(0.5);
         }
       }
       if (end_kill_at_ && now >= end_kill_at_) {
         end_kill_at_ = 0;
-        if (coord_ && !coord_->stopped) {
+        if (coords_[lead_] && !coords_[lead_]->stopped) {
           stats_.end_hits++;
           if (Chance(0.8)) {
-            Act(coord_.get(), SIGKILL);
+            Act(coords_[lead_].get(), SIGKILL);
           } else {
-            Pause(coord_.get());
+            Pause(coords_[lead_].get());
           }
         }
       }
       // Status.
       // (Not while a planning hit is due: a poll can block for its timeout.)
-      if (coord_ && !coord_->stopped && !plan_kill_at_ && now >= next_poll) {
+      if (coords_[lead_] && !coords_[lead_]->stopped && !plan_kill_at_ && now >= next_poll) {
         next_poll = now + 100;
         std::string reply;
-        if (StatusCommand(c_.status_endpoint(), "status", &reply, 300)) {
+        if (StatusCommand(StatusEndpoint(lead_), "status", &reply, 300)) {
           auto st = nlohmann::json::parse(reply, nullptr, false);
-          if (st.is_object()) {
+          if (st.is_object() && st.value("state", "") == "standby") {
+            // Another coordinator leads: poll that one from now on.
+            lead_ = (lead_ + 1) % coords_.size();
+            next_poll = now;
+          } else if (st.is_object()) {
             if (!throttled_ && o_.throttle > 0) {
-              // Persisted in the state file: survives coordinator restarts.
+              // Persisted in the state: survives coordinator restarts.
               std::string r;
-              throttled_ = StatusCommand(c_.status_endpoint(),
+              throttled_ = StatusCommand(StatusEndpoint(lead_),
                                          fmt::format("throttle {}", o_.throttle), &r, 1000) &&
                            r.find("\"ok\":true") != std::string::npos;
             }
@@ -697,7 +750,11 @@ class Run {
               end_kill_at_ = now + Uniform(0, 250);
             }
           }
+        } else if (coords_.size() > 1) {
+          lead_ = (lead_ + 1) % coords_.size();  // no answer: try the next one
         }
+      } else if (coords_.size() > 1 && !coords_[lead_] && !plan_kill_at_) {
+        lead_ = (lead_ + 1) % coords_.size();
       }
       // Random chaos.
       if (now >= next_action_) {
@@ -750,7 +807,9 @@ class Run {
  private:
   std::vector<Proc*> All() {
     std::vector<Proc*> out;
-    if (coord_) out.push_back(coord_.get());
+    for (auto& c : coords_) {
+      if (c) out.push_back(c.get());
+    }
     for (auto& w : workers_) out.push_back(w.get());
     return out;
   }
@@ -772,20 +831,90 @@ class Run {
     return code == 128 + SIGTERM && p.last_signal == SIGTERM && p.signalled_ms - p.started_ms < 500;
   }
 
-  void StartCoordinator() {
+  // Coordinator slot i: slot 0 on the Cluster's ports and log, the
+  // standbys (--coordinators) on their own.
+  void StartCoordinator(size_t i) {
     auto p = std::make_unique<Proc>();
-    p->p = c_.StartCoordinator(coord_args_);
-    p->name = "coordinator";
+    if (i == 0) {
+      p->p = c_.StartCoordinator(coord_args_);
+    } else {
+      while (extra_ports_.size() < i) extra_ports_.push_back({FreePort(), FreePort()});
+      std::vector<std::string> argv = {Bin("ferry-coordinator"),
+                                       "--source",
+                                       "sqlite:" + c_.legacy,
+                                       "--target",
+                                       c_.TargetArg(),
+                                       "--state",
+                                       c_.state,
+                                       "--listen",
+                                       ListenEndpoint(i),
+                                       "--status-endpoint",
+                                       StatusEndpoint(i)};
+      argv.insert(argv.end(), coord_args_.begin(), coord_args_.end());
+      p->p = std::make_unique<Process>(argv, CoordinatorLog(i));
+    }
+    p->name = i == 0 ? "coordinator" : fmt::format("coordinator-{}", i);
     p->started_ms = NowMs();
     if (!first_start_ms_) first_start_ms_ = p->started_ms;
-    coord_ = std::move(p);
+    coords_[i] = std::move(p);
     stats_.coord_starts++;
+  }
+
+  std::string ListenEndpoint(size_t i) const {
+    return i == 0 ? c_.listen()
+                  : fmt::format("tcp://{}:{}", c_.listen_host, extra_ports_[i - 1].first);
+  }
+  std::string StatusEndpoint(size_t i) const {
+    return i == 0 ? c_.status_endpoint()
+                  : fmt::format("tcp://127.0.0.1:{}", extra_ports_[i - 1].second);
+  }
+  std::string CoordinatorLog(size_t i) const {
+    return i == 0 ? dir_ + "/coordinator.log" : fmt::format("{}/coordinator-{}.log", dir_, i);
+  }
+  // Every coordinator's worker endpoint: what workers get with several.
+  std::string AllListenEndpoints() {
+    while (extra_ports_.size() + 1 < coords_.size())
+      extra_ports_.push_back({FreePort(), FreePort()});
+    std::string out;
+    for (size_t i = 0; i < coords_.size(); ++i) out += (i ? "," : "") + ListenEndpoint(i);
+    return out;
+  }
+  bool PlanCommitted() {
+    return PeekInt(c_.state, "SELECT count(*) FROM events WHERE kind='plan'",
+                   "SELECT count(*) FROM ferry_state.events WHERE kind = convert_to('plan', "
+                   "'UTF8')") > 0;
+  }
+
+  // --netem: one namespace per worker slot behind delay and loss; the
+  // coordinator listens on the host end of the first link.
+  bool SetUpNetem(std::string* why) {
+    lab_ = NetLab::Create(o_.workers, why);
+    if (!lab_) return false;
+    c_.listen_host = lab_->coordinator_addr();
+    for (int i = 0; i < lab_->size(); ++i) {
+      if (!lab_->Impair(i, 20, 10, 1.0, c_.port, why)) return false;
+    }
+    return true;
   }
 
   void StartWorker() {
     auto p = std::make_unique<Proc>();
     p->name = fmt::format("w{}", next_worker_++);
-    p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
+    if (lab_) {
+      const int slot = (next_worker_ - 1) % lab_->size();
+      p->p =
+          std::make_unique<Process>(lab_->InNamespace(slot, {Bin("ferry-worker"), "--coordinator",
+                                                             lab_->Endpoint(slot, c_.port), "--id",
+                                                             p->name, "--log-level", "debug"}),
+                                    dir_ + "/worker-" + p->name + ".log");
+    } else if (coords_.size() > 1) {
+      p->p = std::make_unique<Process>(
+          std::vector<std::string>{Bin("ferry-worker"), "--coordinator", AllListenEndpoints(),
+                                   "--id", p->name, "--log-level", "debug"},
+          dir_ + "/worker-" + p->name + ".log");
+    } else {
+      p->p = c_.StartWorker(p->name, {"--log-level", "debug"});
+    }
     p->started_ms = NowMs();
     workers_.push_back(std::move(p));
     stats_.worker_starts++;
@@ -822,18 +951,28 @@ class Run {
     }
     if (live.empty()) return;
     Proc* target = nullptr;
-    if (coord_ && !coord_->stopped && !coord_->signalled && !plan_kill_at_ && Chance(0.25)) {
-      target = coord_.get();
+    std::vector<Proc*> cs;  // live coordinators
+    for (auto& c : coords_) {
+      if (c && !c->stopped && !c->signalled) cs.push_back(c.get());
+    }
+    auto is_coord = [&](Proc* p) {
+      for (auto& c : coords_) {
+        if (c.get() == p) return true;
+      }
+      return false;
+    };
+    if (!cs.empty() && !plan_kill_at_ && Chance(0.25)) {
+      target = cs[static_cast<size_t>(Uniform(0, static_cast<int64_t>(cs.size()) - 1))];
     } else {
       std::vector<Proc*> ws;
       for (Proc* p : live) {
-        if (p != coord_.get()) ws.push_back(p);
+        if (!is_coord(p)) ws.push_back(p);
       }
       if (ws.empty()) return;
       target = ws[static_cast<size_t>(Uniform(0, static_cast<int64_t>(ws.size()) - 1))];
     }
     stats_.actions++;
-    if (target == coord_.get()) stats_.coord_actions++;
+    if (is_coord(target)) stats_.coord_actions++;
     const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
     if (r < 0.35) {
       Act(target, SIGKILL);
@@ -843,8 +982,10 @@ class Run {
       Act(target, SIGTERM);
     } else {  // restart: kill and start the replacement at once
       stats_.restarts++;
-      if (target == coord_.get()) {
-        restart_now_ = true;
+      if (is_coord(target)) {
+        for (size_t i = 0; i < coords_.size(); ++i) {
+          if (coords_[i].get() == target) restart_now_[i] = true;
+        }
       } else {
         restart_now_worker_ = true;
       }
@@ -894,16 +1035,17 @@ class Run {
     }
     for (auto& w : workers_) w->p->Kill();
     workers_.clear();
-    if (coord_) {
-      coord_->p->Signal(SIGTERM);
-      if (!coord_->p->Wait(15000)) {
-        stats_.anomalies.push_back("coordinator did not stop within 15 s of SIGTERM");
-        coord_->p->Kill();
-      } else if (complete && coord_->p->exit_code() != 0) {
-        stats_.anomalies.push_back(fmt::format(
-            "coordinator exited with code {} on SIGTERM after complete", coord_->p->exit_code()));
+    for (auto& coord : coords_) {
+      if (!coord) continue;
+      coord->p->Signal(SIGTERM);
+      if (!coord->p->Wait(15000)) {
+        stats_.anomalies.push_back(coord->name + " did not stop within 15 s of SIGTERM");
+        coord->p->Kill();
+      } else if (complete && coord->p->exit_code() != 0) {
+        stats_.anomalies.push_back(fmt::format("{} exited with code {} on SIGTERM after complete",
+                                               coord->name, coord->p->exit_code()));
       }
-      coord_.reset();
+      coord.reset();
     }
   }
 
@@ -914,13 +1056,17 @@ class Run {
   std::string dir_;
   int64_t* plan_estimate_ms_;
   std::vector<std::string> coord_args_;
-  std::unique_ptr<Proc> coord_;
+  std::vector<std::unique_ptr<Proc>> coords_;     // [0] primary, then standbys
+  size_t lead_ = 0;                               // the one whose status counts
+  std::vector<std::pair<int, int>> extra_ports_;  // standbys' (listen, status) ports
   std::deque<std::unique_ptr<Proc>> workers_;
   std::vector<int64_t> pending_workers_;
   int next_worker_ = 0;
+  std::unique_ptr<NetLab> lab_;  // --netem
   int64_t next_action_ = 0;
-  int64_t coord_restart_at_ = 0;
-  bool restart_now_ = false, restart_now_worker_ = false;
+  std::vector<int64_t> coord_restart_at_;
+  std::vector<bool> restart_now_;
+  bool restart_now_worker_ = false;
   int64_t plan_kill_at_ = 0, end_kill_at_ = 0;
   int end_hits_armed_ = 2;
   int64_t first_start_ms_ = 0;
@@ -973,6 +1119,22 @@ int main(int argc, char** argv) {
                  "rows/s over all workers (the coordinator's `throttle`), so the chaos has time "
                  "to act; 0 = off; default: an undisturbed copy takes 3 s + 1 s per 25000 rows");
   app.add_flag("-v,--verbose", o.verbose, "log each chaos action");
+  app.add_option("--coordinators", o.coordinators,
+                 "coordinators per run (more than 1: standbys sharing a PostgreSQL state, "
+                 "--state-pg/--state-pg-env; workers get every endpoint)")
+      ->default_val(1)
+      ->check(CLI::Range(1, 5));
+  auto* state_pg_opt = app.add_option(
+      "--state-pg", o.state_pg,
+      "keep each run's coordinator state in a fresh database on this PostgreSQL server "
+      "(admin URI) instead of a state file");
+  std::string state_pg_env;
+  app.add_option("--state-pg-env", state_pg_env,
+                 "like --state-pg, with the URI read from this environment variable; if it is "
+                 "unset or empty, print `chaos: skipped (NAME not set)` and exit 0")
+      ->excludes(state_pg_opt);
+  app.add_flag("--netem", o.netem,
+               "workers in network namespaces behind 20 ms +- 10 ms delay and 1% loss (root)");
   auto* pg_opt = app.add_option(
       "--target-pg", o.target_pg,
       "migrate into PostgreSQL: admin URI (postgresql://...) of a server on which each run "
@@ -987,6 +1149,19 @@ int main(int argc, char** argv) {
                  "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
                  "and exit");
   CLI11_PARSE(app, argc, argv);
+  if (!state_pg_env.empty()) {
+    const char* v = std::getenv(state_pg_env.c_str());
+    if (!v || !*v) {
+      std::cout << "chaos: skipped (" << state_pg_env << " not set)" << std::endl;
+      return 0;
+    }
+    o.state_pg = v;
+  }
+  if (o.coordinators > 1 && o.state_pg.empty()) {
+    std::cerr << "ferry-chaos: error: --coordinators " << o.coordinators
+              << " needs a shared state: add --state-pg URI or --state-pg-env NAME\n";
+    return 2;
+  }
   if (!pg_env.empty()) {
     const char* v = std::getenv(pg_env.c_str());
     if (!v || !*v) {
@@ -1025,6 +1200,13 @@ int main(int argc, char** argv) {
     o.throttle = std::max<int64_t>(100, o.rows * 25000 / (3 * 25000 + o.rows));
   }
   if (!o.seed_given) o.seed = std::random_device{}() ^ static_cast<uint64_t>(NowMs());
+  if (o.netem) {
+    std::string why;
+    if (!NetLab::Create(1, &why)) {
+      std::cout << "chaos: skipped (netem: " << why << ")" << std::endl;
+      return 0;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
@@ -1060,8 +1242,19 @@ int main(int argc, char** argv) {
         continue;
       }
     }
+    std::unique_ptr<PgTestDb> statedb;  // the coordinators' state (--state-pg)
+    if (!o.state_pg.empty()) {
+      statedb = std::make_unique<PgTestDb>(o.state_pg, "ferry_chaos_state_");
+      if (!statedb->ok()) {
+        std::cout << fmt::format("run {}: FAILED: cannot create a database on {}\n", i, o.state_pg)
+                  << std::flush;
+        failed++;
+        continue;
+      }
+    }
     {
-      Run run(o, i, run_seed, dir, &plan_estimate_ms, pgdb ? pgdb->uri() : "");
+      Run run(o, i, run_seed, dir, &plan_estimate_ms, pgdb ? pgdb->uri() : "",
+              statedb ? statedb->uri() : "");
       // The new store as the checks see it: a SQLite file or the PostgreSQL URI.
       const std::string target = pgdb ? pgdb->uri() : run.cluster().target;
       const bool complete = run.Chaos(&why);
@@ -1089,6 +1282,11 @@ int main(int argc, char** argv) {
       kept_db = pgdb->uri();
     }
     pgdb.reset();
+    if (statedb && (o.keep || !ok || !stats.anomalies.empty())) {
+      statedb->Keep();
+      kept_db += (kept_db.empty() ? "" : ", state ") + statedb->uri();
+    }
+    statedb.reset();
     lost += check.lost;
     extra += check.extra;
     mismatched += check.mismatched;

@@ -28,7 +28,9 @@ class Cluster {
   std::string source_uri;
   std::string SourceArg() const { return source_uri.empty() ? "sqlite:" + legacy : source_uri; }
   int port = 0, status_port = 0;
-  std::string listen() const { return "tcp://127.0.0.1:" + std::to_string(port); }
+  // The address the coordinator's worker socket binds (and workers dial).
+  std::string listen_host = "127.0.0.1";
+  std::string listen() const { return "tcp://" + listen_host + ":" + std::to_string(port); }
   std::string status_endpoint() const { return "tcp://127.0.0.1:" + std::to_string(status_port); }
 
   // ferry-coordinator with the common flags plus `extra`.

@@ -109,7 +109,7 @@ class FakeWorker {
     return g;
   }
 
-  // A completion that asks for the next range (Complete.next). `reply` gets
+  // A completion that asks for the next range (Report.next). `reply` gets
   // "grant", "nowork", "nowork complete", "ack", "lease lost" or "none".
   GrantInfo CompleteNext(uint64_t range, uint64_t epoch, uint64_t rows, std::string* reply) {
     capnp::MallocMessageBuilder b;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ctl/ctl_client.h"
+#include "tests/netns.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
 
@@ -26,9 +27,11 @@ constexpr int kTtlS = 2;
 
 struct Coordinator {
   int port = 0, status_port = 0;
+  std::string addr = "127.0.0.1";
+  std::string state;  // --state, when not the test database's own URI
   std::unique_ptr<Process> p;
-  std::string listen() const { return "tcp://127.0.0.1:" + std::to_string(port); }
-  std::string status() const { return "tcp://127.0.0.1:" + std::to_string(status_port); }
+  std::string listen() const { return "tcp://" + addr + ":" + std::to_string(port); }
+  std::string status() const { return "tcp://" + addr + ":" + std::to_string(status_port); }
 };
 
 class HaTest : public ::testing::Test {
@@ -44,15 +47,28 @@ class HaTest : public ::testing::Test {
     }
   }
 
-  void StartCoordinator(int i) {
+  // Coordinator i; `in_ns`: run inside that network namespace of lab_.
+  void StartCoordinator(int i, int in_ns = -1) {
     Coordinator& c = c_[i];
-    c.p = std::make_unique<Process>(
-        std::vector<std::string>{
-            Bin("ferry-coordinator"), "--source", "sqlite:" + dir_.File("legacy.db"), "--target",
-            "sqlite:" + dir_.File("new.db"), "--state", db_->uri(), "--listen", c.listen(),
-            "--status-endpoint", c.status(), "--lease-ttl", std::to_string(kTtlS), "--range-rows",
-            "3000", "--batch-rows", "300"},
-        dir_.File("coordinator-" + std::to_string(i) + ".log"));
+    std::vector<std::string> argv = {Bin("ferry-coordinator"),
+                                     "--source",
+                                     "sqlite:" + dir_.File("legacy.db"),
+                                     "--target",
+                                     "sqlite:" + dir_.File("new.db"),
+                                     "--state",
+                                     c.state.empty() ? db_->uri() : c.state,
+                                     "--listen",
+                                     c.listen(),
+                                     "--status-endpoint",
+                                     c.status(),
+                                     "--lease-ttl",
+                                     std::to_string(kTtlS),
+                                     "--range-rows",
+                                     "3000",
+                                     "--batch-rows",
+                                     "300"};
+    if (in_ns >= 0) argv = lab_->InNamespace(in_ns, argv);
+    c.p = std::make_unique<Process>(argv, dir_.File("coordinator-" + std::to_string(i) + ".log"));
   }
 
   void StartWorkers() {
@@ -84,8 +100,8 @@ class HaTest : public ::testing::Test {
 
   // Starts both coordinators and the workers, throttled so the migration
   // runs for several seconds; returns the leader once rows are moving.
-  int StartJob() {
-    StartCoordinator(0);
+  int StartJob(int first_in_ns = -1) {
+    StartCoordinator(0, first_in_ns);
     EXPECT_TRUE(WaitFor([&] { return StateOf(0) == "copying"; }, 30000)) << Logs();
     StartCoordinator(1);
     EXPECT_TRUE(WaitFor([&] { return StateOf(1) == "standby"; }, 30000)) << Logs();
@@ -156,6 +172,8 @@ class HaTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::unique_ptr<NetLab> lab_;  // the partition test's namespace
+  std::unique_ptr<DelayRelay> pg_relay_;
   std::unique_ptr<PgTestDb> db_;
   Coordinator c_[2];
   std::vector<std::unique_ptr<Process>> workers_;
@@ -233,6 +251,62 @@ TEST_F(HaTest, ActiveThatLosesTheStateDatabaseStepsDownAndTheStandbyTakesOver) {
   }
   EXPECT_EQ(Leader(), 1) << Logs();
   EXPECT_TRUE(WaitFor([&] { return StateOf(0) == "standby"; }, 15000)) << Logs();
+  ExpectCompletedOnce();
+}
+
+// A network partition (root only; skips otherwise): the active coordinator
+// runs in a network namespace of its own, reaching the state database (a
+// relay on its veth's host address to the test server) and the workers only
+// through that link. The link goes down: a standby takes over within the
+// lease TTL + 2 s; the migration completes; after the link comes back the
+// old active is a standby.
+TEST_F(HaTest, PartitionedActiveIsReplacedAndStandsByAfterHealing) {
+  std::string why;
+  lab_ = NetLab::Create(1, &why);
+  if (!lab_) GTEST_SKIP() << "network namespaces unavailable: " << why;
+  // The coordinator in the namespace reaches PostgreSQL through a relay on
+  // the host end of its link (the test server listens on loopback only).
+  const std::string admin = PgAdminUri();
+  const size_t at = admin.find('@'), colon = admin.find(':', at), slash = admin.find('/', at);
+  ASSERT_TRUE(at != std::string::npos && colon != std::string::npos && slash != std::string::npos);
+  const int pg_port = std::stoi(admin.substr(colon + 1, slash - colon - 1));
+  pg_relay_ = std::make_unique<DelayRelay>(lab_->link(0).host_addr, "127.0.0.1", pg_port, 0, 0);
+  ASSERT_TRUE(pg_relay_->ok());
+  std::string uri = db_->uri();
+  uri.replace(at + 1, slash - at - 1,
+              lab_->link(0).host_addr + ":" + std::to_string(pg_relay_->port()));
+  c_[0].addr = lab_->link(0).ns_addr;
+  c_[0].state = uri;
+  ASSERT_EQ(StartJob(/*first_in_ns=*/0), 0) << Logs();
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(lab_->Partition(0, true, &why)) << why;
+  const double took = WaitTakeover(0, t0);
+  EXPECT_LE(took, kTtlS + 2.0) << "takeover took " << took << " s";
+  std::this_thread::sleep_for(std::chrono::seconds(kTtlS));
+  ASSERT_TRUE(lab_->Partition(0, false, &why)) << why;
+  EXPECT_TRUE(WaitFor([&] { return StateOf(0) == "standby"; }, 20000)) << Logs();
+  ExpectCompletedOnce();
+  EXPECT_NE(ReadFile(dir_.File("coordinator-0.log")).find("stepped_down"), std::string::npos);
+}
+
+// After the end: the leader that completed the job dies; the standby that
+// takes over serves the completed job (state complete) instead of exiting,
+// so a worker that arrives late is told the migration is complete and
+// exits 0 at once.
+TEST_F(HaTest, StandbyTakingOverACompleteJobTellsLateWorkersItIsComplete) {
+  ASSERT_EQ(StartJob(), 0);
+  ASSERT_TRUE(StatusRequest(ctx_, c_[0].status(), "throttle off", 2000).ok());
+  ASSERT_TRUE(WaitFor([&] { return StateOf(0) == "complete"; }, 60000)) << Logs();
+  const auto t0 = std::chrono::steady_clock::now();
+  c_[0].p->Kill();
+  WaitTakeover(0, t0);
+  EXPECT_EQ(StateOf(1), "complete") << Logs();
+  Process late(
+      {Bin("ferry-worker"), "--coordinator", c_[0].listen() + "," + c_[1].listen(), "--id", "late"},
+      dir_.File("worker-late.log"));
+  ASSERT_TRUE(late.Wait(30000)) << ReadFile(dir_.File("worker-late.log"));
+  EXPECT_EQ(late.exit_code(), 0) << ReadFile(dir_.File("worker-late.log"));
+  EXPECT_NE(ReadFile(dir_.File("worker-late.log")).find("migration_complete"), std::string::npos);
   ExpectCompletedOnce();
 }
 

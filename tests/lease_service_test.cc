@@ -392,6 +392,57 @@ TEST(LeaseServiceTest, WorkerRefusingItsStoresIsGoneAndNamedInLastError) {
   EXPECT_EQ(s.svc.workers().CountLive(), 0u);
 }
 
+// Found by the protocol model (tests/model): a completion held waiting for
+// the next range, whose commit then failed, must not be answered after the
+// rollback ("your lease again" would send the worker back over a range it
+// believes it completed, and its batches could land after the range is
+// done): the held requests are dropped with the rolled-back changes.
+TEST(LeaseServiceTest, HeldRequestsAreDroppedWithAFailedCommit) {
+  Service s(1);
+  s.Register("w1");
+  s.Register("w2");
+  GrantReply g = s.Lease("w1");
+  StateCommit committed = s.Pass();
+  const JobMeta job = s.svc.job();
+  const std::vector<RangeRecord> ranges = s.svc.table().ranges();  // as committed
+  // w2 waits for a range; w1 completes the last one (held for the next).
+  EXPECT_EQ(Service::Kind(s.Ask("w2", /*may_wait=*/true)), "waiting");
+  (void)s.Report(ReportKind::kComplete, "w1", g.range, g.epoch, Key(99), 100, /*next=*/true,
+                 /*may_wait=*/true);
+  StateCommit lost = s.Pass();  // this commit fails: back to what the state holds
+  s.svc.Restore(job, ranges);
+  EXPECT_EQ(s.svc.waiting(), 0u);
+  EXPECT_TRUE(s.svc.AnswerWaiting().empty());
+  EXPECT_EQ(s.svc.table().Find(g.range)->state, RangeState::kLeased);
+  (void)committed;
+  (void)lost;
+}
+
+// Found by the protocol model: a worker restarted with the same --id (or two
+// processes sharing one) must never get its old lease back under the same
+// epoch. Registering fences every lease its id still holds.
+TEST(LeaseServiceTest, ReRegisteringFencesTheLeasesTheIdStillHolds) {
+  Service s(2);
+  s.Register("w1");
+  GrantReply old = s.Lease("w1");
+  s.Pass();
+  s.Register("w1");  // the process was restarted with the same id
+  StateCommit c = s.Pass();
+  EXPECT_EQ(s.svc.table().Find(old.range)->state, RangeState::kPending);
+  bool fenced_event = false;
+  for (const Event& e : c.events) fenced_event |= e.kind == "release" && e.range == old.range;
+  EXPECT_TRUE(fenced_event);
+  GrantReply fresh = s.Lease("w1");
+  EXPECT_EQ(fresh.range, old.range);
+  EXPECT_GT(fresh.epoch, old.epoch);
+  // The old process's reports are lease lost.
+  EXPECT_EQ(Service::Kind(s.Report(ReportKind::kComplete, "w1", old.range, old.epoch, Key(1), 1)),
+            "lease lost");
+  EXPECT_EQ(
+      Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", fresh.range, fresh.epoch, Key(1), 1)),
+      "ack");
+}
+
 // The one rule for "live": registered, neither gone nor draining, heard
 // from within the policy's liveness window.
 TEST(LeaseServiceTest, LiveWorkersAreHeardFromWithinTheLivenessWindowAndNotGoneOrDraining) {

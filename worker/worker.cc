@@ -692,7 +692,12 @@ Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, size_
   FERRY_RETURN_IF_ERROR(
       source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
   out->rows = batch_.rows();
-  if (out->rows == 0) return Status::Ok();
+  if (out->rows == 0) {
+    // Nothing left: record our epoch on the range's fence anyway (an empty,
+    // fenced transaction), so a stalled older owner can never write into the
+    // range after we report it done.
+    return target_->WriteBatch(schema, batch_, fence);
+  }
   FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));
   out->bytes = batch_.bytes;
   out->last_key = batch_.keys.back();

@@ -1,5 +1,5 @@
 // Worker: registers with the coordinator, then loops lease -> copy -> complete.
-// A completion asks for the next range too (Complete.next), so a worker
+// A completion asks for the next range too (Report.next), so a worker
 // spends one round trip per range, not two.
 //
 // Copying a range: batches are read from the legacy store after the cursor
