@@ -27,6 +27,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/clock.h"
 #include "stores/store.h"
 #include "tests/cluster.h"
 #include "tests/process_util.h"
@@ -359,6 +360,230 @@ TEST_F(OnlineTest, PostgresToPostgresLosesNoWriteAndRefusesWritesAfterCutover) {
 }
 TEST_F(OnlineTest, PostgresToSqliteLosesNoWriteAndRefusesWritesAfterCutover) {
   Migrate(true, false);
+}
+
+// ---- bad input and failed cut-overs ----
+
+// A small SQLite legacy store, the coordinator (--online) and one worker.
+struct SmallOnline {
+  explicit SmallOnline(const TempDir& dir, bool wal = false) : c(dir.path()) {
+    legacy = MakeEndpoint(false, dir, "legacy", true, wal);
+    c.source_uri = legacy.uri;
+  }
+  void Start(const std::vector<std::string>& extra, int throttle = 0, int ttl = 2) {
+    std::vector<std::string> args = {"--online",    "--tables",          "events,kv,live",
+                                     "--lease-ttl", std::to_string(ttl), "--range-rows",
+                                     "2000",        "--batch-rows",      "500"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    coord = c.StartCoordinator(args);
+    ASSERT_TRUE(WaitFor([&] { return c.Status().is_object(); }, 30000)) << c.Logs();
+    if (throttle > 0) c.Command("throttle " + std::to_string(throttle));
+    worker = c.StartWorker("w1");
+  }
+  Endpoint legacy;
+  Cluster c;
+  std::unique_ptr<Process> coord, worker;
+};
+
+// True once the new store holds `live` row `id` with n = `n`.
+bool NewStoreHas(const Cluster& c, int64_t id, int64_t n) {
+  return QueryInt(c.target, "SELECT n FROM live WHERE id = " + std::to_string(id), -1) == n;
+}
+
+TEST(OnlineBadInput, CutoverBeforeCatchingUpIsAClearError) {
+  TempDir dir;
+  SmallOnline s(dir);
+  s.Start({}, /*throttle=*/300);  // a slow copy: still copying when asked
+  ASSERT_TRUE(s.c.WaitState("copying", 30000)) << s.c.Logs();
+  const nlohmann::json answer = nlohmann::json::parse(s.c.Command("cutover"), nullptr, false);
+  ASSERT_TRUE(answer.is_object());
+  EXPECT_NE(answer.value("error", "").find("still copying"), std::string::npos) << answer.dump();
+  std::string out;
+  EXPECT_EQ(RunCtl(s.c, {"cutover", "--timeout", "5"}, &out), 1) << out;
+  EXPECT_NE(out.find("catching_up"), std::string::npos) << out;
+  EXPECT_EQ(s.c.Status().value("state", ""), "copying");
+  EXPECT_EQ(Inspect(s.legacy).capture_triggers, 9);  // capture untouched
+  EXPECT_EQ(Inspect(s.legacy).guard_triggers, 0);
+}
+
+TEST(OnlineBadInput, CutoverOfAnOfflineMigrationIsRefused) {
+  TempDir dir;
+  Cluster c(dir.path());
+  MakeDemoStore(c.legacy, 2000);
+  auto coord = c.StartCoordinator({});  // no worker: it stays copying
+  ASSERT_TRUE(WaitFor([&] { return c.Status().is_object(); }, 30000)) << c.Logs();
+  const std::string answer = c.Command("cutover");
+  EXPECT_NE(answer.find("not online"), std::string::npos) << answer;
+}
+
+TEST(OnlineBadInput, CutoverThatTimesOutReturnsToCatchingUpWithWritesAllowed) {
+  TempDir dir;
+  SmallOnline s(dir);
+  s.Start({});
+  ASSERT_TRUE(s.c.WaitState("catching_up", 60000)) << s.c.Logs();
+  // Another writer holds the legacy store's write lock: the freeze never gets it.
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open(s.legacy.path.c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::string out;
+  const int64_t t0 = MonotonicMs();
+  EXPECT_EQ(RunCtl(s.c, {"cutover", "--timeout", "2"}, &out), 6) << out;
+  EXPECT_LT(MonotonicMs() - t0, 15000);
+  EXPECT_NE(out.find("timed out"), std::string::npos) << out;
+  nlohmann::json st = s.c.Status();
+  EXPECT_EQ(st.value("state", ""), "catching_up") << st.dump();
+  EXPECT_EQ(st.value("cutover_result", ""), "timed_out");
+  EXPECT_NE(st.value("last_error", "").find("cut-over 1"), std::string::npos) << st.dump();
+  ASSERT_EQ(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(holder);
+  // Legacy writes are allowed again, and still captured and replayed.
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 424242 WHERE id = 7"), "");
+  EXPECT_TRUE(WaitFor([&] { return NewStoreHas(s.c, 7, 424242); }, 20000));
+  EXPECT_EQ(Inspect(s.legacy).guard_triggers, 0);
+  // A later cut-over succeeds.
+  EXPECT_EQ(RunCtl(s.c, {"cutover", "--timeout", "30"}, &out), 0) << out;
+  EXPECT_EQ(CanonicalRows(s.legacy, "live"), Sorted(SqliteCanonicalRows(s.c.target, "live")));
+}
+
+TEST(OnlineBadInput, FreezeThatTheApplierCannotDrainIsRolledBack) {
+  TempDir dir;
+  // WAL: the stopped applier's read does not hold writers off; a lease
+  // longer than the test's steps keeps the stopped applier's lease alive.
+  SmallOnline s(dir, /*wal=*/true);
+  s.Start({"--cutover-max-freeze", "1"}, /*throttle=*/0, /*ttl=*/20);
+  ASSERT_TRUE(s.c.WaitState("catching_up", 60000)) << s.c.Logs();
+  // The applier has caught up with a first change (its reports are fresh).
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 414141 WHERE id = 8"), "");
+  ASSERT_TRUE(WaitFor([&] { return NewStoreHas(s.c, 8, 414141); }, 20000)) << s.c.Logs();
+  ASSERT_TRUE(WaitFor([&] { return s.c.Status().value("changes_pending", -1) == 0; }, 20000));
+  // The applier stops (a stalled process) with a change left to apply.
+  s.worker->Signal(SIGSTOP);
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 515151 WHERE id = 9"), "");
+  std::string out;
+  EXPECT_EQ(RunCtl(s.c, {"cutover", "--timeout", "30"}, &out), 1) << out << s.c.Logs();
+  EXPECT_NE(out.find("freeze point"), std::string::npos) << out;
+  nlohmann::json st = s.c.Status();
+  EXPECT_EQ(st.value("state", ""), "catching_up") << st.dump();
+  EXPECT_EQ(st.value("cutover_result", ""), "failed");
+  // The freeze was rolled back: the legacy store takes writes at once.
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 616161 WHERE id = 10"), "");
+  EXPECT_EQ(Inspect(s.legacy).guard_triggers, 0);
+  s.worker->Signal(SIGCONT);
+  EXPECT_TRUE(
+      WaitFor([&] { return NewStoreHas(s.c, 9, 515151) && NewStoreHas(s.c, 10, 616161); }, 30000))
+      << s.c.Logs();
+}
+
+// A PostgreSQL cluster of the test's own (initdb, pg_ctl), for settings the
+// shared test server does not have. ok() is false when it cannot start
+// (no server binaries, or root without the ferrytest user deploy/test.sh makes).
+class ScratchPg {
+ public:
+  ScratchPg(const TempDir& dir, const std::string& settings) : dir_(dir.File("pg")) {
+    std::string initdb;
+    for (const auto& e : std::filesystem::directory_iterator("/usr/lib/postgresql")) {
+      const std::string p = e.path().string() + "/bin/initdb";
+      if (Exists(p) && p > initdb) initdb = p;
+    }
+    if (initdb.empty()) return;
+    bin_ = std::filesystem::path(initdb).parent_path().string();
+    if (getuid() == 0) {
+      if (RunCommand({"/usr/bin/id", "-u", "ferrytest"}, nullptr) != 0) return;
+      as_ = {"/usr/sbin/runuser", "-u", "ferrytest", "--"};
+    }
+    std::filesystem::create_directories(dir_);
+    chmod(dir.path().c_str(), 0755);
+    if (getuid() == 0 && RunCommand({"/bin/chown", "ferrytest:", dir_}, nullptr) != 0) return;
+    chmod(dir_.c_str(), 0700);
+    const std::string user = getuid() == 0    ? "ferrytest"
+                             : getenv("USER") ? getenv("USER")
+                                              : "postgres";
+    std::string out;
+    if (Run({bin_ + "/initdb", "-D", dir_ + "/data", "-U", user, "--auth=trust", "-E", "UTF8",
+             "--no-sync"},
+            &out) != 0) {
+      std::cerr << "initdb failed: " << out;
+      return;
+    }
+    const int port = FreePort();
+    if (Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-t", "30",
+             "-o",
+             "-c listen_addresses=127.0.0.1 -p " + std::to_string(port) + " -k " + dir_ +
+                 " -c fsync=off " + settings,
+             "start"},
+            &out) != 0) {
+      std::cerr << "pg_ctl start failed: " << out << ReadFile(dir_ + "/server.log");
+      return;
+    }
+    started_ = true;
+    uri_ = "postgresql://" + user + "@127.0.0.1:" + std::to_string(port) + "/postgres";
+  }
+  ~ScratchPg() {
+    if (started_) Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate", "stop"}, nullptr);
+  }
+  bool ok() const { return started_; }
+  const std::string& uri() const { return uri_; }
+
+ private:
+  int Run(std::vector<std::string> argv, std::string* out) {
+    std::vector<std::string> full = as_;
+    full.insert(full.end(), argv.begin(), argv.end());
+    return RunCommand(full, out, 60000);
+  }
+  std::string dir_, bin_, uri_;
+  std::vector<std::string> as_;
+  bool started_ = false;
+};
+
+TEST(OnlineBadInput, PostgresWithoutLogicalWalLevelIsRefusedInstallingNothing) {
+  if (PgAdminUri().empty()) GTEST_SKIP() << "FERRY_TEST_PG_URI is not set";
+  TempDir dir;
+  ScratchPg pg(dir, "-c wal_level=replica");
+  if (!pg.ok()) GTEST_SKIP() << "cannot start a PostgreSQL cluster of the test's own";
+  ASSERT_TRUE(PgExec(pg.uri(),
+                     "CREATE TABLE live (id bigint PRIMARY KEY, n bigint);"
+                     "INSERT INTO live VALUES (1, 1)"));
+  Cluster c(dir.path());
+  c.source_uri = pg.uri();
+  std::string out, err;
+  const int rc = RunCommandSplit(
+      {Bin("ferry-coordinator"), "--source", pg.uri(), "--target", "sqlite:" + c.target, "--state",
+       c.state, "--online", "--listen", c.listen(), "--status-endpoint", c.status_endpoint()},
+      &out, &err, 60000);
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
+  EXPECT_NE(err.find("wal_level"), std::string::npos) << err;
+  EXPECT_NE(err.find("wal_level=logical"), std::string::npos) << err;
+  EXPECT_EQ(PgQueryInt(pg.uri(), "SELECT count(*) FROM pg_replication_slots"), 0);
+  EXPECT_EQ(PgQueryInt(pg.uri(), "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '__ferry%'"),
+            0);
+}
+
+TEST(OnlineBadInput, TableFerryCannotCaptureIsRefusedNamingIt) {
+  if (PgAdminUri().empty()) GTEST_SKIP() << "FERRY_TEST_PG_URI is not set";
+  TempDir dir;
+  PgTestDb db(PgAdminUri(), "ferry_online_");
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(PgExec(db.uri(),
+                     "CREATE TABLE keyed (id bigint PRIMARY KEY, n bigint);"
+                     "CREATE TABLE audit_trail (at timestamptz, what text);"
+                     "INSERT INTO keyed VALUES (1, 1)"));
+  Cluster c(dir.path());
+  std::string out, err;
+  const int rc = RunCommandSplit(
+      {Bin("ferry-coordinator"), "--source", db.uri(), "--target", "sqlite:" + c.target, "--state",
+       c.state, "--online", "--listen", c.listen(), "--status-endpoint", c.status_endpoint()},
+      &out, &err, 60000);
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
+  EXPECT_NE(err.find("audit_trail"), std::string::npos) << err;
+  EXPECT_NE(err.find("primary key"), std::string::npos) << err;
+  EXPECT_EQ(PgQueryInt(db.uri(),
+                       "SELECT count(*) FROM pg_replication_slots WHERE database = "
+                       "current_database()"),
+            0);
+  EXPECT_EQ(PgQueryInt(db.uri(), "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '__ferry%'"),
+            0);
 }
 
 }  // namespace
