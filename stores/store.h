@@ -35,6 +35,9 @@ namespace ferry {
 // Name of the reserved metadata table every store holds. Never copied, never
 // listed as a user table.
 inline constexpr const char* kMetaTable = "__ferry_meta";
+// Name of the change table online capture keeps in a SQLite legacy store
+// (stores/change_capture.h). Never listed as a user table.
+inline constexpr const char* kChangesTable = "__ferry_changes";
 
 struct Column {
   // A constructor rather than aggregate initialization, so that `{name, type,

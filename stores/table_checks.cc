@@ -10,6 +10,10 @@ namespace ferry {
 
 bool IsMetaTable(std::string_view name) { return IEquals(name, kMetaTable); }
 
+bool IsReservedTable(std::string_view name) {
+  return IsMetaTable(name) || IEquals(name, kChangesTable);
+}
+
 Status CheckNotMetaTable(std::string_view name) {
   if (!IsMetaTable(name)) return Status::Ok();
   return InvalidArgument(fmt::format(

@@ -14,7 +14,7 @@
 namespace ferry {
 namespace {
 
-constexpr const char* kChanges = "__ferry_changes";
+constexpr const char* kChanges = kChangesTable;
 constexpr const char* kCapturePrefix = "__ferry_capture_";
 constexpr const char* kGuardPrefix = "__ferry_guard_";
 constexpr const char* kOps[] = {"insert", "update", "delete"};
