@@ -11,6 +11,8 @@
 #include <fstream>
 #include <vector>
 
+#include "common/file_checks.h"
+
 namespace ferry {
 namespace {
 
@@ -19,6 +21,7 @@ namespace {
 // starting with either would exceed 2^32.
 Result<std::vector<std::pair<int, std::string>>> KeyLines(const std::string& path,
                                                           const std::string& flag) {
+  FERRY_RETURN_IF_ERROR(CheckInputFile(flag, path));  // missing, a directory, unreadable
   std::ifstream in(path);
   if (!in) {
     return InvalidArgument(fmt::format(

@@ -10,7 +10,8 @@ inline constexpr const char* kFerryVersion = "0.1.0";
 // 2: Report (LeaseRef + Progress) replaces Heartbeat/Complete/Release;
 // Registered carries the whole lease policy.
 inline constexpr uint32_t kProtocolVersion = 2;
-// Version of the coordinator's state-file schema (coordinator/state_store.cc).
-inline constexpr int kStateSchemaVersion = 1;
+// Version of the coordinator's state schema (SqliteStateStore, PgStateStore).
+// 2: the job's migration spec (spec_text, spec_digest), ranges' rejected rows.
+inline constexpr int kStateSchemaVersion = 2;
 
 }  // namespace ferry

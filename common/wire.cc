@@ -56,11 +56,12 @@ void SetLeaseRef(::LeaseRef::Builder b, uint64_t range, uint64_t epoch, std::str
 }
 
 void SetProgress(::Progress::Builder b, std::string_view cursor, uint64_t rows, uint64_t bytes,
-                 uint64_t digest) {
+                 uint64_t digest, uint64_t rejected) {
   b.setCursor(AsData(cursor));
   b.setRows(rows);
   b.setBytes(bytes);
   b.setDigest(digest);
+  b.setRejected(rejected);
 }
 
 }  // namespace ferry

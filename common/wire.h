@@ -48,7 +48,7 @@ Envelope::Builder NewEnvelope(capnp::MallocMessageBuilder& builder, uint64_t req
 // Fills the shared LeaseRef / Progress structs of a message.
 void SetLeaseRef(::LeaseRef::Builder b, uint64_t range, uint64_t epoch, std::string_view worker);
 void SetProgress(::Progress::Builder b, std::string_view cursor, uint64_t rows, uint64_t bytes,
-                 uint64_t digest);
+                 uint64_t digest, uint64_t rejected = 0);
 
 inline std::string_view AsView(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};

@@ -13,6 +13,7 @@
 #include "common/wire.h"
 #include "coordinator/job_setup.h"
 #include "coordinator/worker_codec.h"
+#include "spec/replay_plan.h"
 
 namespace ferry {
 namespace {
@@ -86,6 +87,9 @@ Status CoordinatorServer::Start() {
   }
   FERRY_ASSIGN_OR_RETURN(policy_, LeasePolicy::ForTtl(opt_.lease_ttl_ms));
   FERRY_RETURN_IF_ERROR(ValidateFlags(opt_));
+  // A spec that does not fit the stores is refused before the state (and
+  // its lock) or the new store exist.
+  FERRY_RETURN_IF_ERROR(CheckSpecAgainstStores(opt_));
   FERRY_ASSIGN_OR_RETURN(state_, OpenStateStore(opt_.state_path, clock_, policy_.ttl_ms));
   {
     // A coordinator with other arguments than the job's is refused at once,
@@ -160,7 +164,22 @@ Status CoordinatorServer::Lead(bool takeover) {
   settings.policy = policy_;
   settings.max_attempts = opt_.max_attempts;
   settings.online = opt_.online;
-  for (const TableSchema& t : job.tables) settings.online_tables.push_back(t.name);
+  for (const TableSchema& t : CapturedTables(job.targets)) {
+    settings.online_tables.push_back(t.name);
+  }
+  settings.spec_text = job.job.spec_text;
+  settings.max_rejects = opt_.max_rejects;
+  Store* target = target_.get();
+  settings.sample_rejects = [target](size_t n) {
+    std::vector<std::string> out;
+    auto rejects = target->ReadRejects("", n);
+    if (rejects.ok()) {
+      for (const Reject& r : *rejects) {
+        out.push_back(fmt::format("{} {}: {}", r.table, r.source_key, r.reason));
+      }
+    }
+    return out;
+  };
   service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
   if (opt_.online) online_ = OpenOnlinePhase(opt_, &job, service_.get(), target_.get(), clock_);
@@ -323,7 +342,11 @@ void CoordinatorServer::Step(int timeout_ms) {
   if (!service_) return StandbyPass();
   if (MonotonicMs() < commit_backoff_until_) {
     // The state could not take the last commit: answer operators (read-only
-    // commands), leave workers' messages queued, try again later.
+    // commands), leave workers' messages queued, try again later. A shared
+    // state's lead not confirmed for a whole TTL may be another's by now.
+    if (state_->shared() && MonotonicMs() - last_renewed_ms_ >= policy_.ttl_ms) {
+      return StepDown("could not commit to the state for a whole lease TTL: " + state_error_);
+    }
     ReadStatusRequest();
     if (status_reply_) {
       try {
@@ -519,7 +542,11 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
   std::optional<Reply> reply;
   const std::string* waiter = nullptr;
   if (const auto* r = std::get_if<RegisterRequest>(&request)) {
-    reply = service_->Register(*r);
+    if (auto refused = service_->RefuseWorker(*r)) {
+      reply = std::move(*refused);
+    } else {
+      reply = service_->Register(*r);
+    }
   } else if (const auto* l = std::get_if<LeaseRequest>(&request)) {
     reply = service_->RequestLease(request_id, *l, /*may_wait=*/true);
     waiter = &l->worker;

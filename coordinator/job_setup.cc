@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "coordinator/planner.h"
 #include "coordinator/version_check.h"
+#include "spec/replay_plan.h"
 
 namespace ferry {
 namespace {
@@ -47,6 +48,28 @@ Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored) {
         opt.from_version, opt.to_version, stored.from_version, stored.to_version));
   }
   if (stored.tables != opt.tables) return differ("--tables", stored.tables, opt.tables);
+  if (stored.spec_digest.empty() && opt.spec) {
+    return InvalidArgument(fmt::format(
+        "--spec {} is given but the state file was started without a spec: pass the same "
+        "arguments, or use a new --state",
+        opt.spec->file));
+  }
+  if (!stored.spec_digest.empty() && !opt.spec) {
+    return InvalidArgument(fmt::format(
+        "the state file was started with a migration spec (digest {}); pass the same --spec, or "
+        "use a new --state",
+        stored.spec_digest));
+  }
+  if (opt.spec && opt.spec->Digest() != stored.spec_digest) {
+    MigrationSpec recorded;
+    Status parsed = ParseSpecText(stored.spec_text, "the recorded spec", &recorded);
+    const std::string diff = parsed.ok() ? SpecDifference(recorded, *opt.spec)
+                                         : "the recorded spec cannot be read: " + parsed.message();
+    return InvalidArgument(fmt::format(
+        "--spec {} is not the spec the state file was started with: {} (recorded value first); "
+        "pass the same spec, or use a new --state",
+        opt.spec->file, diff));
+  }
   return Status::Ok();
 }
 
@@ -63,7 +86,27 @@ Status ValidateFlags(const CoordinatorOptions& opt) {
     return InvalidArgument(
         "--cutover-max-lag must be at least 0 and --cutover-max-freeze at least 0.1 seconds");
   }
+  if (opt.spec && !opt.tables.empty()) {
+    return InvalidArgument(
+        "--tables and --spec do not go together: with a spec, exactly the tables it lists are "
+        "moved");
+  }
   return Status::Ok();
+}
+
+Result<std::vector<TargetPlan>> ResolveJobTargets(const CoordinatorOptions& opt, Store& source,
+                                                  const std::string& tables) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, source.ListTables());
+  if (opt.spec) return ResolveTargets(&*opt.spec, source, all, {}, opt.target_uri);
+  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> selected, SelectTables(all, tables));
+  return ResolveTargets(nullptr, source, all, selected, opt.target_uri);
+}
+
+Status CheckSpecAgainstStores(const CoordinatorOptions& opt) {
+  if (!opt.spec) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Store> source,
+                         OpenStore(opt.source_uri, StoreRole::kSource));
+  return ResolveJobTargets(opt, *source, "").status();
 }
 
 namespace {
@@ -72,7 +115,10 @@ namespace {
 // (new job and resume alike), before any range is leased.
 Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
   FERRY_ASSIGN_OR_RETURN(j->target, OpenStore(opt.target_uri, StoreRole::kTarget));
-  FERRY_RETURN_IF_ERROR(j->target->CreateSchema(j->tables));
+  std::vector<TableSchema> tables;
+  for (const TargetPlan& t : j->targets) tables.push_back(t.target);
+  FERRY_RETURN_IF_ERROR(j->target->CreateSchema(tables));
+  if (opt.spec) FERRY_RETURN_IF_ERROR(j->target->CreateRejectsTable());
   // Workers check it before writing (Store::RecordPlan).
   return j->target->RecordPlan(j->job.plan_id);
 }
@@ -83,14 +129,16 @@ Status PrepareTarget(const CoordinatorOptions& opt, OpenedJob* j) {
 // the guard that replaced it).
 Status PrepareCapture(const CoordinatorOptions& opt, const std::optional<JobMeta>& stored,
                       OpenedJob* j) {
+  for (const TargetPlan& t : j->targets) FERRY_RETURN_IF_ERROR(CheckReplayable(t));
+  const std::vector<TableSchema> captured = CapturedTables(j->targets);
   FERRY_ASSIGN_OR_RETURN(j->capture, OpenChangeCapture(opt.source_uri));
-  j->capture->SetTables(j->tables);
+  j->capture->SetTables(captured);
   const JobPhase phase = stored ? stored->phase : JobPhase::kCopying;
   if (!stored) {
     FERRY_RETURN_IF_ERROR(j->capture->Check());
     FERRY_RETURN_IF_ERROR(j->capture->Install());
     LogEvent(spdlog::level::info, "capture_installed",
-             {{"source", j->capture->Describe()}, {"tables", j->tables.size()}});
+             {{"source", j->capture->Describe()}, {"tables", captured.size()}});
     return Status::Ok();
   }
   if (phase == JobPhase::kComplete || phase == JobPhase::kFailed) return Status::Ok();
@@ -148,8 +196,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool
         "the state holds an online migration (catching up or cutting over): pass --online");
   }
 
-  FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> all, j.source->ListTables());
-  FERRY_ASSIGN_OR_RETURN(j.tables, SelectTables(all, stored ? stored->tables : opt.tables));
+  FERRY_ASSIGN_OR_RETURN(j.targets,
+                         ResolveJobTargets(opt, *j.source, stored ? stored->tables : opt.tables));
 
   if (opt.online) FERRY_RETURN_IF_ERROR(PrepareCapture(opt, stored, &j));
 
@@ -168,13 +216,23 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool
   j.job.tables = opt.tables;
   j.job.plan_id = NewPlanId();
   j.job.current_version = target_version;
+  if (opt.spec) {
+    j.job.spec_text = opt.spec->CanonicalText();
+    j.job.spec_digest = opt.spec->Digest();
+  }
   const int64_t t0 = MonotonicMs();
-  for (const TableSchema& t : j.tables) {
+  for (const TargetPlan& t : j.targets) {
+    // Each target's ranges split its SOURCE table's keys; the range names
+    // the target (one legacy table may feed several).
     const int64_t t1 = MonotonicMs();
     const size_t before = j.ranges.size();
-    FERRY_RETURN_IF_ERROR(PlanTable(*j.source, t, opt.range_rows, &j.ranges));
+    FERRY_RETURN_IF_ERROR(PlanTable(*j.source, t.source, opt.range_rows, &j.ranges));
+    for (size_t i = before; i < j.ranges.size(); ++i) j.ranges[i].table = t.entry.target;
     LogEvent(spdlog::level::debug, "plan_table",
-             {{"table", t.name}, {"ranges", j.ranges.size() - before}, {"ms", MonotonicMs() - t1}});
+             {{"table", t.entry.target},
+              {"source", t.source.name},
+              {"ranges", j.ranges.size() - before},
+              {"ms", MonotonicMs() - t1}});
   }
   FERRY_RETURN_IF_ERROR(PrepareTarget(opt, &j));
   FERRY_RETURN_IF_ERROR(state->CreateJob(j.job, j.ranges));
@@ -182,7 +240,8 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool
   for (const RangeRecord& r : j.ranges) est += r.est_rows;
   LogEvent(spdlog::level::info, "planned",
            {{"plan", j.job.plan_id},
-            {"tables", j.tables.size()},
+            {"tables", j.targets.size()},
+            {"spec", opt.spec ? opt.spec->file : ""},
             {"ranges", j.ranges.size()},
             {"rows_estimated", est},
             {"ms", MonotonicMs() - t0}});

@@ -22,6 +22,7 @@
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
 #include "stores/change_capture.h"
+#include "spec/target_plan.h"
 #include "stores/store.h"
 
 namespace ferry {
@@ -31,7 +32,9 @@ struct OpenedJob {
   bool resumed = false;       // loaded from the state (else planned now)
   std::unique_ptr<Store> source;
   std::unique_ptr<Store> target;
-  std::vector<TableSchema> tables;
+  // What fills each table of the new store (spec/target_plan.h), by target
+  // name: with --spec its entries, else each selected legacy table.
+  std::vector<TargetPlan> targets;
   JobMeta job;
   std::vector<RangeRecord> ranges;
   std::vector<WorkerRow> workers;
@@ -41,9 +44,23 @@ struct OpenedJob {
 };
 
 // The flags that must not change while a job runs. kInvalidArgument naming
-// the difference between `opt` and the job the state holds.
+// the difference between `opt` and the job the state holds (for the spec:
+// its first difference, SpecDifference).
 Status ValidateFlags(const CoordinatorOptions& opt);
 Status CheckJobMatches(const CoordinatorOptions& opt, const JobMeta& stored);
+
+// With a spec: opens the legacy store read-only and resolves every target
+// (ResolveTargets: the select and where prepared by the legacy store, each
+// create parsed by the new store's engine in memory or in a rolled-back
+// transaction), so a spec that does not fit the stores is refused — one
+// line naming the spec file and the entry — before anything is created:
+// no state file, no lock, no new store. Ok without a spec.
+Status CheckSpecAgainstStores(const CoordinatorOptions& opt);
+
+// The targets of `opt` over the open legacy store `source`: the spec's, or
+// the legacy tables --tables selects (`tables`: the selection to apply).
+Result<std::vector<TargetPlan>> ResolveJobTargets(const CoordinatorOptions& opt, Store& source,
+                                                  const std::string& tables);
 
 // `state` is open and led by this process (StateStore::TryLead).
 // `serve_done`: a job the state holds as complete is opened to be served

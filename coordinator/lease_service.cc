@@ -6,6 +6,7 @@
 
 #include "common/key_codec.h"
 #include "common/logging.h"
+#include "common/text_util.h"
 
 namespace ferry {
 
@@ -45,6 +46,15 @@ void LeaseService::RebuildWorkerLeases() {
   workers_.SetCurrentRanges(leases);
 }
 
+std::optional<ErrorReply> LeaseService::RefuseWorker(const RegisterRequest& r) const {
+  if (settings_.spec_text.empty() || r.supports_spec) return std::nullopt;
+  return ErrorReply{ErrorCode::kVersionMismatch,
+                    fmt::format("worker {} (ferry {}) predates migration specs and this job has "
+                                "one: run the same ferry version on the workers and the "
+                                "coordinator",
+                                r.worker, r.version.substr(0, 64))};
+}
+
 RegisteredReply LeaseService::Register(const RegisterRequest& r) {
   // A (re)starting worker process holds no lease. Leases still owned by its
   // id (it was restarted with the same --id, or two processes share one)
@@ -76,6 +86,7 @@ RegisteredReply LeaseService::Register(const RegisterRequest& r) {
   out.policy = settings_.policy;
   out.plan_id = job_.plan_id;
   out.to_version = job_.to_version;
+  out.spec = settings_.spec_text;
   return out;
 }
 
@@ -93,6 +104,7 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
   WorkerInfo* w = workers_.Touch(l.worker);
   const RangeRecord* before = table_.Find(l.range);
   const uint64_t rows_before = before ? before->rows : 0;
+  const uint64_t rejected_before = before ? before->rejected : 0;
   const bool was_done = before && before->state == RangeState::kDone;
   Status s;
   switch (r.kind) {
@@ -116,6 +128,14 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
   if (r.progress.rows > rows_before) {
     metrics_.progress_rows.Observe(static_cast<double>(r.progress.rows - rows_before));
     if (w) w->rows += r.progress.rows - rows_before;
+  }
+  if (r.progress.rejected > rejected_before) {
+    const RangeRecord* range = table_.Find(l.range);
+    Record(Event{clock_->NowMs(), "rejected", l.range, l.epoch, l.worker,
+                 fmt::format("{} row(s) of {} rejected (range total {}, job total {}; "
+                             "--max-rejects {}): see __ferry_rejects in the new store",
+                             r.progress.rejected - rejected_before, range ? range->table : "?",
+                             r.progress.rejected, table_.rejected_total(), settings_.max_rejects)});
   }
   if (r.kind == ReportKind::kComplete) {
     WorkerRegistry::Dropped(w, l.range);
@@ -195,6 +215,7 @@ GrantReply LeaseService::Grant(const RangeRecord& r) const {
   g.rows = r.rows;
   g.bytes = r.bytes;
   g.digest = r.digest;
+  g.rejected = r.rejected;
   g.ttl_ms = settings_.policy.ttl_ms;
   g.rows_per_second = ThrottleShare();
   return g;
@@ -313,6 +334,20 @@ void LeaseService::Tick() {
 
 void LeaseService::MaybeFinish() {
   if (job_.phase != JobPhase::kCopying) return;
+  if (table_.rejected_total() > settings_.max_rejects) {
+    // Checked before completion: the version is never bumped past them.
+    std::vector<std::string> sample;
+    if (settings_.sample_rejects) sample = settings_.sample_rejects(3);
+    job_.phase = JobPhase::kFailed;
+    job_.failure = fmt::format(
+        "{} row(s) rejected, more than --max-rejects {}{}{}; every one is in __ferry_rejects "
+        "in the new store; to accept them, raise --max-rejects",
+        table_.rejected_total(), settings_.max_rejects, sample.empty() ? "" : ": ",
+        Join(sample, "; "));
+    job_dirty_ = true;
+    Record(Event{clock_->NowMs(), "failed", 0, 0, "", job_.failure});
+    return;
+  }
   if (settings_.online && table_.AllDone()) {
     // Every range is copied: the changes made meanwhile are replayed from
     // now on (the applier), until a cut-over bumps the version.
@@ -393,7 +428,9 @@ Result<uint64_t> LeaseService::Revoke(uint64_t range) {
 
 size_t LeaseService::RetryFailed() {
   const size_t n = table_.RetryFailed();
-  if (n > 0 && job_.phase == JobPhase::kFailed) {
+  // A job failed by its failed ranges, or by rejected rows (no range
+  // failed: the check runs again with this run's --max-rejects).
+  if (job_.phase == JobPhase::kFailed) {
     job_.phase = JobPhase::kCopying;
     job_.failure.clear();
     job_dirty_ = true;
@@ -490,7 +527,7 @@ StateCommit LeaseService::TakeCommit() {
 
 void LeaseService::Record(Event e) {
   const auto level = (e.kind == "range_error" || e.kind == "range_failed" || e.kind == "expire" ||
-                      e.kind == "worker_refused")
+                      e.kind == "worker_refused" || e.kind == "rejected")
                          ? spdlog::level::warn
                          : spdlog::level::info;
   if (spdlog::should_log(level)) {

@@ -12,7 +12,10 @@
 //     nullopt and AnswerWaiting() answers it the moment a range comes free,
 //     the job ends, the worker is drained or the job is paused;
 //   - the last completion, the boundary clear and the version bump are one
-//     change set (Tick finishes the job in the pass of the last completion).
+//     change set (Tick finishes the job in the pass of the last completion);
+//   - rows a migration spec rejected are counted per range with its
+//     progress; more than max_rejects fails the job, checked before the
+//     finish, so the version is never bumped past them.
 //
 // The caller (CoordinatorServer) must commit TakeCommit() and only then send
 // the replies of the same pass; if the commit fails it calls Restore() with
@@ -23,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -53,6 +57,15 @@ struct ServiceSettings {
   // applier replays.
   bool online = false;
   std::vector<std::string> online_tables;
+  // The migration spec's canonical text, sent to workers at registration;
+  // empty without --spec.
+  std::string spec_text;
+  // More rows rejected than this (the sum over ranges of Progress::rejected)
+  // fails the job, before the version bump (--max-rejects).
+  uint64_t max_rejects = 0;
+  // "table (key): reason" of up to n recorded rejects, for the failure
+  // message (reads the new store's __ferry_rejects); may be empty.
+  std::function<std::vector<std::string>(size_t n)> sample_rejects;
 };
 
 class LeaseService {
@@ -70,6 +83,9 @@ class LeaseService {
   void Restore(JobMeta job, std::vector<RangeRecord> ranges);
 
   // ---- worker requests ----
+  // The answer to a worker that cannot serve this job (a spec, and a worker
+  // that predates specs: it would copy tables as they are), or nullopt.
+  std::optional<ErrorReply> RefuseWorker(const RegisterRequest& r) const;
   RegisteredReply Register(const RegisterRequest& r);
   // A grant, NoWork, or (may_wait, nothing pending while ranges are leased)
   // nullopt: the request waits and AnswerWaiting() answers it.

@@ -51,6 +51,7 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
   dirty_.clear();
   rows_total_ = 0;
   bytes_total_ = 0;
+  rejected_total_ = 0;
   estimate_total_ = 0;
   for (auto& c : counts_) c = 0;
   int64_t now = clock_->NowMs();
@@ -72,6 +73,7 @@ void LeaseTable::Load(std::vector<RangeRecord> ranges, uint64_t last_epoch) {
     counts_[static_cast<int>(r.state)]++;
     rows_total_ += r.rows;
     bytes_total_ += r.bytes;
+    rejected_total_ += r.rejected;
     estimate_total_ += EstimateOf(r);
     if (r.state == RangeState::kPending) pending_.insert(r.id);
     if (r.state == RangeState::kLeased) by_deadline_.emplace(r.deadline_ms, r.id);
@@ -166,9 +168,11 @@ void LeaseTable::ApplyProgress(RangeRecord* r, const Progress& p) {
   // Unsigned wrap-around makes a smaller count (a rewind) subtract.
   rows_total_ += p.rows - r->rows;
   bytes_total_ += p.bytes - r->bytes;
+  rejected_total_ += p.rejected - r->rejected;
   estimate_total_ -= EstimateOf(*r);
   r->rows = p.rows;
   r->bytes = p.bytes;
+  r->rejected = p.rejected;
   estimate_total_ += EstimateOf(*r);
   r->digest = p.digest;
   dirty_.insert(r->id);

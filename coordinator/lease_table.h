@@ -109,6 +109,8 @@ class LeaseTable {
   // Sums of every range's rows / bytes (running totals, O(1)).
   uint64_t rows_total() const { return rows_total_; }
   uint64_t bytes_total() const { return bytes_total_; }
+  // Sum of every range's rejected rows (running total, O(1)).
+  uint64_t rejected_total() const { return rejected_total_; }
   // Sum over ranges of (done ? rows : max(est_rows, rows)): the estimate of
   // the job's total rows, refined as ranges finish (running total, O(1)).
   uint64_t rows_estimated() const { return estimate_total_; }
@@ -146,6 +148,7 @@ class LeaseTable {
   std::set<std::pair<int64_t, uint64_t>> by_deadline_;
   uint64_t rows_total_ = 0;
   uint64_t bytes_total_ = 0;
+  uint64_t rejected_total_ = 0;
   uint64_t estimate_total_ = 0;
   std::set<uint64_t> dirty_;
   // Tables, numbered in key order: table t's ranges are ids

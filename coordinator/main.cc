@@ -3,16 +3,21 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "common/cli.h"
 #include "common/clock.h"
+#include "common/file_checks.h"
 #include "common/logging.h"
 #include "common/signals.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/dry_run.h"
 #include "coordinator/http_endpoint.h"
+#include "spec/migration_spec.h"
 #include "stores/store.h"
 #include "worker/worker.h"
 
@@ -35,13 +40,30 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--target", o.target_uri, "new store: sqlite:PATH or postgresql://...")
       ->required();
-  app.add_option("--state", o.state_path, "coordinator state file (SQLite)")->required();
+  app.add_option("--state", o.state_path,
+                 "coordinator state: a SQLite file, or postgresql://... (required unless "
+                 "--dry-run)");
   app.add_option("--tables", o.tables, "comma-separated tables to move (default: all user tables)");
   // Defaults shown by --help are the CoordinatorOptions values (one source).
-  app.add_option("--from-version", o.from_version, "version the migration starts from")
+  auto* from_flag =
+      app.add_option("--from-version", o.from_version, "version the migration starts from")
+          ->capture_default_str();
+  auto* to_flag =
+      app.add_option("--to-version", o.to_version, "version the new store is at when done")
+          ->capture_default_str();
+  std::string spec_path;
+  app.add_option("--spec", spec_path,
+                 "migration spec (TOML): which tables of the new store to fill from which legacy "
+                 "tables, and how (select, where, create, lua); README, \"Migrating between "
+                 "formats\"");
+  app.add_option("--max-rejects", o.max_rejects,
+                 "rows a spec may fail to move (recorded in __ferry_rejects) before the migration "
+                 "fails")
       ->capture_default_str();
-  app.add_option("--to-version", o.to_version, "version the new store is at when done")
-      ->capture_default_str();
+  bool dry_run = false;
+  app.add_flag("--dry-run", dry_run,
+               "plan only: print each table's DDL, range count and first 3 rows as they would be "
+               "written; writes nothing anywhere");
   app.add_option("--listen", o.listen, "worker endpoint (widen for a fleet)")
       ->capture_default_str();
   app.add_option("--status-endpoint", o.status_endpoint, "operator status socket (ZeroMQ REP)")
@@ -116,7 +138,30 @@ int main(int argc, char** argv) {
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
   o.cutover_max_lag_ms = static_cast<int64_t>(max_lag_s * 1000);
   o.cutover_max_freeze_ms = static_cast<int64_t>(max_freeze_s * 1000);
+  if (!spec_path.empty()) {
+    // Loaded and validated (its Lua chunks run) before any store is opened.
+    Result<MigrationSpec> spec = LoadSpecFile(spec_path);
+    if (!spec.ok()) return Fail("ferry-coordinator", spec.status());
+    Result<VersionPair> versions = CheckSpecVersions(
+        *spec, from_flag->count() ? std::optional<int64_t>(o.from_version) : std::nullopt,
+        to_flag->count() ? std::optional<int64_t>(o.to_version) : std::nullopt,
+        VersionPair{o.from_version, o.to_version});
+    if (!versions.ok()) return Fail("ferry-coordinator", versions.status());
+    o.from_version = versions->from;
+    o.to_version = versions->to;
+    o.spec = std::move(spec).value();
+  }
   StartLogging(log);
+  if (dry_run) {
+    Status d = DryRun(o, std::cout);
+    return d.ok() ? kExitOk : Fail("ferry-coordinator", d);
+  }
+  // Before anything (the state file, its lock) is created: a mistake is one
+  // line naming the flag.
+  if (!endpoints_file.empty()) {
+    Status usable = CheckOutputFile("--endpoints-file", endpoints_file);
+    if (!usable.ok()) return Fail("ferry-coordinator", usable);
+  }
 
   // The I/O threads do the per-connection TCP and framing work; with a large
   // fleet a single one is the coordinator's bottleneck (ferry-bench case 3).
@@ -148,7 +193,12 @@ int main(int argc, char** argv) {
              .dump()
       << "\n";
     f.close();
-    std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
+    if (!f || std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str()) != 0) {
+      return Fail("ferry-coordinator",
+                  InvalidArgument(fmt::format("--endpoints-file {}: cannot be written ({}); check "
+                                              "the directory and the free space",
+                                              endpoints_file, std::strerror(errno))));
+    }
   }
 
   if (local_workers > 1 && o.target_uri.rfind("sqlite:", 0) == 0) {

@@ -30,6 +30,7 @@ struct Progress {
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t digest = 0;
+  uint64_t rejected = 0;  // rows a migration spec could not move (in __ferry_rejects)
 };
 
 // ---- requests (worker -> coordinator) ----
@@ -38,6 +39,7 @@ struct RegisterRequest {
   std::string host;
   int64_t pid = 0;
   std::string version;
+  bool supports_spec = false;  // applies RegisteredReply::spec
 };
 
 struct LeaseRequest {
@@ -89,6 +91,7 @@ struct RegisteredReply {
   LeasePolicy policy;
   std::string plan_id;
   int64_t to_version = 0;
+  std::string spec;  // the migration spec's canonical text; empty = none
 };
 
 struct GrantReply {
@@ -96,7 +99,7 @@ struct GrantReply {
   uint64_t epoch = 0;
   std::string table;
   std::string lo, hi, cursor;
-  uint64_t rows = 0, bytes = 0, digest = 0;
+  uint64_t rows = 0, bytes = 0, digest = 0, rejected = 0;
   int64_t ttl_ms = 0;
   uint64_t rows_per_second = 0;  // this worker's share of the throttle; 0 = none
 };

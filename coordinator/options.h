@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "spec/migration_spec.h"
 
 namespace ferry {
 
@@ -41,6 +44,11 @@ struct CoordinatorOptions {
   bool auto_cutover = false;
   int64_t cutover_max_lag_ms = 1000;     // freeze only when the backlog is this young
   int64_t cutover_max_freeze_ms = 5000;  // roll a freeze back after this long
+  // --spec FILE, loaded and validated (spec/migration_spec.h) by the caller;
+  // nullopt: every selected table is copied as it is.
+  std::optional<MigrationSpec> spec;
+  // --max-rejects: more rows rejected than this fails the migration.
+  uint64_t max_rejects = 0;
 };
 
 }  // namespace ferry

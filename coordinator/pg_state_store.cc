@@ -61,6 +61,14 @@ BEGIN
 END $$;
 )sql";
 
+// Columns added after schema version 1 (ADD COLUMN IF NOT EXISTS: the
+// upgrade is idempotent whatever version is recorded).
+// 2: migration specs (the spec in the plan, rejected rows per range).
+constexpr const char* kAddedColumns =
+    "ALTER TABLE ferry_state.job ADD COLUMN IF NOT EXISTS spec_text bytea NOT NULL DEFAULT '', "
+    "ADD COLUMN IF NOT EXISTS spec_digest bytea NOT NULL DEFAULT ''; "
+    "ALTER TABLE ferry_state.ranges ADD COLUMN IF NOT EXISTS rejected bigint NOT NULL DEFAULT 0";
+
 std::string Hex(std::string_view bytes) {
   static const char* kDigits = "0123456789abcdef";
   std::string out;
@@ -164,6 +172,7 @@ Result<std::unique_ptr<PgStateStore>> PgStateStore::OpenReadOnly(const std::stri
         fmt::format("{} holds no ferry coordinator state (no ferry_state schema; check --state)",
                     RedactUri(uri)));
   }
+  store->v1_schema_ = Int(probe->get(), 0, 0) < 2;
   return store;
 }
 
@@ -301,6 +310,10 @@ Status PgStateStore::CreateSchema() {
       PgResult r(PQexec(conn_.get(), kSchemaV1));
       if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "create tables");
     }
+    if (version < kStateSchemaVersion) {
+      PgResult r(PQexec(conn_.get(), kAddedColumns));
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Fail(r.get(), "upgrade tables");
+    }
     return Run(Statement{"INSERT INTO ferry_state.meta VALUES ('schema_version', $1) ON CONFLICT "
                          "(key) DO UPDATE SET value = EXCLUDED.value",
                          {std::to_string(kStateSchemaVersion)}},
@@ -319,7 +332,10 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
       PgResult r,
       Run(Statement{"SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, "
                     "last_epoch, phase, boundary, current_version, paused::int, throttle, "
-                    "failure, mirrored::int FROM ferry_state.job WHERE id = 1",
+                    "failure, mirrored::int, " +
+                        std::string(v1_schema_ ? "''::bytea, ''::bytea"
+                                               : "spec_text, spec_digest") +
+                        " FROM ferry_state.job WHERE id = 1",
                     {}},
           "read the job"));
   if (PQntuples(r.get()) == 0) return std::optional<JobMeta>();
@@ -339,6 +355,8 @@ Result<std::optional<JobMeta>> PgStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(Int(p, 0, 11));
   j.failure = Bytes(p, 0, 12);
   j.mirrored = Int(p, 0, 13) != 0;
+  j.spec_text = Bytes(p, 0, 14);
+  j.spec_digest = Bytes(p, 0, 15);
   return std::optional<JobMeta>(std::move(j));
 }
 
@@ -346,7 +364,9 @@ Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
       PgResult r, Run(Statement{"SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
                                 "deadline_ms, cursor, rows, bytes, digest, attempts, errors, "
-                                "last_error FROM ferry_state.ranges ORDER BY id",
+                                "last_error, " +
+                                    std::string(v1_schema_ ? "0" : "rejected") +
+                                    " FROM ferry_state.ranges ORDER BY id",
                                 {}},
                       "read the ranges"));
   const PGresult* p = r.get();
@@ -372,6 +392,7 @@ Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
     rr.attempts = static_cast<uint32_t>(Int(p, i, 13));
     rr.errors = static_cast<uint32_t>(Int(p, i, 14));
     rr.last_error = Bytes(p, i, 15);
+    rr.rejected = static_cast<uint64_t>(Int(p, i, 16));
     if (rr.id != out.size() + 1) {
       return Internal(fmt::format("range ids not contiguous at {}", rr.id));
     }
@@ -432,17 +453,22 @@ std::vector<std::optional<std::string>> JobParams(const JobMeta& j) {
           j.paused ? "true" : "false",
           I64(j.throttle_rows_per_s),
           Bytea(j.failure),
-          j.mirrored ? "true" : "false"};
+          j.mirrored ? "true" : "false",
+          Bytea(j.spec_text),
+          Bytea(j.spec_digest)};
 }
 
 constexpr const char* kJobUpsert =
-    "INSERT INTO ferry_state.job VALUES (1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
+    "INSERT INTO ferry_state.job (id, source_uri, target_uri, from_version, to_version, tables, "
+    "plan_id, last_epoch, phase, boundary, current_version, paused, throttle, failure, mirrored, "
+    "spec_text, spec_digest) VALUES (1,$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
     "ON CONFLICT (id) DO UPDATE SET source_uri=EXCLUDED.source_uri, "
     "target_uri=EXCLUDED.target_uri, from_version=EXCLUDED.from_version, "
     "to_version=EXCLUDED.to_version, tables=EXCLUDED.tables, plan_id=EXCLUDED.plan_id, "
     "last_epoch=EXCLUDED.last_epoch, phase=EXCLUDED.phase, boundary=EXCLUDED.boundary, "
     "current_version=EXCLUDED.current_version, paused=EXCLUDED.paused, "
-    "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored";
+    "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored, "
+    "spec_text=EXCLUDED.spec_text, spec_digest=EXCLUDED.spec_digest";
 
 }  // namespace
 
@@ -456,7 +482,7 @@ Status PgStateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord
   txn.push_back(Statement{kJobUpsert, JobParams(job)});
   for (size_t at = 0; at < plan.size(); at += kPlanChunk) {
     ArrayText id, table, lo, hi, est, state, owner, epoch, deadline, cursor, rows, bytes, digest,
-        attempts, errors, last_error;
+        attempts, errors, last_error, rejected;
     for (size_t i = at; i < std::min(plan.size(), at + kPlanChunk); ++i) {
       const RangeRecord& r = plan[i];
       id.Int(static_cast<int64_t>(r.id));
@@ -475,15 +501,18 @@ Status PgStateStore::CreateJob(const JobMeta& job, const std::vector<RangeRecord
       attempts.Int(r.attempts);
       errors.Int(r.errors);
       last_error.Bytes(r.last_error);
+      rejected.Int(static_cast<int64_t>(r.rejected));
     }
     txn.push_back(Statement{
-        "INSERT INTO ferry_state.ranges SELECT * FROM unnest($1::bigint[], $2::bytea[], "
+        "INSERT INTO ferry_state.ranges (id, table_name, lo, hi, est_rows, state, owner, epoch, "
+        "deadline_ms, cursor, rows, bytes, digest, attempts, errors, last_error, rejected) "
+        "SELECT * FROM unnest($1::bigint[], $2::bytea[], "
         "$3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::bytea[], $8::bigint[], "
         "$9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], "
-        "$15::bigint[], $16::bytea[])",
+        "$15::bigint[], $16::bytea[], $17::bigint[])",
         {id.Done(), table.Done(), lo.Done(), hi.Done(), est.Done(), state.Done(), owner.Done(),
          epoch.Done(), deadline.Done(), cursor.Done(), rows.Done(), bytes.Done(), digest.Done(),
-         attempts.Done(), errors.Done(), last_error.Done()}});
+         attempts.Done(), errors.Done(), last_error.Done(), rejected.Done()}});
   }
   txn.push_back(Statement{
       "INSERT INTO ferry_state.events (ts_ms, kind, range_id, epoch, worker, detail, term) "
@@ -503,7 +532,7 @@ Status PgStateStore::Commit(const StateCommit& c) {
   if (c.job) txn.push_back(Statement{kJobUpsert, JobParams(*c.job)});
   if (!c.ranges.empty()) {
     ArrayText id, state, owner, epoch, deadline, cursor, rows, bytes, digest, attempts, errors,
-        last_error;
+        last_error, rejected;
     for (const RangeRecord* r : c.ranges) {
       id.Int(static_cast<int64_t>(r->id));
       state.Int(static_cast<int64_t>(r->state));
@@ -517,18 +546,20 @@ Status PgStateStore::Commit(const StateCommit& c) {
       attempts.Int(r->attempts);
       errors.Int(r->errors);
       last_error.Bytes(r->last_error);
+      rejected.Int(static_cast<int64_t>(r->rejected));
     }
     txn.push_back(Statement{
         "UPDATE ferry_state.ranges r SET state = v.state, owner = v.owner, epoch = v.epoch, "
         "deadline_ms = v.deadline_ms, cursor = v.cursor, rows = v.rows, bytes = v.bytes, "
-        "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error "
+        "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error, "
+        "rejected = v.rejected "
         "FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::bigint[], $5::bigint[], "
         "$6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bytea[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, bytes, digest, "
-        "attempts, errors, last_error) WHERE r.id = v.id",
+        "$12::bytea[], $13::bigint[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, "
+        "bytes, digest, attempts, errors, last_error, rejected) WHERE r.id = v.id",
         {id.Done(), state.Done(), owner.Done(), epoch.Done(), deadline.Done(), cursor.Done(),
          rows.Done(), bytes.Done(), digest.Done(), attempts.Done(), errors.Done(),
-         last_error.Done()}});
+         last_error.Done(), rejected.Done()}});
   }
   if (!c.events.empty()) {
     ArrayText ts, kind, range, epoch, worker, detail;

@@ -95,6 +95,9 @@ class PgStateStore final : public StateStore {
   int64_t io_timeout_ms_;
   PgConnPtr conn_;
   bool read_only_ = false;
+  // Opened read-only on a schema of version 1 (no spec or rejected columns
+  // yet): loads read them as empty / 0.
+  bool v1_schema_ = false;
   // The lead this process holds (term 0: none).
   LeaderInfo me_;
   int64_t ttl_ms_ = 10000;

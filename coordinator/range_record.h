@@ -30,6 +30,7 @@ struct RangeRecord {
   uint64_t rows = 0;        // rows copied up to the cursor (final when done)
   uint64_t bytes = 0;
   uint64_t digest = 0;    // chained digest up to the cursor (common/digest.h)
+  uint64_t rejected = 0;  // rows up to the cursor a migration spec could not move
   uint32_t attempts = 0;  // grants so far
   uint32_t errors = 0;    // copy errors reported so far
   std::string last_error;
@@ -67,6 +68,10 @@ struct JobMeta {
   uint64_t throttle_rows_per_s = 0;  // 0 = off
   std::string failure;
   bool mirrored = false;  // the last phase/boundary reached the target store
+  // The migration spec the plan was made with (spec/migration_spec.h):
+  // its canonical TOML text and digest; both empty without --spec.
+  std::string spec_text;
+  std::string spec_digest;
 };
 
 }  // namespace ferry

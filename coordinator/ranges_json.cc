@@ -70,6 +70,7 @@ void RangesJsonWriter::Add(const RangeRecord& r, const std::string* reason) {
   AppendField(out_, "lo", r.lo.empty() ? std::string("(start)") : KeyToString(r.lo));
   AppendField(out_, "owner", r.owner);
   if (reason) AppendField(out_, "reason", *reason);
+  AppendField(out_, "rejected", r.rejected);
   AppendField(out_, "rows", r.rows);
   AppendField(out_, "state", std::string(RangeStateName(r.state)));
   AppendField(out_, "table", r.table);

@@ -35,7 +35,38 @@ CREATE TABLE events (
   epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 )sql";
 
+// Columns added after schema version 1, each with the default an older
+// row gets. Added when missing (whatever the recorded version), so the
+// upgrade is idempotent.
+struct AddedColumn {
+  const char* table;
+  const char* column;
+  const char* decl;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    // 2: migration specs (the spec in the plan, rejected rows per range).
+    {"job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
+    {"job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
+    {"ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
+};
+
 std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
+
+// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry the file lacks.
+Status AddMissingColumns(Db& d) {
+  for (const AddedColumn& a : kAddedColumns) {
+    FERRY_ASSIGN_OR_RETURN(Stmt probe,
+                           d.Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2"));
+    probe.Bind(1, std::string_view(a.table));
+    probe.Bind(2, std::string_view(a.column));
+    const int rc = probe.Step();
+    if (rc == SQLITE_ROW) continue;
+    if (rc != SQLITE_DONE) return d.Error(rc, "read the state schema");
+    FERRY_RETURN_IF_ERROR(
+        d.Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", a.table, a.column, a.decl)));
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -53,6 +84,8 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::OpenReadOnly(const s
         fmt::format("{} is not a ferry coordinator state file: {} (check --state)", path,
                     probe.status().message()));
   }
+  auto version = store->db_.Prepare("PRAGMA user_version");
+  if (version.ok() && version->Step() == SQLITE_ROW) store->v1_file_ = version->Int(0) < 2;
   return store;
 }
 
@@ -102,7 +135,10 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
     Status st = d.Exec(kSchemaV1);
     if (!st.ok()) return store->Rollback(st);
   }
-  // Future upgrades: if (version < 2) { ALTER ... }
+  if (version < kStateSchemaVersion) {
+    Status st = AddMissingColumns(d);
+    if (!st.ok()) return store->Rollback(st);
+  }
   if (version < kStateSchemaVersion) {
     Status st = d.Exec(fmt::format("PRAGMA user_version={}", kStateSchemaVersion));
     if (!st.ok()) return store->Rollback(st);
@@ -122,14 +158,20 @@ Status SqliteStateStore::Rollback(Status cause) {
 Status SqliteStateStore::Prepare() {
   FERRY_ASSIGN_OR_RETURN(
       job_upsert_,
-      db_.Prepare("INSERT OR REPLACE INTO job VALUES (1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+      db_.Prepare("INSERT OR REPLACE INTO job (id, source_uri, target_uri, from_version, "
+                  "to_version, tables, plan_id, last_epoch, phase, boundary, current_version, "
+                  "paused, throttle, failure, mirrored, spec_text, spec_digest) VALUES "
+                  "(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(
-      range_insert_, db_.Prepare("INSERT INTO ranges VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+      range_insert_,
+      db_.Prepare("INSERT INTO ranges (id, table_name, lo, hi, est_rows, state, owner, epoch, "
+                  "deadline_ms, cursor, rows, bytes, digest, attempts, errors, last_error, "
+                  "rejected) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(
       range_update_,
       db_.Prepare(
           "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
-          "digest=?, attempts=?, errors=?, last_error=? WHERE id=?"));
+          "digest=?, attempts=?, errors=?, last_error=?, rejected=? WHERE id=?"));
   FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare("INSERT INTO events (ts_ms, kind, range_id, "
                                                     "epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(worker_upsert_,
@@ -166,6 +208,8 @@ Status SqliteStateStore::WriteJob(const JobMeta& j) {
   s.Bind(12, static_cast<int64_t>(j.throttle_rows_per_s));
   s.Bind(13, j.failure);
   s.Bind(14, int64_t{j.mirrored});
+  s.Bind(15, j.spec_text);
+  s.Bind(16, j.spec_digest);
   return Step(s, "write job");
 }
 
@@ -188,6 +232,7 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
     s.Bind(14, static_cast<int64_t>(r.attempts));
     s.Bind(15, static_cast<int64_t>(r.errors));
     s.Bind(16, r.last_error);
+    s.Bind(17, static_cast<int64_t>(r.rejected));
     return Step(s, "insert range");
   }
   Stmt& s = range_update_;
@@ -202,7 +247,8 @@ Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
   s.Bind(9, static_cast<int64_t>(r.attempts));
   s.Bind(10, static_cast<int64_t>(r.errors));
   s.Bind(11, r.last_error);
-  s.Bind(12, static_cast<int64_t>(r.id));
+  s.Bind(12, static_cast<int64_t>(r.rejected));
+  s.Bind(13, static_cast<int64_t>(r.id));
   return Step(s, "update range");
 }
 
@@ -265,8 +311,8 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
       Stmt s,
       db_.Prepare(
           "SELECT source_uri, target_uri, from_version, to_version, tables, plan_id, last_epoch, "
-          "phase, boundary, current_version, paused, throttle, failure, mirrored FROM job WHERE "
-          "id=1"));
+          "phase, boundary, current_version, paused, throttle, failure, mirrored, " +
+          std::string(v1_file_ ? "'', ''" : "spec_text, spec_digest") + " FROM job WHERE id=1"));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<JobMeta>();
   if (rc != SQLITE_ROW) return db_.Error(rc, "read job");
@@ -285,6 +331,8 @@ Result<std::optional<JobMeta>> SqliteStateStore::LoadJob() {
   j.throttle_rows_per_s = static_cast<uint64_t>(s.Int(11));
   j.failure = s.Str(12);
   j.mirrored = s.Int(13) != 0;
+  j.spec_text = s.Str(14);
+  j.spec_digest = s.Str(15);
   return std::optional<JobMeta>(std::move(j));
 }
 
@@ -292,7 +340,8 @@ Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
   FERRY_ASSIGN_OR_RETURN(
       Stmt s, db_.Prepare("SELECT id, table_name, lo, hi, est_rows, state, owner, epoch, "
                           "deadline_ms, cursor, rows, "
-                          "bytes, digest, attempts, errors, last_error FROM ranges ORDER BY id"));
+                          "bytes, digest, attempts, errors, last_error, " +
+                          std::string(v1_file_ ? "0" : "rejected") + " FROM ranges ORDER BY id"));
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -315,6 +364,7 @@ Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
     r.attempts = static_cast<uint32_t>(s.Int(13));
     r.errors = static_cast<uint32_t>(s.Int(14));
     r.last_error = s.Str(15);
+    r.rejected = static_cast<uint64_t>(s.Int(16));
     if (r.id != out.size() + 1)
       return Internal(fmt::format("range ids not contiguous at {}", r.id));
     out.push_back(std::move(r));

@@ -66,6 +66,9 @@ class SqliteStateStore final : public StateStore {
   Db db_;
   const Clock* clock_;
   Stmt job_upsert_, range_insert_, range_update_, event_insert_, worker_upsert_;
+  // Opened read-only on a file of schema version 1 (no spec or rejected
+  // columns yet): loads read them as empty / 0.
+  bool v1_file_ = false;
   int fail_at_ = -1;
   int step_count_ = 0;
   LeaderInfo leader_;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/file_checks.h"
+
 namespace ferry {
 namespace {
 
@@ -25,6 +27,9 @@ std::string ReadAll(int fd) {
 }  // namespace
 
 Result<std::unique_ptr<StateLock>> StateLock::Acquire(const std::string& state_path) {
+  // Before the lock file is made: a --state that cannot be a state file is
+  // one line naming --state, with nothing created.
+  FERRY_RETURN_IF_ERROR(CheckSqliteFile("--state", state_path, FileUse::kReadWrite));
   std::string path = state_path + ".lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {

@@ -150,6 +150,7 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"ranges_failed", table.count(RangeState::kFailed)},
       {"ranges_stalled", table.CountStalled(ctx_.stall_ms)},
       {"rows_copied", rows},
+      {"rows_rejected", table.rejected_total()},
       {"bytes_copied", table.bytes_total()},
       {"rows_estimated", est},
       {"rows_per_second", static_cast<int64_t>(rate)},
@@ -246,6 +247,9 @@ std::string StatusCommands::MetricsText() const {
   const JobMeta& job = service_->job();
   RenderCounter("ferry_rows_copied_total", "Rows copied into the new store.", table.rows_total(),
                 &out);
+  RenderCounter("ferry_rows_rejected_total",
+                "Rows a migration spec could not move (recorded in __ferry_rejects).",
+                table.rejected_total(), &out);
   RenderCounter("ferry_bytes_copied_total", "Key and value bytes copied.", table.bytes_total(),
                 &out);
   RenderCounter("ferry_lease_requests_total",

@@ -68,7 +68,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         out.request =
             RegisterRequest{std::string(AsView(m.getWorkerId())), std::string(AsView(m.getHost())),
-                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion()))};
+                            static_cast<int64_t>(m.getPid()), std::string(AsView(m.getVersion())),
+                            m.getSupportsSpec()};
         return out;
       }
       case Envelope::Body::LEASE_REQUEST:
@@ -92,7 +93,8 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
         }
         r.lease = ReadLeaseRef(m.getLease());
         auto p = m.getProgress();
-        r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest()};
+        r.progress = Progress{AsView(p.getCursor()), p.getRows(), p.getBytes(), p.getDigest(),
+                              p.getRejected()};
         r.next = m.getNext();
         r.leaving = m.getLeaving();
         out.request = std::move(r);
@@ -147,6 +149,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setGiveUpMs(Ms32(r->policy.give_up_ms));
     m.setPlanId(r->plan_id);
     m.setToVersion(r->to_version);
+    if (!r->spec.empty()) m.setSpec(r->spec);
   } else if (const auto* g = std::get_if<GrantReply>(&reply)) {
     auto m = body.initGrant();
     m.setRangeId(g->range);
@@ -160,6 +163,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setBytesDone(g->bytes);
     m.setDigest(g->digest);
     m.setRowsPerSecond(g->rows_per_second);
+    m.setRejectedDone(g->rejected);
   } else if (const auto* n = std::get_if<NoWorkReply>(&reply)) {
     auto m = body.initNoWork();
     m.setRetryAfterMs(n->retry_after_ms);

@@ -141,29 +141,13 @@ std::string RenderProgressLine(const nlohmann::json& st, bool tty, int width) {
 std::string RenderStatus(const nlohmann::json& st) {
   std::string out = RenderProgressLine(st, true, 40) + "\n";
   // The status fields in the order an operator reads them.
-  static constexpr const char* kFields[] = {"state",
-                                            "from_version",
-                                            "to_version",
-                                            "current_version",
-                                            "ranges_total",
-                                            "ranges_pending",
-                                            "ranges_leased",
-                                            "ranges_done",
-                                            "ranges_failed",
-                                            "ranges_stalled",
-                                            "rows_copied",
-                                            "bytes_copied",
-                                            "rows_estimated",
-                                            "rows_per_second",
-                                            "eta_seconds",
-                                            "workers_live",
-                                            "boundary",
-                                            "paused",
-                                            "throttle_rows_per_second",
-                                            "failure",
-                                            "last_error",
-                                            "source",
-                                            "target"};
+  static constexpr const char* kFields[] = {
+      "state",         "from_version",   "to_version",      "current_version",
+      "ranges_total",  "ranges_pending", "ranges_leased",   "ranges_done",
+      "ranges_failed", "ranges_stalled", "rows_copied",     "rows_rejected",
+      "bytes_copied",  "rows_estimated", "rows_per_second", "eta_seconds",
+      "workers_live",  "boundary",       "paused",          "throttle_rows_per_second",
+      "failure",       "last_error",     "source",          "target"};
   for (const char* k : kFields) {
     if (st.contains(k)) out += fmt::format("{:<26}{}\n", k, Str(st[k]));
   }

@@ -8,6 +8,7 @@
 #include "common/cli.h"
 #include "common/clock.h"
 #include "common/curve.h"
+#include "common/file_checks.h"
 #include "common/signals.h"
 #include "ctl/ctl_client.h"
 #include "ctl/online_commands.h"
@@ -20,9 +21,19 @@ namespace {
 
 int WaitOnTarget(const std::string& uri, int64_t to_version, double timeout_s) {
   const int64_t deadline = MonotonicMs() + static_cast<int64_t>(timeout_s * 1000);
+  const std::optional<std::string> sqlite_path = SqlitePathOf(uri);
   Status last;
   for (;;) {
-    auto store = OpenStore(uri, StoreRole::kSource);
+    // A SQLite new store that does not exist yet may still be created; one
+    // that is not a SQLite database never becomes one: say so now.
+    const bool missing = sqlite_path && ::access(sqlite_path->c_str(), F_OK) != 0;
+    if (sqlite_path && !missing) {
+      Status usable = CheckSqliteFile("--target", *sqlite_path, FileUse::kRead);
+      if (!usable.ok()) return Fail("ferryctl", usable);
+    }
+    auto store = missing ? Result<std::unique_ptr<Store>>(Unavailable(
+                               fmt::format("the new store {} does not exist yet", RedactUri(uri))))
+                         : OpenStore(uri, StoreRole::kSource);
     if (store.ok()) {
       auto v = (*store)->ReadVersion();
       if (v.ok() && v->has_value() && **v >= to_version) {

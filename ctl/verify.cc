@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -9,11 +10,17 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "common/digest.h"
+#include "common/file_checks.h"
 #include "common/key_codec.h"
+#include "common/text_util.h"
 #include "coordinator/state_store.h"
+#include "spec/migration_spec.h"
+#include "spec/target_plan.h"
 #include "stores/store.h"
+#include "stores/table_checks.h"
 
 namespace ferry {
 namespace {
@@ -26,16 +33,21 @@ struct PlannedRange {
   RangeState state = RangeState::kPending;
   uint64_t rows = 0;
   uint64_t digest = 0;
+  uint64_t rejected = 0;
 };
 
 struct Job {
   std::string source_uri;
   std::string target_uri;
+  std::string spec_text;  // the migration spec's canonical text; empty: none
   std::vector<PlannedRange> ranges;
 };
 
 // The job's URIs and plan, through the state store's read-only API.
 Result<Job> ReadJob(const std::string& state_path) {
+  if (!IsPgStateLocation(state_path)) {
+    FERRY_RETURN_IF_ERROR(CheckSqliteFile("--state", state_path, FileUse::kRead));
+  }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<StateReader> state, OpenStateReader(state_path));
   FERRY_ASSIGN_OR_RETURN(std::optional<JobMeta> meta, state->LoadJob());
   if (!meta) {
@@ -46,6 +58,7 @@ Result<Job> ReadJob(const std::string& state_path) {
   Job out;
   out.source_uri = meta->source_uri;
   out.target_uri = meta->target_uri;
+  out.spec_text = meta->spec_text;
   for (RangeRecord& rr : ranges) {
     PlannedRange r;
     r.id = rr.id;
@@ -53,6 +66,7 @@ Result<Job> ReadJob(const std::string& state_path) {
     r.state = rr.state;
     r.rows = rr.rows;
     r.digest = rr.digest;
+    r.rejected = rr.rejected;
     out.ranges.push_back(std::move(r));
   }
   return out;
@@ -164,6 +178,14 @@ class RangeReader {
 
 class Verifier {
  public:
+  // A target of the recorded spec: its plan, its Lua function, the legacy
+  // keys __ferry_rejects lists for it.
+  struct Spec {
+    TargetPlan plan;
+    std::unique_ptr<LuaTransform> lua;
+    std::set<std::string> rejected;
+  };
+
   Verifier(const VerifyOptions& opt, VerifyReport* report) : opt_(opt), report_(report) {}
 
   Status Open(const Job& job) {
@@ -175,8 +197,178 @@ class Verifier {
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(dst, StoreRole::kSource));
     FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> s, source_->ListTables());
     FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> t, target_->ListTables());
+    if (!job.spec_text.empty()) {
+      // The same targets the workers resolved: the recorded spec, the stores.
+      spec_.emplace();
+      FERRY_RETURN_IF_ERROR(ParseSpecText(job.spec_text, "the recorded spec", &*spec_));
+      FERRY_ASSIGN_OR_RETURN(std::vector<TargetPlan> plans,
+                             ResolveTargets(&*spec_, *source_, s, {}, dst));
+      for (TargetPlan& p : plans) {
+        Spec& one = specs_[p.entry.target];
+        one.plan = std::move(p);
+        if (one.plan.has_lua()) {
+          FERRY_ASSIGN_OR_RETURN(one.lua, MakeTransform(one.plan));
+        }
+        FERRY_ASSIGN_OR_RETURN(std::vector<Reject> rejects,
+                               target_->ReadRejects(one.plan.entry.target, SIZE_MAX));
+        for (Reject& r : rejects) one.rejected.insert(std::move(r.source_key));
+      }
+    }
     for (auto& x : s) source_tables_[x.name] = std::move(x);
     for (auto& x : t) target_tables_[x.name] = std::move(x);
+    return Status::Ok();
+  }
+
+  // A range of a migration spec's target: the legacy rows read through the
+  // spec (select, where, Lua function), minus the rows __ferry_rejects lists,
+  // against the new store's rows, matched by the TARGET key.
+  Status CheckSpecRange(const PlannedRange& r, const std::string& where, Spec& one) {
+    const TargetPlan& plan = one.plan;
+    auto t = target_tables_.find(plan.target.name);
+    if (t == target_tables_.end()) {
+      Differ(where, fmt::format("the new store has no table {}", plan.target.name));
+      return Status::Ok();
+    }
+    const TableSchema& have = t->second;
+    // Where each written cell is among the new table's cells.
+    const std::vector<std::string> have_cells = CellNames(have, RowidAlias(have.columns));
+    const std::vector<std::string> write_cells =
+        CellNames(plan.write, RowidAlias(plan.write.columns));
+    std::vector<size_t> at;
+    for (const std::string& name : write_cells) {
+      size_t i = 0;
+      while (i < have_cells.size() && !IEquals(have_cells[i], name)) ++i;
+      if (i == have_cells.size()) {
+        Differ(where, fmt::format("the new store's table {} has no column {}", have.name, name));
+        return Status::Ok();
+      }
+      at.push_back(i);
+    }
+    std::vector<size_t> key_cells;
+    if (plan.write.rowid_key()) {
+      key_cells.push_back(0);
+    } else {
+      key_cells = plan.write.key_columns;
+    }
+
+    // The expected rows, with their target keys.
+    struct Expected {
+      std::string key;         // target key
+      std::string source_key;  // legacy key, as verify prints keys
+      std::vector<Value> cells;
+    };
+    std::vector<Expected> expected;
+    uint64_t digest = 0, rejected = 0, read_rows = 0;
+    std::string after, scratch;
+    RowBatch read, kept;
+    const KeyRange source_range{plan.source.name, r.range.lo, r.range.hi};
+    for (;;) {
+      FERRY_RETURN_IF_ERROR(source_->ReadProjected(plan.source, plan.projection, source_range,
+                                                   after, opt_.batch_rows, kMaxBytes, &read));
+      if (read.rows() == 0) break;
+      after = read.keys.back();
+      read_rows += read.rows();
+      digest = FoldDigest(digest, read, &scratch);
+      std::vector<Reject> failed;
+      TransformBatch(plan, one.lua.get(), read, &kept, &failed);
+      for (const Reject& f : failed) {
+        ++rejected;
+        if (!one.rejected.count(f.source_key)) {
+          Differ(where, fmt::format("legacy key {}: the spec fails on it ({}), but {} does not "
+                                    "list it",
+                                    f.source_key, f.reason, kRejectsTable));
+        }
+      }
+      for (size_t i = 0; i < kept.rows(); ++i) {
+        std::string source_key = KeyToFullString(kept.keys[i]);
+        if (one.rejected.count(source_key)) {
+          ++rejected;  // the new store refused it: expected absent
+          continue;
+        }
+        Expected e;
+        e.source_key = std::move(source_key);
+        e.cells.assign(kept.row(i), kept.row(i) + kept.width);
+        std::vector<Value> key_values;
+        for (size_t k : key_cells) key_values.push_back(e.cells[k]);
+        e.key = EncodeKey(key_values);
+        expected.push_back(std::move(e));
+      }
+    }
+    report_->rows_checked += read_rows;
+    std::sort(expected.begin(), expected.end(),
+              [](const Expected& a, const Expected& b) { return a.key < b.key; });
+
+    auto compare = [&](const Expected& e, const Value* cells) {
+      for (size_t c = 0; c < e.cells.size(); ++c) {
+        const Value& x = e.cells[c];
+        const Value& y = cells[at[c]];
+        if (CellBytes(x) == CellBytes(y)) continue;
+        // The new store's column converts what it is given (an affinity, a
+        // type): the same value in another storage class is no difference.
+        if (SameValueAcrossEngines(x, y)) {
+          ++report_->cells_converted;
+          continue;
+        }
+        Differ(where, fmt::format("legacy key {}: column {} is {} by the spec, {} in the new store",
+                                  e.source_key, write_cells[c], CellText(x), CellText(y)));
+        return;
+      }
+    };
+    // Target keys inside the range's own bounds (the usual case: the key is
+    // the legacy key carried under another name): the new store's rows of
+    // the same bounds are exactly the range's, extra rows included.
+    bool in_bounds = true;
+    for (const Expected& e : expected) {
+      if ((!r.range.lo.empty() && e.key < r.range.lo) ||
+          (!r.range.hi.empty() && e.key >= r.range.hi)) {
+        in_bounds = false;
+        break;
+      }
+    }
+    if (in_bounds) {
+      const KeyRange target_range{have.name, r.range.lo, r.range.hi};
+      RangeReader b(target_.get(), &have, target_range, opt_.batch_rows);
+      size_t i = 0;
+      for (;;) {
+        FERRY_ASSIGN_OR_RETURN(bool have_b, b.Valid());
+        if (i == expected.size() && !have_b) break;
+        const int cmp = i == expected.size() ? 1 : !have_b ? -1 : expected[i].key.compare(b.key());
+        if (cmp < 0) {
+          Differ(where, fmt::format("legacy key {}: its row (key {}) is missing from the new store",
+                                    expected[i].source_key, KeyToString(expected[i].key)));
+        } else if (cmp > 0) {
+          Differ(where, fmt::format("key {} is in the new store but no legacy row of the range "
+                                    "gives it",
+                                    KeyToString(b.key())));
+        } else {
+          compare(expected[i], b.row());
+        }
+        if (cmp <= 0) ++i;
+        if (cmp >= 0) b.Next();
+      }
+    } else {
+      // A function that computes other keys: each expected row looked up by
+      // its key (extra rows in the new store are not detected for the range).
+      ++report_->ranges_looked_up;
+      RowBatch one_row;
+      for (const Expected& e : expected) {
+        FERRY_RETURN_IF_ERROR(
+            target_->ReadBatch(have, KeyRange{have.name, e.key, ""}, "", 1, kMaxBytes, &one_row));
+        if (one_row.rows() == 0 || one_row.keys[0] != e.key) {
+          Differ(where, fmt::format("legacy key {}: its row (key {}) is missing from the new store",
+                                    e.source_key, KeyToString(e.key)));
+        } else {
+          compare(e, one_row.row(0));
+        }
+      }
+    }
+    if (expected.size() != r.rows || digest != r.digest || rejected != r.rejected) {
+      Differ(where,
+             fmt::format("the legacy rows no longer match what was copied ({} rows written, {} "
+                         "rejected, digest {:016x}; recorded {}, {}, {:016x}): the legacy store "
+                         "was written to after this range was copied",
+                         expected.size(), rejected, digest, r.rows, r.rejected, r.digest));
+    }
     return Status::Ok();
   }
 
@@ -184,6 +376,14 @@ class Verifier {
     const std::string where = fmt::format("range {} (table {}, keys {} .. {})", r.id, r.range.table,
                                           r.range.lo.empty() ? "start" : KeyToString(r.range.lo),
                                           r.range.hi.empty() ? "end" : KeyToString(r.range.hi));
+    if (spec_) {
+      auto one = specs_.find(r.range.table);
+      if (one == specs_.end()) {
+        return NotFound(
+            fmt::format("{}: the recorded spec has no target {}", where, r.range.table));
+      }
+      return CheckSpecRange(r, where, one->second);
+    }
     auto s = source_tables_.find(r.range.table);
     if (s == source_tables_.end()) {
       return NotFound(fmt::format("{}: the legacy store {} has no table {} (check --source)", where,
@@ -265,6 +465,8 @@ class Verifier {
 
   const VerifyOptions& opt_;
   VerifyReport* report_;
+  std::optional<MigrationSpec> spec_;
+  std::map<std::string, Spec> specs_;
   std::unique_ptr<Store> source_;
   std::unique_ptr<Store> target_;
   std::map<std::string, TableSchema> source_tables_;
@@ -306,6 +508,7 @@ nlohmann::json VerifyReportJson(const VerifyReport& r) {
           {"ranges_differing", r.ranges_differing},
           {"rows_checked", r.rows_checked},
           {"cells_converted", r.cells_converted},
+          {"ranges_looked_up", r.ranges_looked_up},
           {"differences", r.differences},
           {"described", r.described}};
 }
@@ -317,11 +520,17 @@ std::string RenderVerifyReport(const VerifyReport& r) {
     out += fmt::format("... and {} more (raise --max-differences to see them)\n",
                        r.differences - r.described.size());
   }
+  if (r.ranges_looked_up > 0) {
+    out += fmt::format(
+        "note: in {} range(s) the spec computes keys outside the range's legacy keys: their rows "
+        "were looked up one by one, and rows the new store has beyond them were not looked for\n",
+        r.ranges_looked_up);
+  }
   if (r.cells_converted > 0) {
     out += fmt::format(
         "note: {} cell(s) hold the same value in another storage class, as the SQLite <-> "
-        "PostgreSQL type mapping converts it (e.g. an integer in a bytea column); not "
-        "differences\n",
+        "PostgreSQL type mapping (or a spec's target column type) converts it (e.g. an integer "
+        "in a bytea column); not differences\n",
         r.cells_converted);
   }
   const std::string skipped =

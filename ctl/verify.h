@@ -5,6 +5,16 @@
 // value included, see SameValueAcrossEngines) — and the legacy rows against
 // the digest (and row count) the worker reported when it copied them.
 //
+// A job with a migration spec (its canonical text is in the state) is
+// compared as the spec says: each range's legacy rows read through the
+// target's select and where, transformed by its Lua function (the same
+// spec/target_plan.h resolution the workers use), without the rows the new
+// store's __ferry_rejects lists (expected absent; a row the function fails
+// on must be listed there), against the new store's rows of the target,
+// matched by the target key; columns the spec does not write are not
+// compared; a value the target column converted (an affinity, a type) is
+// compared by value.
+//
 // It never writes: both stores are opened read-only (StoreRole::kSource) and
 // the state file with SQLITE_OPEN_READONLY, so it may run beside a live
 // coordinator (ranges not done yet are counted as skipped, not read).
@@ -47,6 +57,10 @@ struct VerifyReport {
   // mapping changed (an integer in a bytea column, a real in numeric): not
   // differences; counted so the report can say so.
   uint64_t cells_converted = 0;
+  // Ranges of a migration spec's target whose expected rows have keys
+  // outside the range's legacy keys (a Lua function computing other keys):
+  // looked up row by row, without a search for extra rows.
+  uint64_t ranges_looked_up = 0;
   uint64_t differences = 0;            // rows missing/extra/differing, digest mismatches
   std::vector<std::string> described;  // the first max_differences, one line each
   std::string source;                  // URIs as compared, credentials redacted

@@ -7,6 +7,14 @@
 # sqlite3 CLI.
 #
 #   bash deploy/demo.sh [--rows N] [--workers N] [--regenerate]
+#   bash deploy/demo.sh --spec [--rows N] [--workers N]
+#
+# --spec: the worked v1 -> v2 example of a migration between formats (README,
+# "Migrating between formats"): the v1 shop store of
+# deploy/examples/make-v1-store.sql (N/3 users, 2 orders each) into
+# demo/v2.db through deploy/examples/v1-to-v2.toml — after a --dry-run —,
+# then checked with the sqlite3 CLI against the spec's own SQL and with
+# `ferryctl verify`.
 #
 # Environment: ROWS (default 1000000), WORKERS (default 4), FERRY_BUILD_DIR
 # (default build), FERRY_SKIP_BUILD=1 to reuse an existing build,
@@ -20,8 +28,9 @@ cd "$ROOT"
 ROWS="${ROWS:-1000000}"
 WORKERS="${WORKERS:-4}"
 REGENERATE=0
+SPEC_DEMO=0
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -30,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --workers) WORKERS="${2:?--workers needs a number}"; shift 2 ;;
     --workers=*) WORKERS="${1#*=}"; shift ;;
     --regenerate) REGENERATE=1; shift ;;
+    --spec) SPEC_DEMO=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: error: unknown argument '$1' (see bash deploy/demo.sh --help)" >&2; exit 2 ;;
   esac
@@ -61,6 +71,64 @@ if [[ ! -x "$COORDINATOR" ]]; then
 fi
 
 DEMO="$ROOT/demo"
+mkdir -p "$DEMO"
+
+# ---------------------------------------------------------------------------
+# --spec: the v1 -> v2 example through a migration spec.
+# ---------------------------------------------------------------------------
+spec_demo() {
+  local spec="$ROOT/deploy/examples/v1-to-v2.toml"
+  local v1="$DEMO/v1.db" v2="$DEMO/v2.db" state="$DEMO/spec-state.db"
+  local users=$(( ROWS / 3 > 0 ? ROWS / 3 : 1 ))
+  rm -f "$v1" "$v1-journal" "$v2" "$v2-wal" "$v2-shm" "$state" "$state-wal" "$state-shm" "$state.lock"
+  echo "demo: generating the v1 store $v1 ($users users, $(( 2 * users )) orders)"
+  sqlite3 -batch -bail -cmd ".parameter set @users $users" "$v1" \
+    < "$ROOT/deploy/examples/make-v1-store.sql" >/dev/null
+  local args=(--source "sqlite:$v1" --target "sqlite:$v2" --spec "$spec")
+  echo "demo: ferry-coordinator ${args[*]} --dry-run"
+  "$COORDINATOR" "${args[@]}" --dry-run
+  echo
+  echo "demo: migrating with $WORKERS local workers"
+  "$COORDINATOR" "${args[@]}" --state "$state" --local-workers "$WORKERS" \
+    --status-endpoint tcp://127.0.0.1:0 --listen tcp://127.0.0.1:0
+  echo "demo: verifying with the spec's own SQL (sqlite3 CLI)"
+  local failures=()
+  # target | the rows the spec makes, as SQL on the v1 store | the v2 columns
+  local checks=(
+    "accounts|SELECT id, lower(trim(email)), created FROM users WHERE deleted_at IS NULL|account_id, email, created_at"
+    "profiles|SELECT id, full_name, coalesce(country, 'ZZ') FROM users WHERE deleted_at IS NULL AND full_name IS NOT NULL|account_id, display_name, country"
+    "orders|SELECT id, user_id, CAST(substr(packed, 8) AS TEXT) FROM orders WHERE hex(substr(packed, 5, 2)) <> '0000'|order_id, account_id, currency"
+  )
+  local c t want cols out
+  for c in "${checks[@]}"; do
+    IFS='|' read -r t want cols <<<"$c"
+    out="$(sqlite3 -batch -bail -separator ' ' "$v1" <<SQL
+ATTACH '$v2' AS b;
+SELECT (SELECT count(*) FROM ($want)), (SELECT count(*) FROM b.$t),
+       (SELECT count(*) FROM ($want EXCEPT SELECT $cols FROM b.$t)),
+       (SELECT count(*) FROM (SELECT $cols FROM b.$t EXCEPT $want));
+SQL
+    )"
+    read -r n_want n_new only_want only_new <<<"$out"
+    printf 'demo:   %-9s expected %7s  new %7s  missing %s  unexpected %s\n' \
+      "$t" "$n_want" "$n_new" "$only_want" "$only_new"
+    if [[ "$n_want" != "$n_new" || "$only_want" != 0 || "$only_new" != 0 ]]; then
+      failures+=("$t: expected $n_want rows, new store $n_new, $only_want missing, $only_new unexpected")
+    fi
+  done
+  echo "demo: ferryctl verify --state $state (every column, through the spec and its Lua function)"
+  "$FERRYCTL" verify --state "$state" || failures+=("ferryctl verify failed")
+  if [[ ${#failures[@]} -eq 0 ]]; then
+    echo "verification: OK"
+    exit 0
+  fi
+  echo "verification: FAILED ($(printf '%s; ' "${failures[@]}"))"
+  exit 1
+}
+if [[ "$SPEC_DEMO" == 1 ]]; then
+  spec_demo
+fi
+
 LEGACY="$DEMO/legacy.db"
 TARGET="$DEMO/new.db"
 STATE="$DEMO/state.db"

@@ -47,6 +47,9 @@ struct Progress {
   rows @1 :UInt64;
   bytes @2 :UInt64;
   digest @3 :UInt64;  # chained digest of the rows up to the cursor
+  # Rows up to the cursor a migration spec could not move (recorded in the
+  # new store's __ferry_rejects); 0 from a peer that predates it.
+  rejected @4 :UInt64;
 }
 
 # worker -> coordinator: heartbeat (renews the lease, records progress),
@@ -74,6 +77,10 @@ struct Register {
   host @1 :Text;
   pid @2 :UInt32;
   version @3 :Text;
+  # The worker applies Registered.spec (a migration spec). One that predates
+  # specs (false) would copy tables as they are: a coordinator with a spec
+  # refuses it (versionMismatch).
+  supportsSpec @4 :Bool;
 }
 
 # coordinator -> worker: the job's settings.
@@ -93,6 +100,10 @@ struct Registered {
   safetyMarginMs @7 :UInt32;
   livenessMs @8 :UInt32;
   giveUpMs @9 :UInt32;
+  # The migration spec (spec/migration_spec.h), canonical TOML text; empty:
+  # none (every table copied as it is). A worker resolves its targets from
+  # it and the stores (spec/target_plan.h).
+  spec @10 :Text;
 }
 
 struct LeaseRequest {
@@ -113,6 +124,7 @@ struct Grant {
   bytesDone @8 :UInt64;
   digest @9 :UInt64;
   rowsPerSecond @10 :UInt64;  # this worker's share of the throttle; 0 = none
+  rejectedDone @11 :UInt64;   # rows rejected up to the cursor (Progress.rejected)
 }
 
 # coordinator -> worker: nothing to lease now.

@@ -38,6 +38,10 @@ inline constexpr const char* kMetaTable = "__ferry_meta";
 // Name of the change table online capture keeps in a SQLite legacy store
 // (stores/change_capture.h). Never listed as a user table.
 inline constexpr const char* kChangesTable = "__ferry_changes";
+// Name of the reserved table of rows a migration spec could not move
+// (DESIGN.md "Migration spec"), in the new store: (table_name, source_key,
+// reason), keyed on (table_name, source_key). Reserved like kMetaTable.
+inline constexpr const char* kRejectsTable = "__ferry_rejects";
 
 struct Column {
   // A constructor rather than aggregate initialization, so that `{name, type,
@@ -72,6 +76,10 @@ struct TableSchema {
   // Why ferry cannot copy this table ("is a virtual table, ..."); empty when
   // it can. Listed anyway, so that leaving it out of --tables works.
   std::string unsupported;
+  // create_sql is a migration spec's `create` in this store's own dialect:
+  // a target of that dialect runs it as it is (a statement for the
+  // connection's default schema).
+  bool create_verbatim = false;
 
   bool rowid_key() const { return key_columns.empty(); }
   size_t width() const { return columns.size() + (rowid_key() ? 1 : 0); }
@@ -128,6 +136,37 @@ struct ChangeApply {
 struct ChangePosition {
   int64_t position = 0;  // 0: nothing applied yet
   uint64_t applied = 0;
+};
+
+// A target table read through a migration spec: a select list and a filter
+// over ONE legacy table, in the legacy store's dialect (spec/migration_spec.h).
+struct Projection {
+  // "*" (exactly): the row's cells as ReadBatch reads them ([rowid,]
+  // columns); anything else: a SQL select list, evaluated by the store.
+  std::string select = "*";
+  std::string where;  // empty: every row; else a SQL condition
+  bool star() const { return select == "*"; }
+  bool identity() const { return star() && where.empty(); }
+};
+
+// One result column of a projection, as the legacy store describes it.
+struct ProjectedColumn {
+  std::string name;  // as the select names it (its alias, or the column's name)
+  // Declared type in the legacy store's dialect: the type of the column it
+  // carries as is, or of the expression when the engine knows it
+  // (PostgreSQL); empty when untyped (a computed SQLite column).
+  std::string type;
+  bool not_null = false;  // carries a NOT NULL column as is
+  // Position among the source row's cells ([rowid alias,] columns) of the
+  // column this one carries as is; -1 for a computed column.
+  int source_cell = -1;
+};
+
+// A row a migration spec could not move: for __ferry_rejects.
+struct Reject {
+  std::string table;       // the target table
+  std::string source_key;  // the source key as text (KeyToFullString)
+  std::string reason;      // one line
 };
 
 // What the coordinator mirrors into the new store's metadata table.
@@ -228,6 +267,65 @@ class Store {
     return ChangePosition{};
   }
 
+  // ---- projections (migration specs; DESIGN.md "Migration spec") ----
+  // The result columns of `p` over `table` (a source table), prepared by the
+  // store but not run. kInvalidArgument with the engine's own message (a
+  // column that does not exist, a syntax error) when it refuses the SQL.
+  virtual Result<std::vector<ProjectedColumn>> DescribeProjection(const TableSchema& table,
+                                                                  const Projection& p) {
+    (void)table, (void)p;
+    return FailedPrecondition("this store cannot evaluate a migration spec's select");
+  }
+  // ReadBatch through `p`: the rows of `range` after `after` for which
+  // p.where holds, in key order; out->keys are their SOURCE keys (cursors and
+  // fences stay in the source's key space), out->cells p's result columns
+  // (out->width of them). A projection that is identity() reads exactly
+  // what ReadBatch reads.
+  virtual Status ReadProjected(const TableSchema& table, const Projection& p, const KeyRange& range,
+                               std::string_view after, size_t max_rows, size_t max_bytes,
+                               RowBatch* out) {
+    if (p.identity()) return ReadBatch(table, range, after, max_rows, max_bytes, out);
+    (void)table, (void)range, (void)after, (void)max_rows, (void)max_bytes, (void)out;
+    return FailedPrecondition("this store cannot evaluate a migration spec's select");
+  }
+  // Direct copy through a projection: `p`'s result cells of each row of
+  // source table `table` go into the cells of `into` (a target table whose
+  // cells, in order, take them), with the same rows, cursor, bytes and
+  // digest as source.ReadProjected + WriteBatch(into) + FoldDigest, in ONE
+  // fenced transaction. Default: not supported.
+  virtual bool CanCopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                                const TableSchema& into) {
+    (void)source, (void)table, (void)p, (void)into;
+    return false;
+  }
+  virtual Status CopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                               const TableSchema& into, const KeyRange& range,
+                               std::string_view after, size_t max_rows, size_t max_bytes,
+                               const Fence& fence, CopiedBatch* out) {
+    (void)source, (void)table, (void)p, (void)into, (void)range, (void)after, (void)max_rows;
+    (void)max_bytes, (void)fence, (void)out;
+    return FailedPrecondition("this store cannot copy directly from another store");
+  }
+
+  // ---- rejects (targets; DESIGN.md "Migration spec") ----
+  // Creates kRejectsTable if it does not exist.
+  virtual Status CreateRejectsTable() {
+    return FailedPrecondition("this store keeps no rejected rows");
+  }
+  // Records `rejects` idempotently (one row per (table, source_key): a
+  // re-copied range does not duplicate them) in ONE transaction that first
+  // checks and records `fence`, like WriteBatch.
+  virtual Status WriteRejects(const std::vector<Reject>& rejects, const Fence& fence) {
+    (void)rejects, (void)fence;
+    return FailedPrecondition("this store keeps no rejected rows");
+  }
+  // Up to `limit` recorded rejects of `table` (every table when empty),
+  // ordered by table and source key; none when kRejectsTable does not exist.
+  virtual Result<std::vector<Reject>> ReadRejects(const std::string& table, size_t limit) {
+    (void)table, (void)limit;
+    return std::vector<Reject>();
+  }
+
   // ---- metadata (both sides) ----
   // The data version recorded in the metadata table; nullopt if absent.
   virtual Result<std::optional<int64_t>> ReadVersion() = 0;
@@ -251,6 +349,27 @@ enum class StoreRole { kSource, kTarget };
 // Opens `uri` (`sqlite:PATH` or `postgresql://...`). A source is opened
 // read-only and must exist; a target is created if missing.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri, StoreRole role);
+
+// The table `create_sql` (one CREATE TABLE statement in the dialect of the
+// store at `target_uri`) makes, as that engine parses it, WITHOUT creating
+// anything and without touching a SQLite file: SQLite runs it in an
+// in-memory database; PostgreSQL in a read-only session, as a temporary
+// table inside a transaction that is rolled back. The result has
+// create_verbatim set, its columns with their declared types, its primary
+// key (empty key_columns: none declared). kInvalidArgument with the
+// engine's message when it refuses the statement; kUnavailable when the
+// server cannot be reached.
+Result<TableSchema> DescribeCreateTable(const std::string& target_uri,
+                                        const std::string& create_sql);
+
+// The statements CreateSchema of the store at `target_uri` would run to
+// create `table` (CREATE TABLE, then its indexes), for --dry-run; nothing is
+// opened. The table name is unqualified.
+Result<std::vector<std::string>> TargetDdl(const std::string& target_uri, const TableSchema& table);
+
+// "sqlite" or "postgresql": the schema dialect of the store at `uri`;
+// kInvalidArgument for an unknown scheme.
+Result<std::string> DialectOf(const std::string& uri);
 
 // `uri` with any password replaced by "***".
 std::string RedactUri(const std::string& uri);

@@ -118,6 +118,29 @@ std::string RedactUri(const std::string& uri) {
   return RedactPasswordParams(std::move(out));
 }
 
+Result<std::string> DialectOf(const std::string& uri) {
+  if (StartsWith(uri, "sqlite:")) return std::string(kSqliteDialect);
+  if (StartsWith(uri, "postgresql://") || StartsWith(uri, "postgres://")) {
+    return std::string(kPgDialect);
+  }
+  return InvalidArgument(fmt::format(
+      "unknown store URI scheme in '{}': use sqlite:PATH or postgresql://...", RedactUri(uri)));
+}
+
+Result<TableSchema> DescribeCreateTable(const std::string& target_uri,
+                                        const std::string& create_sql) {
+  FERRY_ASSIGN_OR_RETURN(std::string dialect, DialectOf(target_uri));
+  if (dialect == kSqliteDialect) return SqliteStore::DescribeCreate(create_sql);
+  return PgStore::DescribeCreate(target_uri, create_sql);
+}
+
+Result<std::vector<std::string>> TargetDdl(const std::string& target_uri,
+                                           const TableSchema& table) {
+  FERRY_ASSIGN_OR_RETURN(std::string dialect, DialectOf(target_uri));
+  if (dialect == kSqliteDialect) return SqliteStore::CreateStatements(table);
+  return PgStore::CreateStatements(table, PgQuoteIdent(table.name));
+}
+
 Result<std::unique_ptr<Store>> OpenStore(const std::string& uri, StoreRole role) {
   if (StartsWith(uri, "sqlite:")) {
     std::string path = uri.substr(7);

@@ -8,7 +8,9 @@
 
 namespace ferry {
 
-bool IsMetaTable(std::string_view name) { return IEquals(name, kMetaTable); }
+bool IsMetaTable(std::string_view name) {
+  return IEquals(name, kMetaTable) || IEquals(name, kRejectsTable);
+}
 
 bool IsReservedTable(std::string_view name) {
   return IsMetaTable(name) || IEquals(name, kChangesTable);
@@ -17,8 +19,9 @@ bool IsReservedTable(std::string_view name) {
 Status CheckNotMetaTable(std::string_view name) {
   if (!IsMetaTable(name)) return Status::Ok();
   return InvalidArgument(fmt::format(
-      "table {} is ferry's reserved metadata table; it is never copied or written as user data",
-      name));
+      "table {} is one of ferry's reserved metadata tables ({}, {}); it is never copied or "
+      "written as user data",
+      name, kMetaTable, kRejectsTable));
 }
 
 Status CheckNoMetaTable(const std::vector<TableSchema>& tables) {

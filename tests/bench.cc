@@ -23,6 +23,12 @@
 //   4. Recovery: coordinator SIGKILL + restart to the first Grant with 100k
 //      ranges in its state; rows copied twice after a worker SIGKILL.
 //   5. Memory: ferry-worker peak RSS by store size; coordinator peak RSS.
+//   6. Migration spec (DESIGN.md "Migration spec"): --rows rows of one table
+//      through a projection (table and columns renamed, one computed column)
+//      vs SQLite's own INSERT INTO new.t SELECT <the same projection> FROM
+//      legacy.t (WAL on both); the same with an identity Lua function; and,
+//      with --pg-uri and pgloader, into PostgreSQL with the projection vs
+//      pgloader moving the same table without one.
 //
 // Every timed case runs --repeat times (default 3); the table shows medians.
 // Not a ctest test: it takes minutes and needs an otherwise idle machine to
@@ -88,7 +94,7 @@ struct Options {
   int repeat = 3;
   std::string dir = "/tmp/ferry-bench";
   std::string bin_dir = FERRY_BIN_DIR;
-  std::string cases = "1,2,3,4,5";
+  std::string cases = "1,2,3,4,5,6,7";
   int64_t rows = 1000000;
   int value_bytes = 100;
   int tables = 4;
@@ -2064,6 +2070,147 @@ void CaseRecovery() {
   }
 }
 
+// ---------------------------------------------------------------- case 7 --
+
+// The projection of case 7 (a rename of the table and two columns, one
+// computed column), as a migration spec and as the baseline's own SQL.
+constexpr const char* kSpecSelect =
+    "id AS user_id, name AS full_name, email, score * 100 AS score_cents, payload";
+constexpr const char* kSpecBaselineSelect = "id, name, email, score * 100, payload";
+// What ferry derives for the target (the columns' declared types; the
+// computed column untyped), created by the baseline too.
+constexpr const char* kSpecTargetDdl =
+    "CREATE TABLE \"users_v2\" (\"user_id\" INTEGER, \"full_name\" TEXT NOT NULL, \"email\" "
+    "TEXT, \"score_cents\", \"payload\" BLOB, PRIMARY KEY (\"user_id\"))";
+
+void CaseSpec() {
+  const std::string legacy = DataStore(g_opt.rows, g_opt.value_bytes, 1);  // one table, t0
+  const std::string target = g_opt.dir + "/c7-new.db";
+  const std::string state = g_opt.dir + "/c7-state.db";
+  const std::string log = g_opt.dir + "/c7.log";
+  const int64_t total = CountRows(legacy, {"t0"}).at("t0");
+  const std::string projection = g_opt.dir + "/c7-projection.toml";
+  const std::string lua = g_opt.dir + "/c7-identity-lua.toml";
+  const std::string entry = fmt::format(
+      "[[table]]\ntarget = \"users_v2\"\nsource = \"t0\"\nselect = \"{}\"\n", kSpecSelect);
+  std::ofstream(projection) << entry;
+  std::ofstream(lua) << entry << "lua = \"return function(row) return row end\"\n";
+  const std::string script = g_opt.dir + "/c7-baseline.sql";
+  std::ofstream(script) << "PRAGMA journal_mode=WAL;\n"
+                        << kSpecTargetDdl << ";\nATTACH " << Quote(legacy)
+                        << " AS src;\nBEGIN; INSERT INTO main.users_v2 SELECT "
+                        << kSpecBaselineSelect << " FROM src.t0; COMMIT;\n";
+  const std::string section = fmt::format(
+      "7. Migration spec, SQLite -> SQLite: {} rows, 1 table, select \"{}\"", total, kSpecSelect);
+  std::vector<TimedCase> cases;
+  auto add = [&](const std::string& name, std::function<double()> run) {
+    cases.push_back(TimedCase{name, std::move(run)});
+  };
+  add("baseline: sqlite3 CLI INSERT..SELECT <projection>", [&] {
+    Child c({"sqlite3", "-batch", "-bail", target}, log, script);
+    return RunOk(c, 3600000, "sqlite3 projection baseline", log) ? c.wall_s() : NAN;
+  });
+  size_t proj1 = cases.size();
+  add("ferry embedded, 1 worker, --spec (projection)", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 1, log,
+                         {"--spec", projection});
+  });
+  size_t proj2 = cases.size();
+  add("ferry embedded, 2 workers, --spec (projection)", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                         {"--spec", projection});
+  });
+  size_t lua1 = cases.size();
+  add("ferry embedded, 1 worker, --spec + identity Lua", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 1, log, {"--spec", lua});
+  });
+  size_t lua2 = cases.size();
+  add("ferry embedded, 2 workers, --spec + identity Lua", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log, {"--spec", lua});
+  });
+  // Diagnostic (not a bar): the projection through the read + write path
+  // the Lua function needs, without the function.
+  add("diagnostic: 2 workers, projection, --no-direct-copy", [&] {
+    return FerryEmbedded("sqlite:" + legacy, "sqlite:" + target, state, 2, log,
+                         {"--spec", projection, "--no-direct-copy"});
+  });
+  const std::vector<double> med = RunInterleaved(
+      section, total, cases,
+      [&] {
+        RemoveDb(target);
+        return true;
+      },
+      [&] {
+        return CheckCounts({{"users_v2", total}}, CountRows(target, {"users_v2"}));
+      });
+  const double b = med[0];
+  auto ratio_bar = [&](const std::string& what, const std::string& want, double x, double base,
+                       double limit) {
+    const bool have = !std::isnan(x) && !std::isnan(base);
+    g_bars.push_back(Bar{what, want, have ? fmt::format("{:.2f}x", x / base) : "-",
+                         have ? std::optional<bool>(x / base <= limit) : std::nullopt});
+  };
+  ratio_bar("spec: projection, ferry 1 worker vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj1], b,
+            1.10);
+  ratio_bar("spec: projection, ferry 2 workers vs sqlite3 INSERT..SELECT", "<= 1.10x", med[proj2],
+            b, 1.10);
+  ratio_bar("spec: identity Lua vs the same copy without it, 1 worker", "<= 1.5x", med[lua1],
+            med[proj1], 1.5);
+  ratio_bar("spec: identity Lua vs the same copy without it, 2 workers", "<= 1.5x", med[lua2],
+            med[proj2], 1.5);
+  if (!g_opt.keep) RemoveDb(target);
+
+  // Into PostgreSQL: ferry with the projection vs pgloader without one.
+  const std::string pg_what =
+      "spec: into PostgreSQL with the projection, ferry 2 workers vs "
+      "pgloader without one (speed ratio)";
+  if (g_opt.pg_uri.empty() || !HaveExe("pgloader") || !HaveExe("psql")) {
+    g_rows.push_back(Row{"7b. Migration spec, SQLite -> PostgreSQL",
+                         "all",
+                         {},
+                         "s",
+                         0,
+                         NAN,
+                         g_opt.pg_uri.empty() ? "skipped (no PostgreSQL URI)"
+                                              : "skipped (pgloader or psql not installed)"});
+    g_bars.push_back(Bar{pg_what, ">= 1.5", "skipped", std::nullopt});
+    return;
+  }
+  const std::string db = "ferry_bench";
+  const std::string pg_target = UriWithDb(g_opt.pg_uri, db);
+  const std::string pg_state = g_opt.dir + "/c7-pg-state.db";
+  std::vector<TimedCase> pg_cases;
+  pg_cases.push_back(
+      TimedCase{"baseline: pgloader sqlite:// -> postgresql:// (no projection)", [&] {
+                  Child c({"pgloader", "sqlite://" + legacy, pg_target}, log);
+                  return RunOk(c, 3600000, "pgloader", log) ? c.wall_s() : NAN;
+                }});
+  for (int w : {1, 2}) {
+    pg_cases.push_back(TimedCase{
+        fmt::format("ferry embedded, {} worker{}, --spec (projection)", w, w == 1 ? "" : "s"),
+        [&, w] {
+          return FerryEmbedded("sqlite:" + legacy, pg_target, pg_state, w, log,
+                               {"--spec", projection});
+        }});
+  }
+  const std::vector<double> pg_med = RunInterleaved(
+      fmt::format("7b. Migration spec, SQLite -> PostgreSQL: {} rows, database {}", total, db),
+      total, pg_cases, [&] { return FreshPgDb(g_opt.pg_uri, db); },
+      [&] {
+        std::string o;
+        Psql(pg_target, "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'users_v2')", &o);
+        const std::string t = std::atoi(o.c_str()) > 0 ? "users_v2" : "t0";
+        return CheckCounts({{t, total}}, PgCounts(pg_target, {t}));
+      });
+  Psql(g_opt.pg_uri, "DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  const bool have = !std::isnan(pg_med[0]) && !std::isnan(pg_med[2]);
+  g_bars.push_back(Bar{pg_what, ">= 1.5",
+                       have ? fmt::format("{:.2f} (pgloader {:.2f} s / ferry {:.2f} s)",
+                                          pg_med[0] / pg_med[2], pg_med[0], pg_med[2])
+                            : "-",
+                       have ? std::optional<bool>(pg_med[0] / pg_med[2] >= 1.5) : std::nullopt});
+}
+
 bool Wants(int c) {
   std::istringstream in(g_opt.cases);
   std::string item;
@@ -2085,9 +2232,11 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", g_opt.repeat, "runs per timed case (median reported)")->default_val(3);
   app.add_option("--dir", g_opt.dir, "work directory (stores are cached here)")
       ->default_val("/tmp/ferry-bench");
-  app.add_option("--bin-dir", g_opt.bin_dir, "where ferry-coordinator / ferry-worker are")
-      ->default_val(FERRY_BIN_DIR);
-  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5,6");
+  app.add_option("--bin-dir", g_opt.bin_dir,
+                 "where ferry-coordinator / ferry-worker are (default: beside ferry-bench, else "
+                 "the build's bin directory)")
+      ->default_val(ferry::testing::BinDir());
+  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5,6,7");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
       ->default_val(100);
@@ -2178,7 +2327,7 @@ int main(int argc, char** argv) {
     // leave gigabytes to write back and a PostgreSQL server checkpointing
     // and vacuuming after its bulk load, which would stall the state file's
     // fsyncs and skew grant latency. The table is printed in case order.
-    for (int c : {3, 6, 1, 2, 4, 5}) {
+    for (int c : {3, 6, 1, 2, 4, 5, 7}) {
       if (!Wants(c)) continue;
       switch (c) {
         case 1:
@@ -2198,6 +2347,9 @@ int main(int argc, char** argv) {
           break;
         case 6:
           CaseTakeover();
+          break;
+        case 7:
+          CaseSpec();
           break;
       }
       for (Row& r : g_rows) rows.emplace_back(c, std::move(r));

@@ -42,6 +42,16 @@
 // mismatched), and the capture is gone from the legacy store (no
 // __ferry_changes, no capture trigger) while the write-refusal guard is on.
 //
+// With --spec FILE the migration goes through a migration spec (DESIGN.md
+// "Migration spec"): the legacy store is made by --legacy-sql (default: the
+// make-v1-store.sql beside the spec, with @users = --rows / 3), and the
+// expected rows are computed here, independently of ferry's code path: each
+// entry's select and where run by plain SQLite on the legacy file, then,
+// for an entry with a Lua function, a C++ re-implementation of that function
+// written here (SpecLuaFunctions: the example spec's `orders`), matched with
+// the new store's rows on the target's primary key; only the columns the
+// spec writes are compared. The new store must hold no rejected rows.
+//
 // One line per run, then exactly:
 //   chaos: N runs, L lost, D duplicated-or-extra, M mismatched, F failed
 // Exit 0 only if L = D = M = F = 0.
@@ -49,10 +59,12 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
@@ -67,6 +79,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/value.h"
+#include "spec/migration_spec.h"
 #include "tests/cluster.h"
 #include "tests/netns.h"
 #include "tests/process_util.h"
@@ -91,11 +105,14 @@ struct Options {
   int max_seconds = 300;
   int64_t throttle = -1;  // rows/s over all workers; 0 = off; -1 = auto (rows / 15 s)
   bool verbose = false;
-  std::string target_pg;  // admin URI of a PostgreSQL server; "" = SQLite target
-  bool netem = false;     // workers in network namespaces behind delay and loss
-  int coordinators = 1;   // > 1: standby coordinators on a PostgreSQL state
-  std::string state_pg;   // admin URI: each run's state in a fresh database there
-  int online_writes = 0;  // > 0: an online migration under a writer of this many writes/s
+  std::string target_pg;   // admin URI of a PostgreSQL server; "" = SQLite target
+  bool netem = false;      // workers in network namespaces behind delay and loss
+  int coordinators = 1;    // > 1: standby coordinators on a PostgreSQL state
+  std::string state_pg;    // admin URI: each run's state in a fresh database there
+  std::string spec;        // --spec FILE; "" = every table copied as it is
+  std::string legacy_sql;  // with --spec: the script that makes the legacy store
+  std::optional<ferry::MigrationSpec> parsed_spec;
+  int online_writes = 0;   // > 0: an online migration under a writer of this many writes/s
 };
 
 // --online-writes: the writer's table starts with ids 1..kLiveRows.
@@ -666,6 +683,264 @@ void CheckOnline(const std::string& log, const std::string& legacy, const std::s
 }
 
 // ---------------------------------------------------------------------------
+// With a migration spec.
+
+// Runs `script` (several statements) on a new SQLite file, binding @users
+// where a statement has it.
+bool MakeSpecLegacy(const std::string& path, int64_t users, const std::string& script,
+                    std::string* error) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    *error = "cannot create " + path;
+    sqlite3_close(db);
+    return false;
+  }
+  const char* at = script.c_str();
+  bool ok = true;
+  while (ok && *at) {
+    sqlite3_stmt* st = nullptr;
+    const char* tail = nullptr;
+    if (sqlite3_prepare_v2(db, at, -1, &st, &tail) != SQLITE_OK) {
+      *error = sqlite3_errmsg(db);
+      ok = false;
+      break;
+    }
+    at = tail;
+    if (!st) continue;  // white space or a comment
+    const int p = sqlite3_bind_parameter_index(st, "@users");
+    if (p) sqlite3_bind_int64(st, p, users);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) {
+      *error = sqlite3_errmsg(db);
+      ok = false;
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return ok;
+}
+
+using NamedRow = std::map<std::string, Value>;
+// A Lua function of a spec, re-implemented in C++ for the check: the target
+// row, or nullopt for a dropped row.
+using LuaInCpp = std::optional<NamedRow> (*)(const NamedRow& in);
+
+int64_t LittleEndian(const std::string& b, size_t at, size_t n) {
+  uint64_t v = 0;
+  for (size_t k = 0; k < n; ++k) v |= uint64_t{static_cast<unsigned char>(b[at + k])} << (8 * k);
+  const uint64_t sign = uint64_t{1} << (8 * n - 1);
+  return static_cast<int64_t>((v ^ sign) - sign);  // sign-extended
+}
+
+// deploy/examples/v1-to-v2.toml, target `orders`: string.unpack("<i4 i2 s1",
+// row.packed); quantity 0 (a test order) is dropped.
+std::optional<NamedRow> ExampleOrders(const NamedRow& in) {
+  const Value& packed = in.at("packed");
+  const std::string b = std::holds_alternative<Blob>(packed) ? std::get<Blob>(packed).bytes
+                                                             : std::get<Text>(packed).bytes;
+  const int64_t amount = LittleEndian(b, 0, 4);
+  const int64_t quantity = LittleEndian(b, 4, 2);
+  const size_t len = static_cast<unsigned char>(b[6]);
+  if (quantity == 0) return std::nullopt;
+  return NamedRow{{"order_id", in.at("id")},
+                  {"account_id", in.at("user_id")},
+                  {"amount_cents", amount},
+                  {"quantity", quantity},
+                  {"currency", Text{b.substr(7, len)}}};
+}
+
+const std::map<std::string, LuaInCpp>& SpecLuaFunctions() {
+  static const std::map<std::string, LuaInCpp> kFunctions = {{"orders", &ExampleOrders}};
+  return kFunctions;
+}
+
+// A cell in SqliteCanonicalRows' form.
+std::string Canonical(const Value& v) {
+  switch (v.index()) {
+    case 1:
+      return fmt::format("i:{}", std::get<int64_t>(v));
+    case 2: {
+      const double d = std::get<double>(v);
+      if (std::isnan(d)) return "r:NaN";
+      if (std::isinf(d)) return d > 0 ? "r:Infinity" : "r:-Infinity";
+      return "r:" + fmt::format("{}", d);
+    }
+    case 3:
+      return "t:" + std::get<Text>(v).bytes;
+    case 4: {
+      std::string out = "b:";
+      for (unsigned char c : std::get<Blob>(v).bytes) out += fmt::format("{:02x}", c);
+      return out;
+    }
+    default:
+      return "N";
+  }
+}
+
+Value SqliteCell(sqlite3_stmt* s, int c) {
+  switch (sqlite3_column_type(s, c)) {
+    case SQLITE_INTEGER:
+      return static_cast<int64_t>(sqlite3_column_int64(s, c));
+    case SQLITE_FLOAT:
+      return sqlite3_column_double(s, c);
+    case SQLITE_TEXT:
+      return Text{std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, c)),
+                              static_cast<size_t>(sqlite3_column_bytes(s, c)))};
+    case SQLITE_BLOB: {
+      const char* p = static_cast<const char*>(sqlite3_column_blob(s, c));
+      return Blob{std::string(p ? p : "", static_cast<size_t>(sqlite3_column_bytes(s, c)))};
+    }
+    default:
+      return Null{};
+  }
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void CompareSpecStore(const std::string& legacy, const MigrationSpec& spec,
+                      const std::string& target, CheckResult* res) {
+  const bool pg = target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(legacy.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    res->problems.push_back("cannot open the legacy store");
+    sqlite3_close(db);
+    return;
+  }
+  for (const TableSpec& e : spec.tables) {
+    const std::string t = e.target;
+    // The new table's columns, in order, with their primary-key positions.
+    std::vector<std::pair<std::string, int>> cols;
+    if (pg) {
+      const std::string list = PgQueryText(
+          target,
+          fmt::format(
+              "SELECT string_agg(a.attname || ':' || coalesce(array_position(i.indkey::int2[], "
+              "a.attnum), 0), ',' ORDER BY a.attnum) FROM pg_attribute a LEFT JOIN "
+              "pg_index i ON i.indrelid = a.attrelid AND i.indisprimary WHERE a.attrelid "
+              "= {}::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+              QuoteLiteral(Quote(t))));
+      for (const std::string& c : SplitList(list)) {
+        const size_t colon = c.rfind(':');
+        if (colon != std::string::npos)
+          cols.emplace_back(c.substr(0, colon), std::stoi(c.substr(colon + 1)));
+      }
+    } else {
+      Sql nt(target);
+      for (auto& r : nt.Rows(fmt::format("SELECT name, pk FROM pragma_table_info({}) ORDER BY cid",
+                                         QuoteLiteral(t)))) {
+        cols.emplace_back(r[0], std::stoi(r[1]));
+      }
+    }
+    if (cols.empty()) {
+      res->problems.push_back(fmt::format("table {} is missing from the new store", t));
+      continue;
+    }
+    std::vector<std::pair<int, size_t>> pk;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (cols[i].second > 0) pk.emplace_back(cols[i].second, i);
+    }
+    std::sort(pk.begin(), pk.end());
+    if (pk.empty()) {
+      res->problems.push_back(fmt::format("table {} has no primary key in the new store", t));
+      continue;
+    }
+    // The expected rows: the entry's SQL run here, then its Lua function.
+    LuaInCpp lua = nullptr;
+    if (!e.lua.empty()) {
+      auto f = SpecLuaFunctions().find(t);
+      if (f == SpecLuaFunctions().end()) {
+        res->problems.push_back(
+            fmt::format("target {} has a Lua function the check has no C++ re-implementation of "
+                        "(SpecLuaFunctions in tests/chaos.cc)",
+                        t));
+        continue;
+      }
+      lua = f->second;
+    }
+    const std::string sql = fmt::format("SELECT {} FROM {}{}", e.select, Quote(e.source),
+                                        e.where.empty() ? "" : " WHERE (\n" + e.where + "\n)");
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      res->problems.push_back(fmt::format("{}: {}", sql, sqlite3_errmsg(db)));
+      continue;
+    }
+    std::map<std::string, std::vector<std::string>> expected;  // key -> cells ("" = not written)
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      NamedRow row;
+      for (int c = 0; c < sqlite3_column_count(s); ++c) {
+        row[sqlite3_column_name(s, c)] = SqliteCell(s, c);
+      }
+      std::optional<NamedRow> out = lua ? lua(row) : std::optional<NamedRow>(row);
+      if (!out) continue;
+      NamedRow by_lower;
+      for (auto& [k, v] : *out) by_lower[Lower(k)] = v;
+      std::vector<std::string> cells;
+      for (const auto& col : cols) {
+        auto it = by_lower.find(Lower(col.first));
+        cells.push_back(it == by_lower.end() ? (lua ? "N" : "") : Canonical(it->second));
+      }
+      std::string key;
+      for (const auto& [ord, pos] : pk) key += (key.empty() ? "" : ",") + cells[pos];
+      expected[key] = std::move(cells);
+    }
+    sqlite3_finalize(s);
+    res->legacy_rows += static_cast<int64_t>(expected.size());
+    const auto have = pg ? PgCanonicalRows(target, t) : SqliteCanonicalRows(target, t);
+    res->new_rows += static_cast<int64_t>(have.size());
+    std::vector<std::string> lost_keys, extra_keys, mism_keys;
+    std::map<std::string, bool> seen;
+    for (const std::string& line : have) {
+      const auto cells = SplitCanonical(line, cols.size());
+      if (cells.empty()) {
+        extra_keys.push_back(line);
+        continue;
+      }
+      std::string key;
+      for (const auto& [ord, pos] : pk) key += (key.empty() ? "" : ",") + cells[pos];
+      auto it = expected.find(key);
+      if (it == expected.end() || seen.count(key)) {
+        extra_keys.push_back(key);
+        continue;
+      }
+      seen[key] = true;
+      for (size_t c = 0; c < cells.size(); ++c) {
+        if (!it->second[c].empty() && it->second[c] != cells[c]) {
+          mism_keys.push_back(key);
+          break;
+        }
+      }
+    }
+    for (const auto& [key, cells] : expected) {
+      if (!seen.count(key)) lost_keys.push_back(key);
+    }
+    res->lost += static_cast<int64_t>(lost_keys.size());
+    res->extra += static_cast<int64_t>(extra_keys.size());
+    res->mismatched += static_cast<int64_t>(mism_keys.size());
+    for (const auto& [what, keys] :
+         {std::pair<const char*, const std::vector<std::string>*>{"lost", &lost_keys},
+          {"duplicated-or-extra", &extra_keys},
+          {"mismatched", &mism_keys}}) {
+      if (keys->empty()) continue;
+      std::string sample;
+      for (size_t i = 0; i < keys->size() && i < 10; ++i) sample += (i ? " " : "") + (*keys)[i];
+      res->details.push_back(fmt::format("table {}: {} keys (first 10): {}", t, what, sample));
+    }
+  }
+  sqlite3_close(db);
+  const int64_t rejected = pg ? PgQueryInt(target, "SELECT count(*) FROM __ferry_rejects", -1)
+                              : Sql(target).Int("SELECT count(*) FROM __ferry_rejects", -1);
+  if (rejected != 0) {
+    res->problems.push_back(fmt::format("the new store's __ferry_rejects holds {} rows", rejected));
+  }
+}
+
+// ---------------------------------------------------------------------------
 // The chaos loop.
 
 struct Proc {
@@ -700,7 +975,16 @@ class Run {
   // Returns true if the migration reached `complete`.
   bool Chaos(std::string* why) {
     if (o_.netem && !SetUpNetem(why)) return false;
-    MakeLegacy(c_.legacy, o_.rows, rng_());
+    if (o_.parsed_spec) {
+      std::string error;
+      if (!MakeSpecLegacy(c_.legacy, std::max<int64_t>(1, o_.rows / 3), ReadFile(o_.legacy_sql),
+                          &error)) {
+        *why = "cannot make the legacy store with " + o_.legacy_sql + ": " + error;
+        return false;
+      }
+    } else {
+      MakeLegacy(c_.legacy, o_.rows, rng_());
+    }
     if (o_.online_writes > 0) {
       // The application writes from before the capture to the end of the run.
       AddLiveTable(c_.legacy);
@@ -722,6 +1006,10 @@ class Run {
     if (o_.online_writes > 0) {
       coord_args_.push_back("--online");
       coord_args_.push_back("--auto-cutover");
+    }
+    if (o_.parsed_spec) {
+      coord_args_.push_back("--spec");
+      coord_args_.push_back(o_.spec);
     }
     coords_.resize(static_cast<size_t>(o_.coordinators));
     coord_restart_at_.assign(coords_.size(), 0);
@@ -1340,6 +1628,12 @@ int main(int argc, char** argv) {
                  "legacy store this many times a second; checks that every committed write "
                  "reached the new store")
       ->default_val(0);
+  app.add_option("--spec", o.spec,
+                 "migrate through this migration spec (the coordinator's --spec); the expected "
+                 "rows are computed by the check (see the file comment)");
+  app.add_option("--legacy-sql", o.legacy_sql,
+                 "with --spec: the SQLite script that makes the legacy store, @users = --rows / 3 "
+                 "(default: make-v1-store.sql beside the spec)");
   std::string check_dir;
   app.add_option("--check", check_dir,
                  "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
@@ -1372,9 +1666,36 @@ int main(int argc, char** argv) {
                  "--lease-ttl, --range-rows, --batch-rows, --max-seconds must be positive\n";
     return 2;
   }
+  for (const char* exe : {"ferry-coordinator", "ferry-worker"}) {
+    if (check_dir.empty() && access(Bin(exe).c_str(), X_OK) != 0) {
+      std::cerr << "ferry-chaos: error: " << exe << " is neither beside ferry-chaos nor in "
+                << FERRY_BIN_DIR << ": copy it next to ferry-chaos (or build first)\n";
+      return 2;
+    }
+  }
+  if (!o.spec.empty()) {
+    auto spec = ferry::LoadSpecFile(o.spec);
+    if (!spec.ok()) {
+      std::cerr << "ferry-chaos: error: " << spec.status().message() << "\n";
+      return 2;
+    }
+    o.parsed_spec = std::move(spec).value();
+    if (o.legacy_sql.empty()) {
+      o.legacy_sql = (std::filesystem::path(o.spec).parent_path() / "make-v1-store.sql").string();
+    }
+    if (!std::filesystem::exists(o.legacy_sql)) {
+      std::cerr << "ferry-chaos: error: " << o.legacy_sql
+                << " does not exist (give the legacy store's script with --legacy-sql)\n";
+      return 2;
+    }
+  }
   if (!check_dir.empty()) {
     CheckResult check;
-    if (o.target_pg.empty()) {
+    if (o.parsed_spec) {
+      const std::string target = o.target_pg.empty() ? check_dir + "/new.db" : o.target_pg;
+      CompareSpecStore(check_dir + "/legacy.db", *o.parsed_spec, target, &check);
+      CheckFinish(check_dir + "/state.db", target, &check);
+    } else if (o.target_pg.empty()) {
       CompareStores(check_dir + "/legacy.db", check_dir + "/new.db", &check);
       CheckFinish(check_dir + "/state.db", check_dir + "/new.db", &check);
     } else {
@@ -1406,12 +1727,15 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}{}\n",
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}{}{}, "
+                   "executables from {}\n",
                    o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
                    o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off",
                    o.target_pg.empty() ? "sqlite" : "postgresql",
+                   o.spec.empty() ? "" : ", spec " + o.spec,
                    o.online_writes > 0 ? fmt::format(", online under {} writes/s", o.online_writes)
-                                       : std::string())
+                                       : std::string(),
+                   BinDir())
             << std::flush;
 
   int64_t lost = 0, extra = 0, mismatched = 0, failed = 0;
@@ -1460,7 +1784,9 @@ int main(int argc, char** argv) {
       stats = run.stats();
       via_restart = run.done_via_restart();
       if (!complete) ok = false;
-      if (pgdb) {
+      if (o.parsed_spec) {
+        CompareSpecStore(run.cluster().legacy, *o.parsed_spec, target, &check);
+      } else if (pgdb) {
         ComparePgStore(run.cluster().legacy, target, &check);
       } else {
         CompareStores(run.cluster().legacy, target, &check);

@@ -418,8 +418,8 @@ TEST(CtlTest, StatusThenRemoteWorkersThenWait) {
   ASSERT_TRUE(st.is_object()) << out;
   for (const char* key :
        {"state", "from_version", "to_version", "current_version", "ranges_total", "ranges_pending",
-        "ranges_leased", "ranges_done", "rows_copied", "bytes_copied", "rows_estimated",
-        "rows_per_second", "eta_seconds", "workers_live", "boundary"}) {
+        "ranges_leased", "ranges_done", "rows_copied", "rows_rejected", "bytes_copied",
+        "rows_estimated", "rows_per_second", "eta_seconds", "workers_live", "boundary"}) {
     EXPECT_TRUE(st.contains(key)) << "status lacks " << key << ": " << out;
   }
   ASSERT_TRUE(st["state"].is_string());
@@ -428,6 +428,7 @@ TEST(CtlTest, StatusThenRemoteWorkersThenWait) {
   EXPECT_EQ(st["to_version"], 2);
   EXPECT_EQ(st["workers_live"], 0);
   EXPECT_EQ(st["rows_copied"], 0);
+  EXPECT_EQ(st["rows_rejected"], 0);  // always present, 0 without a spec
   EXPECT_FALSE(Exists(target) && StoreVersion(target) == 2);
 
   // Plain (human) status also works.

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "common/version.h"
 #include "tests/cluster.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
@@ -315,7 +316,7 @@ TEST(FaultTest, OnlyOneOfEightSimultaneousCoordinatorsRuns) {
   ASSERT_GE(running_index, 0);
   ASSERT_TRUE(c.WaitState("copying", 20000));
   EXPECT_EQ(StateInt(c, "SELECT count(*) FROM events WHERE kind='plan'"), 1);
-  EXPECT_EQ(StateInt(c, "PRAGMA user_version"), 1);
+  EXPECT_EQ(StateInt(c, "PRAGMA user_version"), kStateSchemaVersion);
   c.Command("pause");  // keep the job open while the fleet joins
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < 16; ++i) workers.push_back(c.StartWorker("w" + std::to_string(i)));

@@ -22,7 +22,31 @@
 
 namespace ferry::testing {
 
-std::string Bin(const std::string& name) { return std::string(FERRY_BIN_DIR) + "/" + name; }
+namespace {
+
+// The directory of the running executable ("" if /proc is unavailable).
+std::string SelfDir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  std::string self(buf, static_cast<size_t>(n));
+  return self.substr(0, self.rfind('/'));
+}
+
+}  // namespace
+
+std::string Bin(const std::string& name) {
+  static const std::string self_dir = SelfDir();
+  if (!self_dir.empty() && access((self_dir + "/" + name).c_str(), X_OK) == 0) {
+    return self_dir + "/" + name;
+  }
+  return std::string(FERRY_BIN_DIR) + "/" + name;
+}
+
+std::string BinDir() {
+  const std::string coordinator = Bin("ferry-coordinator");
+  return coordinator.substr(0, coordinator.rfind('/'));
+}
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -11,8 +11,13 @@
 
 namespace ferry::testing {
 
-// Path of a built executable: FERRY_BIN_DIR/name.
+// Path of a ferry executable: beside the running program (/proc/self/exe's
+// directory) if it is there, so a copied or installed set of executables
+// (ferry-chaos next to ferry-coordinator and ferry-worker) uses its own; else
+// in the build's bin directory (FERRY_BIN_DIR, compiled in).
 std::string Bin(const std::string& name);
+// The directory Bin() takes ferry-coordinator from.
+std::string BinDir();
 
 // A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 int FreePort();

@@ -29,6 +29,7 @@ std::string TreeJson(const std::vector<RangeRecord>& ranges, const std::string* 
                         {"deadline_ms", r.deadline_ms},
                         {"cursor", KeyToString(r.cursor)},
                         {"rows", r.rows},
+                        {"rejected", r.rejected},
                         {"est_rows", r.est_rows},
                         {"bytes", r.bytes},
                         {"attempts", r.attempts},
@@ -69,6 +70,7 @@ std::vector<RangeRecord> AwkwardRanges() {
     r.epoch = UINT64_MAX - id;
     r.deadline_ms = -static_cast<int64_t>(id) * 1000000007;
     r.rows = id * 1000;
+    r.rejected = id % 3;
     r.est_rows = id;
     r.bytes = UINT64_MAX;
     r.attempts = UINT32_MAX;

@@ -288,6 +288,13 @@ ChangeApplier::Outcome ChangeApplier::RunLease(const ApplyLease& lease) {
       s = ctx_.replayer->Replay(table, keys, &changes);
       if (!s.ok()) break;
     }
+    std::vector<Reject>* rejects = ctx_.replayer->rejects();
+    if (s.ok() && rejects && !rejects->empty()) {
+      // Before the batch, under the applier's fence (idempotent: a batch
+      // read again rejects the same rows again).
+      s = ctx_.target->WriteRejects(*rejects, Fence{ctx_.plan_id, 0, epoch_});
+    }
+    if (rejects) rejects->clear();
     if (s.ok()) {
       ChangeApply apply;
       apply.plan_id = ctx_.plan_id;

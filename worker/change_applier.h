@@ -59,6 +59,10 @@ class ChangeReplayer {
   // store's changes for them to *out (one entry per target table touched).
   virtual Status Replay(const std::string& table, const std::vector<std::string>& keys,
                         std::vector<TableChanges>* out) = 0;
+  // Rows Replay could not move (a migration spec's rejects), collected
+  // since the last batch; the applier records and clears them. nullptr:
+  // this replayer rejects nothing.
+  virtual std::vector<Reject>* rejects() { return nullptr; }
 };
 
 // The replayer without a migration spec: each legacy table is its own

@@ -14,6 +14,7 @@
 #include "common/key_codec.h"
 #include "common/logging.h"
 #include "common/version.h"
+#include "worker/spec_replayer.h"
 
 namespace ferry {
 namespace {
@@ -71,6 +72,7 @@ Status Worker::Register() {
   reg.setHost(host);
   reg.setPid(static_cast<uint32_t>(getpid()));
   reg.setVersion(kFerryVersion);
+  reg.setSupportsSpec(true);
   auto reply = client_.Call(b, rid, opt_.request_timeout_ms);
   if (!reply) return Unavailable(fmt::format("no answer from coordinator {}", client_.endpoint()));
   auto body = reply->root().getBody();
@@ -95,6 +97,11 @@ Status Worker::Register() {
   if (r.getLivenessMs()) policy_.liveness_ms = r.getLivenessMs();
   if (r.getGiveUpMs()) policy_.give_up_ms = r.getGiveUpMs();
   to_version_ = r.getToVersion();
+  if (std::string(AsView(r.getSpec())) != spec_text_) {
+    spec_text_ = AsView(r.getSpec());
+    plans_.clear();  // resolved again from the new spec
+    copiers_.clear();
+  }
   LogEvent(spdlog::level::info, "registered",
            {{"worker", opt_.id},
             {"coordinator", opt_.coordinator},
@@ -113,9 +120,26 @@ Status Worker::OpenStores() {
   if (!target_) {
     FERRY_ASSIGN_OR_RETURN(target_, OpenStore(target_uri_, StoreRole::kTarget));
   }
-  if (schemas_.empty()) {
+  if (copiers_.empty()) {
+    // The targets as the coordinator resolved them: the same spec, the
+    // same stores (spec/target_plan.h).
     FERRY_ASSIGN_OR_RETURN(std::vector<TableSchema> tables, source_->ListTables());
-    for (TableSchema& t : tables) schemas_[t.name] = std::move(t);
+    std::optional<MigrationSpec> spec;
+    if (!spec_text_.empty()) {
+      spec.emplace();
+      FERRY_RETURN_IF_ERROR(ParseSpecText(spec_text_, "the coordinator's --spec", &*spec));
+    }
+    std::vector<TableSchema> copyable;
+    for (const TableSchema& t : tables) {
+      if (t.unsupported.empty()) copyable.push_back(t);
+    }
+    FERRY_ASSIGN_OR_RETURN(
+        plans_, ResolveTargets(spec ? &*spec : nullptr, *source_, tables, copyable, target_uri_));
+    for (const TargetPlan& p : plans_) {
+      FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
+                             TargetCopier::Create(&p, source_.get(), target_.get(),
+                                                  /*isolate_rejects=*/spec.has_value()));
+    }
   }
   return Status::Ok();
 }
@@ -311,21 +335,32 @@ ChangeApplier::Outcome Worker::Apply(DecodedEnvelope& reply, int64_t sent) {
       return ChangeApplier::Outcome::kLost;  // the lease runs out; another worker may try
     }
     capture_ = std::move(c).value();
-    replayer_ = std::make_unique<IdentityReplayer>(source_.get(), &schemas_);
   }
+  // The targets as the coordinator resolved them (OpenStores ran at
+  // registration); replayed changes go through the same transform.
+  std::map<std::string, const TableSchema*> sources;
+  for (const TargetPlan& p : plans_) sources[p.source.name] = &p.source;
   std::vector<TableSchema> tables;
   for (const auto& name : g.getTables()) {
-    auto it = schemas_.find(std::string(AsView(name)));
-    if (it == schemas_.end()) {
+    auto it = sources.find(std::string(AsView(name)));
+    if (it == sources.end()) {
       LogEvent(spdlog::level::err, "apply_lease_refused",
                {{"worker", opt_.id},
-                {"error", fmt::format("migrated table {} is not in the legacy store",
+                {"error", fmt::format("migrated table {} is not the source of any target",
                                       std::string(AsView(name)))}});
       Sleep(1000);
       return ChangeApplier::Outcome::kLost;
     }
-    tables.push_back(it->second);
+    tables.push_back(*it->second);
   }
+  auto replayer = SpecReplayer::Create(&plans_, source_.get());
+  if (!replayer.ok()) {
+    LogEvent(spdlog::level::err, "apply_lease_refused",
+             {{"worker", opt_.id}, {"error", replayer.status().message()}});
+    Sleep(1000);
+    return ChangeApplier::Outcome::kLost;
+  }
+  replayer_ = std::move(replayer).value();
   capture_->SetTables(tables);
   ApplierContext ctx;
   ctx.worker_id = opt_.id;
@@ -357,6 +392,7 @@ Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
   lease.rows = g.getRowsDone();
   lease.bytes = g.getBytesDone();
   lease.digest = g.getDigest();
+  lease.rejected = g.getRejectedDone();
   lease.keeper.Start(sent, g.getLeaseTtlMs());
   last_ack_ms_ = clock_->NowMs();
   return lease;
@@ -398,7 +434,8 @@ uint64_t Worker::SendReport(capnp::MallocMessageBuilder& b, ::Report::Kind kind,
   auto r = NewEnvelope(b, rid).getBody().initReport();
   r.setKind(kind);
   SetLeaseRef(r.initLease(), lease.range, lease.epoch, opt_.id);
-  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest);
+  SetProgress(r.initProgress(), lease.cursor, lease.rows, lease.bytes, lease.digest,
+              lease.rejected);
   r.setNext(next);
   r.setLeaving(leaving);
   return rid;
@@ -470,7 +507,7 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
   rel.setKind(::Report::Kind::RELEASE);
   SetLeaseRef(rel.initLease(), g.getRangeId(), g.getEpoch(), opt_.id);
   SetProgress(rel.initProgress(), AsView(g.getCursor()), g.getRowsDone(), g.getBytesDone(),
-              g.getDigest());
+              g.getDigest(), g.getRejectedDone());
   client_.SendAsync(b);
 }
 
@@ -566,15 +603,17 @@ void Worker::ReportRefusal(const Status& s) {
 }
 
 Worker::Outcome Worker::Copy(Lease& lease) {
-  auto schema_it = schemas_.find(lease.table);
-  if (schema_it == schemas_.end()) {
-    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store", lease.table)));
+  auto copier_it = copiers_.find(lease.table);
+  if (copier_it == copiers_.end()) {
+    ReportError(lease, Permanent(fmt::format("table {} is not in the legacy store, nor a target "
+                                             "of the migration spec",
+                                             lease.table)));
     return Outcome::kGaveBack;
   }
-  const TableSchema& schema = schema_it->second;
+  TargetCopier& copier = *copier_it->second;
   const Fence fence{plan_id_, lease.range, lease.epoch};
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
-  bool direct = opt_.direct_copy && target_->CanCopyFrom(*source_, schema);
+  bool direct = opt_.direct_copy && copier.CanCopyDirect();
   int64_t throttle_start = clock_->NowMs();
   uint64_t throttle_rows = 0;
   uint64_t throttle_limit = 0;
@@ -630,11 +669,13 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     }
     size_t want = batch_rows_;
     if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, batch_rows_);
-    CopiedBatch copied;
+    TargetBatch batch;
+    CopiedBatch& copied = batch.copied;
     copied.digest = lease.digest;
-    Status s = direct ? target_->CopyBatch(*source_, schema, lease.bounds, lease.cursor, want,
-                                           opt_.batch_bytes, fence, &copied)
-                      : ReadAndWrite(schema, lease, want, fence, &copied);
+    Status s = direct ? copier.CopyDirect(lease.bounds, lease.cursor, want, opt_.batch_bytes, fence,
+                                          &batch)
+                      : copier.ReadAndWrite(lease.bounds, lease.cursor, want, opt_.batch_bytes,
+                                            fence, &batch);
     if (direct && !s.ok() && s.code() != Code::kLeaseLost && s.code() != Code::kUnavailable) {
       LogEvent(spdlog::level::warn, "direct_copy_off",
                {{"worker", opt_.id},
@@ -644,7 +685,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       direct = false;
       continue;
     }
-    if (s.ok() && copied.rows == 0) {
+    if (s.ok() && copied.last_key.empty()) {  // nothing left to read in the range
       return FinishRange(lease, /*complete=*/true) ? Outcome::kDone : Outcome::kLost;
     }
     if (s.code() == Code::kLeaseLost) {
@@ -682,27 +723,10 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     lease.cursor = std::move(copied.last_key);
     lease.rows += copied.rows;
     lease.bytes += copied.bytes;
+    lease.rejected += batch.rejected;
     rows_written_ += copied.rows;
     throttle_rows += copied.rows;
   }
-}
-
-Status Worker::ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
-                            const Fence& fence, CopiedBatch* out) {
-  FERRY_RETURN_IF_ERROR(
-      source_->ReadBatch(schema, lease.bounds, lease.cursor, want, opt_.batch_bytes, &batch_));
-  out->rows = batch_.rows();
-  if (out->rows == 0) {
-    // Nothing left: record our epoch on the range's fence anyway (an empty,
-    // fenced transaction), so a stalled older owner can never write into the
-    // range after we report it done.
-    return target_->WriteBatch(schema, batch_, fence);
-  }
-  FERRY_RETURN_IF_ERROR(target_->WriteBatch(schema, batch_, fence));
-  out->bytes = batch_.bytes;
-  out->last_key = batch_.keys.back();
-  out->digest = FoldDigest(out->digest, batch_, &digest_scratch_);
-  return Status::Ok();
 }
 
 }  // namespace ferry

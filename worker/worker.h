@@ -7,6 +7,11 @@
 // range's epoch (Store::WriteBatch); when the new store can copy from the
 // legacy store itself (Store::CanCopyFrom: SQLite to SQLite) each batch is
 // one fenced Store::CopyBatch instead, with the same cursor and digest. A
+// range names a target table (spec/target_plan.h: with the coordinator's
+// migration spec, sent at registration, a select/where/Lua function over
+// one legacy table; without, the legacy table itself); one TargetCopier per
+// target (worker/target_copier.h) runs each batch, and reports the rows it
+// rejected with the progress (Progress.rejected). A
 // direct copy failing with anything but lease-lost or a transient error
 // turns direct copy off for the rest of the lease (logged `direct_copy_off`)
 // and the batch is redone by the read/write path, whose error, if any, is
@@ -49,10 +54,13 @@
 #include "common/lease_policy.h"
 #include "common/status.h"
 #include "stores/change_capture.h"
+#include "spec/migration_spec.h"
+#include "spec/target_plan.h"
 #include "stores/store.h"
 #include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
+#include "worker/target_copier.h"
 
 namespace ferry {
 
@@ -97,7 +105,8 @@ class Worker {
     uint64_t rows = 0;
     uint64_t bytes = 0;
     uint64_t digest = 0;
-    LeaseKeeper keeper;  // our conservative view of the lease deadline
+    uint64_t rejected = 0;  // rows a migration spec could not move (in __ferry_rejects)
+    LeaseKeeper keeper;     // our conservative view of the lease deadline
   };
 
   // The lease in a Grant answering a request sent at `sent` (clock ms).
@@ -111,11 +120,6 @@ class Worker {
   // request sent at `sent` (worker/change_applier.h); opens the legacy
   // store's capture on first use.
   ChangeApplier::Outcome Apply(DecodedEnvelope& reply, int64_t sent);
-  // One batch through ReadBatch + WriteBatch; out->rows == 0 (and nothing
-  // written) when the range has no rows after the cursor. out->digest is the
-  // digest before the batch on entry.
-  Status ReadAndWrite(const TableSchema& schema, const Lease& lease, size_t want,
-                      const Fence& fence, CopiedBatch* out);
   void SendHeartbeat(const Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
@@ -157,16 +161,18 @@ class Worker {
   LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
-  std::map<std::string, TableSchema> schemas_;
   std::unique_ptr<ChangeCapture> capture_;      // online mode: the applier's
   std::unique_ptr<ChangeReplayer> replayer_;    // online mode: re-reads changed keys
+  // The migration spec from the coordinator (empty text: none), and what
+  // copies each target (range.table names the target): spec/target_plan.h.
+  std::string spec_text_;
+  std::vector<TargetPlan> plans_;
+  std::map<std::string, std::unique_ptr<TargetCopier>> copiers_;
   std::map<uint64_t, int64_t> heartbeat_sent_;  // request id -> send time
   // The coordinator's answer (Grant or NoWork) to a completion that asked
   // for the next range, and when that completion was sent.
   std::unique_ptr<DecodedEnvelope> next_lease_;
   int64_t next_lease_sent_ = 0;
-  RowBatch batch_;  // ReadAndWrite's buffers
-  std::string digest_scratch_;
   // A completion went unanswered but the new store's marker says the
   // migration is complete: Run() returns Ok.
   bool marked_done_ = false;

@@ -52,6 +52,80 @@ std::string PgStore::CellSelect(const ColInfo& c) {
   return s;
 }
 
+Result<std::string> PgStore::RangeWhere(const TableSchema& table, const TableInfo& info,
+                                        const std::string& qualifier, const KeyRange& range,
+                                        std::string_view after,
+                                        std::vector<std::optional<std::string>>* params,
+                                        std::vector<int>* formats) {
+  const size_t arity = info.pk.size();
+  std::vector<std::string> tup;
+  for (size_t p : info.pk) {
+    const ColInfo& c = info.cols[p];
+    tup.push_back((qualifier.empty() ? "" : qualifier + ".") + PgQuoteIdent(c.name) +
+                  (c.needs_c ? " COLLATE \"C\"" : ""));
+  }
+  const std::string tuple = arity == 1 ? tup[0] : "(" + Join(tup) + ")";
+  auto bound = [&](std::string_view encoded, std::string_view what_key) -> Result<std::string> {
+    auto values = DecodeKey(encoded);
+    if (!values.ok()) {
+      return InvalidArgument(fmt::format("table {}: malformed {} key: {}", table.name, what_key,
+                                         values.status().message()));
+    }
+    if (values->size() != arity) {
+      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key",
+                                         table.name, what_key, KeyToString(encoded)));
+    }
+    std::vector<std::string> ps;
+    for (size_t k = 0; k < arity; ++k) {
+      const ColInfo& c = info.cols[info.pk[k]];
+      const Value& v = (*values)[k];
+      size_t n = params->size() + 1;
+      bool ok = true;
+      if (c.wire == Wire::kBytes) {
+        if (auto* b = std::get_if<Blob>(&v))
+          params->push_back(b->bytes);
+        else if (auto* t = std::get_if<Text>(&v))
+          params->push_back(t->bytes);
+        else
+          ok = false;
+        formats->push_back(1);
+        ps.push_back(fmt::format("${}::bytea", n));
+        if (!ok) break;
+        continue;
+      }
+      if (auto* i = std::get_if<int64_t>(&v))
+        params->push_back(std::to_string(*i));
+      else if (auto* d = std::get_if<double>(&v))
+        params->push_back(DoubleText(*d, false));
+      else if (auto* t = std::get_if<Text>(&v))
+        params->push_back(t->bytes);
+      else
+        ok = false;
+      if (!ok) break;
+      formats->push_back(0);
+      ps.push_back(fmt::format("${}::{}", n, c.type));
+    }
+    if (ps.size() != arity) {
+      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key types",
+                                         table.name, what_key, KeyToString(encoded)));
+    }
+    return arity == 1 ? ps[0] : "(" + Join(ps) + ")";
+  };
+
+  std::string where;
+  const bool exclusive = !after.empty();
+  if (exclusive || !range.lo.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, bound(exclusive ? after : std::string_view(range.lo),
+                                                exclusive ? "cursor" : "lower"));
+    where += fmt::format("{} {} {}", tuple, exclusive ? ">" : ">=", p);
+  }
+  if (!range.hi.empty()) {
+    FERRY_ASSIGN_OR_RETURN(std::string p, bound(range.hi, "upper"));
+    where += fmt::format("{}{} < {}", where.empty() ? "" : " AND ", tuple, p);
+  }
+  return where;
+}
+
 Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::string_view after,
                           size_t max_rows, size_t max_bytes, RowBatch* out) {
   out->Clear();
@@ -91,75 +165,16 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
 
   std::vector<std::string> sel;
   for (size_t ci : cell_cols) sel.push_back(CellSelect(info->cols[ci]));
-  std::vector<std::string> tup, order;
+  std::vector<std::string> order;
   for (size_t p : info->pk) {
     const ColInfo& c = info->cols[p];
-    std::string e = PgQuoteIdent(c.name) + (c.needs_c ? " COLLATE \"C\"" : "");
-    tup.push_back(e);
-    order.push_back(e);
+    order.push_back(PgQuoteIdent(c.name) + (c.needs_c ? " COLLATE \"C\"" : ""));
   }
-  const std::string tuple = arity == 1 ? tup[0] : "(" + Join(tup) + ")";
-
   std::vector<std::optional<std::string>> params;
   std::vector<int> formats;
-  auto bound = [&](std::string_view encoded, std::string_view what_key) -> Result<std::string> {
-    auto values = DecodeKey(encoded);
-    if (!values.ok()) {
-      return InvalidArgument(fmt::format("table {}: malformed {} key: {}", table.name, what_key,
-                                         values.status().message()));
-    }
-    if (values->size() != arity) {
-      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key",
-                                         table.name, what_key, KeyToString(encoded)));
-    }
-    std::vector<std::string> ps;
-    for (size_t k = 0; k < arity; ++k) {
-      const ColInfo& c = info->cols[info->pk[k]];
-      const Value& v = (*values)[k];
-      size_t n = params.size() + 1;
-      bool ok = true;
-      if (c.wire == Wire::kBytes) {
-        if (auto* b = std::get_if<Blob>(&v))
-          params.push_back(b->bytes);
-        else if (auto* t = std::get_if<Text>(&v))
-          params.push_back(t->bytes);
-        else
-          ok = false;
-        formats.push_back(1);
-        ps.push_back(fmt::format("${}::bytea", n));
-        if (!ok) break;
-        continue;
-      }
-      if (auto* i = std::get_if<int64_t>(&v))
-        params.push_back(std::to_string(*i));
-      else if (auto* d = std::get_if<double>(&v))
-        params.push_back(DoubleText(*d, false));
-      else if (auto* t = std::get_if<Text>(&v))
-        params.push_back(t->bytes);
-      else
-        ok = false;
-      if (!ok) break;
-      formats.push_back(0);
-      ps.push_back(fmt::format("${}::{}", n, c.type));
-    }
-    if (ps.size() != arity) {
-      return InvalidArgument(fmt::format("table {}: {} key {} does not fit the table's key types",
-                                         table.name, what_key, KeyToString(encoded)));
-    }
-    return arity == 1 ? ps[0] : "(" + Join(ps) + ")";
-  };
-
-  std::string where;
-  const bool exclusive = !after.empty();
-  if (exclusive || !range.lo.empty()) {
-    FERRY_ASSIGN_OR_RETURN(std::string p, bound(exclusive ? after : std::string_view(range.lo),
-                                                exclusive ? "cursor" : "lower"));
-    where += fmt::format(" WHERE {} {} {}", tuple, exclusive ? ">" : ">=", p);
-  }
-  if (!range.hi.empty()) {
-    FERRY_ASSIGN_OR_RETURN(std::string p, bound(range.hi, "upper"));
-    where += fmt::format(" {} {} < {}", where.empty() ? "WHERE" : "AND", tuple, p);
-  }
+  FERRY_ASSIGN_OR_RETURN(std::string where,
+                         RangeWhere(table, *info, "", range, after, &params, &formats));
+  if (!where.empty()) where = " WHERE " + where;
   size_t limit = max_rows;
   if (info->avg_row_bytes > 0) {
     limit = std::clamp<size_t>(

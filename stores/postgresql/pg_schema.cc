@@ -108,7 +108,8 @@ Result<bool> PgStore::MetaExists() {
   return PQntuples(r.get()) > 0;
 }
 
-Status PgStore::CreateOneTable(const TableSchema& source) {
+Result<std::vector<std::string>> PgStore::CreateStatements(const TableSchema& source,
+                                                           const std::string& qualified) {
   FERRY_ASSIGN_OR_RETURN(const std::string alias, CheckTable(source));
   // Another engine's table: build everything from the neutral model.
   const bool native = source.dialect == kPgDialect;
@@ -117,21 +118,9 @@ Status PgStore::CreateOneTable(const TableSchema& source) {
     FERRY_ASSIGN_OR_RETURN(foreign, NeutralSchema(source));
   }
   const TableSchema& table = native ? source : foreign;
-  const std::vector<std::string> want = CellNames(table, alias);
-
-  const std::string q = Qualified(table.name);
-  FERRY_ASSIGN_OR_RETURN(
-      PgResult have_r,
-      Query("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = (SELECT c.oid FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
-            "c.relname = $2) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
-            "ORDER BY a.attnum",
-            fmt::format("look up table {}", table.name), {schema_, table.name}));
-  if (PQntuples(have_r.get()) > 0) {
-    std::vector<std::string> have;
-    for (int i = 0; i < PQntuples(have_r.get()); ++i)
-      have.push_back(PQgetvalue(have_r.get(), i, 0));
-    FERRY_RETURN_IF_ERROR(CheckSameColumns(table.name, have, want));
+  std::vector<std::string> out;
+  if (native && table.create_verbatim) {
+    out.push_back(table.create_sql);  // a spec's own create: as the operator wrote it
   } else {
     std::vector<std::string> defs, pk;
     if (!alias.empty()) {
@@ -145,16 +134,42 @@ Status PgStore::CreateOneTable(const TableSchema& source) {
     }
     for (size_t p : table.key_columns) pk.push_back(PgQuoteIdent(table.columns[p].name));
     defs.push_back("PRIMARY KEY (" + Join(pk) + ")");
-    Status s = Exec(fmt::format("CREATE TABLE {} ({})", q, Join(defs)),
-                    fmt::format("cannot create target table {}", table.name));
-    if (!s.ok()) return s;
+    out.push_back(fmt::format("CREATE TABLE {} ({})", qualified, Join(defs)));
   }
   for (size_t i = 0; i < table.index_sql.size(); ++i) {
-    Result<std::string> sql = native ? RetargetPgIndex(table.index_sql[i], table.name, q)
-                                     : PgIndexSql(table.indexes[i], table.name, q);
+    Result<std::string> sql = native ? RetargetPgIndex(table.index_sql[i], table.name, qualified)
+                                     : PgIndexSql(table.indexes[i], table.name, qualified);
     if (!sql.ok()) return sql.status();
-    FERRY_RETURN_IF_ERROR(
-        Exec(*sql, fmt::format("cannot create index of target table {} ({})", table.name, *sql)));
+    out.push_back(std::move(sql).value());
+  }
+  return out;
+}
+
+Status PgStore::CreateOneTable(const TableSchema& table) {
+  FERRY_ASSIGN_OR_RETURN(const std::string alias, CheckTable(table));
+  const std::string q = Qualified(table.name);
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> statements, CreateStatements(table, q));
+  const std::vector<std::string> want = CellNames(table, alias);
+  FERRY_ASSIGN_OR_RETURN(
+      PgResult have_r,
+      Query("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = (SELECT c.oid FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND "
+            "c.relname = $2) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+            "ORDER BY a.attnum",
+            fmt::format("look up table {}", table.name), {schema_, table.name}));
+  if (PQntuples(have_r.get()) > 0) {
+    std::vector<std::string> have;
+    for (int i = 0; i < PQntuples(have_r.get()); ++i)
+      have.push_back(PQgetvalue(have_r.get(), i, 0));
+    FERRY_RETURN_IF_ERROR(CheckSameColumns(table.name, have, want));
+  } else {
+    Status s = Exec(statements[0], fmt::format("cannot create target table {}", table.name));
+    if (!s.ok()) return s;
+  }
+  for (size_t i = 1; i < statements.size(); ++i) {
+    FERRY_RETURN_IF_ERROR(Exec(
+        statements[i],
+        fmt::format("cannot create index of target table {} ({})", table.name, statements[i])));
   }
   return Status::Ok();
 }

@@ -3,7 +3,9 @@
 // implemented by concern: pg_store.cc (connection, statements, errors, the
 // catalog lookup), pg_schema.cc (ListTables, CreateSchema), pg_plan.cc
 // (PlanSplits), pg_read.cc (ReadBatch), pg_write.cc (WriteBatch, fences, the
-// metadata table, markers, plans), pg_wire.cc (binary format helpers);
+// metadata table, markers, plans), pg_projection.cc (a migration spec's
+// projections, rejects, its create parsed in a rolled-back transaction),
+// pg_wire.cc (binary format helpers);
 // pg_dialect.h maps PostgreSQL types and index definitions to and from the
 // neutral schema model.
 //
@@ -71,6 +73,8 @@
 
 namespace ferry {
 
+class PgTxn;
+
 class PgStore : public Store {
  public:
   // Connects to `uri` in `role`. Errors: kUnavailable when the server cannot
@@ -126,6 +130,36 @@ class PgStore : public Store {
                   RowBatch* out) override;
   Status ApplyChanges(const ChangeApply& apply) override;
   Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
+
+  // Projections (pg_projection.cc): one SELECT over the table with the key
+  // columns first (qualified by the table's name, cast as ReadBatch reads
+  // them), the range conditions, the projection's WHERE on lines of its
+  // own, ORDER BY key LIMIT n; results in text format, decoded by their
+  // result type (integers, floats, bytea and booleans as ReadBatch reads
+  // them, everything else as text). DescribeProjection prepares it (the
+  // server parses and checks it) without running it.
+  Result<std::vector<ProjectedColumn>> DescribeProjection(const TableSchema& table,
+                                                          const Projection& p) override;
+  Status ReadProjected(const TableSchema& table, const Projection& p, const KeyRange& range,
+                       std::string_view after, size_t max_rows, size_t max_bytes,
+                       RowBatch* out) override;
+
+  // __ferry_rejects (table_name text, source_key text, reason text,
+  // PRIMARY KEY (table_name, source_key)); WriteRejects upserts under the
+  // fence in one transaction.
+  Status CreateRejectsTable() override;
+  Status WriteRejects(const std::vector<Reject>& rejects, const Fence& fence) override;
+  Result<std::vector<Reject>> ReadRejects(const std::string& table, size_t limit) override;
+
+  // DescribeCreateTable for PostgreSQL: a read-only session (nothing can be
+  // written to the database), then BEGIN READ WRITE; SET LOCAL search_path
+  // TO pg_temp, <schema>; the statement (a temporary table); the catalog;
+  // ROLLBACK.
+  static Result<TableSchema> DescribeCreate(const std::string& uri, const std::string& create_sql);
+  // The statements CreateSchema runs for `table` when it is missing, with
+  // the table named `qualified` (already quoted).
+  static Result<std::vector<std::string>> CreateStatements(const TableSchema& table,
+                                                           const std::string& qualified);
 
   Result<std::optional<int64_t>> ReadVersion() override;
   Result<Marker> ReadMarker() override;
@@ -186,6 +220,18 @@ class PgStore : public Store {
   Result<const WritePlan*> PlanWrite(const TableSchema& table, const std::string& alias,
                                      TableInfo* info);
   Status CreateOneTable(const TableSchema& table);
+  // The range conditions (without WHERE; "" for the whole table) on the
+  // primary key of `info`, columns qualified by `qualifier` when set;
+  // appends their parameters and formats.
+  Result<std::string> RangeWhere(const TableSchema& table, const TableInfo& info,
+                                 const std::string& qualifier, const KeyRange& range,
+                                 std::string_view after,
+                                 std::vector<std::optional<std::string>>* params,
+                                 std::vector<int>* formats);
+  // BEGIN, then the fence upsert (one round trip); kLeaseLost when a newer
+  // epoch is recorded. `txn` is started on success.
+  Status BeginFenced(const Fence& fence, const std::string& what, PgTxn* txn);
+  Result<TableSchema> DescribeCreateHere(const std::string& create_sql);
   Status CreateMeta();
   Result<bool> MetaExists();
   Status WriteRows(const TableSchema& table, const RowBatch& batch, const WritePlan& plan);

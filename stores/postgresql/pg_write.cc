@@ -114,34 +114,36 @@ Status PgStore::WriteBatch(const TableSchema& table, const RowBatch& batch, cons
   }
   const std::string what = fmt::format("write table {}", table.name);
   PgTxn txn(conn_);
-  // BEGIN and the fence in one round trip: the upsert only takes effect if no
-  // newer epoch is recorded, and locks the fence row until COMMIT.
-  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
-  const std::string meta = Qualified(kMetaTable);
-  {
-    FERRY_ASSIGN_OR_RETURN(
-        PgResult r,
-        Query(fmt::format("BEGIN; INSERT INTO {0} AS m (key, value) VALUES ({1}, {2}) "
-                          "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
-                          "WHERE m.value IS NULL OR m.value <= EXCLUDED.value RETURNING value",
-                          meta, PgQuoteLiteral(fence_key), static_cast<int64_t>(fence.epoch)),
-              what));
-    txn.Started();
-    if (PQntuples(r.get()) == 0) {
-      std::string recorded = "?";
-      auto q =
-          Query(fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)),
-                what);
-      if (q.ok() && PQntuples(q->get()) > 0) recorded = PQgetvalue(q->get(), 0, 0);
-      return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
-                                   fence.range_id, fence.epoch, recorded));
-    }
-  }
+  FERRY_RETURN_IF_ERROR(BeginFenced(fence, what, &txn));
   FERRY_RETURN_IF_ERROR(WriteRows(table, batch, *plan));
   FERRY_RETURN_IF_ERROR(Exec(plan->insert_sql, what));
   if (before_commit_) before_commit_();
   FERRY_RETURN_IF_ERROR(Exec("COMMIT", what));
   txn.Done();
+  return Status::Ok();
+}
+
+Status PgStore::BeginFenced(const Fence& fence, const std::string& what, PgTxn* txn) {
+  // BEGIN and the fence in one round trip: the upsert only takes effect if no
+  // newer epoch is recorded, and locks the fence row until COMMIT.
+  const std::string fence_key = fmt::format("fence/{}/{}", fence.plan_id, fence.range_id);
+  const std::string meta = Qualified(kMetaTable);
+  FERRY_ASSIGN_OR_RETURN(
+      PgResult r,
+      Query(fmt::format("BEGIN; INSERT INTO {0} AS m (key, value) VALUES ({1}, {2}) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
+                        "WHERE m.value IS NULL OR m.value <= EXCLUDED.value RETURNING value",
+                        meta, PgQuoteLiteral(fence_key), static_cast<int64_t>(fence.epoch)),
+            what));
+  txn->Started();
+  if (PQntuples(r.get()) == 0) {
+    std::string recorded = "?";
+    auto q = Query(
+        fmt::format("SELECT value FROM {} WHERE key = {}", meta, PgQuoteLiteral(fence_key)), what);
+    if (q.ok() && PQntuples(q->get()) > 0) recorded = PQgetvalue(q->get(), 0, 0);
+    return LeaseLost(fmt::format("range {}: epoch {} is older than recorded epoch {}",
+                                 fence.range_id, fence.epoch, recorded));
+  }
   return Status::Ok();
 }
 

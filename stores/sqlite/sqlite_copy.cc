@@ -7,6 +7,7 @@
 
 #include "common/digest.h"
 #include "common/key_codec.h"
+#include "stores/sql_text.h"
 #include "stores/sqlite/sqlite_internal.h"
 #include "stores/table_checks.h"
 
@@ -18,13 +19,15 @@ using sqlite_sql::KeySql;
 using sqlite_sql::MakeKeySql;
 using sqlite_sql::MakeRangeFilter;
 using sqlite_sql::Params;
+using sqlite_sql::ProjectionSelect;
 using sqlite_sql::RangeFilter;
 using sqlite_sql::WhereClause;
 
 // The state of the copy statement running on this connection, read and
 // updated by FoldRow once per row the statement selects, in key order.
 struct SqliteStore::FoldState {
-  std::vector<size_t> key_cells;  // positions of the key among the cells
+  std::vector<size_t> key_cells;  // positions of the key among the arguments
+  size_t first_cell = 0;          // the row's cells are the arguments from here on
   size_t max_bytes = 0;
   CopiedBatch batch;  // rows, bytes, last key, digest so far
   std::string row;    // scratch: the row's digest bytes
@@ -117,7 +120,7 @@ void SqliteStore::FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
     AppendCell(argv[pos], &st->key);
   }
   st->row.assign(st->key);
-  for (int i = 0; i < argc; ++i) {
+  for (int i = static_cast<int>(st->first_cell); i < argc; ++i) {
     AppendCell(argv[i], &st->row);
     b.bytes += CellBytes(argv[i]);
   }
@@ -142,26 +145,28 @@ std::string SqliteStore::CopySql(const TableSchema& table, const std::string& al
       QuoteIdent(table.name), cells, kSourceSchema, WhereClause(conditions), key.list, limit_param);
 }
 
-bool SqliteStore::CanCopyFrom(Store& source, const TableSchema& table) {
-  auto* src = dynamic_cast<SqliteStore*>(&source);
+bool SqliteStore::AttachSource(SqliteStore* src) {
   if (src == nullptr || src->role_ != StoreRole::kSource || role_ != StoreRole::kTarget) {
     return false;
   }
+  if (attached_ == src->path_) return true;
+  if (!attached_.empty()) return false;  // one source per target connection
+  if (sqlite3_create_function_v2(db_.get(), "ferry_fold", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, this,
+                                 &SqliteStore::FoldRow, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return false;
+  }
+  auto attach = db_.Prepare(fmt::format("ATTACH DATABASE ?1 AS {}", kSourceSchema));
+  if (!attach.ok()) return false;
+  attach->Bind(1, ReadOnlyUri(src->path_));
+  if (attach->Step() != SQLITE_DONE) return false;
+  attached_ = src->path_;
+  return true;
+}
+
+bool SqliteStore::CanCopyFrom(Store& source, const TableSchema& table) {
   Result<std::string> alias = CheckTable(table);
   if (!alias.ok()) return false;
-  if (attached_ != src->path_) {
-    if (!attached_.empty()) return false;  // one source per target connection
-    if (sqlite3_create_function_v2(db_.get(), "ferry_fold", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY,
-                                   this, &SqliteStore::FoldRow, nullptr, nullptr,
-                                   nullptr) != SQLITE_OK) {
-      return false;
-    }
-    auto attach = db_.Prepare(fmt::format("ATTACH DATABASE ?1 AS {}", kSourceSchema));
-    if (!attach.ok()) return false;
-    attach->Bind(1, ReadOnlyUri(src->path_));
-    if (attach->Step() != SQLITE_DONE) return false;
-    attached_ = src->path_;
-  }
+  if (!AttachSource(dynamic_cast<SqliteStore*>(&source))) return false;
   // The rows must come out of an ordered walk of the key: a sort would run
   // ferry_fold on every row of the range, not only on the ones copied.
   const KeySql key = MakeKeySql(table, *alias);
@@ -203,12 +208,18 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
   for (const Value& v : filter.params) copy->BindValue(p++, v);
   copy->Bind(p, static_cast<int64_t>(max_rows));
 
+  std::vector<size_t> key_cells = table.rowid_key() ? std::vector<size_t>{0} : table.key_columns;
+  FERRY_RETURN_IF_ERROR(
+      RunCopy(copy, std::move(key_cells), 0, max_bytes,
+              fmt::format("copy a batch of table {} from {}", table.name, source.Describe()), out));
+  return txn.Commit();
+}
+
+Status SqliteStore::RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t first_cell,
+                            size_t max_bytes, const std::string& what, CopiedBatch* out) {
   FoldState st;
-  if (table.rowid_key()) {
-    st.key_cells = {0};
-  } else {
-    st.key_cells = table.key_columns;
-  }
+  st.key_cells = std::move(key_cells);
+  st.first_cell = first_cell;
   st.max_bytes = max_bytes;
   st.batch.digest = out->digest;
   fold_ = &st;
@@ -216,17 +227,104 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
   const int64_t changed = sqlite3_changes64(db_.get());
   copy->Reset();
   fold_ = nullptr;
-  if (rc != SQLITE_DONE) {
-    return db_.Error(
-        rc, fmt::format("copy a batch of table {} from {}", table.name, source.Describe()));
-  }
+  if (rc != SQLITE_DONE) return db_.Error(rc, what);
   if (changed != static_cast<int64_t>(st.batch.rows)) {
-    return Internal(fmt::format("table {}: direct copy folded {} rows but wrote {}", table.name,
-                                st.batch.rows, changed));
+    return Internal(
+        fmt::format("{}: direct copy folded {} rows but wrote {}", what, st.batch.rows, changed));
   }
-  FERRY_RETURN_IF_ERROR(txn.Commit());
   *out = std::move(st.batch);
   return Status::Ok();
+}
+
+// WITH ferry_p(k1..ka, c1..cn) AS (<the projection's SELECT> ORDER BY key
+// LIMIT ?n) INSERT OR REPLACE INTO main.into (cells) SELECT c1..cn FROM
+// ferry_p WHERE ferry_fold(k.., c..). The LIMIT inside and the WHERE outside
+// keep SQLite from flattening the WITH into the INSERT (which would evaluate
+// each expression twice: once for the row, once for the fold).
+std::string SqliteStore::ProjectedCopySql(const TableSchema& table, const std::string& alias,
+                                          const Projection& p, const TableSchema& into,
+                                          const std::string& into_alias, size_t width,
+                                          std::vector<std::string> conditions, size_t limit_param) {
+  const KeySql key = MakeKeySql(table, alias, QuoteIdent(table.name));
+  std::vector<std::string> names, keys, cells;
+  for (size_t k = 0; k < key.arity; ++k) {
+    keys.push_back(fmt::format("k{}", k + 1));
+    names.push_back(keys.back());
+  }
+  for (size_t c = 0; c < width; ++c) {
+    cells.push_back(fmt::format("c{}", c + 1));
+    names.push_back(cells.back());
+  }
+  const std::string from = fmt::format("{}.{}", kSourceSchema, QuoteIdent(table.name));
+  return fmt::format(
+      "WITH ferry_p({}) AS ({} ORDER BY {} LIMIT ?{}) INSERT OR REPLACE INTO main.{} ({}) "
+      "SELECT {} FROM ferry_p WHERE ferry_fold({}, {})",
+      Join(names), ProjectionSelect(table, alias, p, from, conditions), key.list, limit_param,
+      QuoteIdent(into.name), CellList(into, into_alias), Join(cells), Join(keys), Join(cells));
+}
+
+bool SqliteStore::CanCopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                                   const TableSchema& into) {
+  if (p.identity() && table.name == into.name) return CanCopyFrom(source, table);
+  Result<std::string> alias = CheckTable(table);
+  Result<std::string> into_alias = CheckTable(into);
+  if (!alias.ok() || !into_alias.ok()) return false;
+  auto* src = dynamic_cast<SqliteStore*>(&source);
+  if (!AttachSource(src)) return false;
+  Result<std::vector<ProjectedColumn>> cols = src->DescribeProjection(table, p);
+  if (!cols.ok() || cols->size() != into.width()) return false;
+  const KeySql key = MakeKeySql(table, *alias, QuoteIdent(table.name));
+  std::vector<std::string> conditions;
+  size_t next = 1;
+  for (const char* op : {">", "<"}) {
+    conditions.push_back(fmt::format("{} {} {}", key.tuple, op, Params(key.arity, next)));
+    next += key.arity;
+  }
+  auto plan =
+      db_.Prepare("EXPLAIN QUERY PLAN " + ProjectedCopySql(table, *alias, p, into, *into_alias,
+                                                           cols->size(), conditions, next));
+  if (!plan.ok()) return false;
+  int rc;
+  while ((rc = plan->Step()) == SQLITE_ROW) {
+    if (plan->Str(3).find("TEMP B-TREE") != std::string::npos) return false;
+  }
+  return rc == SQLITE_DONE;
+}
+
+Status SqliteStore::CopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                                  const TableSchema& into, const KeyRange& range,
+                                  std::string_view after, size_t max_rows, size_t max_bytes,
+                                  const Fence& fence, CopiedBatch* out) {
+  if (p.identity() && table.name == into.name) {
+    return CopyBatch(source, table, range, after, max_rows, max_bytes, fence, out);
+  }
+  if (role_ == StoreRole::kSource) return RefuseWrite();
+  auto* src = dynamic_cast<SqliteStore*>(&source);
+  if (src == nullptr || attached_.empty() || attached_ != src->path_) {
+    return FailedPrecondition(
+        fmt::format("{}: CopyProjected without a successful CanCopyProjected", Describe()));
+  }
+  FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
+  FERRY_ASSIGN_OR_RETURN(std::string into_alias, CheckTable(into));
+  if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
+  const KeySql key = MakeKeySql(table, alias, QuoteIdent(table.name));
+  FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
+  FERRY_ASSIGN_OR_RETURN(Stmt * copy,
+                         Cached(ProjectedCopySql(table, alias, p, into, into_alias, into.width(),
+                                                 filter.conditions, filter.params.size() + 1)));
+  Txn txn(this);
+  FERRY_RETURN_IF_ERROR(txn.status());
+  FERRY_RETURN_IF_ERROR(CheckAndRecordFence(fence));
+  int at = 1;
+  for (const Value& v : filter.params) copy->BindValue(at++, v);
+  copy->Bind(at, static_cast<int64_t>(max_rows));
+  std::vector<size_t> key_cells;
+  for (size_t k = 0; k < key.arity; ++k) key_cells.push_back(k);
+  FERRY_RETURN_IF_ERROR(RunCopy(copy, std::move(key_cells), key.arity, max_bytes,
+                                fmt::format("copy a batch of table {} into {} from {}", table.name,
+                                            into.name, source.Describe()),
+                                out));
+  return txn.Commit();
 }
 
 }  // namespace ferry

@@ -90,7 +90,19 @@ struct KeySql {
 };
 
 // The key of `table` (its rowid as `rowid_alias` when it has no primary key).
-KeySql MakeKeySql(const TableSchema& table, const std::string& rowid_alias);
+// With `qualifier` (already quoted, e.g. "\"users\""), each column is
+// written qualifier.column: a projection's select list may give its results
+// the key columns' names.
+KeySql MakeKeySql(const TableSchema& table, const std::string& rowid_alias,
+                  const std::string& qualifier = "");
+
+// The projection's SELECT without ORDER BY and LIMIT: the key columns
+// (qualified), then the select list (CellList for "*"), FROM `from` (the
+// table, possibly schema-qualified) AS the table's own name, WHERE the
+// range `conditions` AND the projection's where on lines of its own.
+std::string ProjectionSelect(const TableSchema& table, const std::string& rowid_alias,
+                             const Projection& p, const std::string& from,
+                             const std::vector<std::string>& conditions);
 
 // The names of every cell of a row: [rowid alias,] columns, quoted.
 std::string CellList(const TableSchema& table, const std::string& rowid_alias);

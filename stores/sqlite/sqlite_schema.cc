@@ -129,7 +129,7 @@ Result<std::vector<TableSchema>> SqliteStore::ListTables() {
 
 // ---- target side ----
 
-Status SqliteStore::CreateOneTable(const TableSchema& source) {
+Result<std::vector<std::string>> SqliteStore::CreateStatements(const TableSchema& source) {
   FERRY_RETURN_IF_ERROR(CheckTable(source).status());
   // Another engine's table: build everything from the neutral model.
   const bool native = source.dialect == kSqliteDialect;
@@ -138,6 +138,20 @@ Status SqliteStore::CreateOneTable(const TableSchema& source) {
     FERRY_ASSIGN_OR_RETURN(foreign, NeutralSchema(source));
   }
   const TableSchema& table = native ? source : foreign;
+  std::vector<std::string> out;
+  out.push_back(native && !table.create_sql.empty() ? table.create_sql
+                                                    : CreateFromColumns(table, !native));
+  for (size_t i = 0; i < table.index_sql.size(); ++i) {
+    Result<std::string> sql = native ? IndexIfNotExists(table.index_sql[i])
+                                     : SqliteIndexSql(table.indexes[i], table.name);
+    if (!sql.ok()) return sql.status();
+    out.push_back(std::move(sql).value());
+  }
+  return out;
+}
+
+Status SqliteStore::CreateOneTable(const TableSchema& table) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<std::string> statements, CreateStatements(table));
   FERRY_ASSIGN_OR_RETURN(
       Stmt exists, db_.Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 "
                                "COLLATE NOCASE"));
@@ -154,20 +168,15 @@ Status SqliteStore::CreateOneTable(const TableSchema& source) {
     for (const Column& c : table.columns) want.push_back(c.name);
     FERRY_RETURN_IF_ERROR(CheckSameColumns(table.name, have, want));
   } else {
-    std::string create =
-        native && !table.create_sql.empty() ? table.create_sql : CreateFromColumns(table, !native);
-    Status s = db_.Exec(create);
+    Status s = db_.Exec(statements[0]);
     if (!s.ok()) {
       return Status(s.code() == Code::kUnavailable ? Code::kUnavailable : Code::kInvalidArgument,
                     fmt::format("cannot create target table {}: {}", table.name, s.message()));
     }
   }
 
-  for (size_t i = 0; i < table.index_sql.size(); ++i) {
-    Result<std::string> sql = native ? IndexIfNotExists(table.index_sql[i])
-                                     : SqliteIndexSql(table.indexes[i], table.name);
-    if (!sql.ok()) return sql.status();
-    Status s = db_.Exec(*sql);
+  for (size_t i = 1; i < statements.size(); ++i) {
+    Status s = db_.Exec(statements[i]);
     if (!s.ok()) {
       return Status(
           s.code() == Code::kUnavailable ? Code::kUnavailable : Code::kInvalidArgument,

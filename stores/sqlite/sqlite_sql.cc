@@ -35,13 +35,15 @@ std::string Params(size_t n, size_t first) {
   return out + ")";
 }
 
-KeySql MakeKeySql(const TableSchema& table, const std::string& rowid_alias) {
+KeySql MakeKeySql(const TableSchema& table, const std::string& rowid_alias,
+                  const std::string& qualifier) {
   KeySql k;
   std::vector<std::string> cols;
+  const std::string q = qualifier.empty() ? "" : qualifier + ".";
   if (table.rowid_key()) {
-    cols.push_back(QuoteIdent(rowid_alias));
+    cols.push_back(q + QuoteIdent(rowid_alias));
   } else {
-    for (size_t pos : table.key_columns) cols.push_back(QuoteIdent(table.columns[pos].name));
+    for (size_t pos : table.key_columns) cols.push_back(q + QuoteIdent(table.columns[pos].name));
   }
   k.arity = cols.size();
   k.list = Join(cols);
@@ -80,6 +82,18 @@ Result<RangeFilter> MakeRangeFilter(const TableSchema& table, const KeySql& key,
     f.params.insert(f.params.end(), hi.begin(), hi.end());
   }
   return f;
+}
+
+std::string ProjectionSelect(const TableSchema& table, const std::string& rowid_alias,
+                             const Projection& p, const std::string& from,
+                             const std::vector<std::string>& conditions) {
+  const std::string self = QuoteIdent(table.name);
+  const KeySql key = MakeKeySql(table, rowid_alias, self);
+  std::vector<std::string> where = conditions;
+  if (!p.where.empty()) where.push_back("(\n" + p.where + "\n)");
+  return fmt::format("SELECT {}, {} FROM {} AS {}{}", key.list,
+                     p.star() ? CellList(table, rowid_alias) : "\n" + p.select + "\n", from, self,
+                     WhereClause(where));
 }
 
 std::string WhereClause(const std::vector<std::string>& conditions) {

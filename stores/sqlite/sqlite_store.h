@@ -3,7 +3,9 @@
 // sqlite_store.cc (opening, shared per-file state, statement cache),
 // sqlite_schema.cc (ListTables, CreateSchema), sqlite_plan.cc (PlanSplits),
 // sqlite_read.cc (ReadBatch), sqlite_write.cc (WriteBatch, fences, the
-// metadata table, markers, plans, SyncWrites), sqlite_copy.cc (direct copy);
+// metadata table, markers, plans, SyncWrites), sqlite_copy.cc (direct copy,
+// also through a projection), sqlite_projection.cc (a migration spec's
+// projections, rejects, its create parsed in memory);
 // sqlite_dialect.h maps SQLite's declared types and index DDL to and from
 // the neutral schema model.
 //
@@ -144,6 +146,43 @@ class SqliteStore : public Store {
   Status ApplyChanges(const ChangeApply& apply) override;
   Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
 
+  // Projections (Store::DescribeProjection, ReadProjected; sqlite_projection.cc):
+  // one SELECT over the table with the key columns first, qualified by the
+  // table's name (so an alias in the select list cannot change the key
+  // order), the range conditions, the projection's WHERE on lines of its
+  // own, ORDER BY key LIMIT n.
+  Result<std::vector<ProjectedColumn>> DescribeProjection(const TableSchema& table,
+                                                          const Projection& p) override;
+  Status ReadProjected(const TableSchema& table, const Projection& p, const KeyRange& range,
+                       std::string_view after, size_t max_rows, size_t max_bytes,
+                       RowBatch* out) override;
+  // Direct copy through a projection: as CopyBatch, with the projection in
+  // a WITH clause (each expression evaluated once per row) whose result the
+  // INSERT OR REPLACE takes and ferry_fold folds.
+  bool CanCopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                        const TableSchema& into) override;
+  Status CopyProjected(Store& source, const TableSchema& table, const Projection& p,
+                       const TableSchema& into, const KeyRange& range, std::string_view after,
+                       size_t max_rows, size_t max_bytes, const Fence& fence,
+                       CopiedBatch* out) override;
+
+  // __ferry_rejects (table_name TEXT, source_key TEXT, reason TEXT,
+  // PRIMARY KEY (table_name, source_key)); WriteRejects is INSERT OR REPLACE
+  // under the fence, in one BEGIN IMMEDIATE transaction.
+  Status CreateRejectsTable() override;
+  Status WriteRejects(const std::vector<Reject>& rejects, const Fence& fence) override;
+  Result<std::vector<Reject>> ReadRejects(const std::string& table, size_t limit) override;
+
+  // DescribeCreateTable for SQLite: runs `create_sql` in an in-memory
+  // database and reads the table back (pragma table_xinfo; generated
+  // columns are not listed).
+  static Result<TableSchema> DescribeCreate(const std::string& create_sql);
+  // The statements CreateSchema runs for `table` when it is missing: its
+  // create_sql for a "sqlite" table that has one, else a CREATE TABLE from
+  // its columns (declared types for "sqlite", the neutral model for another
+  // dialect), then its indexes (IF NOT EXISTS).
+  static Result<std::vector<std::string>> CreateStatements(const TableSchema& table);
+
   // nullopt when the metadata table or the 'version' key is absent.
   // kFailedPrecondition when the stored version is not an integer.
   Result<std::optional<int64_t>> ReadVersion() override;
@@ -193,6 +232,19 @@ class SqliteStore : public Store {
   static void FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv);
   static std::string CopySql(const TableSchema& table, const std::string& alias,
                              std::vector<std::string> conditions, size_t limit_param);
+  // The projected copy's statement (see CopyProjected).
+  static std::string ProjectedCopySql(const TableSchema& table, const std::string& alias,
+                                      const Projection& p, const TableSchema& into,
+                                      const std::string& into_alias, size_t width,
+                                      std::vector<std::string> conditions, size_t limit_param);
+  // ATTACHes `src` (a source SqliteStore) for direct copies; false if this
+  // connection cannot (another source attached, a failure).
+  bool AttachSource(SqliteStore* src);
+  // Runs the prepared copy `copy` (params bound) with FoldRow folding into
+  // a batch that starts at `digest`: key cells at `key_cells`, row cells from
+  // argument `first_cell` on. Inside the caller's transaction.
+  Status RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t first_cell, size_t max_bytes,
+                 const std::string& what, CopiedBatch* out);
   Status RefuseWrite() const;  // for writes to a source
 
   std::string path_;
@@ -203,6 +255,7 @@ class SqliteStore : public Store {
   std::string attached_;                         // path of the source attached for direct copy
   FoldState* fold_ = nullptr;                    // the running CopyBatch's state, else null
   bool unsynced_ = false;                        // committed since the last SyncWrites
+  std::vector<Value> key_values_;                // ReadProjected's scratch
 };
 
 }  // namespace ferry

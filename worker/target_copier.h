@@ -1,0 +1,97 @@
+// TargetCopier: one batch of one target table (spec/target_plan.h), the step
+// the worker's copy loop runs per batch. It owns the worker thread's Lua row
+// function for the target (one LuaTransform per worker thread and target).
+//
+// ReadAndWrite: reads the rows of the range after the cursor through the
+// target's projection (Store::ReadProjected: the legacy store evaluates
+// select and where), runs the Lua function on each (if any), and writes the
+// kept rows with Store::WriteBatch under the range's fence. A row the Lua
+// function fails on is rejected. A write that fails on the data
+// (kPermanent: a value the target refuses, a constraint) is retried on
+// halves of the batch, recursively, each half its own fenced transaction,
+// so that only the rows that fail alone are rejected and the rest land.
+// Rejected rows are recorded in the new store's __ferry_rejects (one fenced
+// transaction, idempotent: keyed on (table, source key)) before the batch
+// counts as copied. Any other error (lease lost, unavailable) ends the batch
+// with that error; nothing after the last committed cursor counts.
+//
+// A row whose target key would be NULL is rejected too (a NULL key is not
+// idempotent: SQLite would give it a new rowid on every copy).
+//
+// CopyDirect: the target store copies the batch from the legacy store itself
+// (Store::CopyProjected: SQLite to SQLite) when there is no Lua function, the
+// target's key is the legacy key carried as it is, and the store can
+// (CanCopyDirect). It rejects nothing: a batch it fails on is
+// redone by ReadAndWrite (the worker turns direct copy off, see worker.h).
+//
+// Both return in *out: rows written, rows rejected, rows dropped (by the Lua
+// function), bytes and the last key READ (the cursor: it moves past dropped
+// and rejected rows too; empty when the range has no rows left), and the
+// range digest folded over the rows read (source key + projected cells, as
+// common/digest.h folds them), starting from out->digest.
+//
+// Thread safety: confined to one worker thread, like the stores it uses.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/value.h"
+#include "spec/lua_transform.h"
+#include "spec/target_plan.h"
+#include "stores/store.h"
+
+namespace ferry {
+
+struct TargetBatch {
+  CopiedBatch copied;     // rows = written; digest in/out; last_key = last read
+  uint64_t rejected = 0;  // recorded in __ferry_rejects
+  uint64_t dropped = 0;   // the Lua function returned nil
+};
+
+class TargetCopier {
+ public:
+  // `plan`, `source` and `target` must outlive the copier. Creates the Lua
+  // function for a plan that has one (kInvalidArgument if it cannot).
+  // `isolate_rejects`: a job with a migration spec; without one a row the
+  // new store refuses fails its batch (and, repeated, its range) as before
+  // specs, and nothing is rejected.
+  static Result<std::unique_ptr<TargetCopier>> Create(const TargetPlan* plan, Store* source,
+                                                      Store* target, bool isolate_rejects);
+
+  const TargetPlan& plan() const { return *plan_; }
+  // True if the target store can copy this target's batches itself.
+  bool CanCopyDirect();
+  Status CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
+                    size_t max_bytes, const Fence& fence, TargetBatch* out);
+  Status ReadAndWrite(const KeyRange& range, std::string_view after, size_t max_rows,
+                      size_t max_bytes, const Fence& fence, TargetBatch* out);
+
+ private:
+  TargetCopier(const TargetPlan* plan, Store* source, Store* target, bool isolate_rejects)
+      : plan_(plan), source_(source), target_(target), isolate_rejects_(isolate_rejects) {}
+  // True if every key column of what a batch writes carries a source key
+  // column as it is (so it is never NULL).
+  bool KeyCarried() const;
+  // Moves the rows of *rows whose target key has a NULL into *rejects (a
+  // NULL key would not be idempotent: SQLite would give it a new rowid).
+  void RejectNullKeys(RowBatch* rows, std::vector<Reject>* rejects) const;
+  // Writes `rows` [begin, end) of `batch`, isolating the rows the target
+  // refuses into *rejects.
+  Status WriteIsolating(const RowBatch& batch, size_t begin, size_t end, const Fence& fence,
+                        std::vector<Reject>* rejects, uint64_t* written);
+
+  const TargetPlan* plan_;
+  Store* source_;
+  Store* target_;
+  bool isolate_rejects_;
+  std::unique_ptr<LuaTransform> lua_;
+  RowBatch read_, kept_;  // reused buffers
+  std::string digest_scratch_;
+};
+
+}  // namespace ferry
