@@ -586,5 +586,103 @@ TEST(OnlineBadInput, TableFerryCannotCaptureIsRefusedNamingIt) {
             0);
 }
 
+// ---- online with a migration spec ----
+
+// The writer's `live` table moved into `items` through a spec with a
+// projection, a filter and a Lua function that drops some rows: what the
+// applier replays goes through the same transform as what was copied.
+constexpr const char* kOnlineSpec = R"spec(from_version = 1
+to_version = 2
+[[table]]
+target = "items"
+source = "live"
+select = "id AS item_id, val, n"
+where = "n % 3 <> 0"
+create = """
+CREATE TABLE items (item_id INTEGER PRIMARY KEY, label TEXT NOT NULL, doubled INTEGER NOT NULL)"""
+lua = '''
+return function(row)
+  if row.n % 5 == 0 then return nil end
+  return { item_id = row.item_id, label = string.upper(row.val), doubled = row.n * 2 }
+end
+'''
+)spec";
+
+TEST(OnlineSpec, ReplayedChangesGoThroughTheSpecsProjectionAndLuaFunction) {
+  TempDir dir;
+  Endpoint legacy = MakeEndpoint(false, dir, "legacy", true);
+  if (HasFatalFailure()) return;
+  Cluster c(dir.path());
+  c.source_uri = legacy.uri;
+  const std::string spec = dir.File("spec.toml");
+  std::ofstream(spec) << kOnlineSpec;
+  const std::string log = dir.File("writes.log");
+  Process writer({Bin("ferry-test-writer"), "--store", legacy.app_uri, "--table", "live",
+                  "--initial", std::to_string(kInitialLive), "--rate", "1000", "--log", log,
+                  "--side", "side", "--seed", "11"},
+                 dir.File("writer.out"), dir.File("writer.err"));
+  ASSERT_TRUE(WaitFor([&] { return LogLines(log) >= 200; }, 20000))
+      << ReadFile(dir.File("writer.err"));
+  auto coord = c.StartCoordinator({"--online", "--spec", spec, "--lease-ttl", "2", "--range-rows",
+                                   "1000", "--batch-rows", "200"});
+  ASSERT_TRUE(WaitFor([&] { return c.Status().is_object(); }, 30000)) << c.Logs();
+  c.Command("throttle 1500");  // a copy of ~2 s of the writer's traffic
+  auto w1 = c.StartWorker("w1");
+  ASSERT_TRUE(c.WaitState("catching_up", 60000)) << c.Status().dump() << c.Logs();
+  ASSERT_TRUE(WaitFor([&] { return c.Status().value("changes_applied", 0) > 100; }, 30000))
+      << c.Status().dump() << c.Logs();
+  std::string out;
+  ASSERT_EQ(RunCtl(c, {"cutover", "--timeout", "60"}, &out), 0) << out << c.Logs();
+  ASSERT_TRUE(WaitFor([&] { return ReadWriterLog(log, kInitialLive).refused >= 20; }, 20000));
+  writer.Signal(SIGTERM);
+  ASSERT_TRUE(writer.Wait(20000));
+  EXPECT_TRUE(w1->Wait(30000)) << c.Logs();
+  coord->Signal(SIGTERM);
+  EXPECT_TRUE(coord->Wait(30000));
+
+  // The spec applied to the writer's committed rows, computed here.
+  const WriterLog wl = ReadWriterLog(log, kInitialLive);
+  EXPECT_EQ(wl.errors, 0u);
+  std::vector<std::string> want;
+  for (const auto& [id, n] : wl.rows) {
+    if (n % 3 == 0 || n % 5 == 0) continue;
+    want.push_back("i:" + std::to_string(id) + "|t:V" + std::to_string(n) +
+                   "|i:" + std::to_string(2 * n));
+  }
+  std::sort(want.begin(), want.end());
+  const std::vector<std::string> got = Sorted(SqliteCanonicalRows(c.target, "items"));
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want) << "the new store's items differ from the spec applied to the log";
+  EXPECT_EQ(QueryInt(c.target, "SELECT count(*) FROM __ferry_rejects", -1), 0);
+  Installed i = Inspect(legacy);
+  EXPECT_EQ(i.changes_table, 0);
+  EXPECT_EQ(i.capture_triggers, 0);
+  EXPECT_EQ(i.guard_triggers, 3);  // live only: the spec's one source table
+}
+
+TEST(OnlineSpec, TargetNotKeyedByTheLegacyKeyIsRefusedInstallingNothing) {
+  TempDir dir;
+  Endpoint legacy = MakeEndpoint(false, dir, "legacy", true);
+  if (HasFatalFailure()) return;
+  Cluster c(dir.path());
+  const std::string spec = dir.File("spec.toml");
+  std::ofstream(spec) << "from_version = 1\nto_version = 2\n[[table]]\ntarget = \"by_n\"\n"
+                         "source = \"live\"\nselect = \"n AS k, id AS src\"\n"
+                         "create = \"CREATE TABLE by_n (k INTEGER PRIMARY KEY, src INTEGER)\"\n";
+  std::string out, err;
+  const int rc = RunCommandSplit(
+      {Bin("ferry-coordinator"), "--source", legacy.uri, "--target", "sqlite:" + c.target,
+       "--state", c.state, "--online", "--spec", spec, "--listen", c.listen(),
+       "--status-endpoint", c.status_endpoint()},
+      &out, &err, 60000);
+  EXPECT_EQ(rc, 2) << err;
+  EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
+  EXPECT_NE(err.find("by_n"), std::string::npos) << err;
+  EXPECT_NE(err.find("--online"), std::string::npos) << err;
+  Installed i = Inspect(legacy);
+  EXPECT_EQ(i.changes_table, 0);
+  EXPECT_EQ(i.capture_triggers, 0);
+}
+
 }  // namespace
 }  // namespace ferry::testing
