@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
   double rate = 1000, seconds = 0;
   uint64_t seed = 1;
   int64_t stop_after_refused = 0;
+  std::string synchronous;
   app.add_option("--store", store, "sqlite:PATH or postgresql://...")->required();
   app.add_option("--table", table, "the table (id integer key, val text, n integer)");
   app.add_option("--initial", initial, "the table holds ids 1..N at start");
@@ -133,6 +134,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "random seed");
   app.add_option("--stop-after-refused", stop_after_refused,
                  "exit after this many refused writes in a row (0: never)");
+  app.add_option("--synchronous", synchronous,
+                 "SQLite: PRAGMA synchronous for the writer's connection (e.g. normal: in WAL "
+                 "mode, commits without an fsync each, as busy applications run)");
   CLI11_PARSE(app, argc, argv);
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
@@ -140,6 +144,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<Conn> conn;
   if (store.rfind("sqlite:", 0) == 0) {
     conn = std::make_unique<SqliteConn>(store.substr(7));
+    if (!synchronous.empty()) {
+      const std::string err = conn->Exec("PRAGMA synchronous = " + synchronous);
+      if (!err.empty()) {
+        std::fprintf(stderr, "ferry-test-writer: --synchronous %s: %s\n", synchronous.c_str(),
+                     err.c_str());
+        return 2;
+      }
+    }
   } else {
     conn = std::make_unique<PgConn>(store);
   }
