@@ -21,8 +21,8 @@
 #include "common/status.h"
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
-#include "stores/change_capture.h"
 #include "spec/target_plan.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
 
 namespace ferry {

@@ -2250,7 +2250,8 @@ std::string OnlineLegacy(int64_t rows) {
   db.Exec(fmt::format(
       "PRAGMA journal_mode=WAL; CREATE TABLE live (id INTEGER PRIMARY KEY, val TEXT NOT NULL, n "
       "INTEGER NOT NULL); CREATE TABLE side (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO side "
-      "VALUES (1, 0); WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {0}) "
+      "VALUES (1, 0); WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < "
+      "{0}) "
       "INSERT INTO live SELECT i, 'v' || i || '-' || hex(randomblob(20)), i FROM g;",
       rows));
   return path;
@@ -2272,18 +2273,28 @@ OnlineRun RunOnline(int64_t rows, int rate, bool auto_cutover, const std::string
   usleep(500000);
   const std::string status = fmt::format("tcp://127.0.0.1:{}", ferry::testing::FreePort());
   const std::string listen = fmt::format("tcp://127.0.0.1:{}", ferry::testing::FreePort());
-  std::vector<std::string> args = {
-      Bin("ferry-coordinator"), "--source", "sqlite:" + legacy, "--target", "sqlite:" + target,
-      "--state", state, "--listen", listen, "--status-endpoint", status, "--online",
-      "--log-level", "warn"};
+  std::vector<std::string> args = {Bin("ferry-coordinator"),
+                                   "--source",
+                                   "sqlite:" + legacy,
+                                   "--target",
+                                   "sqlite:" + target,
+                                   "--state",
+                                   state,
+                                   "--listen",
+                                   listen,
+                                   "--status-endpoint",
+                                   status,
+                                   "--online",
+                                   "--log-level",
+                                   "warn"};
   if (auto_cutover) args.push_back("--auto-cutover");
   Child coord(args, fmt::format("{}/c10-coordinator-{}.log", g_opt.dir, tag));
   std::vector<std::unique_ptr<Child>> workers;
   for (int i = 0; i < 2; ++i) {
-    workers.push_back(std::make_unique<Child>(
-        std::vector<std::string>{Bin("ferry-worker"), "--coordinator", listen, "--log-level",
-                                 "warn"},
-        fmt::format("{}/c10-worker-{}-{}.log", g_opt.dir, tag, i)));
+    workers.push_back(
+        std::make_unique<Child>(std::vector<std::string>{Bin("ferry-worker"), "--coordinator",
+                                                         listen, "--log-level", "warn"},
+                                fmt::format("{}/c10-worker-{}-{}.log", g_opt.dir, tag, i)));
   }
   auto status_of = [&]() {
     std::string reply;
@@ -2375,36 +2386,47 @@ void CaseOnline() {
   std::string bad;
   for (int run = 0; run < g_opt.repeat; ++run) {
     OnlineRun r = RunOnline(g_opt.online_rows, 1000, false, "a" + std::to_string(run));
-    Log(fmt::format("online 1,000 writes/s run {}: {} freeze {:.0f} ms, copy {:.1f} s, catch-up "
-                    "+ cut-over {:.1f} s, writer {:.0f}/s {}",
-                    run + 1, r.ok ? "ok" : "FAILED", r.freeze_ms, r.copy_s, r.catchup_s,
-                    r.writer_rate, r.why));
+    Log(fmt::format(
+        "online 1,000 writes/s run {}: {} freeze {:.0f} ms, copy {:.1f} s, catch-up "
+        "+ cut-over {:.1f} s, writer {:.0f}/s {}",
+        run + 1, r.ok ? "ok" : "FAILED", r.freeze_ms, r.copy_s, r.catchup_s, r.writer_rate, r.why));
     if (r.ok) {
       freezes.push_back(r.freeze_ms);
     } else {
       bad = r.why;
     }
   }
-  g_rows.push_back(Row{sec,
-                       fmt::format("cut-over freeze, {} rows, 1,000 writes/s", g_opt.online_rows),
-                       freezes, "ms", 0, NAN,
-                       bad.empty() ? "`cutover` once catching up" : "FAILED: " + bad});
+  g_rows.push_back(
+      Row{sec, fmt::format("cut-over freeze, {} rows, 1,000 writes/s", g_opt.online_rows), freezes,
+          "ms", 0, NAN, bad.empty() ? "`cutover` once catching up" : "FAILED: " + bad});
   const double worst = freezes.empty() ? NAN : *std::max_element(freezes.begin(), freezes.end());
   g_bars.push_back(Bar{"cut-over freeze at 1,000 writes/s (worst run)", "<= 1000 ms",
                        fmt::format("{:.0f} ms", worst),
                        std::isnan(worst) ? std::nullopt : std::optional<bool>(worst <= 1000)});
 
   OnlineRun big = RunOnline(g_opt.online_big_rows, 5000, true, "b");
-  Log(fmt::format("online 5,000 writes/s: {} copy {:.1f} s, copy end -> complete {:.1f} s, max "
+  Log(
+      fmt::format("online 5,000 writes/s: {} copy {:.1f} s, copy end -> complete {:.1f} s, max "
                   "lag copying {:.1f} s / catching up {:.1f} s, freeze {:.0f} ms, writer {:.0f}/s, "
                   "applied {} {}",
                   big.ok ? "ok" : "FAILED", big.copy_s, big.catchup_s, big.max_lag_copy,
                   big.max_lag_catchup, big.freeze_ms, big.writer_rate, big.applied, big.why));
-  const std::string what = fmt::format("{} rows, 5,000 writes/s, --auto-cutover", g_opt.online_big_rows);
-  g_rows.push_back(Row{sec, what + ": copy", {big.copy_s}, "s", g_opt.online_big_rows, NAN,
+  const std::string what =
+      fmt::format("{} rows, 5,000 writes/s, --auto-cutover", g_opt.online_big_rows);
+  g_rows.push_back(Row{sec,
+                       what + ": copy",
+                       {big.copy_s},
+                       "s",
+                       g_opt.online_big_rows,
+                       NAN,
                        fmt::format("max lag while copying {:.1f} s; writer {:.0f} writes/s",
                                    big.max_lag_copy, big.writer_rate)});
-  g_rows.push_back(Row{sec, what + ": copy end -> complete", {big.catchup_s}, "s", 0, NAN,
+  g_rows.push_back(Row{sec,
+                       what + ": copy end -> complete",
+                       {big.catchup_s},
+                       "s",
+                       0,
+                       NAN,
                        big.ok ? fmt::format("max lag while catching up {:.1f} s; freeze {:.0f} "
                                             "ms; {} changes applied",
                                             big.max_lag_catchup, big.freeze_ms, big.applied)
@@ -2440,7 +2462,8 @@ int main(int argc, char** argv) {
                  "where ferry-coordinator / ferry-worker are (default: beside ferry-bench, else "
                  "the build's bin directory)")
       ->default_val(ferry::testing::BinDir());
-  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")->default_val("1,2,3,4,5,6,7,10");
+  app.add_option("--cases", g_opt.cases, "which cases, e.g. 1,3,5")
+      ->default_val("1,2,3,4,5,6,7,10");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
       ->default_val(100);

@@ -112,7 +112,7 @@ struct Options {
   std::string spec;        // --spec FILE; "" = every table copied as it is
   std::string legacy_sql;  // with --spec: the script that makes the legacy store
   std::optional<ferry::MigrationSpec> parsed_spec;
-  int online_writes = 0;   // > 0: an online migration under a writer of this many writes/s
+  int online_writes = 0;  // > 0: an online migration under a writer of this many writes/s
 };
 
 // --online-writes: the writer's table starts with ids 1..kLiveRows.

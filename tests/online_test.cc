@@ -670,11 +670,11 @@ TEST(OnlineSpec, TargetNotKeyedByTheLegacyKeyIsRefusedInstallingNothing) {
                          "source = \"live\"\nselect = \"n AS k, id AS src\"\n"
                          "create = \"CREATE TABLE by_n (k INTEGER PRIMARY KEY, src INTEGER)\"\n";
   std::string out, err;
-  const int rc = RunCommandSplit(
-      {Bin("ferry-coordinator"), "--source", legacy.uri, "--target", "sqlite:" + c.target,
-       "--state", c.state, "--online", "--spec", spec, "--listen", c.listen(),
-       "--status-endpoint", c.status_endpoint()},
-      &out, &err, 60000);
+  const int rc =
+      RunCommandSplit({Bin("ferry-coordinator"), "--source", legacy.uri, "--target",
+                       "sqlite:" + c.target, "--state", c.state, "--online", "--spec", spec,
+                       "--listen", c.listen(), "--status-endpoint", c.status_endpoint()},
+                      &out, &err, 60000);
   EXPECT_EQ(rc, 2) << err;
   EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
   EXPECT_NE(err.find("by_n"), std::string::npos) << err;

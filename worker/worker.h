@@ -53,9 +53,9 @@
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
-#include "stores/change_capture.h"
 #include "spec/migration_spec.h"
 #include "spec/target_plan.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
 #include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
@@ -161,8 +161,8 @@ class Worker {
   LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
-  std::unique_ptr<ChangeCapture> capture_;      // online mode: the applier's
-  std::unique_ptr<ChangeReplayer> replayer_;    // online mode: re-reads changed keys
+  std::unique_ptr<ChangeCapture> capture_;    // online mode: the applier's
+  std::unique_ptr<ChangeReplayer> replayer_;  // online mode: re-reads changed keys
   // The migration spec from the coordinator (empty text: none), and what
   // copies each target (range.table names the target): spec/target_plan.h.
   std::string spec_text_;
