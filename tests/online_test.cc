@@ -26,6 +26,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "common/clock.h"
 #include "stores/store.h"
@@ -448,19 +449,35 @@ TEST(OnlineBadInput, CutoverThatTimesOutReturnsToCatchingUpWithWritesAllowed) {
 TEST(OnlineBadInput, FreezeThatTheApplierCannotDrainIsRolledBack) {
   TempDir dir;
   // WAL: the stopped applier's read does not hold writers off; a lease
-  // longer than the test's steps keeps the stopped applier's lease alive.
+  // longer than the test's steps keeps the stopped applier's lease alive; a
+  // lag gate that the held change cannot close.
   SmallOnline s(dir, /*wal=*/true);
-  s.Start({"--cutover-max-freeze", "1"}, /*throttle=*/0, /*ttl=*/20);
+  s.Start({"--cutover-max-freeze", "1", "--cutover-max-lag", "60"}, /*throttle=*/0, /*ttl=*/20);
   ASSERT_TRUE(s.c.WaitState("catching_up", 60000)) << s.c.Logs();
   // The applier has caught up with a first change (its reports are fresh).
   EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 414141 WHERE id = 8"), "");
   ASSERT_TRUE(WaitFor([&] { return NewStoreHas(s.c, 8, 414141); }, 20000)) << s.c.Logs();
   ASSERT_TRUE(WaitFor([&] { return s.c.Status().value("changes_pending", -1) == 0; }, 20000));
-  // The applier stops (a stalled process) with a change left to apply.
-  s.worker->Signal(SIGSTOP);
-  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 515151 WHERE id = 9"), "");
+  // Another writer holds the write lock with a change in it: the cut-over
+  // passes its gate (a live, idle applier) and waits for the lock.
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open(s.legacy.path.c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE; UPDATE live SET n = 515151 WHERE id = 9",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   std::string out;
-  EXPECT_EQ(RunCtl(s.c, {"cutover", "--timeout", "30"}, &out), 1) << out << s.c.Logs();
+  int rc = -1;
+  std::thread ctl([&] { rc = RunCtl(s.c, {"cutover", "--timeout", "30"}, &out); });
+  const bool cutting =
+      WaitFor([&] { return s.c.Status().value("state", "") == "cutting_over"; }, 20000);
+  // The applier stops (a stalled process) just before the lock is free: the
+  // freeze comes with a change left to apply that nobody applies.
+  s.worker->Signal(SIGSTOP);
+  EXPECT_EQ(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(holder);
+  ctl.join();
+  ASSERT_TRUE(cutting) << s.c.Logs();
+  EXPECT_EQ(rc, 1) << out << s.c.Logs();
   EXPECT_NE(out.find("freeze point"), std::string::npos) << out;
   nlohmann::json st = s.c.Status();
   EXPECT_EQ(st.value("state", ""), "catching_up") << st.dump();
