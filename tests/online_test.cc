@@ -603,6 +603,49 @@ TEST(OnlineBadInput, TableFerryCannotCaptureIsRefusedNamingIt) {
             0);
 }
 
+// ---- online state in a PostgreSQL state store ----
+
+// The online phase (catching_up, the applier's epochs, a cut-over) lives in
+// the coordinator's state like the rest of the job: with --state
+// postgresql://…, a coordinator SIGKILLed while catching up is restarted,
+// finds the job catching up, replays what was written while it was down,
+// and cuts over.
+TEST(OnlinePgState, CatchingUpSurvivesACoordinatorRestartOnAPostgresqlState) {
+  if (PgAdminUri().empty()) GTEST_SKIP() << "FERRY_TEST_PG_URI is not set";
+  TempDir dir;
+  PgTestDb state(PgAdminUri(), "ferry_online_state_");
+  ASSERT_TRUE(state.ok());
+  SmallOnline s(dir);
+  s.c.state = state.uri();
+  s.Start({});
+  ASSERT_TRUE(s.c.WaitState("catching_up", 60000)) << s.c.Logs();
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 777 WHERE id = 7"), "");
+  ASSERT_TRUE(WaitFor([&] { return NewStoreHas(s.c, 7, 777); }, 20000)) << s.c.Logs();
+
+  s.coord->Signal(SIGKILL);
+  ASSERT_TRUE(s.coord->Wait(10000));
+  EXPECT_EQ(AppWrite(s.legacy, "UPDATE live SET n = 888 WHERE id = 8"), "");
+  EXPECT_EQ(AppWrite(s.legacy, "DELETE FROM live WHERE id = 9"), "");
+  s.coord = s.c.StartCoordinator({"--online", "--tables", "events,kv,live", "--lease-ttl", "2",
+                                  "--range-rows", "2000", "--batch-rows", "500"});
+  ASSERT_TRUE(s.c.WaitState("catching_up", 30000)) << s.c.Logs();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return NewStoreHas(s.c, 8, 888) &&
+               QueryInt(s.c.target, "SELECT count(*) FROM live WHERE id = 9", -1) == 0;
+      },
+      30000))
+      << s.c.Logs();
+  std::string out;
+  ASSERT_EQ(RunCtl(s.c, {"cutover", "--timeout", "60"}, &out), 0) << out << s.c.Logs();
+  EXPECT_EQ(s.c.Status().value("state", ""), "complete");
+  EXPECT_EQ(CanonicalRows(s.legacy, "live"), Sorted(SqliteCanonicalRows(s.c.target, "live")));
+  Installed i = Inspect(s.legacy);
+  EXPECT_EQ(i.changes_table, 0);
+  EXPECT_EQ(i.capture_triggers, 0);
+  EXPECT_EQ(i.guard_triggers, 9);
+}
+
 // ---- online with a migration spec ----
 
 // The writer's `live` table moved into `items` through a spec with a
