@@ -1639,6 +1639,11 @@ int main(int argc, char** argv) {
                  "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
                  "and exit");
   CLI11_PARSE(app, argc, argv);
+  if (o.online_writes > 0 && !o.spec.empty()) {
+    std::cerr << "ferry-chaos: error: --online-writes and --spec do not go together (the writer's "
+                 "table is not one of the spec's); use one of them\n";
+    return 2;
+  }
   if (!state_pg_env.empty()) {
     const char* v = std::getenv(state_pg_env.c_str());
     if (!v || !*v) {
