@@ -120,7 +120,12 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
   }
   if (!s.ok()) {
     metrics_.lease_lost++;
-    WorkerRegistry::Dropped(w, l.range);
+    // A late report of an older epoch leaves alone the newer lease of the
+    // same range this worker may hold now.
+    const RangeRecord* now = table_.Find(l.range);
+    if (!now || now->state != RangeState::kLeased || now->owner != l.worker) {
+      WorkerRegistry::Dropped(w, l.range);
+    }
     LogEvent(spdlog::level::info, "lease_lost",
              {{"range", l.range}, {"epoch", l.epoch}, {"worker", l.worker}, {"why", s.message()}});
     return Reply(ErrorReply{ErrorCode::kLeaseLost, s.message(), l.range, l.epoch});

@@ -254,7 +254,9 @@ Status Worker::Run() {
                   {"epoch", lease.epoch},
                   {"table", lease.table},
                   {"cursor", KeyToString(lease.cursor)}});
+        working_on_ = {lease.range, lease.epoch};
         Outcome out = Copy(lease);
+        working_on_ = {0, 0};
         if (out == Outcome::kStopped) return Status::Ok();
         if (marked_done_) return CompleteByMarker();
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
@@ -501,6 +503,9 @@ void Worker::ReleaseStale(DecodedEnvelope& env) {
   }
   if (!body.isGrant()) return;
   auto g = body.getGrant();
+  // A late duplicate of the grant we are working on (the coordinator gave
+  // the same lease again to our retried request): keep it.
+  if (g.getRangeId() == working_on_.first && g.getEpoch() == working_on_.second) return;
   // A grant for a request we gave up on: hand it straight back.
   capnp::MallocMessageBuilder b;
   auto rel = NewEnvelope(b, client_.NextRequestId()).getBody().initReport();

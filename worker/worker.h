@@ -134,6 +134,8 @@ class Worker {
   // use), that it leaves: a ReportError for range 0, which the coordinator
   // shows as last_error and takes as the worker's goodbye. Best effort.
   void ReportRefusal(const Status& s);
+  // Hands back a grant that answers a request we gave up on, unless it is
+  // the lease we are working on (working_on_).
   void ReleaseStale(DecodedEnvelope& env);
   // Sends a Report (heartbeat, completion or release) for `lease`; returns
   // its request id.
@@ -176,6 +178,7 @@ class Worker {
   // A completion went unanswered but the new store's marker says the
   // migration is complete: Run() returns Ok.
   bool marked_done_ = false;
+  std::pair<uint64_t, uint64_t> working_on_{0, 0};  // (range, epoch) of the lease Copy runs
   bool paused_ = false;
   bool drain_ = false;
   bool standby_seen_ = false;  // the last registration reached a standby
