@@ -13,6 +13,7 @@
 #include "common/wire.h"
 #include "coordinator/job_setup.h"
 #include "coordinator/worker_codec.h"
+#include "spec/replay_plan.h"
 
 namespace ferry {
 namespace {
@@ -162,6 +163,10 @@ Status CoordinatorServer::Lead(bool takeover) {
   settings.batch_rows = opt_.batch_rows;
   settings.policy = policy_;
   settings.max_attempts = opt_.max_attempts;
+  settings.online = opt_.online;
+  for (const TableSchema& t : CapturedTables(job.targets)) {
+    settings.online_tables.push_back(t.name);
+  }
   settings.spec_text = job.job.spec_text;
   settings.max_rejects = opt_.max_rejects;
   Store* target = target_.get();
@@ -177,6 +182,7 @@ Status CoordinatorServer::Lead(bool takeover) {
   };
   service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
+  if (opt_.online) online_ = OpenOnlinePhase(opt_, &job, service_.get(), target_.get(), clock_);
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();
     const LeaseTable& t = service_->table();
@@ -190,7 +196,7 @@ Status CoordinatorServer::Lead(bool takeover) {
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
       StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
-                    opt_.stall_ms, &metrics_, &state_error_});
+                    opt_.stall_ms, &metrics_, &state_error_, online_.get()});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
   last_renewed_ms_ = MonotonicMs();
   leader_.reset();
@@ -211,6 +217,7 @@ void CoordinatorServer::StepDown(const std::string& why) {
   status_reply_.reset();
   commands_.reset();
   mirror_.reset();
+  online_.reset();  // a freeze in progress is rolled back
   service_.reset();
   target_.reset();
   source_.reset();
@@ -354,6 +361,7 @@ void CoordinatorServer::Step(int timeout_ms) {
   ReadWorkerFrames();
   ReadStatusRequest();
   service_->Tick();
+  if (online_) online_->Step();  // cut-over steps commit with this pass
   AnswerWaiting();
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
@@ -412,6 +420,7 @@ void CoordinatorServer::StandbyPass() {
     service_.reset();
     commands_.reset();
     mirror_.reset();
+    online_.reset();
     state_->ResignLead();
     next_lead_try_ms_ = now + policy_.ttl_ms;
     return;
@@ -546,6 +555,8 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
     waiter = &p->lease.worker;
   } else if (const auto* e = std::get_if<ErrorReport>(&request)) {
     reply = service_->ReportError(*e);
+  } else if (const auto* a = std::get_if<ApplyReportRequest>(&request)) {
+    reply = service_->ApplyReport(*a);
   }
   if (!reply && waiter) {
     // The service holds the request: remember whom to answer (a resent

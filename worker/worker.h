@@ -55,7 +55,9 @@
 #include "common/status.h"
 #include "spec/migration_spec.h"
 #include "spec/target_plan.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
+#include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
 #include "worker/target_copier.h"
@@ -114,6 +116,10 @@ class Worker {
   // kInvalidArgument unless the new store holds the plan's record.
   Status CheckTargetPlan();
   Outcome Copy(Lease& lease);
+  // Online mode: runs the change applier lease of an ApplyGrant answering a
+  // request sent at `sent` (worker/change_applier.h); opens the legacy
+  // store's capture on first use.
+  ChangeApplier::Outcome Apply(DecodedEnvelope& reply, int64_t sent);
   void SendHeartbeat(const Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
@@ -157,6 +163,8 @@ class Worker {
   LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
+  std::unique_ptr<ChangeCapture> capture_;    // online mode: the applier's
+  std::unique_ptr<ChangeReplayer> replayer_;  // online mode: re-reads changed keys
   // The migration spec from the coordinator (empty text: none), and what
   // copies each target (range.table names the target): spec/target_plan.h.
   std::string spec_text_;
