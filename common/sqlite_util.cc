@@ -134,6 +134,12 @@ Result<Db> Db::Open(const std::string& path, int flags, int busy_timeout_ms) {
   return db;
 }
 
+void Db::SetBusyTimeout(int busy_timeout_ms) {
+  if (!db_) return;
+  sqlite3_busy_handler(db_, &FineBusyHandler,
+                       reinterpret_cast<void*>(static_cast<intptr_t>(busy_timeout_ms)));
+}
+
 Status Db::Exec(const std::string& sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);

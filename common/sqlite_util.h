@@ -68,6 +68,8 @@ class Db {
   static Result<Db> Open(const std::string& path, int flags, int busy_timeout_ms = 30000);
 
   sqlite3* get() const { return db_; }
+  // Replaces the busy timeout given to Open (same fine-grained retries).
+  void SetBusyTimeout(int busy_timeout_ms);
   Status Exec(const std::string& sql);
   Result<Stmt> Prepare(const std::string& sql);
   std::string ErrorMessage() const { return db_ ? sqlite3_errmsg(db_) : "no database"; }

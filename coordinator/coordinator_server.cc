@@ -13,6 +13,7 @@
 #include "common/wire.h"
 #include "coordinator/job_setup.h"
 #include "coordinator/worker_codec.h"
+#include "spec/replay_plan.h"
 
 namespace ferry {
 namespace {
@@ -157,6 +158,9 @@ Status CoordinatorServer::Lead(bool takeover) {
   source_ = std::move(job.source);
   target_ = std::move(job.target);
   ServiceSettings settings = ServiceSettingsFor(opt_, policy_);
+  for (const TableSchema& t : CapturedTables(job.targets)) {
+    settings.online_tables.push_back(t.name);
+  }
   settings.spec_text = job.job.spec_text;
   Store* target = target_.get();
   settings.sample_rejects = [target](size_t n) {
@@ -171,6 +175,7 @@ Status CoordinatorServer::Lead(bool takeover) {
   };
   service_ = std::make_unique<LeaseService>(std::move(settings), clock_);
   service_->Load(std::move(job.job), std::move(job.ranges), std::move(job.workers));
+  if (opt_.online) online_ = OpenOnlinePhase(opt_, &job, service_.get(), target_.get(), clock_);
   if (job.resumed) {
     if (opt_.retry_failed) service_->RetryFailed();
     const LeaseTable& t = service_->table();
@@ -184,7 +189,7 @@ Status CoordinatorServer::Lead(bool takeover) {
   commands_ = std::make_unique<StatusCommands>(
       service_.get(), state_.get(), clock_,
       StatusContext{RedactUri(opt_.source_uri), RedactUri(opt_.target_uri), started_ms_,
-                    opt_.stall_ms, &metrics_, &state_error_});
+                    opt_.stall_ms, &metrics_, &state_error_, online_.get()});
   mirror_ = std::make_unique<MarkerMirror>(target_.get(), clock_);
   last_renewed_ms_ = MonotonicMs();
   leader_.reset();
@@ -205,6 +210,7 @@ void CoordinatorServer::StepDown(const std::string& why) {
   status_reply_.reset();
   commands_.reset();
   mirror_.reset();
+  online_.reset();  // a freeze in progress is rolled back
   service_.reset();
   target_.reset();
   source_.reset();
@@ -348,6 +354,7 @@ void CoordinatorServer::Step(int timeout_ms) {
   ReadWorkerFrames();
   ReadStatusRequest();
   service_->Tick();
+  if (online_) online_->Step();  // cut-over steps commit with this pass
   AnswerWaiting();
   CommitAndReply();
   if (!service_) return;  // deposed by the commit
@@ -406,6 +413,7 @@ void CoordinatorServer::StandbyPass() {
     service_.reset();
     commands_.reset();
     mirror_.reset();
+    online_.reset();
     state_->ResignLead();
     next_lead_try_ms_ = now + policy_.ttl_ms;
     return;
@@ -540,6 +548,8 @@ std::optional<Reply> CoordinatorServer::Route(uint64_t request_id, const Request
     waiter = &p->lease.worker;
   } else if (const auto* e = std::get_if<ErrorReport>(&request)) {
     reply = service_->ReportError(*e);
+  } else if (const auto* a = std::get_if<ApplyReportRequest>(&request)) {
+    reply = service_->ApplyReport(*a);
   }
   if (!reply && waiter) {
     // The service holds the request: remember whom to answer (a resent

@@ -50,6 +50,7 @@
 #include "coordinator/lease_service.h"
 #include "coordinator/marker_mirror.h"
 #include "coordinator/metrics.h"
+#include "coordinator/online_phase.h"
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
 #include "coordinator/status_commands.h"
@@ -101,7 +102,8 @@ class CoordinatorServer {
   const LeaseService& service() const { return *service_; }
   StateStore* state() { return state_.get(); }
   const ServerMetrics& metrics() const { return metrics_; }
-  bool complete() const { return service_ && service_->complete(); }
+  // Online mode: complete once the capture is removed as well.
+  bool complete() const { return service_ && service_->complete() && !service_->finishing(); }
   bool failed() const { return service_ && service_->failed(); }
   // True once every live worker (worker_registry.h) has been told the
   // migration is complete or failed: a batch job (--exit-when-done) waits
@@ -169,6 +171,7 @@ class CoordinatorServer {
   std::unique_ptr<LeaseService> service_;
   std::unique_ptr<StatusCommands> commands_;
   std::unique_ptr<MarkerMirror> mirror_;
+  std::unique_ptr<OnlinePhase> online_;  // --online only
   std::unique_ptr<StatusQueries> queries_;
 
   std::unique_ptr<ZapHandler> zap_;  // with CURVE only

@@ -9,6 +9,7 @@
 #include "common/logging.h"
 #include "coordinator/planner.h"
 #include "coordinator/version_check.h"
+#include "spec/replay_plan.h"
 
 namespace ferry {
 namespace {
@@ -80,6 +81,7 @@ ServiceSettings ServiceSettingsFor(const CoordinatorOptions& opt, const LeasePol
   s.policy = policy;
   s.max_attempts = opt.max_attempts;
   s.max_rejects = opt.max_rejects;
+  s.online = opt.online;
   s.batch_time_ms = opt.batch_time_ms;
   s.force_split_interval_ms = opt.force_split_interval_ms;
   s.split.min_rows = std::max<uint64_t>(1000, 2 * uint64_t{opt.batch_rows});
@@ -95,6 +97,20 @@ Status ValidateFlags(const CoordinatorOptions& opt) {
     return InvalidArgument("--force-split-interval-ms must be 0 (off) or positive");
   }
   if (opt.state_path.empty()) return InvalidArgument("--state is required");
+  if (opt.verify && opt.online) {
+    // Verification checks ranges against a legacy store that no longer
+    // changes; online, the rows keep changing until the cut-over.
+    return InvalidArgument(
+        "--verify and --online cannot be combined yet: run the online migration without "
+        "--verify and check the result after the cut-over with `ferryctl verify`");
+  }
+  if (opt.auto_cutover && !opt.online) {
+    return InvalidArgument("--auto-cutover needs --online (it cuts an online migration over)");
+  }
+  if (opt.online && (opt.cutover_max_lag_ms < 0 || opt.cutover_max_freeze_ms < 100)) {
+    return InvalidArgument(
+        "--cutover-max-lag must be at least 0 and --cutover-max-freeze at least 0.1 seconds");
+  }
   if (opt.spec && !opt.tables.empty()) {
     return InvalidArgument(
         "--tables and --spec do not go together: with a spec, exactly the tables it lists are "
@@ -162,6 +178,37 @@ Status CheckReadBack(const OpenedJob& j) {
   return Status::Ok();
 }
 
+// --online: the change capture on the legacy store, before planning. A new
+// job installs it (after checking that every table can be captured, so a
+// refusal installs nothing); a resumed job must find it (or, in a cut-over,
+// the guard that replaced it).
+Status PrepareCapture(const CoordinatorOptions& opt, const std::optional<JobMeta>& stored,
+                      OpenedJob* j) {
+  for (const TargetPlan& t : j->targets) FERRY_RETURN_IF_ERROR(CheckReplayable(t));
+  const std::vector<TableSchema> captured = CapturedTables(j->targets);
+  FERRY_ASSIGN_OR_RETURN(j->capture, OpenChangeCapture(opt.source_uri));
+  j->capture->SetTables(captured);
+  const JobPhase phase = stored ? stored->phase : JobPhase::kCopying;
+  if (!stored) {
+    FERRY_RETURN_IF_ERROR(j->capture->Check());
+    FERRY_RETURN_IF_ERROR(j->capture->Install());
+    LogEvent(spdlog::level::info, "capture_installed",
+             {{"source", j->capture->Describe()}, {"tables", captured.size()}});
+    return Status::Ok();
+  }
+  if (phase == JobPhase::kComplete || phase == JobPhase::kFailed) return Status::Ok();
+  FERRY_ASSIGN_OR_RETURN(CaptureState st, j->capture->Inspect());
+  const bool guarded = !st.guarded.empty() && st.captured.empty();
+  if (!st.capture && !(phase == JobPhase::kCuttingOver && guarded)) {
+    return FailedPrecondition(fmt::format(
+        "the legacy store {} no longer has this online migration's change capture (was it removed "
+        "with `ferryctl unguard`?): changes made since cannot be replayed; start over with a new "
+        "--state and an empty new store",
+        j->capture->Describe()));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool serve_done) {
@@ -185,13 +232,29 @@ Result<OpenedJob> OpenJob(const CoordinatorOptions& opt, StateStore* state, bool
                                                                target_version, legacy_version));
   if (verdict == VersionVerdict::kAlreadyDone &&
       !(serve_done && stored && stored->phase == JobPhase::kComplete)) {
+    if (opt.online) {
+      // A coordinator that stopped between the version bump and the
+      // capture's removal left the capture (a slot keeps WAL): remove it.
+      auto capture = OpenChangeCapture(opt.source_uri);
+      Status removed = capture.ok() ? (*capture)->RemoveCapture() : capture.status();
+      LogEvent(removed.ok() ? spdlog::level::info : spdlog::level::warn, "capture_removed",
+               {{"source", RedactUri(opt.source_uri)},
+                {"error", removed.ok() ? "" : removed.message()}});
+    }
     OpenedJob done;
     done.already_done = true;
     return done;
   }
+  if (stored && !opt.online &&
+      (stored->phase == JobPhase::kCatchingUp || stored->phase == JobPhase::kCuttingOver)) {
+    return InvalidArgument(
+        "the state holds an online migration (catching up or cutting over): pass --online");
+  }
 
   FERRY_ASSIGN_OR_RETURN(j.targets,
                          ResolveJobTargets(opt, *j.source, stored ? stored->tables : opt.tables));
+
+  if (opt.online) FERRY_RETURN_IF_ERROR(PrepareCapture(opt, stored, &j));
 
   if (stored) {
     j.resumed = true;

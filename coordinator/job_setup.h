@@ -23,6 +23,7 @@
 #include "coordinator/options.h"
 #include "coordinator/state_store.h"
 #include "spec/target_plan.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
 
 namespace ferry {
@@ -38,6 +39,9 @@ struct OpenedJob {
   JobMeta job;
   std::vector<RangeRecord> ranges;
   std::vector<WorkerRow> workers;
+  // --online: the coordinator's connection to the legacy store's change
+  // capture, installed (new job) or found (resumed job) before planning.
+  std::unique_ptr<ChangeCapture> capture;
 };
 
 // The flags that must not change while a job runs. kInvalidArgument naming

@@ -35,6 +35,10 @@ void LeaseService::Restore(JobMeta job, std::vector<RangeRecord> ranges) {
   // would send a worker back over a range it believes it completed. Drop
   // them, as a restart does; their workers time out and ask again.
   waiting_.clear();
+  // The applier's epoch may not be in the state: it is granted afresh.
+  applier_.End();
+  drain_to_ = 0;
+  finishing_ = settings_.online && job_.phase == JobPhase::kComplete;
 }
 
 void LeaseService::RebuildWorkerLeases() {
@@ -65,6 +69,11 @@ RegisteredReply LeaseService::Register(const RegisterRequest& r) {
       Record(Event{clock_->NowMs(), "release", id, epoch, r.worker,
                    "the worker registered again: its lease is fenced"});
     }
+  }
+  if (applier_.held() && applier_.owner() == r.worker) {
+    Record(Event{clock_->NowMs(), "release", 0, applier_.epoch(), r.worker,
+                 "the worker registered again: its change applier lease ends"});
+    applier_.End();
   }
   waiting_.erase(r.worker);
   WorkerInfo& w =
@@ -117,7 +126,12 @@ std::optional<Reply> LeaseService::Report(uint64_t request_id, const ProgressRep
   }
   if (!s.ok()) {
     metrics_.lease_lost++;
-    WorkerRegistry::Dropped(w, l.range);
+    // A late report of an older epoch leaves alone the newer lease of the
+    // same range this worker may hold now.
+    const RangeRecord* now = table_.Find(l.range);
+    if (!now || now->state != RangeState::kLeased || now->owner != l.worker) {
+      WorkerRegistry::Dropped(w, l.range);
+    }
     LogEvent(spdlog::level::info, "lease_lost",
              {{"range", l.range}, {"epoch", l.epoch}, {"worker", l.worker}, {"why", s.message()}});
     return Reply(ErrorReply{ErrorCode::kLeaseLost, s.message(), l.range, l.epoch});
@@ -203,7 +217,7 @@ Reply LeaseService::ReportError(const ErrorReport& r) {
 NoWorkReply LeaseService::NoWork(const WorkerInfo& w, uint32_t retry_ms) const {
   NoWorkReply n;
   n.retry_after_ms = retry_ms;
-  n.complete = complete();
+  n.complete = complete() && !finishing_;
   n.failed = failed();
   n.paused = job_.paused;
   n.draining = w.draining();
@@ -255,9 +269,29 @@ std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::st
   if (!complete() && !failed() && table_.Finished()) {
     MaybeFinish();  // this message completed the last range: say so now
   }
+  if (complete() && finishing_) return Reply(NoWork(*w, 200));  // capture removal pending
   if (complete() || failed() || w->draining()) {
     if (complete() || failed()) w->told_done = true;
     return Reply(NoWork(*w, 0));
+  }
+  if (job_.phase == JobPhase::kCatchingUp || job_.phase == JobPhase::kCuttingOver) {
+    // Online mode: every range is copied; the only work is the applier's.
+    if (applier_.held() && applier_.owner() != id) return Reply(NoWork(*w, 1000));
+    if (!applier_.held()) {
+      if (job_.paused) return Reply(NoWork(*w, 500));
+      applier_.Grant(id, table_.TakeEpoch(), clock_->NowMs(), settings_.policy.ttl_ms);
+      metrics_.grants++;
+      LogRoutine("applier_grant", 0, applier_.epoch(), id,
+                 fmt::format("position={}", applier_.progress().position));
+    }
+    // (A holder asking again lost our answer: the same lease again.)
+    ApplyGrantReply g;
+    g.epoch = applier_.epoch();
+    g.ttl_ms = settings_.policy.ttl_ms;
+    g.ranges_total = table_.ranges().size();
+    g.drain_to = drain_to_;
+    g.tables = settings_.online_tables;
+    return Reply(std::move(g));
   }
   const RangeRecord* r = nullptr;
   if (w->current_range) {
@@ -296,10 +330,13 @@ std::vector<LeaseService::Answer> LeaseService::AnswerWaiting() {
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     WorkerInfo* w = workers_.Find(it->first);
     const bool verifies = (it->second.features & kFeatureVerify) != 0;
+    const bool online_work =
+        (job_.phase == JobPhase::kCatchingUp || job_.phase == JobPhase::kCuttingOver) &&
+        !applier_.held();
     const bool answer = !w || complete() || failed() || w->draining() || job_.paused ||
                         now >= it->second.deadline_ms || table_.count(RangeState::kPending) > 0 ||
                         (verifies && table_.verify_pending() > 0) ||
-                        (!complete() && table_.Finished());
+                        (!complete() && table_.Finished()) || online_work;
     if (!answer) {
       ++it;
       continue;
@@ -321,6 +358,13 @@ void LeaseService::Tick() {
     Record(Event{clock_->NowMs(), "expire", e.range, e.epoch, e.owner, "lease deadline passed"});
   }
   MaybeAskSplits();
+  const std::string applier_owner = applier_.owner();
+  const uint64_t applier_epoch = applier_.epoch();
+  if (applier_.ExpireDue(clock_->NowMs())) {
+    metrics_.expiries++;
+    Record(Event{clock_->NowMs(), "expire", 0, applier_epoch, applier_owner,
+                 "change applier lease deadline passed"});
+  }
   MaybeFinish();
 }
 
@@ -433,6 +477,17 @@ void LeaseService::MaybeFinish() {
     Record(Event{clock_->NowMs(), "failed", 0, 0, "", job_.failure});
     return;
   }
+  if (settings_.online && table_.Finished()) {
+    // Every range is copied: the changes made meanwhile are replayed from
+    // now on (the applier), until a cut-over bumps the version.
+    job_.phase = JobPhase::kCatchingUp;
+    job_.boundary.clear();
+    job_dirty_ = true;
+    Record(
+        Event{clock_->NowMs(), "catching_up", 0, 0, "",
+              fmt::format("every range copied, rows={}; replaying changes", table_.rows_total())});
+    return;
+  }
   if (table_.Finished()) {
     // The last completion, the boundary clear and the version bump commit
     // together (the server commits this pass's changes next).
@@ -516,6 +571,72 @@ void LeaseService::MarkMirrored() {
   if (job_.mirrored) return;
   job_.mirrored = true;
   job_dirty_ = true;
+}
+
+std::optional<Reply> LeaseService::ApplyReport(const ApplyReportRequest& r) {
+  WorkerInfo* w = workers_.Touch(r.lease.worker);
+  if (complete()) {
+    applier_.End();
+    return Reply(ErrorReply{ErrorCode::kLeaseLost, "the migration is complete", 0, r.lease.epoch});
+  }
+  Status s = applier_.Check(r.lease);
+  if (!s.ok()) {
+    metrics_.lease_lost++;
+    return Reply(ErrorReply{ErrorCode::kLeaseLost, s.message(), 0, r.lease.epoch});
+  }
+  const bool had_error = !applier_.progress().error.empty();
+  applier_.Report(r, clock_->NowMs(), settings_.policy.ttl_ms);
+  if (!r.error.empty()) {
+    last_range_error_ = "change applier: " + r.error;
+    if (!had_error) {
+      Record(Event{clock_->NowMs(), "applier_error", 0, r.lease.epoch, r.lease.worker, r.error});
+    }
+  }
+  if (r.release) {
+    applier_.End();
+    if (w && r.leaving) workers_.SetState(w, "gone");
+    metrics_.releases++;
+    Record(Event{clock_->NowMs(), "release", 0, r.lease.epoch, r.lease.worker,
+                 fmt::format("change applier at position {}", r.position)});
+  }
+  AckReply a = Ack(0, r.lease.epoch, w);
+  a.drain_to = drain_to_;
+  return Reply(a);
+}
+
+Status LeaseService::BeginCutover(const std::string& detail) {
+  if (job_.phase != JobPhase::kCatchingUp) {
+    return FailedPrecondition("not catching_up");
+  }
+  job_.phase = JobPhase::kCuttingOver;
+  job_dirty_ = true;
+  Record(Event{clock_->NowMs(), "cutover", 0, 0, "", detail});
+  return Status::Ok();
+}
+
+void LeaseService::CutoverFailed(const std::string& why) {
+  drain_to_ = 0;
+  last_range_error_ = "cut-over failed: " + why;
+  if (job_.phase == JobPhase::kCuttingOver) {
+    job_.phase = JobPhase::kCatchingUp;
+    job_dirty_ = true;
+  }
+  Record(Event{clock_->NowMs(), "cutover_failed", 0, 0, "", why});
+}
+
+void LeaseService::FinishOnline(const std::string& detail) {
+  drain_to_ = 0;
+  if (job_.phase == JobPhase::kComplete) return;
+  job_.phase = JobPhase::kComplete;
+  job_.current_version = job_.to_version;
+  job_.boundary.clear();
+  job_.mirrored = false;
+  job_dirty_ = true;
+  finishing_ = true;
+  Record(Event{
+      clock_->NowMs(), "finalize", 0, 0, "",
+      fmt::format("version {} -> {}, rows={}, changes applied={}; {}", job_.from_version,
+                  job_.to_version, table_.rows_total(), applier_.progress().applied, detail)});
 }
 
 StateCommit LeaseService::TakeCommit() {

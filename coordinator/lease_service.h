@@ -45,6 +45,7 @@
 #include "common/clock.h"
 #include "common/lease_policy.h"
 #include "common/status.h"
+#include "coordinator/applier_lease.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/messages.h"
 #include "coordinator/metrics.h"
@@ -61,6 +62,11 @@ struct ServiceSettings {
   uint32_t batch_rows = 10000;
   LeasePolicy policy;
   uint32_t max_attempts = 3;
+  // Online mode (DESIGN.md "Online mode"): once every range is done the job
+  // is catching_up, not complete; the legacy tables whose changes the
+  // applier replays.
+  bool online = false;
+  std::vector<std::string> online_tables;
   // The migration spec's canonical text, sent to workers at registration;
   // empty without --spec.
   std::string spec_text;
@@ -132,6 +138,34 @@ class LeaseService {
   // Marks the job's new-store marker as written (version mirrored).
   void MarkMirrored();
 
+  // ---- online mode (coordinator/online_phase.h drives the cut-over) ----
+  // In catching_up / cutting_over a lease request is answered with the
+  // change applier's lease (ApplyGrantReply) when nobody holds it, else
+  // NoWork. The applier's reports renew it and record its progress.
+  std::optional<Reply> ApplyReport(const ApplyReportRequest& r);
+  const ApplierLease& applier() const { return applier_; }
+  // The new store's recorded change position, at start.
+  void SeedApplier(int64_t position, uint64_t applied) { applier_.Seed(position, applied); }
+  // catching_up -> cutting_over (an event names `detail`); kFailedPrecondition
+  // naming the state otherwise.
+  Status BeginCutover(const std::string& detail);
+  // cutting_over -> catching_up, with `why` as last_error and an event.
+  void CutoverFailed(const std::string& why);
+  // cutting_over -> complete: the version bump (one change set with the
+  // boundary clear, like the last completion of an offline job). Capture
+  // removal follows (finishing()).
+  void FinishOnline(const std::string& detail);
+  // The freeze point the applier must reach (Ack.drainTo); 0 = none.
+  void SetDrainTo(int64_t position) { drain_to_ = position; }
+  // Complete, but the capture is not removed yet: workers are not told the
+  // migration is complete (they would exit before it is).
+  void SetFinishing(bool finishing) { finishing_ = finishing; }
+  bool finishing() const { return finishing_; }
+  // Records an operator-visible event (logged, committed with the pass).
+  void Note(Event e) { Record(std::move(e)); }
+  // The job's last error shown in status (cut-over failures included).
+  void SetLastError(const std::string& e) { last_range_error_ = e; }
+
   // ---- the change set ----
   // Everything changed since the last call (empty() if nothing), pointing
   // into this service: valid until its next mutation. The job row is part
@@ -197,6 +231,9 @@ class LeaseService {
   std::deque<std::pair<int64_t, uint64_t>> rate_samples_;  // (ms, rows copied)
   LeaseMetrics metrics_;
   int64_t next_split_check_ms_ = 0;
+  ApplierLease applier_;
+  int64_t drain_to_ = 0;
+  bool finishing_ = false;
 };
 
 }  // namespace ferry

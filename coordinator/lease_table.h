@@ -128,6 +128,10 @@ class LeaseTable {
   // Earliest lease deadline, or INT64_MAX if nothing is leased. O(1).
   int64_t NextDeadlineMs() const;
 
+  // A new epoch without a range: the online change applier's lease
+  // (coordinator/applier_lease.h), later than every range grant so far.
+  uint64_t TakeEpoch() { return ++last_epoch_; }
+
   const RangeRecord* Find(uint64_t id) const;
   // In id order (see order() for key order).
   const std::vector<RangeRecord>& ranges() const { return ranges_; }

@@ -119,6 +119,21 @@ int main(int argc, char** argv) {
       "--status-curve-allow-file", o.status_curve_allow_file,
       "with --status-curve-secret-key-file: the operators' (ferryctl's) public keys, one "
       "per line");
+  double max_lag_s = 1, max_freeze_s = 5;
+  app.add_flag("--online", o.online,
+               "the legacy store keeps taking writes: capture its changes (triggers on SQLite, a "
+               "logical replication slot on PostgreSQL), replay them once every range is copied, "
+               "and cut over on `ferryctl cutover` (README, Online migrations)");
+  app.add_flag("--auto-cutover", o.auto_cutover,
+               "with --online: cut over by itself as soon as the change backlog is small");
+  app.add_option("--cutover-max-lag", max_lag_s,
+                 "with --online: freeze legacy writes only when the oldest unapplied change is at "
+                 "most this many seconds old")
+      ->default_val(1);
+  app.add_option("--cutover-max-freeze", max_freeze_s,
+                 "with --online: roll a cut-over back (writes flow again) if the changes are not "
+                 "drained within this many seconds of freezing")
+      ->default_val(5);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -137,6 +152,8 @@ int main(int argc, char** argv) {
   if (batch_time_ms > 0) o.batch_time_ms = static_cast<uint32_t>(batch_time_ms);
   o.lease_ttl_ms = static_cast<int64_t>(ttl_s * 1000);
   o.stall_ms = static_cast<int64_t>(stall_s * 1000);
+  o.cutover_max_lag_ms = static_cast<int64_t>(max_lag_s * 1000);
+  o.cutover_max_freeze_ms = static_cast<int64_t>(max_freeze_s * 1000);
   if (!spec_path.empty()) {
     // Loaded and validated (its Lua chunks run) before any store is opened.
     Result<MigrationSpec> spec = LoadSpecFile(spec_path);

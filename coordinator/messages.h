@@ -84,7 +84,23 @@ struct ErrorReport {
   std::string message;
 };
 
-using Request = std::variant<RegisterRequest, LeaseRequest, ProgressReport, ErrorReport>;
+// The change applier's heartbeat and progress (online mode; schemas/
+// ferry.capnp ApplyReport). lease.range is 0.
+struct ApplyReportRequest {
+  LeaseRef lease;
+  int64_t position = 0;   // last applied change position
+  int64_t caught_up = 0;  // every change committed before it is applied (0 = unknown)
+  uint64_t applied = 0;   // changes applied so far
+  uint64_t pending = 0;   // changes known not applied yet (lower bound)
+  int64_t oldest_pending_ms = 0;
+  bool release = false;
+  bool leaving = false;
+  std::string error;  // the last batch failed with this
+  bool permanent = false;
+};
+
+using Request =
+    std::variant<RegisterRequest, LeaseRequest, ProgressReport, ErrorReport, ApplyReportRequest>;
 
 // ---- replies (coordinator -> worker) ----
 struct RegisteredReply {
@@ -126,12 +142,22 @@ struct AckReply {
   bool paused = false;
   bool drain = false;
   uint64_t rows_per_second = 0;
+  int64_t drain_to = 0;  // the change applier's cut-over target (online mode)
   // Copy leases: propose a split keeping about split_keep rows after the cursor.
   bool split = false;
   uint64_t split_keep = 0;
   // The range's end as the coordinator knows it (hi_valid; "" = table end).
   bool hi_valid = false;
   std::string hi;
+};
+
+// The change applier's lease (online mode).
+struct ApplyGrantReply {
+  uint64_t epoch = 0;
+  int64_t ttl_ms = 0;
+  uint64_t ranges_total = 0;
+  int64_t drain_to = 0;
+  std::vector<std::string> tables;  // the migrated legacy tables
 };
 
 enum class ErrorCode {
@@ -150,6 +176,7 @@ struct ErrorReply {
   uint64_t epoch = 0;
 };
 
-using Reply = std::variant<RegisteredReply, GrantReply, NoWorkReply, AckReply, ErrorReply>;
+using Reply =
+    std::variant<RegisteredReply, GrantReply, NoWorkReply, AckReply, ErrorReply, ApplyGrantReply>;
 
 }  // namespace ferry

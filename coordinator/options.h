@@ -36,6 +36,14 @@ struct CoordinatorOptions {
   // and get answers to any command; everyone else gets nothing.
   std::string status_curve_secret_key_file;
   std::string status_curve_allow_file;
+  // Online mode (DESIGN.md "Online mode"): the legacy store keeps taking
+  // writes; changes are captured from before planning, replayed once every
+  // range is copied, and a cut-over (`ferryctl cutover`, or auto_cutover)
+  // freezes, drains, guards and bumps the version.
+  bool online = false;
+  bool auto_cutover = false;
+  int64_t cutover_max_lag_ms = 1000;     // freeze only when the backlog is this young
+  int64_t cutover_max_freeze_ms = 5000;  // roll a freeze back after this long
   // --spec FILE, loaded and validated (spec/migration_spec.h) by the caller;
   // nullopt: every selected table is copied as it is.
   std::optional<MigrationSpec> spec;

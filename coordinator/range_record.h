@@ -71,8 +71,10 @@ struct RangeRecord {
   }
 };
 
-// Job-level phase, persisted.
-enum class JobPhase { kCopying = 0, kComplete = 1, kFailed = 2 };
+// Job-level phase, persisted. Online mode (DESIGN.md "Online mode") adds
+// catching_up (every range copied, changes replayed) and cutting_over
+// (a cut-over in progress); an offline job never enters them.
+enum class JobPhase { kCopying = 0, kComplete = 1, kFailed = 2, kCatchingUp = 3, kCuttingOver = 4 };
 
 struct JobMeta {
   std::string source_uri;  // as given (may hold credentials: never printed)

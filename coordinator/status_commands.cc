@@ -6,6 +6,7 @@
 
 #include "common/key_codec.h"
 #include "common/version.h"
+#include "coordinator/online_phase.h"
 #include "coordinator/ranges_json.h"
 
 namespace ferry {
@@ -15,7 +16,8 @@ constexpr size_t kMaxCommandBytes = 4096;
 
 const char* kHelp =
     "status | ranges [pending|leased|done|failed|stalled] | workers | metrics | pause | resume | "
-    "throttle <rows/s|off> | drain <worker> | revoke <range> | events [n] | help";
+    "throttle <rows/s|off> | drain <worker> | revoke <range> | events [n] | cutover [seconds] | "
+    "help";
 
 std::string Dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -39,9 +41,14 @@ std::string StatusCommands::StateName() const {
   const JobMeta& job = service_->job();
   switch (job.phase) {
     case JobPhase::kComplete:
-      return job.mirrored ? "complete" : "finalizing";
+      // Online mode: complete once the capture is removed too.
+      return job.mirrored && !service_->finishing() ? "complete" : "finalizing";
     case JobPhase::kFailed:
       return "failed";
+    case JobPhase::kCatchingUp:
+      return "catching_up";
+    case JobPhase::kCuttingOver:
+      return "cutting_over";
     case JobPhase::kCopying:
       break;
   }
@@ -96,6 +103,14 @@ std::string StatusCommands::Handle(const std::string& line) {
     if (!s.ok()) return ErrorJson(s.message());
     return Dump(nlohmann::json{{"ok", true}, {"worker", arg}});
   }
+  if (cmd == "cutover") {
+    if (!ctx_.online) {
+      return ErrorJson(
+          "cutover: this migration is not online (start the coordinator with --online to migrate "
+          "while the legacy store takes writes)");
+    }
+    return ctx_.online->Cutover(arg);
+  }
   if (cmd == "revoke") {
     uint64_t id = 0;
     try {
@@ -128,7 +143,7 @@ nlohmann::json StatusCommands::StatusFields() const {
   } else if (rate > 0) {
     eta = static_cast<int64_t>((est > rows ? est - rows : 0) / rate + 0.5);
   }
-  return {
+  nlohmann::json out = {
       {"state", StateName()},
       {"from_version", job.from_version},
       {"to_version", job.to_version},
@@ -162,6 +177,8 @@ nlohmann::json StatusCommands::StatusFields() const {
       {"uptime_seconds", (clock_->NowMs() - ctx_.started_ms) / 1000},
       {"version", kFerryVersion},
   };
+  if (ctx_.online) ctx_.online->AddStatus(&out);
+  return out;
 }
 
 std::string StatusCommands::RangesJson(const std::string& filter) const {
@@ -298,6 +315,7 @@ std::string StatusCommands::MetricsText() const {
               static_cast<double>(table.verified()), &out);
   m.progress_rows.Render("ferry_progress_batch_rows", "Rows committed per worker heartbeat.", &out);
   s.commit_seconds.Render("ferry_state_commit_seconds", "Latency of one state group commit.", &out);
+  if (ctx_.online) ctx_.online->AddMetrics(&out);
   return out;
 }
 

@@ -22,6 +22,8 @@
 
 namespace ferry {
 
+class OnlinePhase;
+
 // What the status shows besides the service's own state.
 struct StatusContext {
   std::string source;  // redacted URIs
@@ -31,6 +33,9 @@ struct StatusContext {
   const ServerMetrics* server = nullptr;
   // The last failure to commit the state ("" = none): shown as last_error.
   const std::string* state_error = nullptr;
+  // Online mode (--online): the `cutover` command and the online fields of
+  // status and metrics. Null for an offline job.
+  OnlinePhase* online = nullptr;
 };
 
 class StatusCommands {
@@ -44,7 +49,7 @@ class StatusCommands {
 
   // `status`'s fields.
   nlohmann::json StatusFields() const;
-  // copying | verifying | paused | finalizing | complete | failed.
+  // copying | verifying | paused | catching_up | cutting_over | finalizing | complete | failed.
   std::string StateName() const;
 
  private:

@@ -123,6 +123,22 @@ std::variant<DecodedRequest, RejectedFrame> DecodeRequest(const void* data, size
                                   std::string(AsView(m.getMessage()).substr(0, 1024))};
         return out;
       }
+      case Envelope::Body::APPLY_REPORT: {
+        auto m = body.getApplyReport();
+        ApplyReportRequest r;
+        r.lease = ReadLeaseRef(m.getLease());
+        r.position = m.getPosition();
+        r.caught_up = m.getCaughtUp();
+        r.applied = m.getApplied();
+        r.pending = m.getPending();
+        r.oldest_pending_ms = m.getOldestPendingMs();
+        r.release = m.getRelease();
+        r.leaving = m.getLeaving();
+        r.error = std::string(AsView(m.getError()).substr(0, 1024));
+        r.permanent = m.getPermanent();
+        out.request = std::move(r);
+        return out;
+      }
       default:
         return Bad(out.request_id, "unknown or unexpected message type");
     }
@@ -184,12 +200,22 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
     m.setPaused(a->paused);
     m.setDrain(a->drain);
     m.setRowsPerSecond(a->rows_per_second);
+    m.setDrainTo(a->drain_to);
     m.setSplit(a->split);
     m.setSplitKeep(a->split_keep);
     if (a->hi_valid) {
       m.setHiValid(true);
       m.setHi(AsData(a->hi));
     }
+  } else if (const auto* g = std::get_if<ApplyGrantReply>(&reply)) {
+    auto m = body.initApplyGrant();
+    m.setEpoch(g->epoch);
+    m.setLeaseTtlMs(Ms32(g->ttl_ms));
+    m.setRangesTotal(g->ranges_total);
+    m.setDrainTo(g->drain_to);
+    auto tables = m.initTables(static_cast<unsigned>(g->tables.size()));
+    for (size_t i = 0; i < g->tables.size(); ++i)
+      tables.set(static_cast<unsigned>(i), g->tables[i]);
   } else if (const auto* e = std::get_if<ErrorReply>(&reply)) {
     auto m = body.initError();
     m.setCode(WireCode(e->code));

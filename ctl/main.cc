@@ -11,6 +11,7 @@
 #include "common/file_checks.h"
 #include "common/signals.h"
 #include "ctl/ctl_client.h"
+#include "ctl/online_commands.h"
 #include "ctl/verify.h"
 #include "stores/store.h"
 
@@ -206,6 +207,25 @@ int main(int argc, char** argv) {
                    "read the new store's own version marker instead of asking the coordinator");
   wait->add_option("--to-version", wait_version, "with --target: the version that means done")
       ->default_val(2);
+  double cutover_timeout = 0;
+  app.add_subcommand(
+         "cutover",
+         "online migration: freeze legacy writes, apply the remaining changes, bump the "
+         "version, guard the legacy tables; waits for the outcome")
+      ->add_option("--timeout", cutover_timeout,
+                   "give up (back to catching_up, writes flow again) after this many seconds "
+                   "(0: never)")
+      ->default_val(0);
+  std::string unguard_source, unguard_tables;
+  auto* unguard = app.add_subcommand(
+      "unguard",
+      "remove the write-refusal guard of a finished online migration (and an abandoned one's "
+      "change capture) from the legacy store; no coordinator needed");
+  unguard
+      ->add_option("--source", unguard_source, "the legacy store: sqlite:PATH or postgresql://...")
+      ->required();
+  unguard->add_option("--tables", unguard_tables,
+                      "comma-separated tables to unguard (default: every guarded table)");
   VerifyOptions verify_opt;
   auto* verify = app.add_subcommand(
       "verify",
@@ -244,6 +264,8 @@ int main(int argc, char** argv) {
     return Wait(ctx, endpoint, t, request_ms, curve);
   }
   if (cmd == "verify") return Verify(verify_opt, json);
+  if (cmd == "cutover") return CutoverCommand(ctx, endpoint, cutover_timeout, request_ms, curve);
+  if (cmd == "unguard") return UnguardCommand(unguard_source, unguard_tables);
   if (cmd == "watch") return Watch(ctx, endpoint, request_ms, watch_interval, curve);
   if (cmd == "keygen") {
     auto pair = WriteNewCurveSecretKey(keygen_file);

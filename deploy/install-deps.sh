@@ -19,6 +19,7 @@ PACKAGES=(
   zlib1g-dev  # the dashboard gzips its answers itself (coordinator/dashboard.cc)
   chromium chromium-driver  # tests: the dashboard in a headless browser (tests/webdriver.h)
   libpq-dev postgresql postgresql-client
+  postgresql-15-wal2json  # tests: online mode's logical decoding (a legacy server needs it)
   prometheus  # promtool: tests check the metrics exposition format
   clang-format  # the clang_format test checks every source against .clang-format
   clang  # the thread_safety_analysis test compiles annotated sources with -Wthread-safety
@@ -32,7 +33,7 @@ PACKAGES=(
 )
 
 # Needed only by the test suite (BUILD_TESTING=ON, deploy/test.sh).
-TEST_ONLY=(libgtest-dev libgmock-dev postgresql prometheus clang-format util-linux)
+TEST_ONLY=(libgtest-dev libgmock-dev postgresql postgresql-15-wal2json prometheus clang-format util-linux)
 
 case "${1:-}" in
   "") ;;

@@ -160,7 +160,7 @@ start_postgres() {
   for attempt in 1 2 3; do
     port="$(free_port)" || { echo "test: warning: no free TCP port found" >&2; return 1; }
     if as_pg_user "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$dir/server.log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_level=logical -c max_replication_slots=40 -c max_wal_senders=40" \
         start >/dev/null 2>&1; then
       if as_pg_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U "$PG_USER" ferry; then
         export FERRY_TEST_PG_URI="postgresql://$PG_USER@127.0.0.1:$port/ferry"

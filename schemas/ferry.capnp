@@ -28,6 +28,9 @@ struct Envelope {
     # members heartbeat, complete and release above are protocol 1 only: a
     # protocol-1 peer is answered versionMismatch before its body is read.
     report @13 :Report;
+    # Online mode (DESIGN.md "Online mode"): the change applier's lease.
+    applyGrant @14 :ApplyGrant;
+    applyReport @15 :ApplyReport;
   }
 }
 
@@ -190,14 +193,48 @@ struct Ack {
   paused @3 :Bool;            # hold after the current batch
   rowsPerSecond @4 :UInt64;   # this worker's share of the throttle; 0 = none
   drain @5 :Bool;             # finish the batch, release, exit
+  # To the change applier during a cut-over: the freeze point (a change
+  # position) it must reach; 0 = none. It reports as soon as it has.
+  drainTo @6 :Int64;
   # Copy leases: please propose a split (Report.splitKey), keeping about
   # `splitKeep` rows after the cursor.
-  split @6 :Bool;
-  splitKeep @7 :UInt64;
+  split @7 :Bool;
+  splitKeep @8 :UInt64;
   # The range's end as the coordinator knows it (hiValid: set; hi empty =
   # table end). Narrower than the grant's hi once a split is committed.
-  hi @8 :Data;
-  hiValid @9 :Bool;
+  hi @9 :Data;
+  hiValid @10 :Bool;
+}
+
+# coordinator -> worker (online mode, in catching_up / cutting_over): the
+# change applier's lease. One applier at a time; its epoch comes from the
+# same counter as range grants, later than every copy grant. The applier
+# first records its epoch on the fences of ranges 1..rangesTotal (so a
+# zombie copy of any range is fenced out), then replays changes in fenced
+# transactions that also move the change position in the new store.
+struct ApplyGrant {
+  epoch @0 :UInt64;
+  leaseTtlMs @1 :UInt32;
+  rangesTotal @2 :UInt64;
+  drainTo @3 :Int64;          # as Ack.drainTo
+  tables @4 :List(Text);      # the migrated legacy tables (whose changes are replayed)
+}
+
+# worker -> coordinator: the applier's heartbeat and progress, after each
+# applied batch and at least every heartbeat interval. Answered by Ack
+# (rangeId 0 and the lease's epoch) or Error leaseLost. Positions are
+# change positions (stores/change_capture.h), durable in the new store.
+struct ApplyReport {
+  lease @0 :LeaseRef;         # rangeId 0
+  position @1 :Int64;         # last applied position
+  caughtUp @2 :Int64;         # every change committed before it is applied (0 = unknown)
+  applied @3 :UInt64;         # changes applied so far (the new store's counter)
+  pending @4 :UInt64;         # changes known not applied yet (a lower bound)
+  oldestPendingMs @5 :Int64;  # commit time of the oldest of them, Unix ms (0 = none)
+  release @6 :Bool;           # gives the lease back
+  leaving @7 :Bool;           # with release: the worker is shutting down
+  error @8 :Text;             # the last batch failed with this (empty = none)
+  permanent @9 :Bool;         # error will fail the same way again
 }
 
 # Protocol 1 only (replaced by Report).

@@ -399,7 +399,30 @@ Status SpecError(const MigrationSpec& spec, const TableSpec& table, std::string_
   return EntryError(spec, table, 0, problem);
 }
 
+namespace {
+
+// A spec's errors are one line: text quoted from the spec (a token of a
+// `create`, a Lua message) may hold line breaks and other control bytes.
+Status OnOneLine(Status s) {
+  if (s.ok()) return s;
+  std::string m = s.message();
+  for (char& c : m) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return Status(s.code(), std::move(m));
+}
+
+Status ParseSpecTextLines(std::string_view toml, const std::string& name, MigrationSpec* out);
+
+}  // namespace
+
 Status ParseSpecText(std::string_view toml, const std::string& name, MigrationSpec* out) {
+  return OnOneLine(ParseSpecTextLines(toml, name, out));
+}
+
+namespace {
+
+Status ParseSpecTextLines(std::string_view toml, const std::string& name, MigrationSpec* out) {
   *out = MigrationSpec();
   out->file = name;
   if (toml.size() > kMaxSpecBytes) {
@@ -422,6 +445,8 @@ Status ParseSpecText(std::string_view toml, const std::string& name, MigrationSp
     return InvalidArgument(fmt::format("{}: cannot be parsed: {}", name, e.what()));
   }
 }
+
+}  // namespace
 
 Result<MigrationSpec> LoadSpecFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

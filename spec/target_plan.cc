@@ -260,10 +260,10 @@ uint64_t TransformBatch(const TargetPlan& plan, LuaTransform* lua, const RowBatc
     return 0;
   }
   const size_t width = plan.write.width();
-  kept->keys.clear();
   kept->bytes = 0;
   kept->width = width;
-  kept->cells.resize(read.rows() * width);
+  kept->cells.resize(read.rows() * width);  // values (and their buffers) reused
+  if (kept->keys.size() < read.rows()) kept->keys.resize(read.rows());
   uint64_t dropped = 0;
   size_t n = 0;
   for (size_t r = 0; r < read.rows(); ++r) {
@@ -278,11 +278,12 @@ uint64_t TransformBatch(const TargetPlan& plan, LuaTransform* lua, const RowBatc
       ++dropped;
       continue;
     }
-    kept->keys.push_back(read.keys[r]);
+    kept->keys[n].assign(read.keys[r]);
     for (size_t c = 0; c < width; ++c) kept->bytes += PayloadBytes(out[c]);
     ++n;
   }
   kept->cells.resize(n * width);
+  kept->keys.resize(n);
   return dropped;
 }
 

@@ -35,6 +35,9 @@ namespace ferry {
 // Name of the reserved metadata table every store holds. Never copied, never
 // listed as a user table.
 inline constexpr const char* kMetaTable = "__ferry_meta";
+// Name of the change table online capture keeps in a SQLite legacy store
+// (stores/change_capture.h). Never listed as a user table.
+inline constexpr const char* kChangesTable = "__ferry_changes";
 // Name of the reserved table of rows a migration spec could not move
 // (DESIGN.md "Migration spec"), in the new store: (table_name, source_key,
 // reason), keyed on (table_name, source_key). Reserved like kMetaTable.
@@ -131,6 +134,35 @@ struct CopiedBatch {
   uint64_t bytes = 0;    // as RowBatch::bytes counts them
   std::string last_key;  // encoded key of the last row copied; empty if none
   uint64_t digest = 0;
+};
+
+// ---- online migrations: change replay (DESIGN.md "Online mode") ----
+
+// One table's share of a replayed batch of changes: what the new store must
+// hold for the changed keys now.
+struct TableChanges {
+  const TableSchema* table = nullptr;  // the new store's table (its key and cells)
+  RowBatch upserts;                    // current rows, cells as ReadBatch reads them
+  std::vector<std::string> deletes;    // encoded keys that have no row any more
+};
+
+// One fenced transaction of the change applier (worker/change_applier.h).
+// Metadata keys: 'fence/<plan>/0' (the applier's fence), 'changes/<plan>'
+// (the change position), 'changes_applied/<plan>' (changes applied so far).
+struct ChangeApply {
+  std::string plan_id;
+  uint64_t epoch = 0;         // the applier's lease, checked and recorded on fence/<plan>/0
+  uint64_t fence_ranges = 0;  // > 0: the epoch is also recorded on fence/<plan>/1..fence_ranges
+  int64_t from_position = 0;  // the change position must be this (compare-and-set) ...
+  int64_t to_position = 0;    // ... and becomes this
+  uint64_t changes = 0;       // change records applied (added to the applied counter)
+  std::vector<TableChanges> tables;
+};
+
+// Where the change applier is, as the new store records it.
+struct ChangePosition {
+  int64_t position = 0;  // 0: nothing applied yet
+  uint64_t applied = 0;
 };
 
 // A target table read through a migration spec: a select list and a filter
@@ -260,6 +292,33 @@ class Store {
     (void)source, (void)table, (void)range, (void)after, (void)max_rows, (void)max_bytes;
     (void)fence, (void)out;
     return FailedPrecondition("this store cannot copy directly from another store");
+  }
+
+  // ---- online migrations (DESIGN.md "Online mode") ----
+  // Source side: the current rows of `keys` (distinct encoded keys of
+  // `table`), in any order, cells as ReadBatch reads them; a key without a
+  // row is simply absent from *out (cleared first). A few statements per
+  // call, never one per key.
+  virtual Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
+                          RowBatch* out) {
+    (void)table, (void)keys, (void)out;
+    return FailedPrecondition("this store cannot read rows by key");
+  }
+  // Target side, ONE transaction: checks and records the applier's fence
+  // (kLeaseLost, nothing written, if a newer epoch is recorded), records the
+  // epoch on the range fences when asked, compare-and-sets the change
+  // position (kLeaseLost if another applier moved it), deletes and upserts
+  // each table's keys, and adds to the applied counter. kPermanent for a
+  // value or constraint the target refuses; kUnavailable for transient
+  // failures. On any error nothing is written.
+  virtual Status ApplyChanges(const ChangeApply& apply) {
+    (void)apply;
+    return FailedPrecondition("this store cannot apply changes");
+  }
+  // The change position and applied counter of `plan_id` ({0, 0} if none).
+  virtual Result<ChangePosition> ReadChangePosition(const std::string& plan_id) {
+    (void)plan_id;
+    return ChangePosition{};
   }
 
   // ---- projections (migration specs; DESIGN.md "Migration spec") ----

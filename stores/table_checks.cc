@@ -12,6 +12,10 @@ bool IsMetaTable(std::string_view name) {
   return IEquals(name, kMetaTable) || IEquals(name, kRejectsTable);
 }
 
+bool IsReservedTable(std::string_view name) {
+  return IsMetaTable(name) || IEquals(name, kChangesTable);
+}
+
 Status CheckNotMetaTable(std::string_view name) {
   if (!IsMetaTable(name)) return Status::Ok();
   return InvalidArgument(fmt::format(

@@ -22,6 +22,10 @@ namespace ferry {
 // compared ASCII case-insensitively as SQL identifiers are.
 bool IsMetaTable(std::string_view name);
 
+// True for every table ferry keeps in a store for itself (the metadata
+// table, the online capture's change table): never listed as user tables.
+bool IsReservedTable(std::string_view name);
+
 // kInvalidArgument if `name` is a reserved metadata table: it is never
 // listed, read, planned, created or written as user data.
 Status CheckNotMetaTable(std::string_view name);

@@ -39,6 +39,10 @@
 //   9. Adaptive batches (PostgreSQL): --batch-time-ms against fixed batches
 //      while 2 sessions run heavy queries on the same server; the batch-time
 //      distribution the workers measured.
+//  10. Online mode: SQLite -> SQLite while ferry-test-writer writes the
+//      legacy store: the cut-over's freeze at 1,000 writes/s; at 5,000
+//      writes/s on 1M rows, the lag and the time from the copy's end to the
+//      completed cut-over (--auto-cutover).
 //
 // Every timed case runs --repeat times (default 3); the table shows medians.
 // Not a ctest test: it takes minutes and needs an otherwise idle machine to
@@ -104,7 +108,7 @@ struct Options {
   int repeat = 3;
   std::string dir = "/tmp/ferry-bench";
   std::string bin_dir = FERRY_BIN_DIR;
-  std::string cases = "1,2,3,4,5,6,7";
+  std::string cases = "1,2,3,4,5,6,7,8,9,10";
   int64_t rows = 1000000;
   int value_bytes = 100;
   int tables = 4;
@@ -121,6 +125,8 @@ struct Options {
   std::string ctl_dashboard = "off";  // case 3: also run with the dashboard polled (http|browser)
   bool ctl_state_pg = false;          // case 3: also on a PostgreSQL state (--pg-uri)
   int takeover_runs = 5;              // case 6: runs (median)
+  int64_t online_rows = 100000;       // case 10 a): rows at 1,000 writes/s
+  int64_t online_big_rows = 1000000;  // case 10 b): rows at 5,000 writes/s
   int64_t restart_ranges = 100000;
   std::vector<int64_t> mem_rows;  // default: quick 100k,1M; full 1M,10M
   int64_t dup_rows = 500000;
@@ -2444,6 +2450,238 @@ void CaseSpec() {
                        have ? std::optional<bool>(pg_med[0] / pg_med[2] >= 1.5) : std::nullopt});
 }
 
+// ----------------------------------------------------------------- case 10 --
+
+// Online mode (DESIGN.md "Online mode"): SQLite -> SQLite while a
+// ferry-test-writer process writes the legacy store's `live` table (40%
+// inserts, 35% updates, 10% primary-key changes, 15% deletes, each its own
+// autocommit transaction; WAL, synchronous=normal).
+//   a) --online-rows rows (default 100k) at 1,000 writes/s, `cutover` once
+//      catching up: the freeze (cutover_freeze_ms), --repeat runs.
+//   b) --online-big-rows rows (default 1M) at 5,000 writes/s with
+//      --auto-cutover, the copy throttled to rows / 25 rows/s (~25 s: the
+//      changes of the whole copy pile up, ~125,000, before replay starts):
+//      the copy's time, the lag (lag_seconds sampled every 200 ms) during
+//      the copy and the catch-up, and the time from the copy's end
+//      (catching_up) to complete.
+// Each run checks that the new store's live table equals the legacy one
+// (which refuses writes after the cut-over): count and sum of n.
+struct OnlineRun {
+  bool ok = false;
+  std::string why;
+  double copy_s = NAN;         // start -> catching_up
+  double catchup_s = NAN;      // catching_up -> complete
+  double freeze_ms = NAN;      // cutover_freeze_ms
+  double max_lag_copy = 0;     // lag_seconds seen while copying
+  double max_lag_catchup = 0;  // ... while catching up
+  double writer_rate = NAN;    // writes attempted per second
+  int64_t applied = 0;
+};
+
+std::string OnlineLegacy(int64_t rows) {
+  const std::string path = fmt::format("{}/c10-legacy-{}.db", g_opt.dir, rows);
+  RemoveDb(path);
+  Sql db(path);
+  db.Exec(fmt::format(
+      "PRAGMA journal_mode=WAL; CREATE TABLE live (id INTEGER PRIMARY KEY, val TEXT NOT NULL, n "
+      "INTEGER NOT NULL); CREATE TABLE side (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO side "
+      "VALUES (1, 0); WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < "
+      "{0}) "
+      "INSERT INTO live SELECT i, 'v' || i || '-' || hex(randomblob(20)), i FROM g;",
+      rows));
+  return path;
+}
+
+OnlineRun RunOnline(int64_t rows, int rate, bool auto_cutover, int64_t throttle,
+                    const std::string& tag) {
+  OnlineRun r;
+  const std::string legacy = OnlineLegacy(rows);
+  const std::string target = g_opt.dir + "/c10-new.db";
+  const std::string state = g_opt.dir + "/c10-state.db";
+  RemoveDb(target);
+  RemoveDb(state);
+  const std::string wlog = fmt::format("{}/c10-writes-{}.log", g_opt.dir, tag);
+  fs::remove(wlog);
+  Child writer({Bin("ferry-test-writer"), "--store", "sqlite:" + legacy, "--table", "live",
+                "--initial", std::to_string(rows), "--rate", std::to_string(rate), "--log", wlog,
+                "--side", "side", "--synchronous", "normal"},
+               fmt::format("{}/c10-writer-{}.out", g_opt.dir, tag));
+  usleep(500000);
+  const std::string status = fmt::format("tcp://127.0.0.1:{}", ferry::testing::FreePort());
+  const std::string listen = fmt::format("tcp://127.0.0.1:{}", ferry::testing::FreePort());
+  std::vector<std::string> args = {Bin("ferry-coordinator"),
+                                   "--source",
+                                   "sqlite:" + legacy,
+                                   "--target",
+                                   "sqlite:" + target,
+                                   "--state",
+                                   state,
+                                   "--listen",
+                                   listen,
+                                   "--status-endpoint",
+                                   status,
+                                   "--online",
+                                   "--log-level",
+                                   "warn"};
+  if (auto_cutover) args.push_back("--auto-cutover");
+  Child coord(args, fmt::format("{}/c10-coordinator-{}.log", g_opt.dir, tag));
+  std::vector<std::unique_ptr<Child>> workers;
+  for (int i = 0; i < 2; ++i) {
+    workers.push_back(
+        std::make_unique<Child>(std::vector<std::string>{Bin("ferry-worker"), "--coordinator",
+                                                         listen, "--log-level", "warn"},
+                                fmt::format("{}/c10-worker-{}-{}.log", g_opt.dir, tag, i)));
+  }
+  auto status_of = [&]() {
+    std::string reply;
+    if (!ferry::testing::StatusCommand(status, "status", &reply, 1000)) return nlohmann::json();
+    auto j = nlohmann::json::parse(reply, nullptr, false);
+    return j.is_object() ? j : nlohmann::json();
+  };
+  const int64_t t0 = NowNs();
+  int64_t t_catchup = 0;
+  bool asked = false, throttled = throttle == 0;
+  std::string state_now;
+  while (NowNs() - t0 < int64_t{900} * 1000000000) {
+    nlohmann::json st = status_of();
+    if (!coord.running()) {
+      r.why = "the coordinator exited";
+      break;
+    }
+    state_now = st.value("state", "");
+    if (!throttled && !state_now.empty()) {
+      std::string reply;
+      throttled =
+          ferry::testing::StatusCommand(status, fmt::format("throttle {}", throttle), &reply, 2000);
+    }
+    const double lag = st.contains("lag_seconds") && st["lag_seconds"].is_number()
+                           ? st["lag_seconds"].get<double>()
+                           : 0;
+    if (state_now == "copying") r.max_lag_copy = std::max(r.max_lag_copy, lag);
+    if (state_now == "catching_up" || state_now == "cutting_over") {
+      if (!t_catchup) t_catchup = NowNs();
+      r.max_lag_catchup = std::max(r.max_lag_catchup, lag);
+      if (!auto_cutover && !asked && st.value("changes_applied", 0) > 0) {
+        std::string reply;
+        ferry::testing::StatusCommand(status, "cutover", &reply, 2000);
+        asked = true;
+      }
+    }
+    if (state_now == "complete") {
+      if (!t_catchup) t_catchup = NowNs();
+      r.copy_s = (t_catchup - t0) / 1e9;
+      r.catchup_s = (NowNs() - t_catchup) / 1e9;
+      if (st.contains("cutover_freeze_ms") && st["cutover_freeze_ms"].is_number()) {
+        r.freeze_ms = st["cutover_freeze_ms"].get<double>();
+      }
+      r.applied = st.value("changes_applied", int64_t{0});
+      r.ok = true;
+      break;
+    }
+    if (state_now == "failed") {
+      r.why = "failed: " + st.value("failure", std::string());
+      break;
+    }
+    usleep(200000);
+  }
+  if (!r.ok && r.why.empty()) r.why = "not complete within 900 s (state " + state_now + ")";
+  writer.Signal(SIGTERM);
+  writer.Wait(20000);
+  for (auto& w : workers) {
+    w->Signal(SIGTERM);
+    w->Wait(30000);
+  }
+  coord.Signal(SIGTERM);
+  coord.Wait(30000);
+  // The writer's own count of committed writes over its run.
+  auto j = nlohmann::json::parse(Slurp(fmt::format("{}/c10-writer-{}.out", g_opt.dir, tag)),
+                                 nullptr, false);
+  if (j.is_object() && j.value("seconds", 0.0) > 0) {
+    // Attempted writes: after the cut-over they are refused, not committed.
+    r.writer_rate = (j.value("committed", 0.0) + j.value("refused", 0.0) + j.value("errors", 0.0)) /
+                    j.value("seconds", 1.0);
+  }
+  if (r.ok) {
+    Sql a(legacy), b(target);
+    const std::string q = "SELECT count(*) || ' ' || total(n) FROM live";
+    const std::string la = a.Rows(q)[0][0], nb = b.Rows(q)[0][0];
+    if (la != nb) {
+      r.ok = false;
+      r.why = "live differs: legacy " + la + ", new " + nb;
+    }
+  }
+  if (!g_opt.keep) {
+    RemoveDb(target);
+    RemoveDb(state);
+    RemoveDb(legacy);
+  }
+  return r;
+}
+
+void CaseOnline() {
+  const std::string sec =
+      "10. Online: SQLite -> SQLite while a writer process writes the legacy store";
+  if (access(Bin("ferry-test-writer").c_str(), X_OK) != 0) {
+    g_rows.push_back(Row{sec, "all", {}, "s", 0, NAN, "skipped (no ferry-test-writer)"});
+    return;
+  }
+  std::vector<double> freezes;
+  std::string bad;
+  for (int run = 0; run < g_opt.repeat; ++run) {
+    OnlineRun r = RunOnline(g_opt.online_rows, 1000, false, 0, "a" + std::to_string(run));
+    Log(fmt::format(
+        "online 1,000 writes/s run {}: {} freeze {:.0f} ms, copy {:.1f} s, catch-up "
+        "+ cut-over {:.1f} s, writer {:.0f}/s {}",
+        run + 1, r.ok ? "ok" : "FAILED", r.freeze_ms, r.copy_s, r.catchup_s, r.writer_rate, r.why));
+    if (r.ok) {
+      freezes.push_back(r.freeze_ms);
+    } else {
+      bad = r.why;
+    }
+  }
+  g_rows.push_back(
+      Row{sec, fmt::format("cut-over freeze, {} rows, 1,000 writes/s", g_opt.online_rows), freezes,
+          "ms", 0, NAN, bad.empty() ? "`cutover` once catching up" : "FAILED: " + bad});
+  const double worst = freezes.empty() ? NAN : *std::max_element(freezes.begin(), freezes.end());
+  g_bars.push_back(Bar{"cut-over freeze at 1,000 writes/s (worst run)", "<= 1000 ms",
+                       fmt::format("{:.0f} ms", worst),
+                       std::isnan(worst) ? std::nullopt : std::optional<bool>(worst <= 1000)});
+
+  const int64_t throttle = std::max<int64_t>(1000, g_opt.online_big_rows / 25);
+  OnlineRun big = RunOnline(g_opt.online_big_rows, 5000, true, throttle, "b");
+  Log(
+      fmt::format("online 5,000 writes/s: {} copy {:.1f} s, copy end -> complete {:.1f} s, max "
+                  "lag copying {:.1f} s / catching up {:.1f} s, freeze {:.0f} ms, writer {:.0f}/s, "
+                  "applied {} {}",
+                  big.ok ? "ok" : "FAILED", big.copy_s, big.catchup_s, big.max_lag_copy,
+                  big.max_lag_catchup, big.freeze_ms, big.writer_rate, big.applied, big.why));
+  const std::string what =
+      fmt::format("{} rows, 5,000 writes/s, copy throttled to {} rows/s, --auto-cutover",
+                  g_opt.online_big_rows, throttle);
+  g_rows.push_back(Row{sec,
+                       what + ": copy",
+                       {big.copy_s},
+                       "s",
+                       g_opt.online_big_rows,
+                       NAN,
+                       fmt::format("max lag while copying {:.1f} s; writer {:.0f} writes/s",
+                                   big.max_lag_copy, big.writer_rate)});
+  g_rows.push_back(Row{sec,
+                       what + ": copy end -> complete",
+                       {big.catchup_s},
+                       "s",
+                       0,
+                       NAN,
+                       big.ok ? fmt::format("max lag while catching up {:.1f} s; freeze {:.0f} "
+                                            "ms; {} changes applied",
+                                            big.max_lag_catchup, big.freeze_ms, big.applied)
+                              : "FAILED: " + big.why});
+  g_bars.push_back(Bar{"5,000 writes/s on 1M rows: cut-over after the copy's end", "<= 60 s",
+                       fmt::format("{:.1f} s (lag at most {:.1f} s while catching up)",
+                                   big.catchup_s, big.max_lag_catchup),
+                       big.ok ? std::optional<bool>(big.catchup_s <= 60) : std::nullopt});
+}
+
 bool Wants(int c) {
   std::istringstream in(g_opt.cases);
   std::string item;
@@ -2471,8 +2709,8 @@ int main(int argc, char** argv) {
       ->default_val(ferry::testing::BinDir());
   app.add_option("--cases", g_opt.cases,
                  "which cases, e.g. 1,3,5 (6: takeover, 7: migration spec, 8: skew into "
-                 "PostgreSQL, 9: adaptive batches under load)")
-      ->default_val("1,2,3,4,5,6,7,8,9");
+                 "PostgreSQL, 9: adaptive batches under load, 10: online mode)")
+      ->default_val("1,2,3,4,5,6,7,8,9,10");
   app.add_option("--rows", g_opt.rows, "case 1/2 rows")->default_val(1000000);
   app.add_option("--value-bytes", g_opt.value_bytes, "case 1/2/5 BLOB payload per row")
       ->default_val(100);
@@ -2507,6 +2745,12 @@ int main(int argc, char** argv) {
   app.add_option("--takeover-runs", g_opt.takeover_runs,
                  "case 6 (two coordinators on a PostgreSQL state): runs, the median is the bar")
       ->default_val(5);
+  app.add_option("--online-rows", g_opt.online_rows,
+                 "case 10: rows of the run at 1,000 writes/s (the freeze)")
+      ->default_val(100000);
+  app.add_option("--online-big-rows", g_opt.online_big_rows,
+                 "case 10: rows of the run at 5,000 writes/s (lag, cut-over after the copy)")
+      ->default_val(1000000);
   app.add_option("--restart-ranges", g_opt.restart_ranges, "case 4 ranges in state")
       ->default_val(100000);
   app.add_option("--dup-rows", g_opt.dup_rows, "case 4 rows for the worker-kill run")
@@ -2563,7 +2807,7 @@ int main(int argc, char** argv) {
     // leave gigabytes to write back and a PostgreSQL server checkpointing
     // and vacuuming after its bulk load, which would stall the state file's
     // fsyncs and skew grant latency. The table is printed in case order.
-    for (int c : {3, 6, 1, 2, 8, 9, 4, 5, 7}) {
+    for (int c : {3, 6, 1, 2, 8, 9, 4, 5, 7, 10}) {
       if (!Wants(c)) continue;
       switch (c) {
         case 1:
@@ -2592,6 +2836,9 @@ int main(int argc, char** argv) {
           break;
         case 9:
           CaseAdaptiveBatches();
+          break;
+        case 10:
+          CaseOnline();
           break;
       }
       for (Row& r : g_rows) rows.emplace_back(c, std::move(r));

@@ -30,6 +30,18 @@
 // of the chaos, workers get every endpoint, and the checks add: no commit of
 // a deposed coordinator after its term ended (ferry_state.terms).
 //
+// With --online-writes N the migration is online (DESIGN.md "Online
+// mode"): a ferry-test-writer process inserts, updates (primary-key changes
+// included) and deletes rows of a `live` table of the legacy store N times a
+// second from before the coordinator starts until the run ends, the
+// coordinator runs with --online --auto-cutover, and the chaos also lands in
+// catch-up and cut-over (a hit on the coordinator or the applier when the
+// run enters catching_up, and on the coordinator while it is cutting over).
+// The checks add: every write the writer saw commit is in the new store and
+// nothing else (its log replayed; differences count as lost, extra or
+// mismatched), and the capture is gone from the legacy store (no
+// __ferry_changes, no capture trigger) while the write-refusal guard is on.
+//
 // With --spec FILE the migration goes through a migration spec (DESIGN.md
 // "Migration spec"): the legacy store is made by --legacy-sql (default: the
 // make-v1-store.sql beside the spec, with @users = --rows / 3), and the
@@ -62,6 +74,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,7 +115,11 @@ struct Options {
   std::optional<ferry::MigrationSpec> parsed_spec;
   bool verify = false;            // coordinator --verify: every range verified before the bump
   int64_t split_interval_ms = 0;  // coordinator --force-split-interval-ms (0 = off)
+  int online_writes = 0;          // > 0: an online migration under a writer of this many writes/s
 };
+
+// --online-writes: the writer's table starts with ids 1..kLiveRows.
+constexpr int64_t kLiveRows = 2000;
 
 constexpr int kFromVersion = 1;
 constexpr int kToVersion = 2;
@@ -250,6 +267,17 @@ void MakeLegacy(const std::string& path, int64_t rows, uint64_t seed) {
     COMMIT;)sql",
                       notes, (seed % 977) * 1000));
   if (!db.ok()) std::cerr << "chaos: generating the legacy store: " << db.error() << "\n";
+}
+
+// --online-writes: the table the writer process writes (ferry-test-writer).
+void AddLiveTable(const std::string& path) {
+  Sql db(path);
+  db.Exec(fmt::format(
+      "CREATE TABLE live (id INTEGER PRIMARY KEY, val TEXT NOT NULL, n INTEGER NOT NULL);"
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {0}) "
+      "INSERT INTO live SELECT x, 'v' || x, x FROM c;",
+      kLiveRows));
+  if (!db.ok()) std::cerr << "chaos: generating the live table: " << db.error() << "\n";
 }
 
 // ---------------------------------------------------------------------------
@@ -564,6 +592,99 @@ void ComparePgStore(const std::string& legacy, const std::string& uri, CheckResu
   }
 }
 
+// --online-writes: the writer's log (ferry-test-writer: I/U/M/D lines of
+// committed writes) replayed over the initial rows must be exactly the new
+// store's `live` table; and only the guard is left on the legacy store.
+void CheckOnline(const std::string& log, const std::string& legacy, const std::string& target,
+                 CheckResult* res) {
+  std::map<int64_t, int64_t> want;  // id -> n (val is "v<n>")
+  for (int64_t i = 1; i <= kLiveRows; ++i) want[i] = i;
+  int64_t refused = 0;
+  for (const std::string& line : NonEmptyLines(ReadFile(log))) {
+    std::istringstream in(line.substr(std::min<size_t>(2, line.size())));
+    int64_t a = 0, b = 0;
+    switch (line[0]) {
+      case 'I':
+      case 'U':
+        in >> a >> b;
+        want[a] = b;
+        break;
+      case 'M':
+        in >> a >> b;
+        want[b] = want[a];
+        want.erase(a);
+        break;
+      case 'D':
+        in >> a;
+        want.erase(a);
+        break;
+      case 'R':
+        ++refused;
+        break;
+    }
+  }
+  std::map<int64_t, std::pair<std::string, int64_t>> have;
+  if (IsPgUri(target)) {
+    for (const std::string& row : PgCanonicalRows(target, "live")) {
+      auto cells = SplitCanonical(row, 3);
+      if (cells.size() != 3) {
+        res->problems.push_back("live: unreadable row in the new store: " + row);
+        continue;
+      }
+      have[std::stoll(cells[0].substr(2))] = {cells[1].substr(2), std::stoll(cells[2].substr(2))};
+    }
+  } else {
+    Sql db(target);
+    for (auto& r : db.Rows("SELECT id, val, n FROM live")) {
+      have[std::stoll(r[0])] = {r[1], std::stoll(r[2])};
+    }
+    if (!db.ok()) res->problems.push_back("live: cannot read the new store: " + db.error());
+  }
+  std::vector<int64_t> lost, extra, mism;
+  for (const auto& [id, n] : want) {
+    auto it = have.find(id);
+    if (it == have.end()) {
+      lost.push_back(id);
+    } else if (it->second.second != n || it->second.first != "v" + std::to_string(n)) {
+      mism.push_back(id);
+    }
+  }
+  for (const auto& [id, v] : have) {
+    if (!want.count(id)) extra.push_back(id);
+  }
+  res->lost += static_cast<int64_t>(lost.size());
+  res->extra += static_cast<int64_t>(extra.size());
+  res->mismatched += static_cast<int64_t>(mism.size());
+  auto sample = [&](const char* what, const std::vector<int64_t>& ids) {
+    if (ids.empty()) return;
+    std::string s;
+    for (size_t i = 0; i < ids.size() && i < 10; ++i) s += (i ? " " : "") + std::to_string(ids[i]);
+    res->details.push_back(
+        fmt::format("live: {} committed writes' rows (first 10 ids): {}", what, s));
+  };
+  sample("lost", lost);
+  sample("extra", extra);
+  sample("mismatched", mism);
+  if (refused == 0) res->problems.push_back("no write was refused after the cut-over");
+  Sql db(legacy);
+  const int64_t changes =
+      db.Int("SELECT count(*) FROM sqlite_master WHERE name = '__ferry_changes'", -1);
+  const int64_t capture = db.Int(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+      "'\\_\\_ferry\\_capture\\_%' ESCAPE '\\'",
+      -1);
+  const int64_t guard = db.Int(
+      "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+      "'\\_\\_ferry\\_guard\\_%' ESCAPE '\\'",
+      -1);
+  if (changes != 0 || capture != 0) {
+    res->problems.push_back(
+        fmt::format("the capture is still installed ({} change tables, {} capture triggers)",
+                    changes, capture));
+  }
+  if (guard <= 0) res->problems.push_back("no write-refusal guard on the legacy store");
+}
+
 // ---------------------------------------------------------------------------
 // With a migration spec.
 
@@ -867,6 +988,17 @@ class Run {
     } else {
       MakeLegacy(c_.legacy, o_.rows, rng_());
     }
+    if (o_.online_writes > 0) {
+      // The application writes from before the capture to the end of the run.
+      AddLiveTable(c_.legacy);
+      writer_ = std::make_unique<Process>(
+          std::vector<std::string>{Bin("ferry-test-writer"), "--store", "sqlite:" + c_.legacy,
+                                   "--table", "live", "--initial", std::to_string(kLiveRows),
+                                   "--rate", std::to_string(o_.online_writes), "--log",
+                                   dir_ + "/writes.log", "--seed", std::to_string(rng_() % 1000)},
+          dir_ + "/writer.out", dir_ + "/writer.log");
+      WaitFor([&] { return NonEmptyLines(ReadFile(dir_ + "/writes.log")).size() >= 50; }, 10000);
+    }
     const int64_t t0 = t0_ = NowMs();
     const int64_t deadline = t0 + int64_t{o_.max_seconds} * 1000;
     coord_args_ = {"--lease-ttl",    fmt::format("{}", o_.lease_ttl),
@@ -874,6 +1006,10 @@ class Run {
                    "--batch-rows",   std::to_string(o_.batch_rows),
                    "--from-version", std::to_string(kFromVersion),
                    "--to-version",   std::to_string(kToVersion)};
+    if (o_.online_writes > 0) {
+      coord_args_.push_back("--online");
+      coord_args_.push_back("--auto-cutover");
+    }
     if (o_.parsed_spec) {
       coord_args_.push_back("--spec");
       coord_args_.push_back(o_.spec);
@@ -998,6 +1134,25 @@ class Run {
           restart_now_[lead_] = Chance(0.5);
         }
       }
+      if (online_hit_at_ && now >= online_hit_at_) {
+        online_hit_at_ = 0;
+        Proc* target = nullptr;
+        if (Chance(0.5) && coords_[lead_] && !coords_[lead_]->stopped) {
+          target = coords_[lead_].get();
+        } else {
+          for (auto& w : workers_) {
+            if (w->name == applier_ && !w->stopped && !w->signalled) target = w.get();
+          }
+        }
+        if (target) {
+          stats_.end_hits++;
+          if (Chance(0.6)) {
+            Act(target, SIGKILL);
+          } else {
+            Pause(target);
+          }
+        }
+      }
       if (end_kill_at_ && now >= end_kill_at_) {
         end_kill_at_ = 0;
         if (coords_[lead_] && !coords_[lead_]->stopped) {
@@ -1033,6 +1188,7 @@ class Run {
               complete = true;
               break;
             }
+            if (o_.online_writes > 0) OnlineHits(state, st.value("applier", ""), now);
             if (state == "failed") {
               *why = "coordinator reports state failed: " + st.value("failure", st.dump());
               break;
@@ -1289,7 +1445,36 @@ class Run {
     }
   }
 
+  // --online-writes: aim chaos at catch-up and cut-over: once on entering
+  // catching_up (the coordinator or the applier, within 1.5 s), and on the
+  // coordinator while it is cutting over (half the times it is seen).
+  void OnlineHits(const std::string& state, const std::string& applier, int64_t now) {
+    if (!applier.empty()) applier_ = applier;
+    if (state == "catching_up" && !catching_up_seen_) {
+      catching_up_seen_ = true;
+      online_hit_at_ = now + Uniform(0, 1500);
+    }
+    if (state == "cutting_over" && cutover_hits_ < 2 && !online_hit_at_ && Chance(0.5)) {
+      ++cutover_hits_;
+      stats_.end_hits++;
+      if (coords_[lead_] && !coords_[lead_]->stopped) {
+        if (Chance(0.7)) {
+          Act(coords_[lead_].get(), SIGKILL);
+        } else {
+          Pause(coords_[lead_].get());
+        }
+      }
+    }
+  }
+
   void Shutdown(bool complete) {
+    if (writer_) {
+      writer_->Signal(SIGTERM);
+      if (!writer_->Wait(20000)) {
+        stats_.anomalies.push_back("the writer did not stop within 20 s of SIGTERM");
+        writer_->Kill();
+      }
+    }
     for (Proc* p : All()) {
       if (p->stopped) {
         p->p->Signal(SIGCONT);
@@ -1372,6 +1557,12 @@ class Run {
   bool done_via_restart_ = false;
   double seconds_ = 0;
   RunStats stats_;
+  // --online-writes
+  std::unique_ptr<Process> writer_;
+  std::string applier_;  // the worker holding the change applier's lease
+  int64_t online_hit_at_ = 0;
+  bool catching_up_seen_ = false;
+  int cutover_hits_ = 0;
 };
 
 // What --verify and --split-interval-ms add to a run's checks and line.
@@ -1507,6 +1698,11 @@ int main(int argc, char** argv) {
                  "like --target-pg, with the URI read from this environment variable; if it is "
                  "unset or empty, print `chaos: skipped (NAME not set)` and exit 0")
       ->excludes(pg_opt);
+  app.add_option("--online-writes", o.online_writes,
+                 "an online migration (--online --auto-cutover) while a writer process writes the "
+                 "legacy store this many times a second; checks that every committed write "
+                 "reached the new store")
+      ->default_val(0);
   app.add_option("--spec", o.spec,
                  "migrate through this migration spec (the coordinator's --spec); the expected "
                  "rows are computed by the check (see the file comment)");
@@ -1524,6 +1720,16 @@ int main(int argc, char** argv) {
                  "only check a kept run directory (legacy.db, new.db or --target-pg, state.db) "
                  "and exit");
   CLI11_PARSE(app, argc, argv);
+  if (o.online_writes > 0 && !o.spec.empty()) {
+    std::cerr << "ferry-chaos: error: --online-writes and --spec do not go together (the writer's "
+                 "table is not one of the spec's); use one of them\n";
+    return 2;
+  }
+  if (o.online_writes > 0 && o.verify) {
+    std::cerr << "ferry-chaos: error: --online-writes and --verify do not go together (the "
+                 "coordinator refuses --verify with --online); use one of them\n";
+    return 2;
+  }
   if (!state_pg_env.empty()) {
     const char* v = std::getenv(state_pg_env.c_str());
     if (!v || !*v) {
@@ -1612,7 +1818,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   std::cout << fmt::format(
                    "chaos: seed {}, {} runs of {} rows, {} workers, action every ~{} ms, "
-                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}{}{}{}, "
+                   "lease-ttl {} s, range-rows {}, batch-rows {}, throttle {}, target {}{}{}{}{}, "
                    "executables from {}\n",
                    o.seed, o.runs, o.rows, o.workers, o.kill_interval_ms, o.lease_ttl, o.range_rows,
                    o.batch_rows, o.throttle ? std::to_string(o.throttle) + " rows/s" : "off",
@@ -1621,6 +1827,8 @@ int main(int argc, char** argv) {
                    o.split_interval_ms
                        ? fmt::format(", forced splits every {} ms", o.split_interval_ms)
                        : "",
+                   o.online_writes > 0 ? fmt::format(", online under {} writes/s", o.online_writes)
+                                       : std::string(),
                    BinDir())
             << std::flush;
 
@@ -1677,6 +1885,9 @@ int main(int argc, char** argv) {
         ComparePgStore(run.cluster().legacy, target, &check);
       } else {
         CompareStores(run.cluster().legacy, target, &check);
+      }
+      if (o.online_writes > 0 && complete) {
+        CheckOnline(dir + "/writes.log", run.cluster().legacy, target, &check);
       }
       if (complete) {
         CheckFinish(run.cluster().state, target, &check);

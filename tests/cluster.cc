@@ -19,7 +19,7 @@ Cluster::Cluster(const std::string& dir)
 std::unique_ptr<Process> Cluster::StartCoordinator(const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {Bin("ferry-coordinator"),
                                    "--source",
-                                   "sqlite:" + legacy,
+                                   SourceArg(),
                                    "--target",
                                    TargetArg(),
                                    "--state",

@@ -24,6 +24,9 @@ class Cluster {
   // of sqlite:<target>.
   std::string target_uri;
   std::string TargetArg() const { return target_uri.empty() ? "sqlite:" + target : target_uri; }
+  // When set, the coordinator's --source instead of sqlite:<legacy>.
+  std::string source_uri;
+  std::string SourceArg() const { return source_uri.empty() ? "sqlite:" + legacy : source_uri; }
   int port = 0, status_port = 0;
   // The address the coordinator's worker socket binds (and workers dial).
   std::string listen_host = "127.0.0.1";

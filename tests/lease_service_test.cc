@@ -441,6 +441,13 @@ TEST(LeaseServiceTest, ReRegisteringFencesTheLeasesTheIdStillHolds) {
   EXPECT_EQ(
       Service::Kind(s.Report(ReportKind::kHeartbeat, "w1", fresh.range, fresh.epoch, Key(1), 1)),
       "ack");
+  // The old epoch's late report did not make the service forget the newer
+  // lease: a retried request (its grant reply lost) gets that lease again,
+  // not a second range.
+  GrantReply again = s.Lease("w1");
+  EXPECT_EQ(again.range, fresh.range);
+  EXPECT_EQ(again.epoch, fresh.epoch);
+  EXPECT_EQ(s.svc.table().Find(3 - fresh.range)->state, RangeState::kPending);
 }
 
 // The one rule for "live": registered, neither gone nor draining, heard

@@ -257,6 +257,12 @@ TEST(MigrationSpecTest, CreateMustBeACreateTableForTheTarget) {
             entry + "has no column list: write CREATE TABLE accounts (column definitions)");
   EXPECT_EQ(create_refusal("CREATE TABLE \"Accounts\" (id INTEGER)"),
             entry + "makes table 'Accounts', not the target 'accounts'");
+  // Found by fuzz_spec: a quoted token holding line breaks, quoted in the
+  // error, still makes a one-line error.
+  EXPECT_EQ(create_refusal("CREATE TABLE accounts 'a\nb\tc'"),
+            entry +
+                "has no column list after the table name (found 'a b c'): write CREATE TABLE "
+                "accounts (...)");
   // Accepted forms: any case, IF NOT EXISTS, a quoted name, table options,
   // comments, a trailing ';'.
   for (const std::string ok : {

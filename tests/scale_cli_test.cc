@@ -5,6 +5,7 @@
 // positive number, a --verify whose new store cannot be read back.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -62,6 +63,23 @@ TEST_F(ScaleCliTest, BatchTimeMustBeAPositiveNumberOfMilliseconds) {
   std::string out, err;
   EXPECT_EQ(Run({"--local-workers", "1", "--batch-time-ms", "abc"}, &out, &err), 2) << err;
   EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
+}
+
+// Verification needs a legacy store that no longer changes: with --online
+// it is refused before anything (the capture, the state) is installed.
+TEST_F(ScaleCliTest, VerifyWithOnlineIsRefusedInstallingNothing) {
+  std::string out, err;
+  EXPECT_EQ(Run({"--local-workers", "1", "--verify", "--online"}, &out, &err), 2) << err;
+  auto lines = NonEmptyLines(err);
+  ASSERT_EQ(lines.size(), 1u) << err;
+  EXPECT_NE(lines[0].find("--verify and --online cannot be combined"), std::string::npos)
+      << lines[0];
+  EXPECT_FALSE(std::filesystem::exists(state_));
+  EXPECT_FALSE(std::filesystem::exists(target_));
+  EXPECT_EQ(QueryText(legacy_,
+                      "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' OR "
+                      "name = '__ferry_changes'"),
+            "0");
 }
 
 TEST_F(ScaleCliTest, VerifyAndBatchTimeMigrateToEqualStores) {

@@ -63,7 +63,8 @@ struct Service {
     ProgressReport p;
     p.kind = kind;
     p.lease = LeaseRef{g.range, g.epoch, w};
-    p.progress = Progress{Key(rows), rows, rows * 10, rows, rejected};
+    const std::string cursor = Key(rows);  // Progress::cursor is a view: keep it alive
+    p.progress = Progress{cursor, rows, rows * 10, rows, rejected};
     return svc.Report(++rid, p, false);
   }
   static std::string Key(uint64_t k) { return EncodeKey({Value{static_cast<int64_t>(k)}}); }

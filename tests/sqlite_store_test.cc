@@ -606,7 +606,7 @@ TEST_F(TargetTest, WalIsCheckpointedIntoTheDatabaseFileInTheBackground) {
     for (int64_t i = 0; i < 100; ++i) rows.push_back({b * 100 + i, value});
     ASSERT_OK(target_->WriteBatch(kv_, KvBatch(rows), Fence{"p", 0, 1}));
   }
-  EXPECT_TRUE(testing::WaitFor([&] { return fs::file_size(db) >= 2000u * 4000u; }, 10000))
+  EXPECT_TRUE(testing::WaitFor([&] { return fs::file_size(db) >= 2000u * 4000u; }, 30000))
       << "database file " << before << " -> " << fs::file_size(db) << " bytes, WAL "
       << fs::file_size(db + "-wal") << " bytes";
   EXPECT_EQ(Query(db, "SELECT count(*) FROM kv"), std::vector<std::string>{"2000"});

@@ -14,6 +14,7 @@
 #include "common/key_codec.h"
 #include "common/logging.h"
 #include "common/version.h"
+#include "worker/spec_replayer.h"
 
 namespace ferry {
 namespace {
@@ -280,10 +281,18 @@ Status Worker::RunLoop() {
                   {"table", lease.table},
                   {"verify", lease.verify},
                   {"cursor", KeyToString(lease.cursor)}});
+        working_on_ = {lease.range, lease.epoch};
         Outcome out = lease.verify ? Verify(lease) : Copy(lease);
+        working_on_ = {0, 0};
         if (out == Outcome::kStopped) return Status::Ok();
         if (marked_done_) return CompleteByMarker();
         if (out == Outcome::kGaveBack) Sleep(backoff.NextDelayMs());
+        break;
+      }
+      case Envelope::Body::APPLY_GRANT: {
+        ChangeApplier::Outcome out = Apply(*reply, sent);
+        if (out == ChangeApplier::Outcome::kStopped) return Status::Ok();
+        if (marked_done_) return CompleteByMarker();
         break;
       }
       case Envelope::Body::NO_WORK: {
@@ -325,7 +334,79 @@ Status Worker::RunLoop() {
     Lease lease = LeaseFromGrant(*next_lease_, next_lease_sent_);
     FinishRange(lease, /*complete=*/false);
   }
+  if (next_lease_ && next_lease_->root().getBody().isApplyGrant()) {
+    // The change applier's lease (online mode): released the same way.
+    capnp::MallocMessageBuilder b;
+    auto r = NewEnvelope(b, client_.NextRequestId()).getBody().initApplyReport();
+    SetLeaseRef(r.initLease(), 0, next_lease_->root().getBody().getApplyGrant().getEpoch(),
+                opt_.id);
+    r.setRelease(true);
+    r.setLeaving(true);
+    client_.SendAsync(b);
+  }
   return Status::Ok();
+}
+
+ChangeApplier::Outcome Worker::Apply(DecodedEnvelope& reply, int64_t sent) {
+  auto g = reply.root().getBody().getApplyGrant();
+  ApplyLease lease;
+  lease.epoch = g.getEpoch();
+  lease.ttl_ms = g.getLeaseTtlMs() ? g.getLeaseTtlMs() : policy_.ttl_ms;
+  lease.ranges_total = g.getRangesTotal();
+  lease.drain_to = g.getDrainTo();
+  lease.sent_ms = sent;
+  if (!capture_) {
+    auto c = OpenChangeCapture(source_uri_);
+    if (!c.ok()) {
+      LogEvent(spdlog::level::err, "capture_open_failed",
+               {{"worker", opt_.id}, {"error", c.status().message()}});
+      Sleep(1000);
+      return ChangeApplier::Outcome::kLost;  // the lease runs out; another worker may try
+    }
+    capture_ = std::move(c).value();
+  }
+  // The targets as the coordinator resolved them (OpenStores ran at
+  // registration); replayed changes go through the same transform.
+  std::map<std::string, const TableSchema*> sources;
+  for (const TargetPlan& p : plans_) sources[p.source.name] = &p.source;
+  std::vector<TableSchema> tables;
+  for (const auto& name : g.getTables()) {
+    auto it = sources.find(std::string(AsView(name)));
+    if (it == sources.end()) {
+      LogEvent(spdlog::level::err, "apply_lease_refused",
+               {{"worker", opt_.id},
+                {"error", fmt::format("migrated table {} is not the source of any target",
+                                      std::string(AsView(name)))}});
+      Sleep(1000);
+      return ChangeApplier::Outcome::kLost;
+    }
+    tables.push_back(*it->second);
+  }
+  auto replayer = SpecReplayer::Create(&plans_, source_.get());
+  if (!replayer.ok()) {
+    LogEvent(spdlog::level::err, "apply_lease_refused",
+             {{"worker", opt_.id}, {"error", replayer.status().message()}});
+    Sleep(1000);
+    return ChangeApplier::Outcome::kLost;
+  }
+  replayer_ = std::move(replayer).value();
+  capture_->SetTables(tables);
+  ApplierContext ctx;
+  ctx.worker_id = opt_.id;
+  ctx.plan_id = plan_id_;
+  ctx.policy = policy_;
+  ctx.clock = clock_;
+  ctx.stop = stop_;
+  ctx.client = &client_;
+  ctx.target = target_.get();
+  ctx.capture = capture_.get();
+  ctx.replayer = replayer_.get();
+  ctx.request_timeout_ms = opt_.request_timeout_ms;
+  ctx.on_other = [this](DecodedEnvelope& e) { ReleaseStale(e); };
+  LogEvent(spdlog::level::debug, "apply_lease",
+           {{"worker", opt_.id}, {"epoch", lease.epoch}, {"ranges", lease.ranges_total}});
+  ChangeApplier applier(std::move(ctx));
+  return applier.Run(lease);
 }
 
 Worker::Lease Worker::LeaseFromGrant(DecodedEnvelope& reply, int64_t sent) {
@@ -488,8 +569,20 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
 
 void Worker::ReleaseStale(DecodedEnvelope& env) {
   auto body = env.root().getBody();
+  if (body.isApplyGrant()) {
+    // The change applier's lease, for a request we gave up on: give it back.
+    capnp::MallocMessageBuilder b;
+    auto r = NewEnvelope(b, client_.NextRequestId()).getBody().initApplyReport();
+    SetLeaseRef(r.initLease(), 0, body.getApplyGrant().getEpoch(), opt_.id);
+    r.setRelease(true);
+    client_.SendAsync(b);
+    return;
+  }
   if (!body.isGrant()) return;
   auto g = body.getGrant();
+  // A late duplicate of the grant we are working on (the coordinator gave
+  // the same lease again to our retried request): keep it.
+  if (g.getRangeId() == working_on_.first && g.getEpoch() == working_on_.second) return;
   // A grant for a request we gave up on: hand it straight back.
   capnp::MallocMessageBuilder b;
   auto rel = NewEnvelope(b, client_.NextRequestId()).getBody().initReport();
@@ -520,7 +613,7 @@ bool Worker::FinishRange(Lease& lease, bool complete) {
                               [this](DecodedEnvelope& e) { ReleaseStale(e); });
     if (reply) {
       auto rb = reply->root().getBody();
-      const bool next = complete && (rb.isGrant() || rb.isNoWork());
+      const bool next = complete && (rb.isGrant() || rb.isNoWork() || rb.isApplyGrant());
       if (rb.isAck() || next) {
         LogEvent(spdlog::level::info, complete ? "range_done" : "range_released",
                  {{"worker", opt_.id},

@@ -76,8 +76,10 @@
 #include "common/status.h"
 #include "spec/migration_spec.h"
 #include "spec/target_plan.h"
+#include "stores/change_capture.h"
 #include "stores/store.h"
 #include "worker/batch_sizer.h"
+#include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
 #include "worker/lease_keeper.h"
 #include "worker/target_copier.h"
@@ -167,6 +169,10 @@ class Worker {
   Result<const TableSchema*> TargetSchema(const std::string& table);
   // The batch sizer's summary (logged when Run ends).
   void LogBatchStats() const;
+  // Online mode: runs the change applier lease of an ApplyGrant answering a
+  // request sent at `sent` (worker/change_applier.h); opens the legacy
+  // store's capture on first use.
+  ChangeApplier::Outcome Apply(DecodedEnvelope& reply, int64_t sent);
   void SendHeartbeat(Lease& lease);
   // Applies acks / lease-lost for `lease`; false if the lease is lost.
   bool DrainReplies(Lease& lease, int timeout_ms);
@@ -181,6 +187,8 @@ class Worker {
   // use), that it leaves: a ReportError for range 0, which the coordinator
   // shows as last_error and takes as the worker's goodbye. Best effort.
   void ReportRefusal(const Status& s);
+  // Hands back a grant that answers a request we gave up on, unless it is
+  // the lease we are working on (working_on_).
   void ReleaseStale(DecodedEnvelope& env);
   // Sends a Report (heartbeat, completion or release) for `lease`; returns
   // its request id.
@@ -210,6 +218,8 @@ class Worker {
   LeasePolicy policy_;  // from the coordinator at registration
   int64_t to_version_ = 0;
   std::unique_ptr<Store> source_, target_;
+  std::unique_ptr<ChangeCapture> capture_;    // online mode: the applier's
+  std::unique_ptr<ChangeReplayer> replayer_;  // online mode: re-reads changed keys
   // The migration spec from the coordinator (empty text: none), and what
   // copies each target (range.table names the target): spec/target_plan.h.
   std::string spec_text_;
@@ -225,6 +235,7 @@ class Worker {
   // A completion went unanswered but the new store's marker says the
   // migration is complete: Run() returns Ok.
   bool marked_done_ = false;
+  std::pair<uint64_t, uint64_t> working_on_{0, 0};  // (range, epoch) of the lease Copy runs
   bool paused_ = false;
   bool drain_ = false;
   bool standby_seen_ = false;  // the last registration reached a standby

@@ -50,7 +50,7 @@ Result<std::vector<TableSchema>> PgStore::ListTables() {
   for (int i = 0; i < PQntuples(tables.get()); ++i) {
     TableSchema t;
     t.name = PQgetvalue(tables.get(), i, 0);
-    if (IsMetaTable(t.name)) continue;
+    if (IsReservedTable(t.name)) continue;
     t.dialect = kPgDialect;
     info_.erase(t.name);
     FERRY_ASSIGN_OR_RETURN(TableInfo * info, Info(t.name));

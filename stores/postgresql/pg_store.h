@@ -138,6 +138,15 @@ class PgStore : public Store {
   Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
                                               std::string_view after, uint64_t skip) override;
 
+  // Online migrations (pg_apply.cc): ReadKeys selects the keys with
+  // `(pk) IN (VALUES ...)` in chunks (prepared, binary results);
+  // ApplyChanges is one transaction (fence upserts, the position row locked
+  // and compared, DELETE by key, the staging COPY + upsert of WriteBatch).
+  Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
+                  RowBatch* out) override;
+  Status ApplyChanges(const ChangeApply& apply) override;
+  Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
+
   // Projections (pg_projection.cc): one SELECT over the table with the key
   // columns first (qualified by the table's name, cast as ReadBatch reads
   // them), the range conditions, the projection's WHERE on lines of its
@@ -268,6 +277,14 @@ class PgStore : public Store {
   Status CreateMeta();
   Result<bool> MetaExists();
   Status WriteRows(const TableSchema& table, const RowBatch& batch, const WritePlan& plan);
+  // `encoded` (a key of the table `info` describes) as parameters cast to
+  // the key columns' types, appended to params / formats; returns the SQL
+  // tuple "($1::t1, $2::t2)" (or "$1::t" for one column). kInvalidArgument
+  // when a value cannot be one of the key's types.
+  static Result<std::string> KeyParams(const TableInfo& info, const std::string& table,
+                                       std::string_view encoded,
+                                       std::vector<std::optional<std::string>>* params,
+                                       std::vector<int>* formats);
   // One binary-format cell of a result as the Value its wire type reads as.
   static Value DecodeCell(Wire wire, const char* bytes, int len);
   // The SELECT expression reading column `c` in its wire type (booleans as

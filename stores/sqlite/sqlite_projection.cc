@@ -52,6 +52,42 @@ std::string CastType(std::string_view item) {
   return std::string(TrimWs(body.substr(as + 2)));
 }
 
+// Column `c` of the current row into *v, reusing a string buffer *v has
+// (a batch's cells are overwritten batch after batch: no allocation per
+// cell once they have grown).
+void ReadCell(sqlite3_stmt* s, int c, Value* v) {
+  switch (sqlite3_column_type(s, c)) {
+    case SQLITE_INTEGER:
+      *v = static_cast<int64_t>(sqlite3_column_int64(s, c));
+      return;
+    case SQLITE_FLOAT:
+      *v = sqlite3_column_double(s, c);
+      return;
+    case SQLITE_TEXT: {
+      const char* p = reinterpret_cast<const char*>(sqlite3_column_text(s, c));
+      const size_t n = static_cast<size_t>(sqlite3_column_bytes(s, c));
+      if (auto* t = std::get_if<Text>(v)) {
+        t->bytes.assign(p, n);
+      } else {
+        *v = Text{std::string(p, n)};
+      }
+      return;
+    }
+    case SQLITE_BLOB: {
+      const char* p = static_cast<const char*>(sqlite3_column_blob(s, c));
+      const size_t n = static_cast<size_t>(sqlite3_column_bytes(s, c));
+      if (auto* b = std::get_if<Blob>(v)) {
+        b->bytes.assign(p ? p : "", n);
+      } else {
+        *v = Blob{std::string(p ? p : "", n)};
+      }
+      return;
+    }
+    default:
+      *v = Null{};
+  }
+}
+
 }  // namespace
 
 Result<std::vector<ProjectedColumn>> SqliteStore::DescribeProjection(const TableSchema& table,
@@ -112,7 +148,8 @@ Status SqliteStore::ReadProjected(const TableSchema& table, const Projection& p,
                                   const KeyRange& range, std::string_view after, size_t max_rows,
                                   size_t max_bytes, RowBatch* out) {
   if (p.identity()) return ReadBatch(table, range, after, max_rows, max_bytes, out);
-  out->Clear();
+  // The cells and keys of the last batch are overwritten in place.
+  out->bytes = 0;
   FERRY_ASSIGN_OR_RETURN(std::string alias, CheckTable(table));
   if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
   const KeySql key = MakeKeySql(table, alias, QuoteIdent(table.name));
@@ -126,21 +163,31 @@ Status SqliteStore::ReadProjected(const TableSchema& table, const Projection& p,
   for (const Value& v : filter.params) stmt->BindValue(p_at++, v);
   stmt->Bind(p_at, static_cast<int64_t>(max_rows));
 
-  const size_t total = static_cast<size_t>(sqlite3_column_count(stmt->get()));
+  sqlite3_stmt* s = stmt->get();
+  const size_t total = static_cast<size_t>(sqlite3_column_count(s));
   const size_t width = total - key.arity;
   out->width = width;
-  std::vector<Value> key_values(key.arity);
+  key_values_.resize(key.arity);
+  size_t rows = 0;
   int rc;
   while ((rc = stmt->Step()) == SQLITE_ROW) {
-    for (size_t k = 0; k < key.arity; ++k) key_values[k] = stmt->ColumnValue(static_cast<int>(k));
-    for (size_t c = key.arity; c < total; ++c) {
-      out->cells.push_back(stmt->ColumnValue(static_cast<int>(c)));
-      out->bytes += PayloadBytes(out->cells.back());
+    for (size_t k = 0; k < key.arity; ++k) ReadCell(s, static_cast<int>(k), &key_values_[k]);
+    if (out->cells.size() < (rows + 1) * width) out->cells.resize((rows + 1) * width);
+    Value* row = out->cells.data() + rows * width;
+    for (size_t c = 0; c < width; ++c) {
+      ReadCell(s, static_cast<int>(key.arity + c), &row[c]);
+      out->bytes += PayloadBytes(row[c]);
     }
-    out->keys.push_back(EncodeKey(key_values));
-    out->bytes += out->keys.back().size();
+    if (out->keys.size() <= rows) out->keys.emplace_back();
+    std::string& k = out->keys[rows];
+    k.clear();
+    for (const Value& v : key_values_) AppendKeyElement(v, &k);
+    out->bytes += k.size();
+    ++rows;
     if (out->bytes >= max_bytes) break;
   }
+  out->cells.resize(rows * width);
+  out->keys.resize(rows);
   stmt->Reset();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     out->Clear();

@@ -75,7 +75,7 @@ Result<std::vector<TableSchema>> SqliteStore::ListTables() {
   while ((rc = tables.Step()) == SQLITE_ROW) {
     TableSchema t;
     t.name = tables.Str(0);
-    if (IsMetaTable(t.name)) continue;
+    if (IsReservedTable(t.name)) continue;
     t.dialect = kSqliteDialect;
     t.create_sql = tables.Str(1);
     if (ToLower(t.create_sql.substr(0, 20)) == "create virtual table") {

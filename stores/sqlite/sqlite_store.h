@@ -153,6 +153,15 @@ class SqliteStore : public Store {
                    std::string_view after, size_t max_rows, size_t max_bytes, const Fence& fence,
                    CopiedBatch* out) override;
 
+  // Online migrations (sqlite_apply.cc): ReadKeys selects the keys with
+  // `key IN (...)` in chunks of a few hundred; ApplyChanges is one BEGIN
+  // IMMEDIATE transaction (fences, position, DELETE by key, INSERT OR
+  // REPLACE), errors as for WriteBatch.
+  Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
+                  RowBatch* out) override;
+  Status ApplyChanges(const ChangeApply& apply) override;
+  Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
+
   // Projections (Store::DescribeProjection, ReadProjected; sqlite_projection.cc):
   // one SELECT over the table with the key columns first, qualified by the
   // table's name (so an alias in the select list cannot change the key
@@ -267,6 +276,7 @@ class SqliteStore : public Store {
   std::string attached_;                         // path of the source attached for direct copy
   FoldState* fold_ = nullptr;                    // the running CopyBatch's state, else null
   bool unsynced_ = false;                        // committed since the last SyncWrites
+  std::vector<Value> key_values_;                // ReadProjected's scratch
 };
 
 }  // namespace ferry

@@ -15,7 +15,7 @@ CORPUS="$(mktemp -d "${TMPDIR:-/tmp}/ferry-fuzz.XXXXXX")"
 trap 'rm -rf "$CORPUS"' EXIT
 cp "$SEEDS"/* "$CORPUS"/
 set +e
-"$BIN" -runs="$RUNS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+"$BIN" -runs="$RUNS" -error_exitcode=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$CORPUS/" "$@" "$CORPUS" >"$CORPUS/log" 2>&1
 rc=$?
 set -e

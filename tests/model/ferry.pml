@@ -4,7 +4,8 @@
  *
  * Processes: one coordinator (crashes and restarts, reloading only what it
  * committed; a state commit may fail), NW worker processes (killed and
- * started again under a new id, or with -DSAME_ID_RESTART the same --id), an
+ * started again under a new id, or -- quick scenario 6, -DSAME_ID_RESTART --
+ * under the same --id, registering again), an
  * adversarial network that loses and duplicates messages, and a final check
  * that runs once nothing can move any more. Every receiver takes ANY message
  * in flight for it, so messages are also delivered in any order (except one
@@ -27,20 +28,28 @@
  *      restarted coordinator's next epoch is above all of them;
  *   P6 a range committed done has every batch in the new store, and when
  *      nothing can move any more the migration is complete (all done, the
- *      version bumped once and mirrored).
+ *      version bumped once and mirrored);
+ *   P7 no batch lands for a range once it is committed done (stronger than
+ *      P2: what makes the version marker a safe gate for `ferryctl wait`);
+ *   P8 a range committed done is sealed by the epoch that completed it:
+ *      the new store's fence holds that epoch, so no older one can write.
  *
- * Variants (spin -D...), each must produce a counterexample:
+ * Mutants (spin -D...), each must produce a counterexample
+ * (check.sh --mutants):
  *   BUGGY_FENCE         the new store records a batch's epoch without
- *                       checking it (CheckAndRecordFence without the check)
+ *                       checking it (the fence upsert without the check)
  *   BUGGY_EPOCH_RELOAD  a (re)started coordinator takes its next epoch from
  *                       the job row only, not also from the ranges' epochs
  *   BUGGY_REPLY_FIRST   replies leave before the state commit
  *   BUGGY_MIRROR_FIRST  the version marker is written to the new store
  *                       before the state commit that bumps the version
- * Option STRICT_DONE adds P7: no batch lands for a range after it is
- * committed done (stronger than P2). It fails on the code as it is (README,
- * "Model checking": bugs A and B); FENCE_ON_EMPTY and CLEAR_WAITING_ON_RELOAD
- * are the two proposed fixes of bug A.
+ * and the code before the fixes of f395ffc (README "Model checking", bugs A
+ * and B), one fix undone at a time:
+ *   BUG_KEEP_WAITING    a failed commit's Restore keeps the held requests (P7)
+ *   BUG_NO_EMPTY_FENCE  the empty last read of a range writes no fence (P8)
+ *   BUG_REGISTER_KEEPS_LEASES  Register of an id that holds a lease keeps it:
+ *                       a process restarted under the same --id gets it
+ *                       again with the same epoch (P7, with same_id)
  */
 
 /* NR, NW and NSLOT are fixed: some guards below are written out for them. */
@@ -89,7 +98,8 @@
 #define DONE 2
 #define FULL ((1 << NB) - 1)
 
-/* Message types; 0 = free slot. 1..4 go to the coordinator, 5..8 to a worker. */
+/* Message types; 0 = free slot. 1..4 and 9 go to the coordinator, 5..8 and 10
+ * to a worker. */
 #define REQ 1      /* LeaseRequest */
 #define HB 2       /* Heartbeat(range, epoch, cursor) */
 #define COMPLETE 3 /* Complete(range, epoch, cursor, next) */
@@ -98,6 +108,8 @@
 #define NOWORK 6   /* NoWork(complete) */
 #define LOST 7     /* Error LEASE_LOST(range, epoch) */
 #define ACK 8      /* Ack */
+#define REG 9      /* Register (a restarted process under the same --id) */
+#define REGD 10    /* Registered */
 
 /* A message packed in one int: typ 4 bits, worker 2, range 2, epoch 5, cursor 3,
  * request id 2, flag 1. The request id of a call and its answer is CURRENT
@@ -128,6 +140,8 @@ inline pmsg(m) {
   :: TYP(m) == GRANT -> printf("Grant(range %d, epoch %d, cursor %d) to w%d", MR(m), ME(m), MC(m), MW(m))
   :: TYP(m) == NOWORK -> printf("NoWork(complete=%d) to w%d", MF(m), MW(m))
   :: TYP(m) == LOST -> printf("LeaseLost(range %d, epoch %d) to w%d", MR(m), ME(m), MW(m))
+  :: TYP(m) == REG -> printf("Register from w%d", MW(m))
+  :: TYP(m) == REGD -> printf("Registered to w%d", MW(m))
   :: else -> printf("message %d", m)
   fi;
   if
@@ -137,8 +151,8 @@ inline pmsg(m) {
   fi
 }
 
-#define TO_COORD(m) (TYP(m) >= REQ && TYP(m) <= RELEASE)
-#define TO_WORKER(m, w) (TYP(m) >= GRANT && MW(m) == (w))
+#define TO_COORD(m) ((TYP(m) >= REQ && TYP(m) <= RELEASE) || TYP(m) == REG)
+#define TO_WORKER(m, w) (TYP(m) >= GRANT && TYP(m) != REG && MW(m) == (w))
 
 /* ---- the network: a multiset of messages, kept sorted (descending, free
  * slots last) so that two states with the same messages are one state. */
@@ -193,7 +207,8 @@ bit p_ver;            /* job.current_version == T */
 byte p_bnd;           /* job.boundary: ranges in the done prefix */
 bit p_mirrored;       /* job.mirrored */
 
-/* ---- the coordinator's memory (LeaseTable, job_, workers_, waiting_, replies_) ---- */
+/* ---- the coordinator's memory (LeaseService: table_, job_, workers_, waiting_;
+ * CoordinatorServer::replies_) ---- */
 byte m_st[NR];
 byte m_ep[NR];
 byte m_own[NR];
@@ -226,6 +241,11 @@ byte w_lr[NID];
 byte w_le[NID];
 bit id_gone[NID];      /* no process runs as this id any more */
 byte wcrash = WCRASH;
+#ifdef SAME_ID_RESTART
+bit same_id = 1;       /* a restarted worker keeps its --id (and registers again) */
+#else
+bit same_id = 0;
+#endif
 byte early = EARLY;
 
 /* ---- ghosts, only for the properties ---- */
@@ -257,14 +277,15 @@ int cm;
 byte cx;   /* this pass: the lease that expires, NONE = none */
 byte cwt;  /* this pass: bit w = worker w's held request ran out of time */
 byte cfate; /* this pass: 0 commit + replies, 1 killed before the commit,
-               2 the commit fails (ReloadFromState), 3 killed after the commit */
+               2 the commit fails (ReloadAfterFailedCommit), 3 killed after the commit */
 
 inline reply(m) {
   rep[nrep] = m;
   nrep++
 }
 
-/* LeaseTable::Load + Coordinator::Open / ReloadFromState + RebuildWorkerLeases */
+/* LeaseService::Load / Restore: LeaseTable::Load (next epoch above job.last_epoch
+ * and every range's epoch) + RebuildWorkerLeases */
 inline load_state() {
   ci = 0;
   m_last_epoch = p_last_epoch;
@@ -306,7 +327,7 @@ inline load_state() {
   ci = 0
 }
 
-/* Coordinator::MaybeFinish */
+/* LeaseService::MaybeFinish */
 inline maybe_finish() {
   if
   :: !m_complete ->
@@ -321,8 +342,8 @@ inline maybe_finish() {
   fi
 }
 
-/* Coordinator::LeaseReply (worker_messages.cc) for worker cw; may_wait: a
- * request that may be held in waiting_ (not one ServeWaiting answers). */
+/* LeaseService::LeaseReply for worker cw; may_wait: a request that may be
+ * held in waiting_ (not one AnswerWaiting answers). */
 inline lease_reply(rid, may_wait) {
   prefix_m(cn);
   if
@@ -376,14 +397,15 @@ inline lease_reply(rid, may_wait) {
 /* LeaseTable::Owned: leased to this (epoch, worker) */
 #define OWNED(r, e, w) (m_st[r] == LEASED && m_ep[r] == (e) && m_own[r] == (w))
 
-/* Coordinator::Dispatch of one worker message */
+/* CoordinatorServer::HandleFrame -> Route -> LeaseService::RequestLease /
+ * Report / Register: one worker message */
 inline handle(m) {
   cw = MW(m);
   cr = MR(m);
   printf("C   receives "); pmsg(m);
   if
   :: TYP(m) == REQ -> lease_reply(MRID(m), 1)
-  :: TYP(m) == HB -> /* LeaseTable::Heartbeat */
+  :: TYP(m) == HB -> /* LeaseService::Report -> LeaseTable::Heartbeat */
     if
     :: OWNED(cr, ME(m), cw) ->
       if  /* ApplyProgress: a non-empty cursor that differs replaces it */
@@ -397,7 +419,7 @@ inline handle(m) {
       fi;
       reply(MK(LOST, cw, cr, ME(m), 0, MRID(m), 0))
     fi
-  :: TYP(m) == COMPLETE -> /* LeaseTable::Complete */
+  :: TYP(m) == COMPLETE -> /* LeaseService::Report -> LeaseTable::Complete */
     if
     :: m_st[cr] == DONE && m_ep[cr] == ME(m) && m_own[cr] == cw -> cn = 0 /* a retry */
     :: else ->
@@ -414,7 +436,7 @@ inline handle(m) {
     :: cn == NONE -> reply(MK(LOST, cw, cr, ME(m), 0, MRID(m), 0))
     :: else -> lease_reply(MRID(m), 1) /* Complete.next: the next lease in the answer */
     fi
-  :: TYP(m) == RELEASE -> /* LeaseTable::Release */
+  :: TYP(m) == RELEASE -> /* LeaseService::Report -> LeaseTable::Release */
     if
     :: OWNED(cr, ME(m), cw) ->
       m_cur[cr] = MC(m); m_st[cr] = PENDING; m_own[cr] = NONE;
@@ -425,12 +447,33 @@ inline handle(m) {
       skip /* its Ack goes to a call nobody waits for: not modelled */
     :: else -> reply(MK(LOST, cw, cr, ME(m), 0, MRID(m), 0))
     fi
+  :: TYP(m) == REG -> /* LeaseService::Register */
+#ifndef BUG_REGISTER_KEEPS_LEASES
+    /* the leases the id still holds go back to pending (LeaseTable::Revoke):
+     * the next grant takes a new epoch, which fences the old process; its
+     * held request is dropped (waiting_.erase). current_range is left as it
+     * is (LeaseReply's "same lease again" checks the range is leased to it). */
+    if
+    :: m_st[0] == LEASED && m_own[0] == cw ->
+      printf("C   revokes range 0 (epoch %d): w%d registered again\n", m_ep[0], cw);
+      m_st[0] = PENDING; m_own[0] = NONE
+    :: else -> skip
+    fi;
+    if
+    :: m_st[1] == LEASED && m_own[1] == cw ->
+      printf("C   revokes range 1 (epoch %d): w%d registered again\n", m_ep[1], cw);
+      m_st[1] = PENDING; m_own[1] = NONE
+    :: else -> skip
+    fi;
+    m_waiting[cw] = 0;
+#endif
+    reply(MK(REGD, cw, 0, 0, 0, MRID(m), 0))
   fi;
   cn = 0; cr = 0; cw = 0
 }
 
-/* Coordinator::Expire of lease cx (chosen by the pass). A lease expires
- * when its deadline passes: at any time if its owner does not hold it
+/* LeaseService::Tick -> LeaseTable::ExpireDue (or LeaseService::Revoke) of
+ * lease cx (chosen by the pass). A lease expires when its deadline passes: at any time if its owner does not hold it
  * (ABANDONED: it lost the grant, or came back from a crash without it), and
  * EXPIRE times while the owner still works on it (a partition, a paused
  * process, a clock step, an operator's revoke). */
@@ -462,7 +505,7 @@ inline expire() {
   fi
 }
 
-/* Coordinator::ServeWaiting: a held request is answered once a range is
+/* LeaseService::AnswerWaiting: a held request is answered once a range is
  * pending or the migration is over, or when its wait (1 s) ran out (cwt). */
 inline serve_waiting() {
   cw = 0;
@@ -495,7 +538,8 @@ inline serve_waiting() {
   cw = 0; cn = 0
 }
 
-/* StateStore::Commit of everything that changed, in ONE transaction */
+/* CoordinatorServer::CommitAndReply: LeaseService::TakeCommit ->
+ * StateStore::Commit of everything that changed, in ONE transaction */
 inline commit() {
   printf("C   commits: range 0 %d/e%d/c%d, range 1 %d/e%d/c%d (0 pending 1 leased 2 done), version bumped %d\n",
          m_st[0], m_ep[0], m_cur[0], m_st[1], m_ep[1], m_cur[1], m_ver);
@@ -507,7 +551,8 @@ inline commit() {
     :: m_st[ci] == DONE && p_st[ci] != DONE ->
       g_done[ci]++;
       assert(g_done[ci] == 1);   /* P1 */
-      assert(t_rows[ci] == FULL) /* P6 */
+      assert(t_rows[ci] == FULL); /* P6 */
+      assert(t_fence[ci] >= m_ep[ci]) /* P8 */
     :: else -> skip
     fi;
     p_st[ci] = m_st[ci]; p_ep[ci] = m_ep[ci]; p_own[ci] = m_own[ci]; p_cur[ci] = m_cur[ci];
@@ -529,7 +574,7 @@ inline commit() {
   cn = 0
 }
 
-/* the replies leave (router_->send, after the commit) */
+/* the replies leave (CommitAndReply: router_->send, after the commit) */
 inline send_replies() {
   ci = 0;
   do
@@ -553,7 +598,8 @@ inline send_replies() {
   nrep = 0; ci = 0; cm = 0
 }
 
-/* Coordinator::Mirror: the committed boundary / version to the new store */
+/* MarkerMirror::Update -> Store::WriteMarker, then LeaseService::MarkMirrored:
+ * the committed boundary / version to the new store */
 inline mirror() {
   if
   :: m_complete && !m_mirrored ->
@@ -597,7 +643,7 @@ restart:
 end_serve:
   do
   :: atomic {
-      /* Coordinator::Step: what wakes the pass: one worker message (any of
+      /* CoordinatorServer::Step: what wakes the pass: one worker message (any of
        * those in flight: reordering), or time-driven work */
       if
       :: FOR_COORD(0) -> cm = net[0]; d_step { net_take(0) }
@@ -661,14 +707,18 @@ end_serve:
 #endif
         if
         :: cfate == 2 ->
-          /* ReloadFromState: memory back to the state file, replies
-           * dropped; waiting_ survives */
-          printf("C   state commit FAILS: memory reloaded from the state file, replies dropped\n");
+          /* ReloadAfterFailedCommit -> LeaseService::Restore: memory back
+           * to the state file, replies dropped, and the held requests
+           * dropped too (waiting_.clear(): their workers time out and ask
+           * again). BUG_KEEP_WAITING: the code before f395ffc kept them. */
+#ifdef BUG_KEEP_WAITING
+          printf("C   state commit FAILS: memory reloaded from the state file, replies dropped, held requests KEPT\n");
           cw = m_waiting[0] + 2 * m_waiting[1] + 4 * m_waiting[2] + 8 * m_waiting[3];
-          load_state();
-#ifdef CLEAR_WAITING_ON_RELOAD
+#else
+          printf("C   state commit FAILS: memory reloaded from the state file, replies and held requests dropped\n");
           cw = 0;
 #endif
+          load_state();
           m_waiting[0] = cw & 1; m_waiting[1] = (cw >> 1) & 1;
           m_waiting[2] = (cw >> 2) & 1; m_waiting[3] = (cw >> 3) & 1; cw = 0;
           mirror()
@@ -746,19 +796,28 @@ inline ask() {
   printf("w%d  asks for a lease\n", w);
   lr = NONE; le = 0; lc = 0;
   calling_complete = 0;
+  registering = 0;
   new_call();
   net_send(MK(REQ, w, 0, 0, 0, CURRENT, 0))
+}
+
+/* Worker::Register, by a restarted process under the same --id (the
+ * registration of a new id changes nothing the model holds: not modelled) */
+inline register_again() {
+  printf("w%d  registers\n", w);
+  lr = NONE; le = 0; lc = 0;
+  calling_complete = 0;
+  registering = 1;
+  new_call();
+  net_send(MK(REG, w, 0, 0, 0, CURRENT, 0))
 }
 
 /* a worker process killed and started again: a new socket, so nothing in
  * flight to the old one reaches it, and the coordinator's answers to what
  * the old one sent go nowhere. It registers under a new id (the default id
- * is host-pid-random) or, with SAME_ID_RESTART, under the same --id. */
-#ifdef SAME_ID_RESTART
-#define CAN_RESTART (wcrash > 0)
-#else
-#define CAN_RESTART (wcrash > 0 && w < NW)
-#endif
+ * is host-pid-random) or, with same_id (-DSAME_ID_RESTART, quick scenario
+ * 6), under the same --id, and Register then revokes the id's leases. */
+#define CAN_RESTART (wcrash > 0 && (same_id || w < NW))
 inline restart_worker() {
   printf("w%d  is killed and started again\n", w);
   if
@@ -793,31 +852,34 @@ inline restart_worker() {
   :: TO_WORKER(net[7], w) -> net[7] = 0
   :: else -> skip
   fi;
-#ifdef SAME_ID_RESTART
-  age(0, CURRENT, DEAD); age(1, CURRENT, DEAD); age(2, CURRENT, DEAD);
-  age(3, CURRENT, DEAD); age(4, CURRENT, DEAD); age(5, CURRENT, DEAD);
-  age(6, CURRENT, DEAD); age(7, CURRENT, DEAD);
-  age(0, STALE, DEAD); age(1, STALE, DEAD); age(2, STALE, DEAD);
-  age(3, STALE, DEAD); age(4, STALE, DEAD); age(5, STALE, DEAD);
-  age(6, STALE, DEAD); age(7, STALE, DEAD);
-  net_sort();
   if
-  :: m_waiting[w] -> m_wait_rid[w] = DEAD
-  :: else -> skip
-  fi;
-#else
-  net_sort();
-  lr = NONE; le = 0;
-  id_gone[w] = 1;
-  w = p + NW;
-#endif
-  ask()
+  :: same_id ->
+    age(0, CURRENT, DEAD); age(1, CURRENT, DEAD); age(2, CURRENT, DEAD);
+    age(3, CURRENT, DEAD); age(4, CURRENT, DEAD); age(5, CURRENT, DEAD);
+    age(6, CURRENT, DEAD); age(7, CURRENT, DEAD);
+    age(0, STALE, DEAD); age(1, STALE, DEAD); age(2, STALE, DEAD);
+    age(3, STALE, DEAD); age(4, STALE, DEAD); age(5, STALE, DEAD);
+    age(6, STALE, DEAD); age(7, STALE, DEAD);
+    net_sort();
+    if
+    :: m_waiting[w] -> m_wait_rid[w] = DEAD
+    :: else -> skip
+    fi;
+    register_again()
+  :: else ->
+    net_sort();
+    lr = NONE; le = 0;
+    id_gone[w] = 1;
+    w = p + NW;
+    ask()
+  fi
 }
 
 proctype Worker(byte p) {
   byte w = p;     /* the id it registers under */
   byte lc;        /* cursor: batches committed */
   bit calling_complete;
+  bit registering; /* the latest call is a Register */
   byte nxt;       /* 1 copy, 2 wait, 3 done */
   byte i;
   int m;
@@ -852,6 +914,7 @@ wait: /* CoordinatorClient::Call: the answer to our latest call; others are stal
           if
           :: TYP(m) == GRANT -> lr = MR(m); le = ME(m); lc = MC(m); nxt = 1
           :: TYP(m) == NOWORK && MF(m) -> nxt = 3 /* the migration is complete: exit 0 */
+          :: TYP(m) == REGD -> ask() /* registered: ask for a lease */
           :: else -> ask() /* no work yet (sleep, ask again); a lost completion */
           fi
         fi;
@@ -877,6 +940,9 @@ wait: /* CoordinatorClient::Call: the answer to our latest call; others are stal
       d_step {
         new_call();
         if
+        :: registering ->
+          printf("w%d  times out, registers again\n", w);
+          net_send(MK(REG, w, 0, 0, 0, CURRENT, 0))
         :: calling_complete ->
           printf("w%d  times out, sends its completion again\n", w);
           net_send(MK(COMPLETE, w, lr, le, lc, CURRENT, 1))
@@ -887,7 +953,7 @@ wait: /* CoordinatorClient::Call: the answer to our latest call; others are stal
   :: atomic { CAN_RESTART -> wcrash--; d_step { restart_worker() } } /* killed, started again */
   od;
 
-copy: /* Worker::Copy */
+copy: /* Worker::Copy (TargetCopier::ReadAndWrite / CopyDirect) */
   do
   :: atomic {
       /* DrainReplies: lease lost for this lease; a stale grant goes back */
@@ -921,7 +987,8 @@ copy: /* Worker::Copy */
     }
   :: atomic {
       /* one batch: read after the cursor, written in ONE transaction with
-       * the fence (Store::WriteBatch / CopyBatch -> CheckAndRecordFence);
+       * the fence (Store::WriteBatch / CopyProjected: SqliteStore::
+       * CheckAndRecordFence, PgStore::BeginFenced);
        * then a heartbeat with the new cursor (SendHeartbeat) */
       lc < NB ->
       d_step {
@@ -935,9 +1002,7 @@ copy: /* Worker::Copy */
         if
         :: nxt == 0 ->
           assert(le >= g_maxep[lr]); /* P2 */
-#ifdef STRICT_DONE
-          assert(p_st[lr] != DONE);
-#endif
+          assert(p_st[lr] != DONE); /* P7 */
           printf("w%d  writes batch %d of range %d with epoch %d (fence was %d)\n", w, lc, lr, le, t_fence[lr]);
           g_maxep[lr] = le;
           t_fence[lr] = le;
@@ -994,8 +1059,9 @@ copy: /* Worker::Copy */
       lc == NB ->
       d_step {
         nxt = 0;
-#ifdef FENCE_ON_EMPTY
-        /* the proposed fix: the empty last read records the fence too */
+#ifndef BUG_NO_EMPTY_FENCE
+        /* the empty last read is an empty, fenced write: it records the
+         * epoch on the fence (or is fenced) before the completion */
         if
         :: t_fence[lr] > le -> ask(); nxt = 2
         :: else -> t_fence[lr] = le
@@ -1003,6 +1069,7 @@ copy: /* Worker::Copy */
 #endif
         if
         :: nxt == 0 ->
+          printf("w%d  reads nothing more in range %d: Complete(next)\n", w, lr);
           calling_complete = 1;
           new_call();
           net_send(MK(COMPLETE, w, lr, le, lc, CURRENT, 1))
@@ -1086,6 +1153,9 @@ init {
 #endif
 #if SCENARIO == 0 || SCENARIO == 5
     :: early = 1                     /* a late answer to a call that timed out */
+#endif
+#if SCENARIO == 0 || SCENARIO == 6
+    :: wcrash = 1; loss = 1; same_id = 1 /* a worker restarted under its --id x lost messages */
 #endif
     fi;
 #endif
