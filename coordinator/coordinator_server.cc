@@ -207,7 +207,18 @@ void CoordinatorServer::StepDown(const std::string& why) {
             {"action", "standing by; the coordinator that leads the state takes over"}});
   replies_.clear();
   waiting_from_.clear();
-  status_reply_.reset();
+  if (status_reply_) {
+    // The status socket is REP: a request read in this pass must be
+    // answered, or it answers nothing ever again. What the deposed leader
+    // knew is not an answer any more.
+    const std::string err =
+        ErrorJson("this coordinator no longer leads (" + why + "); ask again: it stands by");
+    try {
+      status_->send(zmq::buffer(err), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+    status_reply_.reset();
+  }
   commands_.reset();
   mirror_.reset();
   online_.reset();  // a freeze in progress is rolled back
