@@ -595,8 +595,10 @@ TEST_F(TargetTest, UpsertsAreIdempotent) {
 
 // The new store's WAL is checkpointed by the background thread while the
 // writer goes on: after ~8 MiB of batches (about 2,000 WAL frames, far below
-// the 16,384 at which the writer would checkpoint in its own commit), the
-// pages reach the database file itself.
+// the 16,384 at which the writer would checkpoint in its own commit), pages
+// reach the database file itself — at least half of them: the frames written
+// after the checkpointer's last pass stay in the WAL until the next batch
+// (how many depends on the machine's speed; an ASan build leaves ~40%).
 TEST_F(TargetTest, WalIsCheckpointedIntoTheDatabaseFileInTheBackground) {
   const std::string db = Path("new.db");
   const uintmax_t before = fs::file_size(db);
@@ -606,7 +608,7 @@ TEST_F(TargetTest, WalIsCheckpointedIntoTheDatabaseFileInTheBackground) {
     for (int64_t i = 0; i < 100; ++i) rows.push_back({b * 100 + i, value});
     ASSERT_OK(target_->WriteBatch(kv_, KvBatch(rows), Fence{"p", 0, 1}));
   }
-  EXPECT_TRUE(testing::WaitFor([&] { return fs::file_size(db) >= 2000u * 4000u; }, 30000))
+  EXPECT_TRUE(testing::WaitFor([&] { return fs::file_size(db) >= 2000u * 4000u / 2; }, 30000))
       << "database file " << before << " -> " << fs::file_size(db) << " bytes, WAL "
       << fs::file_size(db + "-wal") << " bytes";
   EXPECT_EQ(Query(db, "SELECT count(*) FROM kv"), std::vector<std::string>{"2000"});
