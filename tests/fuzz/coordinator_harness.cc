@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -133,12 +134,32 @@ std::vector<std::string> CoordinatorHarness::Frames(size_t worker,
                                                     const std::vector<std::string>& frames) {
   std::vector<std::string> replies;
   zmq::socket_t& sock = workers_.at(worker % kWorkers);
+  // libFuzzer's -timeout check is a SIGALRM each second: a socket call it
+  // interrupts (EINTR) is simply made again.
+  auto send = [&](zmq::message_t& m) {
+    for (;;) {
+      try {
+        return sock.send(m, zmq::send_flags::dontwait).has_value();
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+    }
+  };
+  auto recv = [&](zmq::message_t& r) {
+    for (;;) {
+      try {
+        return sock.recv(r, zmq::recv_flags::dontwait).has_value();
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+    }
+  };
   for (const std::string& f : frames) {
     zmq::message_t m(f.data(), f.size());
-    if (!sock.send(m, zmq::send_flags::dontwait)) continue;
+    if (!send(m)) continue;
     coordinator_->Step(0);
     zmq::message_t r;
-    while (sock.recv(r, zmq::recv_flags::dontwait)) {
+    while (recv(r)) {
       if (!DecodeEnvelope(r.data(), r.size()).ok()) Die("a coordinator reply does not decode");
       replies.emplace_back(r.to_string());
     }
