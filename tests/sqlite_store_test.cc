@@ -424,6 +424,72 @@ TEST_F(SqliteStoreTest, NullInPrimaryKeyIsRejected) {
             "table n has NULL in primary-key column b; ferry cannot order it");
 }
 
+// The planner's splits and row count equal the ones an ordered walk of the
+// keys gives (computed here with SQL: the key of every 10th row), whether
+// the key is a dense rowid (planned from count, min and max), a rowid with
+// holes, negative rowids, an implicit rowid, a WITHOUT ROWID integer key, a
+// composite key (in a rowid table and WITHOUT ROWID), a text key or an empty
+// table; for every rows_per_range from 1 to past the row count.
+TEST_F(SqliteStoreTest, SplitsEqualAnOrderedWalkOfTheKeys) {
+  Sql(Path("old.db"),
+      "CREATE TABLE dense (id INTEGER PRIMARY KEY, v);"
+      "CREATE TABLE holes (id INTEGER PRIMARY KEY, v);"
+      "CREATE TABLE negative (id INTEGER PRIMARY KEY, v);"
+      "CREATE TABLE implicit (v);"
+      "CREATE TABLE norowid (id INTEGER PRIMARY KEY, v) WITHOUT ROWID;"
+      "CREATE TABLE empty (id INTEGER PRIMARY KEY, v);"
+      "CREATE TABLE pair (region TEXT, id INTEGER, v, PRIMARY KEY (region, id));"
+      "CREATE TABLE pair_nr (region TEXT, id INTEGER, v, PRIMARY KEY (region, id)) WITHOUT ROWID;"
+      "CREATE TABLE word (w TEXT PRIMARY KEY, v);"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO pair SELECT 'r' || (i % 7), i, i FROM s;"
+      "INSERT INTO pair_nr SELECT * FROM pair;"
+      "INSERT INTO word SELECT 'w' || (v * 37 % 101) || x'00', v FROM pair;"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO dense SELECT i + 1000, i FROM s;"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO holes SELECT i * i, i FROM s;"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO negative SELECT i - 50, i FROM s;"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO implicit SELECT i FROM s;"
+      "DELETE FROM implicit WHERE v IN (7, 8);"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 95) "
+      "INSERT INTO norowid SELECT i, i FROM s;");
+  auto store = OpenOk(Path("old.db"), StoreRole::kSource);
+  ASSERT_NE(store, nullptr);
+  auto db = Db::Open(Path("old.db"), SQLITE_OPEN_READONLY);
+  ASSERT_TRUE(db.ok());
+  const std::map<std::string, std::string> keys = {
+      {"dense", "id"},        {"holes", "id"},           {"negative", "id"},
+      {"implicit", "rowid"},  {"norowid", "id"},         {"empty", "id"},
+      {"pair", "region, id"}, {"pair_nr", "region, id"}, {"word", "w"}};
+  for (const auto& [name, key] : keys) {
+    const TableSchema table = Table(store.get(), name);
+    for (uint64_t per : {1, 2, 10, 94, 95, 96, 1000}) {
+      SCOPED_TRACE(fmt::format("{} by {}", name, per));
+      auto walk = db->Prepare(fmt::format("SELECT {0} FROM {1} ORDER BY {0}", key, name));
+      ASSERT_TRUE(walk.ok());
+      const int arity = sqlite3_column_count(walk->get());
+      std::vector<std::string> want;
+      uint64_t want_rows = 0;
+      while (walk->Step() == SQLITE_ROW) {
+        if (want_rows != 0 && want_rows % per == 0) {
+          std::vector<Value> values;
+          for (int i = 0; i < arity; ++i) values.push_back(walk->ColumnValue(i));
+          want.push_back(EncodeKey(values));
+        }
+        ++want_rows;
+      }
+      uint64_t rows = 12345;
+      auto splits = store->PlanSplits(table, per, &rows);
+      ASSERT_TRUE(splits.ok()) << splits.status().ToString();
+      EXPECT_EQ(*splits, want);
+      EXPECT_EQ(rows, want_rows);
+    }
+  }
+}
+
 TEST_F(SqliteStoreTest, SplitsOnUniformDataGiveEvenRanges) {
   Sql(Path("old.db"),
       "CREATE TABLE u (region TEXT, id INTEGER, v, PRIMARY KEY (region, id));"

@@ -95,10 +95,11 @@ class SqliteStore : public Store {
   // unsupported.
   Result<std::vector<TableSchema>> ListTables() override;
 
-  // One ordered pass over the keys. Split i is the key of row
-  // i * rows_per_range (0-based), i >= 1, so ranges are
-  // [split_{i-1}, split_i). Fails with kInvalidArgument if a primary-key
-  // column holds NULL, or if rows_per_range is 0.
+  // Split i is the key of row i * rows_per_range (0-based), i >= 1, so
+  // ranges are [split_{i-1}, split_i). One ordered pass over the keys, or
+  // none for a dense rowid key (see PlanDenseRowid). Fails with
+  // kInvalidArgument if a primary-key column holds NULL, or if
+  // rows_per_range is 0.
   Result<std::vector<std::string>> PlanSplits(const TableSchema& table, uint64_t rows_per_range,
                                               uint64_t* rows) override;
 
@@ -226,6 +227,13 @@ class SqliteStore : public Store {
   // the life of the store (keyed by the SQL text, so a different schema under
   // the same table name gets its own statement). Pointers stay valid.
   Result<Stmt*> Cached(const std::string& sql);
+
+  // PlanSplits for a one-column key `key` (SQL) that is the table's rowid
+  // and holds max - min + 1 keys: the splits and row count from count, min
+  // and max. Returns false (nothing planned) for any other key.
+  Result<bool> PlanDenseRowid(const TableSchema& table, const std::string& key,
+                              uint64_t rows_per_range, uint64_t* rows,
+                              std::vector<std::string>* splits);
 
   // CREATE TABLE IF NOT EXISTS for the metadata table (inside the caller's
   // transaction).
