@@ -281,11 +281,13 @@ class Store {
     return false;
   }
   // Only after CanCopyFrom(source, table) returned true. The same rows,
-  // cursor, bytes and digest as source.ReadBatch(table, range, after,
-  // max_rows, max_bytes) followed by WriteBatch(table, batch, fence) and
-  // FoldDigest, in ONE transaction that first checks and records `fence`
-  // (kLeaseLost, nothing written, if a newer epoch is recorded). out->rows is
-  // 0 when the range has no rows after `after`.
+  // cursor, bytes and digest as source.ReadBatch(table, range, after, n,
+  // max_bytes) followed by WriteBatch(table, batch, fence) and FoldDigest,
+  // for an n in [1, max_rows] (the store may end a batch early; n = max_rows
+  // unless max_bytes ended an earlier batch of the table), in ONE
+  // transaction that first checks and records `fence` (kLeaseLost, nothing
+  // written, if a newer epoch is recorded). out->rows is 0 only when the
+  // range has no rows after `after`.
   virtual Status CopyBatch(Store& source, const TableSchema& table, const KeyRange& range,
                            std::string_view after, size_t max_rows, size_t max_bytes,
                            const Fence& fence, CopiedBatch* out) {

@@ -944,9 +944,11 @@ std::string FileBytes(const std::string& path) {
 }
 
 // Batch for batch, CopyBatch gives the same rows, bytes, cursor and digest
-// as ReadBatch + WriteBatch + FoldDigest, and both targets end equal to the
-// source row for row (compared by SQL, not by digest). The source's path
-// needs URI escaping and its file is left byte-identical.
+// as ReadBatch + WriteBatch + FoldDigest of as many rows (never more than
+// ReadBatch with the same limits gives, at least one while rows are left),
+// and both targets end equal to the source row for row (compared by SQL,
+// not by digest). The source's path needs URI escaping and its file is left
+// byte-identical.
 TEST_F(SqliteStoreTest, DirectCopyMatchesReadAndWriteBatchForBatch) {
   const std::string old_path = Path("old ?#%&=.db");
   MakeEdgeStore(old_path);
@@ -984,9 +986,12 @@ TEST_F(SqliteStoreTest, DirectCopyMatchesReadAndWriteBatchForBatch) {
         ASSERT_OK(direct->CopyBatch(*source, table, range, cursor, 11, max_bytes, fence, &got));
         ASSERT_OK(source->ReadBatch(table, range, cursor, 11, max_bytes, &batch));
         ++batches;
-        ASSERT_EQ(got.rows, batch.rows());
+        ASSERT_LE(got.rows, batch.rows());
         if (batch.rows() == 0) break;
-        if (batch.rows() < 11 && batch.bytes >= max_bytes) ++byte_stops;
+        ASSERT_GE(got.rows, 1u);
+        if (got.rows < 11 && got.bytes >= max_bytes) ++byte_stops;
+        ASSERT_OK(source->ReadBatch(table, range, cursor, got.rows, max_bytes, &batch));
+        ASSERT_EQ(got.rows, batch.rows());
         ASSERT_OK(rows->WriteBatch(table, batch, fence));
         EXPECT_EQ(got.bytes, batch.bytes);
         EXPECT_EQ(got.last_key, batch.keys.back());
@@ -1006,6 +1011,80 @@ TEST_F(SqliteStoreTest, DirectCopyMatchesReadAndWriteBatchForBatch) {
   EXPECT_EQ(ferry::testing::CompareSqliteStores(old_path, Path("direct.db")), "");
   EXPECT_EQ(ferry::testing::CompareSqliteStores(Path("rows.db"), Path("direct.db")), "");
   EXPECT_EQ(FileBytes(old_path), before);
+}
+
+// A projected direct copy whose byte budget ends batches (rows of 8 bytes
+// to 3 KB) and whose where drops long runs of rows: batch for batch the
+// same rows, cursor, bytes and digest as ReadProjected of as many rows (at
+// least one while rows are left), for a select list SQLite merges into the
+// copy (no function) and one it runs as a co-routine (a function), and the
+// new table ends equal to the rows computed here with SQL.
+TEST_F(SqliteStoreTest, ProjectedDirectCopyMatchesReadProjectedBatchForBatch) {
+  Sql(Path("old.db"),
+      "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, v INTEGER, payload BLOB);"
+      "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000) "
+      "INSERT INTO t SELECT i, 'n' || i, i * 7, randomblob(8 + (i * 389) % 3000) FROM s;");
+  const std::string where = "id % 3 <> 0 AND NOT (id BETWEEN 1000 AND 1900)";
+  const std::vector<std::pair<std::string, std::string>> selects = {
+      {"id AS uid, v * 2 AS v2, payload AS body", "id, v * 2, payload"},
+      {"id AS uid, upper(name) AS v2, payload AS body", "id, upper(name), payload"}};
+  for (size_t i = 0; i < selects.size(); ++i) {
+    SCOPED_TRACE(selects[i].first);
+    const std::string target = Path(fmt::format("new{}.db", i));
+    Sql(target, "CREATE TABLE t2 (uid INTEGER PRIMARY KEY, v2, body BLOB);");
+    auto source = OpenOk(Path("old.db"), StoreRole::kSource);
+    auto direct = OpenOk(target, StoreRole::kTarget);
+    ASSERT_TRUE(source && direct);
+    const TableSchema t = Table(source.get(), "t");
+    const TableSchema t2 = Table(direct.get(), "t2");
+    const Projection p{selects[i].first, where};
+    ASSERT_TRUE(direct->CanCopyProjected(*source, t, p, t2));
+    const KeyRange range{"t", "", ""};
+    std::string cursor;
+    uint64_t digest = 0, copied = 0, batches = 0, byte_stops = 0;
+    RowBatch batch;
+    std::string scratch;
+    for (;;) {
+      const size_t max_bytes = 2000 + 1500 * (batches % 4);
+      CopiedBatch got;
+      got.digest = digest;
+      ASSERT_OK(direct->CopyProjected(*source, t, p, t2, range, cursor, 50, max_bytes,
+                                      Fence{"plan", 1, 1}, &got));
+      ASSERT_OK(source->ReadProjected(t, p, range, cursor, 50, max_bytes, &batch));
+      ++batches;
+      ASSERT_LE(got.rows, batch.rows());
+      if (batch.rows() == 0) break;
+      ASSERT_GE(got.rows, 1u);
+      if (got.rows < 50 && got.bytes >= max_bytes) ++byte_stops;
+      ASSERT_OK(source->ReadProjected(t, p, range, cursor, got.rows, max_bytes, &batch));
+      ASSERT_EQ(got.rows, batch.rows());
+      EXPECT_EQ(got.bytes, batch.bytes);
+      EXPECT_EQ(got.last_key, batch.keys.back());
+      digest = FoldDigest(digest, batch, &scratch);
+      EXPECT_EQ(got.digest, digest);
+      cursor = got.last_key;
+      copied += got.rows;
+    }
+    EXPECT_GT(byte_stops, 20u);
+    source.reset();
+    direct.reset();
+    const std::string want = "SELECT " + selects[i].second + " FROM o.t WHERE " + where;
+    EXPECT_EQ(copied, static_cast<uint64_t>(ferry::testing::QueryInt(
+                          Path("old.db"), "SELECT count(*) FROM t WHERE " + where)));
+    EXPECT_EQ(ferry::testing::QueryInt(target, "SELECT count(*) FROM t2"),
+              static_cast<int64_t>(copied));
+    auto db = Db::Open(target, SQLITE_OPEN_READWRITE);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("ATTACH '" + Path("old.db") + "' AS o").ok());
+    auto diff =
+        db->Prepare("SELECT count(*) FROM (SELECT * FROM main.t2 EXCEPT " + want +
+                    ") UNION ALL SELECT count(*) FROM (" + want + " EXCEPT SELECT * FROM main.t2)");
+    ASSERT_TRUE(diff.ok());
+    ASSERT_EQ(diff->Step(), SQLITE_ROW);
+    EXPECT_EQ(diff->Int(0), 0);
+    ASSERT_EQ(diff->Step(), SQLITE_ROW);
+    EXPECT_EQ(diff->Int(0), 0);
+  }
 }
 
 TEST_F(SqliteStoreTest, DirectCopyIsFencedAndRollsBackWithTheFence) {

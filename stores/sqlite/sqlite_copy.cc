@@ -2,6 +2,7 @@
 // ATTACHes the source file and copies each batch with one INSERT ... SELECT.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 
@@ -14,6 +15,7 @@
 namespace ferry {
 
 namespace fs = std::filesystem;
+using sqlite_sql::AddThrough;
 using sqlite_sql::AppendCell;
 using sqlite_sql::CellList;
 using sqlite_sql::KeySql;
@@ -31,6 +33,7 @@ struct SqliteStore::FoldState {
   size_t first_cell = 0;          // the row's cells are the arguments from here on
   size_t max_bytes = 0;
   CopiedBatch batch;  // rows, bytes, last key, digest so far
+  bool full = false;  // a row was refused: the batch holds max_bytes
   std::string row;    // scratch: the row's digest bytes
   std::string key;    // scratch: the row's encoded key
 };
@@ -84,6 +87,7 @@ void SqliteStore::FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv) 
   }
   CopiedBatch& b = st->batch;
   if (b.rows > 0 && b.bytes >= st->max_bytes) {
+    st->full = true;
     sqlite3_result_int(ctx, 0);
     return;
   }
@@ -174,6 +178,8 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
   if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
   const KeySql key = MakeKeySql(table, alias);
   FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
+  size_t bound = 0;
+  FERRY_RETURN_IF_ERROR(BoundBatch(table, key, "", max_rows, &filter, &bound));
   FERRY_ASSIGN_OR_RETURN(
       Stmt * copy, Cached(CopySql(table, alias, filter.conditions, filter.params.size() + 1)));
 
@@ -187,15 +193,49 @@ Status SqliteStore::CopyBatch(Store& source, const TableSchema& table, const Key
 
   std::vector<size_t> key_cells = table.rowid_key() ? std::vector<size_t>{0} : table.key_columns;
   FERRY_RETURN_IF_ERROR(
-      RunCopy(copy, std::move(key_cells), 0, max_bytes,
+      RunCopy(copy, table, bound, std::move(key_cells), 0, max_bytes,
               fmt::format("copy a batch of table {} from {}", table.name, source.Describe()), out));
   // Rows are in key order: the last one is the largest (rolled back if fenced).
   FERRY_RETURN_IF_ERROR(CheckBeforeEnd(fence, end, out->last_key));
   return txn.Commit();
 }
 
-Status SqliteStore::RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t first_cell,
-                            size_t max_bytes, const std::string& what, CopiedBatch* out) {
+Status SqliteStore::BoundBatch(const TableSchema& table, const KeySql& key,
+                               const std::string& where, size_t max_rows, RangeFilter* filter,
+                               size_t* bound) {
+  *bound = 0;
+  auto it = scan_rows_.find(table.name);
+  if (it == scan_rows_.end()) return Status::Ok();
+  const size_t n = std::max<size_t>(1, std::min(max_rows, it->second));
+  const std::string self = QuoteIdent(table.name);
+  std::vector<std::string> conditions = filter->conditions;
+  if (!where.empty()) conditions.push_back("(\n" + where + "\n)");
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt * last,
+      Cached(fmt::format("SELECT {0} FROM {1}.{2} AS {2}{3} ORDER BY {0} LIMIT 1 OFFSET ?{4}",
+                         key.list, kSourceSchema, self, WhereClause(conditions),
+                         filter->params.size() + 1)));
+  int p = 1;
+  for (const Value& v : filter->params) last->BindValue(p++, v);
+  last->Bind(p, static_cast<int64_t>(n - 1));
+  const int rc = last->Step();
+  std::string through;
+  if (rc == SQLITE_ROW) {
+    *bound = n;
+    std::vector<Value> values(key.arity);
+    for (size_t i = 0; i < key.arity; ++i) values[i] = last->ColumnValue(static_cast<int>(i));
+    through = EncodeKey(values);
+  }
+  last->Reset();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    return db_.Error(rc, fmt::format("find the end of a batch of table {}", table.name));
+  }
+  return AddThrough(table, key, through, filter);
+}
+
+Status SqliteStore::RunCopy(Stmt* copy, const TableSchema& table, size_t bound,
+                            std::vector<size_t> key_cells, size_t first_cell, size_t max_bytes,
+                            const std::string& what, CopiedBatch* out) {
   FoldState st;
   st.key_cells = std::move(key_cells);
   st.first_cell = first_cell;
@@ -207,6 +247,12 @@ Status SqliteStore::RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t fi
   copy->Reset();
   fold_ = nullptr;
   if (rc != SQLITE_DONE) return db_.Error(rc, what);
+  if (st.full) {
+    // The next batch scans a quarter more rows than fitted in this one.
+    scan_rows_[table.name] = st.batch.rows + st.batch.rows / 4 + 1;
+  } else if (bound != 0 && st.batch.rows >= bound) {
+    scan_rows_[table.name] = bound * 2;  // it ended on the bound: smaller rows
+  }
   if (changed != static_cast<int64_t>(st.batch.rows)) {
     return Internal(
         fmt::format("{}: direct copy folded {} rows but wrote {}", what, st.batch.rows, changed));
@@ -215,14 +261,18 @@ Status SqliteStore::RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t fi
   return Status::Ok();
 }
 
-// WITH ferry_p(k1..ka, c1..cn) AS (<the projection's SELECT> ORDER BY key
-// LIMIT ?n) INSERT OR REPLACE INTO main.into (cells) SELECT c1..cn FROM
-// ferry_p WHERE ferry_fold(k.., c..). The LIMIT inside and the WHERE outside
-// keep SQLite from flattening the WITH into the INSERT (which would evaluate
-// each expression twice: once for the row, once for the fold).
+// Flat: WITH ferry_p(k1..ka, c1..cn) AS NOT MATERIALIZED (<the projection's
+// SELECT>) INSERT OR REPLACE INTO main.into (cells) SELECT c1..cn FROM
+// ferry_p WHERE ferry_fold(k.., c..) ORDER BY k.. LIMIT ?n. SQLite merges
+// the WITH into the INSERT, so each expression is evaluated twice (for the
+// row, for the fold); the projection's where comes first in the merged
+// WHERE, so ferry_fold sees only the rows it keeps.
+// Else: WITH ferry_p(...) AS (<SELECT> ORDER BY key LIMIT ?n) INSERT ...
+// SELECT c1..cn FROM ferry_p WHERE ferry_fold(k.., c..): the LIMIT inside
+// keeps the WITH a co-routine, each expression evaluated once.
 std::string SqliteStore::ProjectedCopySql(const TableSchema& table, const std::string& alias,
                                           const Projection& p, const TableSchema& into,
-                                          const std::string& into_alias, size_t width,
+                                          const std::string& into_alias, size_t width, bool flat,
                                           std::vector<std::string> conditions, size_t limit_param) {
   const KeySql key = MakeKeySql(table, alias, QuoteIdent(table.name));
   std::vector<std::string> names, keys, cells;
@@ -235,11 +285,44 @@ std::string SqliteStore::ProjectedCopySql(const TableSchema& table, const std::s
     names.push_back(cells.back());
   }
   const std::string from = fmt::format("{}.{}", kSourceSchema, QuoteIdent(table.name));
+  if (flat) {
+    return fmt::format(
+        "WITH ferry_p({}) AS NOT MATERIALIZED ({}) INSERT OR REPLACE INTO main.{} ({}) "
+        "SELECT {} FROM ferry_p WHERE ferry_fold({}, {}) ORDER BY {} LIMIT ?{}",
+        Join(names), ProjectionSelect(table, alias, p, from, conditions), QuoteIdent(into.name),
+        CellList(into, into_alias), Join(cells), Join(keys), Join(cells), Join(keys), limit_param);
+  }
   return fmt::format(
       "WITH ferry_p({}) AS ({} ORDER BY {} LIMIT ?{}) INSERT OR REPLACE INTO main.{} ({}) "
       "SELECT {} FROM ferry_p WHERE ferry_fold({}, {})",
       Join(names), ProjectionSelect(table, alias, p, from, conditions), key.list, limit_param,
       QuoteIdent(into.name), CellList(into, into_alias), Join(cells), Join(keys), Join(cells));
+}
+
+bool SqliteStore::FlatProjection(const TableSchema& table, const std::string& alias,
+                                 const Projection& p) {
+  const std::string memo = table.name + '\n' + p.select;
+  auto it = flat_.find(memo);
+  if (it != flat_.end()) return it->second;
+  bool flat = false;
+  auto program = db_.Prepare(fmt::format(
+      "EXPLAIN {}",
+      ProjectionSelect(table, alias, p, fmt::format("{}.{}", kSourceSchema, QuoteIdent(table.name)),
+                       {})));
+  if (program.ok()) {
+    flat = true;
+    int rc;
+    while ((rc = program->Step()) == SQLITE_ROW) {
+      const std::string op = program->Str(1);
+      if (op == "Function" || op == "PureFunc" || op == "Once" || op == "BeginSubrtn" ||
+          op == "OpenEphemeral" || op == "Gosub") {
+        flat = false;
+      }
+    }
+    if (rc != SQLITE_DONE) flat = false;
+  }
+  flat_.emplace(memo, flat);
+  return flat;
 }
 
 bool SqliteStore::CanCopyProjected(Store& source, const TableSchema& table, const Projection& p,
@@ -259,9 +342,9 @@ bool SqliteStore::CanCopyProjected(Store& source, const TableSchema& table, cons
     conditions.push_back(fmt::format("{} {} {}", key.tuple, op, Params(key.arity, next)));
     next += key.arity;
   }
-  auto plan =
-      db_.Prepare("EXPLAIN QUERY PLAN " + ProjectedCopySql(table, *alias, p, into, *into_alias,
-                                                           cols->size(), conditions, next));
+  auto plan = db_.Prepare("EXPLAIN QUERY PLAN " +
+                          ProjectedCopySql(table, *alias, p, into, *into_alias, cols->size(),
+                                           FlatProjection(table, *alias, p), conditions, next));
   if (!plan.ok()) return false;
   int rc;
   while ((rc = plan->Step()) == SQLITE_ROW) {
@@ -288,9 +371,12 @@ Status SqliteStore::CopyProjected(Store& source, const TableSchema& table, const
   if (max_rows == 0) return InvalidArgument("max_rows must be at least 1");
   const KeySql key = MakeKeySql(table, alias, QuoteIdent(table.name));
   FERRY_ASSIGN_OR_RETURN(RangeFilter filter, MakeRangeFilter(table, key, range, after));
-  FERRY_ASSIGN_OR_RETURN(Stmt * copy,
-                         Cached(ProjectedCopySql(table, alias, p, into, into_alias, into.width(),
-                                                 filter.conditions, filter.params.size() + 1)));
+  const bool flat = FlatProjection(table, alias, p);
+  size_t bound = 0;
+  if (flat) FERRY_RETURN_IF_ERROR(BoundBatch(table, key, p.where, max_rows, &filter, &bound));
+  FERRY_ASSIGN_OR_RETURN(
+      Stmt * copy, Cached(ProjectedCopySql(table, alias, p, into, into_alias, into.width(), flat,
+                                           filter.conditions, filter.params.size() + 1)));
   Txn txn(this);
   FERRY_RETURN_IF_ERROR(txn.status());
   std::string end;
@@ -300,7 +386,7 @@ Status SqliteStore::CopyProjected(Store& source, const TableSchema& table, const
   copy->Bind(at, static_cast<int64_t>(max_rows));
   std::vector<size_t> key_cells;
   for (size_t k = 0; k < key.arity; ++k) key_cells.push_back(k);
-  FERRY_RETURN_IF_ERROR(RunCopy(copy, std::move(key_cells), key.arity, max_bytes,
+  FERRY_RETURN_IF_ERROR(RunCopy(copy, table, bound, std::move(key_cells), key.arity, max_bytes,
                                 fmt::format("copy a batch of table {} into {} from {}", table.name,
                                             into.name, source.Describe()),
                                 out));

@@ -71,6 +71,11 @@
 
 namespace ferry {
 
+namespace sqlite_sql {
+struct KeySql;
+struct RangeFilter;
+}  // namespace sqlite_sql
+
 class SqliteStore : public Store {
  public:
   // Opens the SQLite file at `path` (no `sqlite:` prefix) in `role`; see the
@@ -261,19 +266,39 @@ class SqliteStore : public Store {
   static void FoldRow(sqlite3_context* ctx, int argc, sqlite3_value** argv);
   static std::string CopySql(const TableSchema& table, const std::string& alias,
                              std::vector<std::string> conditions, size_t limit_param);
-  // The projected copy's statement (see CopyProjected).
+  // The projected copy's statement (see CopyProjected): `flat` lets SQLite
+  // merge the projection into the copy (its expressions are evaluated twice:
+  // for the row and for ferry_fold), else the projection runs as a
+  // co-routine (once, but each cell is copied between the two).
   static std::string ProjectedCopySql(const TableSchema& table, const std::string& alias,
                                       const Projection& p, const TableSchema& into,
-                                      const std::string& into_alias, size_t width,
+                                      const std::string& into_alias, size_t width, bool flat,
                                       std::vector<std::string> conditions, size_t limit_param);
+  // True when the projection's select list calls no function and runs no
+  // subquery: evaluating it twice costs less than the co-routine's copies.
+  // Remembered per table and select list.
+  bool FlatProjection(const TableSchema& table, const std::string& alias, const Projection& p);
+  // Once a batch of `table` ended on max_bytes, its statement went on
+  // scanning to the range's end (ferry_fold refuses the rest; the LIMIT
+  // counts only copied rows). From then on every batch of the table first
+  // finds the key of the last row it may scan (an OFFSET walk of the key,
+  // which reads no cells; counting only rows `where` keeps, when not empty)
+  // and adds "key <= it" to `filter`. How many rows it may scan follows the
+  // rows that fitted (RunCopy): a quarter more than the last full batch,
+  // twice as many after a batch that ended on the bound. *bound: the rows
+  // the bound allows, 0 if none was added.
+  Status BoundBatch(const TableSchema& table, const sqlite_sql::KeySql& key,
+                    const std::string& where, size_t max_rows, sqlite_sql::RangeFilter* filter,
+                    size_t* bound);
   // ATTACHes `src` (a source SqliteStore) for direct copies; false if this
   // connection cannot (another source attached, a failure).
   bool AttachSource(SqliteStore* src);
   // Runs the prepared copy `copy` (params bound) with FoldRow folding into
   // a batch that starts at `digest`: key cells at `key_cells`, row cells from
   // argument `first_cell` on. Inside the caller's transaction.
-  Status RunCopy(Stmt* copy, std::vector<size_t> key_cells, size_t first_cell, size_t max_bytes,
-                 const std::string& what, CopiedBatch* out);
+  // `bound`: what BoundBatch allowed; the batch's end sets the next bound.
+  Status RunCopy(Stmt* copy, const TableSchema& table, size_t bound, std::vector<size_t> key_cells,
+                 size_t first_cell, size_t max_bytes, const std::string& what, CopiedBatch* out);
   Status RefuseWrite() const;  // for writes to a source
 
   std::string path_;
@@ -283,8 +308,10 @@ class SqliteStore : public Store {
   std::unordered_map<std::string, Stmt> stmts_;  // by SQL text
   std::string attached_;                         // path of the source attached for direct copy
   FoldState* fold_ = nullptr;                    // the running CopyBatch's state, else null
-  bool unsynced_ = false;                        // committed since the last SyncWrites
-  std::vector<Value> key_values_;                // ReadProjected's scratch
+  std::unordered_map<std::string, size_t> scan_rows_;  // BoundBatch's rows per table
+  std::unordered_map<std::string, bool> flat_;         // FlatProjection's answers
+  bool unsynced_ = false;                              // committed since the last SyncWrites
+  std::vector<Value> key_values_;                      // ReadProjected's scratch
 };
 
 }  // namespace ferry
