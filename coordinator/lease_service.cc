@@ -257,8 +257,17 @@ AckReply LeaseService::Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) 
     a.hi_valid = true;
     a.hi = r->hi;
     if (r->split_keep > 0 && w && (w->features & kFeatureSplit)) {
+      // The ask reaches the owner a heartbeat after it was made: keep the
+      // same share of what is left now, so that the tail still gets its part.
       a.split = true;
       a.split_keep = r->split_keep;
+      const uint64_t left = r->est_rows > r->rows ? r->est_rows - r->rows : 0;
+      if (r->split_left > 0 && left < r->split_left) {
+        a.split_keep =
+            std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(r->split_keep) *
+                                                        static_cast<double>(left) /
+                                                        static_cast<double>(r->split_left)));
+      }
     }
   }
   return a;
@@ -382,11 +391,16 @@ void LeaseService::MaybeAskSplits() {
   const int64_t cooldown = forced ? settings_.force_split_interval_ms
                                   : std::max<int64_t>(1000, 2 * settings_.policy.heartbeat_ms);
   std::vector<SplitCandidate> candidates;
+  size_t pending = 0;  // asks not answered yet: each tail will take a waiting worker
   for (uint64_t id : table_.leased()) {
     const RangeRecord* r = table_.Find(id);
     if (r->verify_lease) continue;
     if (r->split_keep > 0) {
-      if (now - r->split_asked_ms >= cooldown) table_.ClearSplitAsk(id);
+      if (now - r->split_asked_ms >= cooldown) {
+        table_.ClearSplitAsk(id);
+      } else {
+        ++pending;
+      }
       continue;
     }
     if (r->split_asked_ms != 0 && now - r->split_asked_ms < cooldown) continue;
@@ -401,10 +415,11 @@ void LeaseService::MaybeAskSplits() {
     }
     candidates.push_back(c);
   }
-  // Idle: workers whose lease requests wait (nothing was grantable).
-  const std::vector<SplitAsk> asks =
-      forced ? ForceSplits(candidates, settings_.split)
-             : ChooseSplits(candidates, waiting_.size(), settings_.split);
+  // Idle: workers whose lease requests wait (nothing was grantable), less
+  // the ones the outstanding asks' tails will take.
+  const size_t idle = waiting_.size() > pending ? waiting_.size() - pending : 0;
+  const std::vector<SplitAsk> asks = forced ? ForceSplits(candidates, settings_.split)
+                                            : ChooseSplits(candidates, idle, settings_.split);
   for (const SplitAsk& a : asks) {
     table_.AskSplit(a.range, a.keep_rows);
     metrics_.split_asks++;

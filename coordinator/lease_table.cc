@@ -425,7 +425,10 @@ Result<const RangeRecord*> LeaseTable::Split(uint64_t range, uint64_t epoch,
   tail.granted_ms = tail.progress_ms;
   r->hi = std::string(key);
   r->est_rows = r->rows + keep;
-  r->split_keep = 0;  // answered; split_asked_ms keeps the cool-down
+  // Answered: the head may be asked again at once (the policy decides on
+  // fresh numbers; the cool-down is for asks that went unanswered).
+  r->split_keep = 0;
+  r->split_asked_ms = 0;
   dirty_.insert(range);
   ranges_.push_back(std::move(tail));  // invalidates r
   inserted_.push_back(ranges_.size());
@@ -444,6 +447,7 @@ void LeaseTable::AskSplit(uint64_t id, uint64_t keep_rows) {
   if (r.state != RangeState::kLeased || r.verify_lease) return;
   r.split_asked_ms = clock_->NowMs();
   r.split_keep = std::max<uint64_t>(1, keep_rows);
+  r.split_left = r.est_rows > r.rows ? r.est_rows - r.rows : 0;
 }
 
 void LeaseTable::ClearSplitAsk(uint64_t id) {

@@ -100,14 +100,16 @@ class LeaseTable {
   // mismatch; kInvalidArgument unless cursor < key (lo < key when nothing
   // was copied yet) and key < hi, or for a verify lease. A repeat of a
   // committed split (the same key, the range already ends there) returns
-  // the existing tail.
+  // the existing tail. A committed split ends the head's ask and its
+  // cool-down.
   Result<const RangeRecord*> Split(uint64_t range, uint64_t epoch, const std::string& worker,
                                    std::string_view key, uint64_t keep_rows);
 
   // Split asks (in memory only): the owner of leased copy range `id` is
   // asked (in its next acks) to propose a split keeping `keep_rows` rows
-  // after its cursor; `asked_ms` starts the cool-down. ClearSplitAsk stops
-  // asking (keeps the cool-down).
+  // after its cursor (scaled down in each ack by the rows done since); the
+  // ask starts the cool-down. ClearSplitAsk stops asking (keeps the
+  // cool-down).
   void AskSplit(uint64_t id, uint64_t keep_rows);
   void ClearSplitAsk(uint64_t id);
 

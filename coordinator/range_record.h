@@ -57,6 +57,7 @@ struct RangeRecord {
   uint64_t rows_at_grant = 0;
   int64_t split_asked_ms = 0;  // 0 = none outstanding
   uint64_t split_keep = 0;     // rows after the cursor the owner should keep
+  uint64_t split_left = 0;     // rows left (est_rows - rows) when it was asked
   // Stall tracking (not persisted; restarts from zero on Load): a range is
   // stalled once it has been leased for stall time without its cursor
   // moving, counted across re-grants, so a range that fails on every lease

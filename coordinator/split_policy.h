@@ -6,11 +6,17 @@
 // A range is a candidate when it is leased for copying, its owner can split
 // (featureSplit) and it was not asked within the cool-down. Its projected
 // finish is the rows it still has (its planned estimate minus the rows
-// done) over its owner's measured rate on this lease. The policy asks only
-// while workers wait for work (idle > 0), and only ranges whose projected
-// finish is at least `min_finish_ms` away, `behind` times later than the
-// fleet's (the remaining work of all candidates spread over the candidates'
-// owners and the idle workers), and with at least `min_rows` left — the
+// done) over its owner's measured rate on this lease. A lease too young to
+// have a rate (under `min_leased_ms`, or no progress reported yet) is
+// projected at the mean rate of the measured ones; when none is measured
+// (the first seconds of a job), every finish is projected by rows alone, as
+// if all owners copied equally fast — so a skewed plan is split at once,
+// not after its owners' first rates. The policy asks only while workers wait
+// for work (idle > 0), and only ranges whose projected finish is `behind`
+// times later than the fleet's (the remaining work of all candidates spread
+// over the candidates' owners and the idle workers), at least
+// `min_finish_ms` away (when a rate stands behind it), and with at least
+// `min_rows` left (`min_rows_unmeasured` without a rate of its own) — the
 // hysteresis that keeps small or nearly finished ranges whole. Longest
 // projected finish first, at most one range per idle worker. The owner keeps
 // about half of what is left.
@@ -36,6 +42,7 @@ struct SplitCandidate {
 
 struct SplitPolicyOptions {
   uint64_t min_rows = 1000;
+  uint64_t min_rows_unmeasured = 50000;
   int64_t min_finish_ms = 1000;
   double behind = 1.5;
   int64_t min_leased_ms = 500;  // a rate measured over less is not used

@@ -523,6 +523,7 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
             lease.bounds.hi = hi;
             lease.split_key.clear();
             lease.split_rids.clear();
+            lease.next_split_try_ms = 0;  // committed: the next ask may be tried at once
           } else if (!lease.split_key.empty() && answers) {
             LogEvent(spdlog::level::debug, "split_refused",
                      {{"worker", opt_.id}, {"range", lease.range}});

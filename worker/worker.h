@@ -147,7 +147,7 @@ class Worker {
     std::string split_key;
     uint64_t split_rows = 0;
     std::set<uint64_t> split_rids;
-    int64_t next_split_try_ms = 0;
+    int64_t next_split_try_ms = 0;  // tries no sooner (2 heartbeats; 0 after a commit)
   };
 
   // The lease in a Grant answering a request sent at `sent` (clock ms).
