@@ -256,6 +256,7 @@ AckReply LeaseService::Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) 
   if (r && r->state == RangeState::kLeased && r->epoch == epoch && !r->verify_lease) {
     a.hi_valid = true;
     a.hi = r->hi;
+    a.waiting = static_cast<uint32_t>(std::min<size_t>(waiting_.size(), UINT32_MAX));
     if (r->split_keep > 0 && w && (w->features & kFeatureSplit)) {
       // The ask reaches the owner a heartbeat after it was made: keep the
       // same share of what is left now, so that the tail still gets its part.
@@ -395,19 +396,22 @@ void LeaseService::MaybeAskSplits() {
   for (uint64_t id : table_.leased()) {
     const RangeRecord* r = table_.Find(id);
     if (r->verify_lease) continue;
+    bool asked = false;
     if (r->split_keep > 0) {
       if (now - r->split_asked_ms >= cooldown) {
         table_.ClearSplitAsk(id);
-      } else {
-        ++pending;
+        continue;
       }
+      ++pending;
+      asked = true;
+    } else if (r->split_asked_ms != 0 && now - r->split_asked_ms < cooldown) {
       continue;
     }
-    if (r->split_asked_ms != 0 && now - r->split_asked_ms < cooldown) continue;
     const WorkerInfo* w = workers_.Find(r->owner);
     if (!w || !(w->features & kFeatureSplit)) continue;
     SplitCandidate c;
     c.range = id;
+    c.asked = asked;
     c.rows_left = r->est_rows > r->rows ? r->est_rows - r->rows : 0;
     c.leased_ms = now - r->granted_ms;
     if (c.leased_ms > 0 && r->rows > r->rows_at_grant) {

@@ -42,6 +42,7 @@ std::vector<SplitAsk> ChooseSplits(const std::vector<SplitCandidate>& candidates
             [](const Projected& a, const Projected& b) { return a.finish > b.finish; });
   for (const Projected& p : all) {
     if (out.size() >= idle) break;
+    if (p.c->asked) continue;
     const uint64_t min_rows = measured(*p.c) ? options.min_rows : options.min_rows_unmeasured;
     if (p.c->rows_left < min_rows) continue;
     if (!by_rows && p.finish < static_cast<double>(options.min_finish_ms)) continue;
@@ -55,7 +56,9 @@ std::vector<SplitAsk> ForceSplits(const std::vector<SplitCandidate>& candidates,
                                   const SplitPolicyOptions& options) {
   std::vector<SplitAsk> out;
   for (const SplitCandidate& c : candidates) {
-    if (c.rows_left >= options.min_rows) out.push_back(SplitAsk{c.range, c.rows_left / 2});
+    if (!c.asked && c.rows_left >= options.min_rows) {
+      out.push_back(SplitAsk{c.range, c.rows_left / 2});
+    }
   }
   return out;
 }

@@ -18,8 +18,9 @@
 // `min_finish_ms` away (when a rate stands behind it), and with at least
 // `min_rows` left (`min_rows_unmeasured` without a rate of its own) — the
 // hysteresis that keeps small or nearly finished ranges whole. Longest
-// projected finish first, at most one range per idle worker. The owner keeps
-// about half of what is left.
+// projected finish first, at most one range per idle worker (the caller
+// counts out the workers outstanding asks will take). The owner keeps about
+// half of what is left.
 //
 // Forced mode (--force-split-interval-ms, for chaos tests): every candidate
 // with at least `min_rows` left is asked, whatever the rates.
@@ -38,6 +39,7 @@ struct SplitCandidate {
   uint64_t rows_left = 0;      // est_rows - rows (0 when past the estimate)
   double rows_per_second = 0;  // on the current lease; 0 = not measured yet
   int64_t leased_ms = 0;       // how long the current lease has run
+  bool asked = false;          // an ask is outstanding: its work counts, it is not asked again
 };
 
 struct SplitPolicyOptions {

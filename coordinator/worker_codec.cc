@@ -207,6 +207,7 @@ zmq::message_t EncodeReply(uint64_t request_id, const Reply& reply) {
       m.setHiValid(true);
       m.setHi(AsData(a->hi));
     }
+    m.setWaiting(a->waiting);
   } else if (const auto* g = std::get_if<ApplyGrantReply>(&reply)) {
     auto m = body.initApplyGrant();
     m.setEpoch(g->epoch);

@@ -77,17 +77,44 @@ TEST(LeaseKeeperTest, ZeroTtlInAReplyMeansThePolicyTtl) {
   EXPECT_EQ(k.deadline_ms(), 4000);
 }
 
+// The first heartbeat of a lease after a quarter of the interval, then one
+// every interval; a quarter again while Quick(), until the next lease.
 TEST(LeaseKeeperTest, HeartbeatIsDueEveryHeartbeatInterval) {
   FakeClock clock(0);
   const LeasePolicy policy = *LeasePolicy::ForTtl(2000);  // heartbeat every 400 ms
+  ASSERT_EQ(policy.heartbeat_ms, 400);
   LeaseKeeper k(policy, &clock);
   k.Start(0, 2000);
+  EXPECT_FALSE(k.HeartbeatDue());
+  clock.Advance(99);
+  EXPECT_FALSE(k.HeartbeatDue());
+  clock.Advance(1);
+  EXPECT_TRUE(k.HeartbeatDue());
+  k.HeartbeatSent();
   EXPECT_FALSE(k.HeartbeatDue());
   clock.Advance(policy.heartbeat_ms - 1);
   EXPECT_FALSE(k.HeartbeatDue());
   clock.Advance(1);
   EXPECT_TRUE(k.HeartbeatDue());
   k.HeartbeatSent();
+  k.Quick(true);
+  clock.Advance(99);
+  EXPECT_FALSE(k.HeartbeatDue());
+  clock.Advance(1);
+  EXPECT_TRUE(k.HeartbeatDue());
+  k.HeartbeatSent();
+  k.Quick(false);
+  clock.Advance(100);
+  EXPECT_FALSE(k.HeartbeatDue());
+  clock.Advance(policy.heartbeat_ms - 100);
+  EXPECT_TRUE(k.HeartbeatDue());
+  k.HeartbeatSent();
+  k.Quick(true);
+  k.Start(clock.NowMs(), 2000);  // a new lease: quick no more, its first heartbeat early
+  clock.Advance(100);
+  EXPECT_TRUE(k.HeartbeatDue());
+  k.HeartbeatSent();
+  clock.Advance(100);
   EXPECT_FALSE(k.HeartbeatDue());
 }
 

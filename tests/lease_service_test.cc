@@ -521,6 +521,7 @@ TEST(LeaseServiceTest, IdleWorkersGetTheTailOfASlowRangeSplitAtTheOwnersKey) {
   auto ack = s.Heartbeat("w1", g, 9999, 10000);  // 5,000 rows/s: 18 s to go
   ASSERT_EQ(Service::Kind(ack), "ack");
   EXPECT_FALSE(std::get<AckReply>(*ack).split);  // nobody waits: no split
+  EXPECT_EQ(std::get<AckReply>(*ack).waiting, 0u);
   EXPECT_TRUE(std::get<AckReply>(*ack).hi_valid);
   // w2 finds nothing pending and waits; the policy asks w1 to split.
   EXPECT_EQ(Service::Kind(s.svc.RequestLease(++s.rid, LeaseRequest{"w2", 3}, true)), "waiting");
@@ -529,6 +530,7 @@ TEST(LeaseServiceTest, IdleWorkersGetTheTailOfASlowRangeSplitAtTheOwnersKey) {
   ASSERT_EQ(Service::Kind(ack), "ack");
   const AckReply asked = std::get<AckReply>(*ack);
   ASSERT_TRUE(asked.split);
+  EXPECT_EQ(asked.waiting, 1u);  // the owner heartbeats 4x as often meanwhile
   // Asked at 10,000 rows to keep half of the 90,000 left; 1,000 more rows
   // are done when the ask arrives: half of the 89,000 left now.
   EXPECT_EQ(asked.split_keep, (100000u - 11000) / 2);

@@ -12,6 +12,7 @@
 // Thread safety: owned by one worker thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/clock.h"
@@ -30,9 +31,20 @@ class LeaseKeeper {
   // sent_ms + ttl_ms (never moving the deadline back).
   void Renewed(int64_t sent_ms, int64_t ttl_ms);
 
-  // Time for the next heartbeat (policy heartbeat interval since the last).
-  bool HeartbeatDue() const { return clock_->NowMs() - last_heartbeat_ms_ >= policy_.heartbeat_ms; }
-  void HeartbeatSent() { last_heartbeat_ms_ = clock_->NowMs(); }
+  // Time for the next heartbeat: the policy's heartbeat interval since the
+  // last one, a quarter of it for the first one of a lease (the coordinator
+  // learns the rate, and can ask for a split, early) and while Quick().
+  bool HeartbeatDue() const {
+    const int64_t every =
+        first_ || quick_ ? std::max<int64_t>(1, policy_.heartbeat_ms / 4) : policy_.heartbeat_ms;
+    return clock_->NowMs() - last_heartbeat_ms_ >= every;
+  }
+  void HeartbeatSent() {
+    last_heartbeat_ms_ = clock_->NowMs();
+    first_ = false;
+  }
+  // Heartbeat 4 times as often (the coordinator says workers wait for work).
+  void Quick(bool quick) { quick_ = quick; }
 
   // More than the safety margin left before the deadline.
   bool MayWrite() const { return clock_->NowMs() + policy_.safety_ms < deadline_ms_; }
@@ -44,6 +56,8 @@ class LeaseKeeper {
   const Clock* clock_;
   int64_t deadline_ms_ = 0;
   int64_t last_heartbeat_ms_ = 0;
+  bool first_ = false;
+  bool quick_ = false;
 };
 
 // A deadline for giving up on something (an unanswered completion, a

@@ -537,6 +537,7 @@ bool Worker::DrainReplies(Lease& lease, int timeout_ms) {
             lease.bounds.hi = hi;
           }
         }
+        if (!lease.verify) lease.keeper.Quick(a.getWaiting() > 0);
         if (!lease.verify && a.getSplit() && lease.split_key.empty()) {
           lease.split_keep = a.getSplitKeep();
         }
