@@ -317,6 +317,8 @@ std::optional<Reply> LeaseService::LeaseReply(uint64_t request_id, const std::st
         // Nothing pending, but leased ranges may come back (expiry, release)
         // or finish the job: hold the request and answer it the moment one
         // of those happens, instead of having the worker poll.
+        // A worker newly idle: the split policy looks at once.
+        if (waiting_.count(id) == 0) next_split_check_ms_ = 0;
         waiting_[id] = Waiting{request_id, clock_->NowMs() + kLeaseWaitMs, features};
         return std::nullopt;
       }
