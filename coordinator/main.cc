@@ -103,7 +103,9 @@ int main(int argc, char** argv) {
                  "tests: ask every copy lease's owner to split this often")
       ->group("");
   app.add_option("--http-listen", http_listen,
-                 "serve /metrics, /healthz, /readyz over HTTP on HOST:PORT (e.g. 127.0.0.1:7402)");
+                 "serve the web dashboard (GET /), its JSON (/api/status, /api/ranges, "
+                 "/api/workers, /api/events), /metrics, /healthz and /readyz over HTTP on "
+                 "HOST:PORT (e.g. 127.0.0.1:7402); read-only");
   app.add_option("--endpoints-file", endpoints_file,
                  "write the bound worker and status endpoints here (JSON)");
   app.add_option("--curve-secret-key-file", o.curve_secret_key_file,
