@@ -39,28 +39,29 @@ CREATE TABLE events (
   epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 )sql";
 
-// Columns added after schema version 1, each with the default an older
-// row gets. Added when missing (whatever the recorded version), so the
-// upgrade is idempotent.
+// Columns added after schema version 1 (in `since`), each with the default
+// an older row gets. Added when missing (whatever the recorded version), so
+// the upgrade is idempotent.
 struct AddedColumn {
+  int since;
   const char* table;
   const char* column;
   const char* decl;
 };
 constexpr AddedColumn kAddedColumns[] = {
     // 2: migration specs (the spec in the plan, rejected rows per range).
-    {"job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
-    {"job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
-    {"ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
+    {2, "job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
+    {2, "job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
+    {2, "ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
     // 3: --verify (job.verify; ranges verified, verify_lease, verify_cursor,
     // rows_repaired) and splits (ranges.parent; ranges are inserted after
     // the plan and their hi / est_rows change).
-    {"job", "verify", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "parent", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verified", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verify_lease", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verify_cursor", "BLOB NOT NULL DEFAULT x''"},
-    {"ranges", "rows_repaired", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "job", "verify", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "parent", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verified", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verify_lease", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verify_cursor", "BLOB NOT NULL DEFAULT x''"},
+    {3, "ranges", "rows_repaired", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 // The range columns (coordinator/range_columns.h) LoadRanges selects from a
@@ -122,9 +123,11 @@ struct RangeRow {
   std::string Bytes(int col) const { return s.Str(col); }
 };
 
-// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry the file lacks.
-Status AddMissingColumns(Db& d) {
+// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry of schema
+// `version` or older that the file lacks.
+Status AddMissingColumns(Db& d, int version) {
   for (const AddedColumn& a : kAddedColumns) {
+    if (a.since > version) continue;
     FERRY_ASSIGN_OR_RETURN(Stmt probe,
                            d.Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2"));
     probe.Bind(1, std::string_view(a.table));
@@ -136,6 +139,24 @@ Status AddMissingColumns(Db& d) {
         d.Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", a.table, a.column, a.decl)));
   }
   return Status::Ok();
+}
+
+// Brings the schema of a file at version `from` (0: empty) to version `to`,
+// inside the caller's transaction.
+Status UpgradeSchema(Db& d, int64_t from, int to) {
+  if (from < 1) FERRY_RETURN_IF_ERROR(d.Exec(kSchemaV1));
+  if (from < to) {
+    FERRY_RETURN_IF_ERROR(AddMissingColumns(d, to));
+    FERRY_RETURN_IF_ERROR(d.Exec(fmt::format("PRAGMA user_version={}", to)));
+  }
+  return Status::Ok();
+}
+
+// The file's PRAGMA user_version.
+Result<int64_t> SchemaVersion(Db& d) {
+  FERRY_ASSIGN_OR_RETURN(Stmt stmt, d.Prepare("PRAGMA user_version"));
+  stmt.Step();
+  return stmt.Int(0);
 }
 
 }  // namespace
@@ -190,34 +211,35 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff.NextDelayMs()));
   }
-  auto stmt = d.Prepare("PRAGMA user_version");
-  if (!stmt.ok()) return store->Rollback(stmt.status());
-  stmt->Step();
-  int64_t version = stmt->Int(0);
-  stmt->Reset();
+  auto read = SchemaVersion(d);
+  if (!read.ok()) return store->Rollback(read.status());
+  const int64_t version = *read;
   if (version > kStateSchemaVersion) {
     return store->Rollback(FailedPrecondition(
         fmt::format("state file {} has schema version {}, newer than this ferry's {}: use a newer "
                     "ferry-coordinator",
                     path, version, kStateSchemaVersion)));
   }
-  if (version < 1) {
-    Status st = d.Exec(kSchemaV1);
-    if (!st.ok()) return store->Rollback(st);
-  }
-  if (version < kStateSchemaVersion) {
-    Status st = AddMissingColumns(d);
-    if (!st.ok()) return store->Rollback(st);
-  }
-  if (version < kStateSchemaVersion) {
-    Status st = d.Exec(fmt::format("PRAGMA user_version={}", kStateSchemaVersion));
-    if (!st.ok()) return store->Rollback(st);
-  }
+  Status upgraded = UpgradeSchema(d, version, kStateSchemaVersion);
+  if (!upgraded.ok()) return store->Rollback(upgraded);
   FERRY_RETURN_IF_ERROR(d.Exec("COMMIT"));
   FERRY_RETURN_IF_ERROR(store->Prepare());
   store->checkpointer_ = std::make_unique<WalCheckpointer>(path);
   store->checkpointer_->Attach(d.get());
   return store;
+}
+
+Status SqliteStateStore::WriteSchemaForTest(const std::string& path, int version) {
+  if (version < 1 || version > kStateSchemaVersion) {
+    return InvalidArgument(fmt::format("no state schema version {}", version));
+  }
+  FERRY_ASSIGN_OR_RETURN(Db d, Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000));
+  FERRY_RETURN_IF_ERROR(d.Exec("BEGIN IMMEDIATE"));
+  auto from = SchemaVersion(d);
+  Status s = from.ok() ? UpgradeSchema(d, *from, version) : from.status();
+  if (s.ok()) s = d.Exec("COMMIT");
+  if (!s.ok()) (void)d.Exec("ROLLBACK");
+  return s;
 }
 
 Status SqliteStateStore::Rollback(Status cause) {
