@@ -5,8 +5,13 @@
 
 #include <cinttypes>
 #include <map>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "common/version.h"
+#include "coordinator/range_columns.h"
 #include "stores/store.h"
 
 namespace ferry {
@@ -76,19 +81,17 @@ constexpr const char* kAddedColumns =
     "ADD COLUMN IF NOT EXISTS verify_cursor bytea NOT NULL DEFAULT '', "
     "ADD COLUMN IF NOT EXISTS rows_repaired bigint NOT NULL DEFAULT 0";
 
-constexpr const char* kRangeColumns =
-    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, rejected, parent, verified, verify_lease, "
-    "verify_cursor, rows_repaired";
-
-// What LoadRanges selects from a state of schema `version` (read-only opens
-// do not upgrade it: columns added later read as their defaults).
+// The range columns (coordinator/range_columns.h) LoadRanges selects from a
+// state of schema `version` (read-only opens do not upgrade it: columns
+// added later read as their defaults); with kStateSchemaVersion, all of them.
 std::string RangeColumnsFor(int version) {
-  if (version >= 3) return kRangeColumns;
-  return fmt::format(
-      "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-      "digest, attempts, errors, last_error, {}, 0, false, false, ''::bytea, 0",
-      version >= 2 ? "rejected" : "0");
+  return JoinRangeColumns([version](const RangeColumn& c, const auto& field) -> std::string {
+    using T = std::decay_t<decltype(field)>;
+    if (c.since <= version) return c.name;
+    if constexpr (std::is_same_v<T, std::string>) return "''::bytea";
+    if constexpr (std::is_same_v<T, bool>) return "false";
+    return "0";
+  });
 }
 
 // The same for the job row: spec_text, spec_digest, verify.
@@ -163,6 +166,15 @@ int64_t Int(const PGresult* r, int row, int col) {
 std::string Bytes(const PGresult* r, int row, int col) {
   return FromBytea(PQgetvalue(r, row, col));
 }
+
+// Row `row` of a result, for ReadRangeRow.
+struct RangeRow {
+  const PGresult* p;
+  int row;
+  int64_t Int(int col) const { return ferry::Int(p, row, col); }
+  bool Bool(int col) const { return std::string_view(PQgetvalue(p, row, col)) == "t"; }
+  std::string Bytes(int col) const { return ferry::Bytes(p, row, col); }
+};
 
 }  // namespace
 
@@ -398,32 +410,7 @@ Result<std::vector<RangeRecord>> PgStateStore::LoadRanges() {
   std::vector<RangeRecord> out;
   out.reserve(PQntuples(p));
   for (int i = 0; i < PQntuples(p); ++i) {
-    RangeRecord rr;
-    rr.id = static_cast<uint64_t>(Int(p, i, 0));
-    rr.table = Bytes(p, i, 1);
-    rr.lo = Bytes(p, i, 2);
-    rr.hi = Bytes(p, i, 3);
-    rr.est_rows = static_cast<uint64_t>(Int(p, i, 4));
-    const int64_t st = Int(p, i, 5);
-    if (st < 0 || st > 3) return Internal(fmt::format("range {} has unknown state {}", rr.id, st));
-    rr.state = static_cast<RangeState>(st);
-    rr.owner = Bytes(p, i, 6);
-    rr.epoch = static_cast<uint64_t>(Int(p, i, 7));
-    rr.deadline_ms = Int(p, i, 8);
-    rr.cursor = Bytes(p, i, 9);
-    rr.rows = static_cast<uint64_t>(Int(p, i, 10));
-    rr.bytes = static_cast<uint64_t>(Int(p, i, 11));
-    rr.digest = static_cast<uint64_t>(Int(p, i, 12));
-    rr.attempts = static_cast<uint32_t>(Int(p, i, 13));
-    rr.errors = static_cast<uint32_t>(Int(p, i, 14));
-    rr.last_error = Bytes(p, i, 15);
-    rr.rejected = static_cast<uint64_t>(Int(p, i, 16));
-    rr.parent = static_cast<uint64_t>(Int(p, i, 17));
-    rr.verified = std::string_view(PQgetvalue(p, i, 18)) == "t";
-    rr.verify_lease = std::string_view(PQgetvalue(p, i, 19)) == "t";
-    rr.verify_cursor = Bytes(p, i, 20);
-    rr.rows_repaired = static_cast<uint64_t>(Int(p, i, 21));
-    if (rr.verify_lease && rr.state != RangeState::kLeased) rr.verify_lease = false;
+    FERRY_ASSIGN_OR_RETURN(RangeRecord rr, ReadRangeRow(RangeRow{p, i}));
     if (rr.id != out.size() + 1) {
       return Internal(fmt::format("range ids not contiguous at {}", rr.id));
     }
@@ -503,56 +490,88 @@ constexpr const char* kJobUpsert =
     "throttle=EXCLUDED.throttle, failure=EXCLUDED.failure, mirrored=EXCLUDED.mirrored, "
     "spec_text=EXCLUDED.spec_text, spec_digest=EXCLUDED.spec_digest, verify=EXCLUDED.verify";
 
+// The element type of the array a range field is sent in (a bool as an int:
+// the statement compares it with 0).
+template <typename T>
+const char* RangeArrayType() {
+  if constexpr (std::is_same_v<T, std::string>) return "bytea";
+  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, RangeState>) return "int";
+  return "bigint";
+}
+
+// Appends a range field to the array of its column.
+template <typename T>
+void AppendRangeField(ArrayText& a, const T& field) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    a.Bytes(field);
+  } else {
+    a.Int(static_cast<int64_t>(field));
+  }
+}
+
+// What a statement writing ranges[at, at + n) with unnest() needs: the
+// columns it takes (all for an insert; for an update the key and the
+// updated ones) as a list of names, their v.<name> values (a bool, sent as
+// an int, compared with 0) and the arrays ($1::<type>[], ...: one parameter
+// per column, an element per range).
+struct RangeArrays {
+  std::string names, values, arrays;
+  std::vector<std::optional<std::string>> params;
+};
+RangeArrays RangeUnnest(const std::vector<const RangeRecord*>& ranges, size_t at, size_t n,
+                        bool update) {
+  auto taken = [update](const RangeColumn& c) {
+    return !update || c.role != RangeColumnRole::kFixed;
+  };
+  std::vector<ArrayText> columns;
+  for (size_t i = at; i < std::min(ranges.size(), at + n); ++i) {
+    size_t col = 0;
+    VisitRangeColumns(*ranges[i], [&](const RangeColumn& c, const auto& field) {
+      if (!taken(c)) return;
+      if (columns.size() <= col) columns.emplace_back();
+      AppendRangeField(columns[col++], field);
+    });
+  }
+  RangeArrays out;
+  for (ArrayText& a : columns) out.params.push_back(a.Done());
+  out.names = JoinRangeColumns([&](const RangeColumn& c, const auto&) {
+    return taken(c) ? std::string(c.name) : std::string();
+  });
+  out.values = JoinRangeColumns([&](const RangeColumn& c, const auto& field) {
+    if (!taken(c)) return std::string();
+    const bool flag = std::is_same_v<std::decay_t<decltype(field)>, bool>;
+    return fmt::format("v.{}{}", c.name, flag ? " <> 0" : "");
+  });
+  int param = 0;
+  out.arrays = JoinRangeColumns([&](const RangeColumn& c, const auto& field) {
+    if (!taken(c)) return std::string();
+    return fmt::format("${}::{}[]", ++param, RangeArrayType<std::decay_t<decltype(field)>>());
+  });
+  return out;
+}
+
 // Ranges inserted whole: the plan, and the tails of splits.
 PgStateStore::Statement RangeInserts(const std::vector<const RangeRecord*>& ranges, size_t at,
                                      size_t n) {
-  ArrayText id, table, lo, hi, est, state, owner, epoch, deadline, cursor, rows, bytes, digest,
-      attempts, errors, last_error, rejected, parent, verified, verify_lease, verify_cursor,
-      repaired;
-  for (size_t i = at; i < std::min(ranges.size(), at + n); ++i) {
-    const RangeRecord& r = *ranges[i];
-    id.Int(static_cast<int64_t>(r.id));
-    table.Bytes(r.table);
-    lo.Bytes(r.lo);
-    hi.Bytes(r.hi);
-    est.Int(static_cast<int64_t>(r.est_rows));
-    state.Int(static_cast<int64_t>(r.state));
-    owner.Bytes(r.owner);
-    epoch.Int(static_cast<int64_t>(r.epoch));
-    deadline.Int(r.deadline_ms);
-    cursor.Bytes(r.cursor);
-    rows.Int(static_cast<int64_t>(r.rows));
-    bytes.Int(static_cast<int64_t>(r.bytes));
-    digest.Int(static_cast<int64_t>(r.digest));
-    attempts.Int(r.attempts);
-    errors.Int(r.errors);
-    last_error.Bytes(r.last_error);
-    rejected.Int(static_cast<int64_t>(r.rejected));
-    parent.Int(static_cast<int64_t>(r.parent));
-    verified.Int(r.verified);
-    verify_lease.Int(r.verify_lease);
-    verify_cursor.Bytes(r.verify_cursor);
-    repaired.Int(static_cast<int64_t>(r.rows_repaired));
-  }
+  RangeArrays u = RangeUnnest(ranges, at, n, /*update=*/false);
   return PgStateStore::Statement{
-      fmt::format("INSERT INTO ferry_state.ranges ({}) SELECT v.c1, v.c2, v.c3, v.c4, v.c5, "
-                  "v.c6, v.c7, v.c8, v.c9, v.c10, v.c11, v.c12, v.c13, v.c14, v.c15, v.c16, "
-                  "v.c17, v.c18, v.c19 <> 0, v.c20 <> 0, v.c21, v.c22 FROM unnest($1::bigint[], "
-                  "$2::bytea[], $3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::bytea[], "
-                  "$8::bigint[], $9::bigint[], $10::bytea[], $11::bigint[], $12::bigint[], "
-                  "$13::bigint[], $14::bigint[], $15::bigint[], $16::bytea[], $17::bigint[], "
-                  "$18::bigint[], $19::int[], $20::int[], $21::bytea[], $22::bigint[]) AS v(c1, "
-                  "c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, "
-                  "c19, c20, c21, c22)",
-                  kRangeColumns),
-      {id.Done(),         table.Done(),        lo.Done(),
-       hi.Done(),         est.Done(),          state.Done(),
-       owner.Done(),      epoch.Done(),        deadline.Done(),
-       cursor.Done(),     rows.Done(),         bytes.Done(),
-       digest.Done(),     attempts.Done(),     errors.Done(),
-       last_error.Done(), rejected.Done(),     parent.Done(),
-       verified.Done(),   verify_lease.Done(), verify_cursor.Done(),
-       repaired.Done()}};
+      fmt::format("INSERT INTO ferry_state.ranges ({}) SELECT {} FROM unnest({}) AS v({})", u.names,
+                  u.values, u.arrays, u.names),
+      std::move(u.params)};
+}
+
+// The updated columns of ranges already written.
+PgStateStore::Statement RangeUpdates(const std::vector<const RangeRecord*>& ranges) {
+  RangeArrays u = RangeUnnest(ranges, 0, ranges.size(), /*update=*/true);
+  const std::string set = JoinRangeColumns([](const RangeColumn& c, const auto& field) {
+    if (c.role != RangeColumnRole::kUpdated) return std::string();
+    const bool flag = std::is_same_v<std::decay_t<decltype(field)>, bool>;
+    return fmt::format("{0} = v.{0}{1}", c.name, flag ? " <> 0" : "");
+  });
+  return PgStateStore::Statement{
+      fmt::format("UPDATE ferry_state.ranges r SET {} FROM unnest({}) AS v({}) WHERE r.id = v.id",
+                  set, u.arrays, u.names),
+      std::move(u.params)};
 }
 
 }  // namespace
@@ -590,48 +609,7 @@ Status PgStateStore::Commit(const StateCommit& c) {
   for (size_t at = 0; at < c.inserted.size(); at += kPlanChunk) {
     txn.push_back(RangeInserts(c.inserted, at, kPlanChunk));
   }
-  if (!c.ranges.empty()) {
-    ArrayText id, state, owner, epoch, deadline, cursor, rows, bytes, digest, attempts, errors,
-        last_error, rejected, hi, est, verified, verify_lease, verify_cursor, repaired;
-    for (const RangeRecord* r : c.ranges) {
-      id.Int(static_cast<int64_t>(r->id));
-      state.Int(static_cast<int64_t>(r->state));
-      owner.Bytes(r->owner);
-      epoch.Int(static_cast<int64_t>(r->epoch));
-      deadline.Int(r->deadline_ms);
-      cursor.Bytes(r->cursor);
-      rows.Int(static_cast<int64_t>(r->rows));
-      bytes.Int(static_cast<int64_t>(r->bytes));
-      digest.Int(static_cast<int64_t>(r->digest));
-      attempts.Int(r->attempts);
-      errors.Int(r->errors);
-      last_error.Bytes(r->last_error);
-      rejected.Int(static_cast<int64_t>(r->rejected));
-      hi.Bytes(r->hi);
-      est.Int(static_cast<int64_t>(r->est_rows));
-      verified.Int(r->verified);
-      verify_lease.Int(r->verify_lease);
-      verify_cursor.Bytes(r->verify_cursor);
-      repaired.Int(static_cast<int64_t>(r->rows_repaired));
-    }
-    txn.push_back(Statement{
-        "UPDATE ferry_state.ranges r SET state = v.state, owner = v.owner, epoch = v.epoch, "
-        "deadline_ms = v.deadline_ms, cursor = v.cursor, rows = v.rows, bytes = v.bytes, "
-        "digest = v.digest, attempts = v.attempts, errors = v.errors, last_error = v.last_error, "
-        "rejected = v.rejected, hi = v.hi, est_rows = v.est_rows, "
-        "verified = v.verified <> 0, verify_lease = v.verify_lease <> 0, "
-        "verify_cursor = v.verify_cursor, rows_repaired = v.rows_repaired "
-        "FROM unnest($1::bigint[], $2::int[], $3::bytea[], $4::bigint[], $5::bigint[], "
-        "$6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-        "$12::bytea[], $13::bigint[], $14::bytea[], $15::bigint[], $16::int[], $17::int[], "
-        "$18::bytea[], $19::bigint[]) AS v(id, state, owner, epoch, deadline_ms, cursor, rows, "
-        "bytes, digest, attempts, errors, last_error, rejected, hi, est_rows, verified, "
-        "verify_lease, verify_cursor, rows_repaired) WHERE r.id = v.id",
-        {id.Done(), state.Done(), owner.Done(), epoch.Done(), deadline.Done(), cursor.Done(),
-         rows.Done(), bytes.Done(), digest.Done(), attempts.Done(), errors.Done(),
-         last_error.Done(), rejected.Done(), hi.Done(), est.Done(), verified.Done(),
-         verify_lease.Done(), verify_cursor.Done(), repaired.Done()}});
-  }
+  if (!c.ranges.empty()) txn.push_back(RangeUpdates(c.ranges));
   if (!c.events.empty()) {
     ArrayText ts, kind, range, epoch, worker, detail;
     for (const Event& e : c.events) {

@@ -3,11 +3,15 @@
 #include <fmt/format.h>
 
 #include <random>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
 
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/version.h"
+#include "coordinator/range_columns.h"
 
 namespace ferry {
 namespace {
@@ -35,44 +39,42 @@ CREATE TABLE events (
   epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 )sql";
 
-// Columns added after schema version 1, each with the default an older
-// row gets. Added when missing (whatever the recorded version), so the
-// upgrade is idempotent.
+// Columns added after schema version 1 (in `since`), each with the default
+// an older row gets. Added when missing (whatever the recorded version), so
+// the upgrade is idempotent.
 struct AddedColumn {
+  int since;
   const char* table;
   const char* column;
   const char* decl;
 };
 constexpr AddedColumn kAddedColumns[] = {
     // 2: migration specs (the spec in the plan, rejected rows per range).
-    {"job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
-    {"job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
-    {"ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
+    {2, "job", "spec_text", "TEXT NOT NULL DEFAULT ''"},
+    {2, "job", "spec_digest", "TEXT NOT NULL DEFAULT ''"},
+    {2, "ranges", "rejected", "INTEGER NOT NULL DEFAULT 0"},
     // 3: --verify (job.verify; ranges verified, verify_lease, verify_cursor,
     // rows_repaired) and splits (ranges.parent; ranges are inserted after
     // the plan and their hi / est_rows change).
-    {"job", "verify", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "parent", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verified", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verify_lease", "INTEGER NOT NULL DEFAULT 0"},
-    {"ranges", "verify_cursor", "BLOB NOT NULL DEFAULT x''"},
-    {"ranges", "rows_repaired", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "job", "verify", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "parent", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verified", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verify_lease", "INTEGER NOT NULL DEFAULT 0"},
+    {3, "ranges", "verify_cursor", "BLOB NOT NULL DEFAULT x''"},
+    {3, "ranges", "rows_repaired", "INTEGER NOT NULL DEFAULT 0"},
 };
 
-// The columns of a range row, in the order WriteRange binds them.
-constexpr const char* kRangeColumns =
-    "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-    "digest, attempts, errors, last_error, rejected, parent, verified, verify_lease, "
-    "verify_cursor, rows_repaired";
-
-// What LoadRanges selects from a file of schema `version` (read-only opens
-// are not upgraded: columns added later read as their defaults).
+// The range columns (coordinator/range_columns.h) LoadRanges selects from a
+// file of schema `version` (read-only opens are not upgraded: columns added
+// later read as their defaults); with kStateSchemaVersion, all of them.
 std::string RangeColumnsFor(int version) {
-  if (version >= 3) return kRangeColumns;
-  return fmt::format(
-      "id, table_name, lo, hi, est_rows, state, owner, epoch, deadline_ms, cursor, rows, bytes, "
-      "digest, attempts, errors, last_error, {}, 0, 0, 0, x'', 0",
-      version >= 2 ? "rejected" : "0");
+  return JoinRangeColumns([version](const RangeColumn& c, const auto& field) -> std::string {
+    if (c.since <= version) return c.name;
+    if constexpr (std::is_same_v<std::decay_t<decltype(field)>, std::string>) {
+      return c.blob ? "x''" : "''";
+    }
+    return "0";
+  });
 }
 
 // The same for the job row: spec_text, spec_digest, verify.
@@ -83,9 +85,49 @@ std::string JobExtraColumnsFor(int version) {
 
 std::string BlobCol(const Stmt& s, int col) { return s.Str(col); }
 
-// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry the file lacks.
-Status AddMissingColumns(Db& d) {
+// INSERT of a whole range row: its parameters are the columns in order.
+std::string RangeInsertSql() {
+  return fmt::format(
+      "INSERT INTO ranges ({}) VALUES ({})", RangeColumnsFor(kStateSchemaVersion),
+      JoinRangeColumns([](const RangeColumn&, const auto&) { return std::string("?"); }));
+}
+
+// UPDATE of a range row: its parameters are the updated columns in order,
+// then the id.
+std::string RangeUpdateSql() {
+  return fmt::format(
+      "UPDATE ranges SET {} WHERE id=?", JoinRangeColumns([](const RangeColumn& c, const auto&) {
+        return c.role == RangeColumnRole::kUpdated ? fmt::format("{}=?", c.name) : std::string();
+      }));
+}
+
+// Binds a range field to parameter i of `s`.
+template <typename T>
+void BindRangeField(Stmt& s, int i, const RangeColumn& c, const T& field) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (c.blob) {
+      s.BindBlob(i, field);
+    } else {
+      s.Bind(i, std::string_view(field));
+    }
+  } else {
+    s.Bind(i, static_cast<int64_t>(field));
+  }
+}
+
+// A range row of a statement's result, for ReadRangeRow.
+struct RangeRow {
+  const Stmt& s;
+  int64_t Int(int col) const { return s.Int(col); }
+  bool Bool(int col) const { return s.Int(col) != 0; }
+  std::string Bytes(int col) const { return s.Str(col); }
+};
+
+// ALTER TABLE ... ADD COLUMN for every kAddedColumns entry of schema
+// `version` or older that the file lacks.
+Status AddMissingColumns(Db& d, int version) {
   for (const AddedColumn& a : kAddedColumns) {
+    if (a.since > version) continue;
     FERRY_ASSIGN_OR_RETURN(Stmt probe,
                            d.Prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2"));
     probe.Bind(1, std::string_view(a.table));
@@ -97,6 +139,24 @@ Status AddMissingColumns(Db& d) {
         d.Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", a.table, a.column, a.decl)));
   }
   return Status::Ok();
+}
+
+// Brings the schema of a file at version `from` (0: empty) to version `to`,
+// inside the caller's transaction.
+Status UpgradeSchema(Db& d, int64_t from, int to) {
+  if (from < 1) FERRY_RETURN_IF_ERROR(d.Exec(kSchemaV1));
+  if (from < to) {
+    FERRY_RETURN_IF_ERROR(AddMissingColumns(d, to));
+    FERRY_RETURN_IF_ERROR(d.Exec(fmt::format("PRAGMA user_version={}", to)));
+  }
+  return Status::Ok();
+}
+
+// The file's PRAGMA user_version.
+Result<int64_t> SchemaVersion(Db& d) {
+  FERRY_ASSIGN_OR_RETURN(Stmt stmt, d.Prepare("PRAGMA user_version"));
+  stmt.Step();
+  return stmt.Int(0);
 }
 
 }  // namespace
@@ -151,34 +211,35 @@ Result<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(const std::stri
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff.NextDelayMs()));
   }
-  auto stmt = d.Prepare("PRAGMA user_version");
-  if (!stmt.ok()) return store->Rollback(stmt.status());
-  stmt->Step();
-  int64_t version = stmt->Int(0);
-  stmt->Reset();
+  auto read = SchemaVersion(d);
+  if (!read.ok()) return store->Rollback(read.status());
+  const int64_t version = *read;
   if (version > kStateSchemaVersion) {
     return store->Rollback(FailedPrecondition(
         fmt::format("state file {} has schema version {}, newer than this ferry's {}: use a newer "
                     "ferry-coordinator",
                     path, version, kStateSchemaVersion)));
   }
-  if (version < 1) {
-    Status st = d.Exec(kSchemaV1);
-    if (!st.ok()) return store->Rollback(st);
-  }
-  if (version < kStateSchemaVersion) {
-    Status st = AddMissingColumns(d);
-    if (!st.ok()) return store->Rollback(st);
-  }
-  if (version < kStateSchemaVersion) {
-    Status st = d.Exec(fmt::format("PRAGMA user_version={}", kStateSchemaVersion));
-    if (!st.ok()) return store->Rollback(st);
-  }
+  Status upgraded = UpgradeSchema(d, version, kStateSchemaVersion);
+  if (!upgraded.ok()) return store->Rollback(upgraded);
   FERRY_RETURN_IF_ERROR(d.Exec("COMMIT"));
   FERRY_RETURN_IF_ERROR(store->Prepare());
   store->checkpointer_ = std::make_unique<WalCheckpointer>(path);
   store->checkpointer_->Attach(d.get());
   return store;
+}
+
+Status SqliteStateStore::WriteSchemaForTest(const std::string& path, int version) {
+  if (version < 1 || version > kStateSchemaVersion) {
+    return InvalidArgument(fmt::format("no state schema version {}", version));
+  }
+  FERRY_ASSIGN_OR_RETURN(Db d, Db::Open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 5000));
+  FERRY_RETURN_IF_ERROR(d.Exec("BEGIN IMMEDIATE"));
+  auto from = SchemaVersion(d);
+  Status s = from.ok() ? UpgradeSchema(d, *from, version) : from.status();
+  if (s.ok()) s = d.Exec("COMMIT");
+  if (!s.ok()) (void)d.Exec("ROLLBACK");
+  return s;
 }
 
 Status SqliteStateStore::Rollback(Status cause) {
@@ -193,16 +254,8 @@ Status SqliteStateStore::Prepare() {
                   "to_version, tables, plan_id, last_epoch, phase, boundary, current_version, "
                   "paused, throttle, failure, mirrored, spec_text, spec_digest, verify) VALUES "
                   "(1,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  FERRY_ASSIGN_OR_RETURN(range_insert_,
-                         db_.Prepare(fmt::format("INSERT INTO ranges ({}) VALUES "
-                                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                                 kRangeColumns)));
-  FERRY_ASSIGN_OR_RETURN(
-      range_update_,
-      db_.Prepare(
-          "UPDATE ranges SET state=?, owner=?, epoch=?, deadline_ms=?, cursor=?, rows=?, bytes=?, "
-          "digest=?, attempts=?, errors=?, last_error=?, rejected=?, hi=?, est_rows=?, "
-          "verified=?, verify_lease=?, verify_cursor=?, rows_repaired=? WHERE id=?"));
+  FERRY_ASSIGN_OR_RETURN(range_insert_, db_.Prepare(RangeInsertSql()));
+  FERRY_ASSIGN_OR_RETURN(range_update_, db_.Prepare(RangeUpdateSql()));
   FERRY_ASSIGN_OR_RETURN(event_insert_, db_.Prepare("INSERT INTO events (ts_ms, kind, range_id, "
                                                     "epoch, worker, detail) VALUES (?,?,?,?,?,?)"));
   FERRY_ASSIGN_OR_RETURN(worker_upsert_,
@@ -246,53 +299,13 @@ Status SqliteStateStore::WriteJob(const JobMeta& j) {
 }
 
 Status SqliteStateStore::WriteRange(const RangeRecord& r, bool insert) {
-  if (insert) {
-    Stmt& s = range_insert_;
-    s.Bind(1, static_cast<int64_t>(r.id));
-    s.Bind(2, r.table);
-    s.BindBlob(3, r.lo);
-    s.BindBlob(4, r.hi);
-    s.Bind(5, static_cast<int64_t>(r.est_rows));
-    s.Bind(6, static_cast<int64_t>(r.state));
-    s.Bind(7, r.owner);
-    s.Bind(8, static_cast<int64_t>(r.epoch));
-    s.Bind(9, r.deadline_ms);
-    s.BindBlob(10, r.cursor);
-    s.Bind(11, static_cast<int64_t>(r.rows));
-    s.Bind(12, static_cast<int64_t>(r.bytes));
-    s.Bind(13, static_cast<int64_t>(r.digest));
-    s.Bind(14, static_cast<int64_t>(r.attempts));
-    s.Bind(15, static_cast<int64_t>(r.errors));
-    s.Bind(16, r.last_error);
-    s.Bind(17, static_cast<int64_t>(r.rejected));
-    s.Bind(18, static_cast<int64_t>(r.parent));
-    s.Bind(19, int64_t{r.verified});
-    s.Bind(20, int64_t{r.verify_lease});
-    s.BindBlob(21, r.verify_cursor);
-    s.Bind(22, static_cast<int64_t>(r.rows_repaired));
-    return Step(s, "insert range");
-  }
-  Stmt& s = range_update_;
-  s.Bind(1, static_cast<int64_t>(r.state));
-  s.Bind(2, r.owner);
-  s.Bind(3, static_cast<int64_t>(r.epoch));
-  s.Bind(4, r.deadline_ms);
-  s.BindBlob(5, r.cursor);
-  s.Bind(6, static_cast<int64_t>(r.rows));
-  s.Bind(7, static_cast<int64_t>(r.bytes));
-  s.Bind(8, static_cast<int64_t>(r.digest));
-  s.Bind(9, static_cast<int64_t>(r.attempts));
-  s.Bind(10, static_cast<int64_t>(r.errors));
-  s.Bind(11, r.last_error);
-  s.Bind(12, static_cast<int64_t>(r.rejected));
-  s.BindBlob(13, r.hi);
-  s.Bind(14, static_cast<int64_t>(r.est_rows));
-  s.Bind(15, int64_t{r.verified});
-  s.Bind(16, int64_t{r.verify_lease});
-  s.BindBlob(17, r.verify_cursor);
-  s.Bind(18, static_cast<int64_t>(r.rows_repaired));
-  s.Bind(19, static_cast<int64_t>(r.id));
-  return Step(s, "update range");
+  Stmt& s = insert ? range_insert_ : range_update_;
+  int i = 0;
+  VisitRangeColumns(r, [&](const RangeColumn& c, const auto& field) {
+    if (insert || c.role == RangeColumnRole::kUpdated) BindRangeField(s, ++i, c, field);
+  });
+  if (!insert) s.Bind(++i, static_cast<int64_t>(r.id));
+  return Step(s, insert ? "insert range" : "update range");
 }
 
 Status SqliteStateStore::WriteEvent(const Event& e) {
@@ -387,32 +400,7 @@ Result<std::vector<RangeRecord>> SqliteStateStore::LoadRanges() {
   std::vector<RangeRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
-    RangeRecord r;
-    r.id = static_cast<uint64_t>(s.Int(0));
-    r.table = s.Str(1);
-    r.lo = BlobCol(s, 2);
-    r.hi = BlobCol(s, 3);
-    r.est_rows = static_cast<uint64_t>(s.Int(4));
-    int64_t st = s.Int(5);
-    if (st < 0 || st > 3) return Internal(fmt::format("range {} has unknown state {}", r.id, st));
-    r.state = static_cast<RangeState>(st);
-    r.owner = s.Str(6);
-    r.epoch = static_cast<uint64_t>(s.Int(7));
-    r.deadline_ms = s.Int(8);
-    r.cursor = BlobCol(s, 9);
-    r.rows = static_cast<uint64_t>(s.Int(10));
-    r.bytes = static_cast<uint64_t>(s.Int(11));
-    r.digest = static_cast<uint64_t>(s.Int(12));
-    r.attempts = static_cast<uint32_t>(s.Int(13));
-    r.errors = static_cast<uint32_t>(s.Int(14));
-    r.last_error = s.Str(15);
-    r.rejected = static_cast<uint64_t>(s.Int(16));
-    r.parent = static_cast<uint64_t>(s.Int(17));
-    r.verified = s.Int(18) != 0;
-    r.verify_lease = s.Int(19) != 0;
-    r.verify_cursor = BlobCol(s, 20);
-    r.rows_repaired = static_cast<uint64_t>(s.Int(21));
-    if (r.verify_lease && r.state != RangeState::kLeased) r.verify_lease = false;
+    FERRY_ASSIGN_OR_RETURN(RangeRecord r, ReadRangeRow(RangeRow{s}));
     if (r.id != out.size() + 1)
       return Internal(fmt::format("range ids not contiguous at {}", r.id));
     out.push_back(std::move(r));

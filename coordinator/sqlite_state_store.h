@@ -31,6 +31,11 @@ class SqliteStateStore final : public StateStore {
                                                         const Clock* clock);
   // An existing state file, read-only, without the lock.
   static Result<std::unique_ptr<SqliteStateStore>> OpenReadOnly(const std::string& path);
+  // Test support (upgrades from older files): brings the file at `path`
+  // (created if absent; empty, or of an older schema) to the state schema
+  // of `version` (1..kStateSchemaVersion) as that version of ferry made it,
+  // job and ranges left as they are. Without the lock.
+  static Status WriteSchemaForTest(const std::string& path, int version);
 
   Result<std::optional<JobMeta>> LoadJob() override;
   Result<std::vector<RangeRecord>> LoadRanges() override;

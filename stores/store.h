@@ -239,8 +239,8 @@ class Store {
   // Digests up to `max_rows` rows of `range` with key > `after` (>= range.lo
   // when empty) and, when `through` is not empty, key <= `through`, in key
   // order (verification compares chunks of both stores this way). Default:
-  // ReadBatch and fold (every engine digests alike); SQLite folds inside the
-  // engine, without building Values.
+  // ReadBatch and fold (every engine digests alike); an engine may fold
+  // without building Values.
   virtual Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
                             std::string_view through, size_t max_rows, DigestMode mode,
                             RowsDigest* out);

@@ -33,24 +33,6 @@ bool HasWord(const std::string& text, const std::string& word) {
   return std::regex_search(text, std::regex("(^|[^0-9A-Za-z_])" + word + "([^0-9A-Za-z_]|$)"));
 }
 
-// ferry-coordinator with run-time ports and the given store / state paths.
-Args Coordinator(const std::string& source, const std::string& target, const std::string& state,
-                 const Args& extra = {}) {
-  Args a = {Bin("ferry-coordinator"),
-            "--source",
-            source,
-            "--target",
-            target,
-            "--state",
-            state,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--status-endpoint",
-            "tcp://127.0.0.1:0"};
-  a.insert(a.end(), extra.begin(), extra.end());
-  return a;
-}
-
 // Everything in a coordinator state file, type-exact.
 std::string DumpState(const std::string& state) {
   std::string out;
@@ -79,7 +61,7 @@ TEST(CliTest, EmbeddedMigrationCompletesAndRerunIsANoOp) {
   const std::string legacy = dir.File("legacy.db"), target = dir.File("new.db"),
                     state = dir.File("state.db");
   MakeDemoStore(legacy, 20000);
-  const Args cmd = Coordinator(
+  const Args cmd = CoordinatorArgs(
       "sqlite:" + legacy, "sqlite:" + target, state,
       {"--local-workers", "2", "--range-rows", "1000", "--batch-rows", "250", "--exit-when-done"});
   std::string out, err;
@@ -131,8 +113,8 @@ class VersionTest : public ::testing::Test {
   int Run(const Args& extra, std::string* out, std::string* err) {
     Args a = {"--local-workers", "2", "--range-rows", "100", "--batch-rows", "50"};
     a.insert(a.end(), extra.begin(), extra.end());
-    return RunCommandSplit(Coordinator("sqlite:" + legacy_, "sqlite:" + target_, state_, a), out,
-                           err, 60000);
+    return RunCommandSplit(CoordinatorArgs("sqlite:" + legacy_, "sqlite:" + target_, state_, a),
+                           out, err, 60000);
   }
   TempDir dir_;
   std::string legacy_, target_, state_;
@@ -152,8 +134,8 @@ TEST(CliTest, VirtualTableIsRefusedUnlessLeftOut) {
     GTEST_SKIP() << "this SQLite has no fts5";
   }
   std::string out, err;
-  const Args all = Coordinator("sqlite:" + legacy, "sqlite:" + target, state,
-                               {"--local-workers", "1", "--exit-when-done"});
+  const Args all = CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, state,
+                                   {"--local-workers", "1", "--exit-when-done"});
   EXPECT_EQ(RunCommandSplit(all, &out, &err, 30000), 2) << out << err;
   EXPECT_NE(err.find("table docs is a virtual table"), std::string::npos) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
@@ -164,8 +146,8 @@ TEST(CliTest, VirtualTableIsRefusedUnlessLeftOut) {
   out.clear();
   err.clear();
   const Args some =
-      Coordinator("sqlite:" + legacy, "sqlite:" + target, dir.File("state2.db"),
-                  {"--local-workers", "1", "--exit-when-done", "--tables", "events,kv,users"});
+      CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, dir.File("state2.db"),
+                      {"--local-workers", "1", "--exit-when-done", "--tables", "events,kv,users"});
   ASSERT_EQ(RunCommandSplit(some, &out, &err, 60000), 0) << out << err;
   for (const char* t : {"users", "kv", "events"}) {
     EXPECT_EQ(DumpTable(target, t), DumpTable(legacy, t)) << t;
@@ -240,8 +222,8 @@ TEST(CliTest, SecondCoordinatorOnSameStateFailsFastNamingTheHolder) {
   const std::string legacy = dir.File("legacy.db"), target = dir.File("new.db"),
                     state = dir.File("state.db");
   MakeDemoStore(legacy, 2000);
-  Process first(Coordinator("sqlite:" + legacy, "sqlite:" + target, state,
-                            {"--endpoints-file", dir.File("ep1.json")}),
+  Process first(CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, state,
+                                {"--endpoints-file", dir.File("ep1.json")}),
                 dir.File("first.log"));
   CoordinatorEndpoints ep;
   ASSERT_TRUE(ReadEndpointsFile(dir.File("ep1.json"), &ep, 20000))
@@ -251,8 +233,8 @@ TEST(CliTest, SecondCoordinatorOnSameStateFailsFastNamingTheHolder) {
   std::string out, err;
   const int64_t t0 = NowMs();
   int code = RunCommandSplit(
-      Coordinator("sqlite:" + legacy, "sqlite:" + target, state, {"--local-workers", "1"}), &out,
-      &err, 20000);
+      CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, state, {"--local-workers", "1"}),
+      &out, &err, 20000);
   const int64_t elapsed = NowMs() - t0;
   EXPECT_EQ(code, 4) << out << err;
   EXPECT_LT(elapsed, 2500) << "a second coordinator must fail fast";
@@ -286,7 +268,7 @@ class BadInputTest : public ::testing::Test {
                       bool as_nobody = false) {
     Args flags = {"--local-workers", "1", "--range-rows", "100"};
     flags.insert(flags.end(), extra.begin(), extra.end());
-    Args argv = Coordinator(source, target_uri, state_, flags);
+    Args argv = CoordinatorArgs(source, target_uri, state_, flags);
     if (as_nobody && geteuid() == 0) {
       // Root ignores permission bits: run the coordinator as an unprivileged
       // user, with the test directory (state file, lock) open to it.
@@ -375,8 +357,8 @@ TEST_F(BadInputTest, TableWithNullKey) {
 TEST_F(BadInputTest, ZeroLocalWorkers) {
   Args flags = {"--local-workers", "0"};
   std::string out, err;
-  int code = RunCommandSplit(Coordinator("sqlite:" + legacy_, "sqlite:" + target_, state_, flags),
-                             &out, &err, 30000);
+  int code = RunCommandSplit(
+      CoordinatorArgs("sqlite:" + legacy_, "sqlite:" + target_, state_, flags), &out, &err, 30000);
   EXPECT_EQ(code, 2) << out << err;
   EXPECT_EQ(NonEmptyLines(err).size(), 1u) << err;
   EXPECT_FALSE(Exists(target_));
@@ -401,9 +383,9 @@ TEST(CtlTest, StatusThenRemoteWorkersThenWait) {
   const std::string legacy = dir.File("legacy.db"), target = dir.File("new.db"),
                     state = dir.File("state.db");
   MakeDemoStore(legacy, 8000);
-  Process coord(Coordinator("sqlite:" + legacy, "sqlite:" + target, state,
-                            {"--range-rows", "500", "--batch-rows", "200", "--endpoints-file",
-                             dir.File("ep.json")}),
+  Process coord(CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, state,
+                                {"--range-rows", "500", "--batch-rows", "200", "--endpoints-file",
+                                 dir.File("ep.json")}),
                 dir.File("coord.log"));
   CoordinatorEndpoints ep;
   ASSERT_TRUE(ReadEndpointsFile(dir.File("ep.json"), &ep, 20000))

@@ -13,6 +13,7 @@
 #include "ctl/ctl_client.h"
 #include "tests/process_util.h"
 #include "tests/test_util.h"
+#include "tests/worker_thread.h"
 #include "worker/worker.h"
 
 namespace ferry {
@@ -212,35 +213,22 @@ struct Fixture {
   int64_t stall_ms = 30000;
 };
 
+// The options of a worker `id` of `c` (over inproc).
+WorkerOptions InprocWorker(CoordinatorServer* c, const std::string& id, int request_timeout_ms) {
+  WorkerOptions o;
+  o.coordinator = c->inproc_endpoint();
+  o.id = id;
+  o.request_timeout_ms = request_timeout_ms;
+  return o;
+}
+
 // A real Worker with id `id` on its own thread against `c`; Stop() (or the
 // destructor) stops and joins it, after which result() is its Run() status.
-class WorkerThread {
+class WorkerThread : public testing::WorkerThread {
  public:
   WorkerThread(Fixture& f, CoordinatorServer* c, const std::string& id,
-               int request_timeout_ms = 2000) {
-    WorkerOptions o;
-    o.coordinator = c->inproc_endpoint();
-    o.id = id;
-    o.request_timeout_ms = request_timeout_ms;
-    thread_ = std::thread([this, o, &f] {
-      SteadyClock steady;  // the worker's own deadlines run in real time
-      Worker w(o, &f.ctx, &stop_, &steady);
-      result_ = w.Run();
-      finished_ = true;
-    });
-  }
-  ~WorkerThread() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  bool finished() const { return finished_.load(); }
-  const Status& result() const { return result_; }
-
- private:
-  std::atomic<bool> stop_{false}, finished_{false};
-  Status result_;
-  std::thread thread_;
+               int request_timeout_ms = 2000)
+      : testing::WorkerThread(&f.ctx, InprocWorker(c, id, request_timeout_ms)) {}
 };
 
 void MakeSimpleTable(const std::string& path, int rows) {

@@ -173,23 +173,13 @@ void ExpectOneLineUsageError(const Args& argv, const std::string& starts) {
   EXPECT_EQ(lines[0].rfind(program + ": error: " + starts, 0), 0) << lines[0];
 }
 
+// ferry-coordinator from SQLite file `legacy` to `target` with one local
+// worker.
 Args Coordinator(const std::string& legacy, const std::string& target, const std::string& state,
                  const Args& extra = {}) {
-  Args a = {Bin("ferry-coordinator"),
-            "--source",
-            "sqlite:" + legacy,
-            "--target",
-            "sqlite:" + target,
-            "--state",
-            state,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--status-endpoint",
-            "tcp://127.0.0.1:0",
-            "--local-workers",
-            "1"};
+  Args a = {"--local-workers", "1"};
   a.insert(a.end(), extra.begin(), extra.end());
-  return a;
+  return CoordinatorArgs("sqlite:" + legacy, "sqlite:" + target, state, a);
 }
 
 TEST_F(FileChecksTest, CoordinatorStateThatIsNotADatabaseIsUsageError) {

@@ -48,6 +48,24 @@ std::string BinDir() {
   return coordinator.substr(0, coordinator.rfind('/'));
 }
 
+std::vector<std::string> CoordinatorArgs(const std::string& source, const std::string& target,
+                                         const std::string& state,
+                                         const std::vector<std::string>& extra) {
+  std::vector<std::string> a = {Bin("ferry-coordinator"),
+                                "--source",
+                                source,
+                                "--target",
+                                target,
+                                "--state",
+                                state,
+                                "--listen",
+                                "tcp://127.0.0.1:0",
+                                "--status-endpoint",
+                                "tcp://127.0.0.1:0"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -19,6 +19,13 @@ std::string Bin(const std::string& name);
 // The directory Bin() takes ferry-coordinator from.
 std::string BinDir();
 
+// ferry-coordinator's command line: `source` -> `target` (store URIs), its
+// state in `state`, the worker and status sockets on ports picked at run
+// time (tcp://127.0.0.1:0), then `extra`.
+std::vector<std::string> CoordinatorArgs(const std::string& source, const std::string& target,
+                                         const std::string& state,
+                                         const std::vector<std::string>& extra = {});
+
 // A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 int FreePort();
 

@@ -18,23 +18,6 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-Args Coordinator(const std::string& source, const std::string& target, const std::string& state,
-                 const Args& extra) {
-  Args a = {Bin("ferry-coordinator"),
-            "--source",
-            source,
-            "--target",
-            target,
-            "--state",
-            state,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--status-endpoint",
-            "tcp://127.0.0.1:0"};
-  a.insert(a.end(), extra.begin(), extra.end());
-  return a;
-}
-
 class ScaleCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -44,7 +27,7 @@ class ScaleCliTest : public ::testing::Test {
     MakeDemoStore(legacy_, 3000);
   }
   int Run(const Args& extra, std::string* out, std::string* err) {
-    return RunCommandSplit(Coordinator("sqlite:" + legacy_, "sqlite:" + target_, state_, extra),
+    return RunCommandSplit(CoordinatorArgs("sqlite:" + legacy_, "sqlite:" + target_, state_, extra),
                            out, err);
   }
   TempDir dir_;
@@ -125,7 +108,7 @@ TEST_F(ScaleCliTest, VerifyWithANewStoreThatCannotBeReadBackIsRefused) {
   uri = uri.substr(0, at) + role + uri.substr(uri.find('@'));
   std::string out, err;
   const int code = RunCommandSplit(
-      Coordinator("sqlite:" + legacy, uri, state_, {"--local-workers", "1", "--verify"}), &out,
+      CoordinatorArgs("sqlite:" + legacy, uri, state_, {"--local-workers", "1", "--verify"}), &out,
       &err);
   EXPECT_EQ(code, 2) << out << err;
   auto lines = NonEmptyLines(err);

@@ -3,13 +3,15 @@
 // split's tail, with its parent), a head's new end and estimate, the verify
 // fields, the job's --verify; and a state file written by the previous
 // schema (version 1) is upgraded in place, or read as it is by a read-only
-// open.
+// open. Older SQLite files are made by the store's own schema code
+// (SqliteStateStore::WriteSchemaForTest), not by a copy of it.
 #include <gtest/gtest.h>
 
 #include <memory>
 
 #include "common/key_codec.h"
 #include "common/version.h"
+#include "coordinator/sqlite_state_store.h"
 #include "coordinator/state_store.h"
 #include "tests/test_util.h"
 
@@ -149,30 +151,11 @@ INSTANTIATE_TEST_SUITE_P(Engines, StateStoreSplitTest, ::testing::Values("sqlite
 
 // A version-1 state file: the schema of the previous ferry, with a job.
 void MakeV1State(const std::string& path) {
+  Status schema = SqliteStateStore::WriteSchemaForTest(path, 1);
+  ASSERT_TRUE(schema.ok()) << schema.ToString();
   ASSERT_TRUE(testing::ExecSql(path, R"sql(
-CREATE TABLE job (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  source_uri TEXT NOT NULL, target_uri TEXT NOT NULL,
-  from_version INTEGER NOT NULL, to_version INTEGER NOT NULL,
-  tables TEXT NOT NULL, plan_id TEXT NOT NULL, last_epoch INTEGER NOT NULL,
-  phase INTEGER NOT NULL, boundary BLOB NOT NULL, current_version INTEGER,
-  paused INTEGER NOT NULL, throttle INTEGER NOT NULL, failure TEXT NOT NULL,
-  mirrored INTEGER NOT NULL);
-CREATE TABLE ranges (
-  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, lo BLOB NOT NULL, hi BLOB NOT NULL,
-  est_rows INTEGER NOT NULL, state INTEGER NOT NULL, owner TEXT NOT NULL,
-  epoch INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, cursor BLOB NOT NULL,
-  rows INTEGER NOT NULL, bytes INTEGER NOT NULL, digest INTEGER NOT NULL,
-  attempts INTEGER NOT NULL, errors INTEGER NOT NULL, last_error TEXT NOT NULL);
-CREATE TABLE workers (
-  id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, version TEXT NOT NULL,
-  registered_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, state TEXT NOT NULL);
-CREATE TABLE events (
-  id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, range_id INTEGER NOT NULL,
-  epoch INTEGER NOT NULL, worker TEXT NOT NULL, detail TEXT NOT NULL);
 INSERT INTO job VALUES (1, 'sqlite:a', 'sqlite:b', 1, 2, '', 'p0', 3, 0, x'', NULL, 0, 0, '', 0);
 INSERT INTO ranges VALUES (1, 't', x'', x'', 10, 2, 'w', 3, 0, x'', 10, 100, 42, 1, 0, '');
-PRAGMA user_version = 1;
 )sql"));
 }
 
@@ -213,13 +196,11 @@ TEST(StateStoreUpgradeTest, VersionTwoFileKeepsTheSpecAndGainsTheVerifyColumns) 
   TempDir dir;
   const std::string path = dir.File("state.db");
   MakeV1State(path);
+  Status schema = SqliteStateStore::WriteSchemaForTest(path, 2);
+  ASSERT_TRUE(schema.ok()) << schema.ToString();
   ASSERT_TRUE(testing::ExecSql(path, R"sql(
-ALTER TABLE job ADD COLUMN spec_text TEXT NOT NULL DEFAULT '';
-ALTER TABLE job ADD COLUMN spec_digest TEXT NOT NULL DEFAULT '';
-ALTER TABLE ranges ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
 UPDATE job SET spec_text = 'the spec', spec_digest = 'd1';
 UPDATE ranges SET rejected = 5;
-PRAGMA user_version = 2;
 )sql"));
   {
     auto reader = OpenStateReader(path);

@@ -6,63 +6,28 @@
 // against the corruptions made, and the repair events must name the keys.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
-#include "common/key_codec.h"
 #include "coordinator/coordinator_server.h"
 #include "ferry.capnp.h"
 #include "tests/test_util.h"
-#include "worker/worker.h"
+#include "tests/verify_fixture.h"
 
 namespace ferry {
 namespace {
 
 using testing::CompareSqliteStores;
 using testing::ExecSql;
+using testing::IntKeyBound;
+using testing::KeyName;
 using testing::QueryInt;
 using testing::TempDir;
-
-// A real Worker on its own thread; `features` says what it tells the
-// coordinator it can do (copy-only workers leave verification to others).
-class WorkerThread {
- public:
-  WorkerThread(zmq::context_t* ctx, const std::string& endpoint, const std::string& id,
-               uint32_t features) {
-    WorkerOptions o;
-    o.coordinator = endpoint;
-    o.id = id;
-    o.features = features;
-    thread_ = std::thread([this, o, ctx] {
-      SteadyClock steady;
-      Worker w(o, ctx, &stop_, &steady);
-      result_ = w.Run();
-      finished_ = true;
-    });
-  }
-  ~WorkerThread() { Stop(); }
-  void RequestStop() { stop_ = true; }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  bool finished() const { return finished_.load(); }
-  const Status& result() const { return result_; }
-
- private:
-  std::atomic<bool> stop_{false}, finished_{false};
-  Status result_;
-  std::thread thread_;
-};
+using testing::WorkerThread;
 
 // An integer key bound of a range ("" = unbounded) as SQL.
 std::string IntBound(const std::string& encoded, int64_t unbounded) {
-  if (encoded.empty()) return std::to_string(unbounded);
-  auto v = DecodeKey(encoded);
-  EXPECT_TRUE(v.ok() && v->size() == 1);
-  return std::to_string(std::get<int64_t>((*v)[0]));
+  return std::to_string(IntKeyBound(encoded, unbounded));
 }
 
 // The corruptions made, by printed key (KeyToString), per table.
@@ -88,10 +53,7 @@ void CorruptUsersRange(const std::string& target, const RangeRecord& r, Corrupti
                                   std::to_string(second)));
   ASSERT_TRUE(ExecSql(target, "INSERT INTO users (id, name) VALUES (" + std::to_string(third + 1) +
                                   ", 'not in the legacy store')"));
-  for (int64_t k : {first, second, third + 1}) {
-    const Value v{k};
-    c->keys.insert(KeyToString(EncodeKey(&v, 1)));
-  }
+  for (int64_t k : {first, second, third + 1}) c->keys.insert(KeyName(k));
   c->deleted++;
   c->changed++;
   c->added++;
@@ -104,16 +66,11 @@ TEST(VerifyRepairTest, CorruptionBehindFerrysBackIsRepairedBeforeTheVersionBump)
   testing::MakeDemoStore(legacy, 12000);
   zmq::context_t ctx;
   SystemClock clock;
-  CoordinatorOptions o;
-  o.source_uri = "sqlite:" + legacy;
-  o.target_uri = "sqlite:" + target;
-  o.state_path = dir.File("state.db");
-  o.listen = "";
-  o.status_endpoint = "inproc://verify-repair-status";
+  CoordinatorOptions o = testing::VerifyingCoordinator(legacy, target, dir.File("state.db"),
+                                                       "inproc://verify-repair-status");
   o.range_rows = 500;
   o.batch_rows = 100;
   o.lease_ttl_ms = 5000;
-  o.verify = true;
   CoordinatorServer c(o, &clock, &ctx);
   ASSERT_TRUE(c.Start().ok());
 
@@ -157,14 +114,9 @@ TEST(VerifyRepairTest, CorruptionBehindFerrysBackIsRepairedBeforeTheVersionBump)
   EXPECT_NE(CompareSqliteStores(legacy, target), "");  // the corruption is there
 
   // Workers that verify: every range verified, the corruption repaired.
-  {
-    WorkerThread a(&ctx, c.inproc_endpoint(), "verifier-a", FEATURE_VERIFY | FEATURE_SPLIT);
-    WorkerThread b(&ctx, c.inproc_endpoint(), "verifier-b", FEATURE_VERIFY | FEATURE_SPLIT);
-    const int64_t deadline = MonotonicMs() + 60000;
-    while (MonotonicMs() < deadline && !(c.complete() && a.finished() && b.finished())) c.Step(5);
-    ASSERT_TRUE(c.complete()) << c.HandleCommand("status");
-    EXPECT_TRUE(a.result().ok()) << a.result().ToString();
-  }
+  const std::vector<Status> verifiers = testing::RunVerifiers(c, &ctx);
+  ASSERT_TRUE(c.complete()) << c.HandleCommand("status");
+  EXPECT_TRUE(verifiers[0].ok()) << verifiers[0].ToString();
   EXPECT_EQ(CompareSqliteStores(legacy, target), "");
   const nlohmann::json st = nlohmann::json::parse(c.HandleCommand("status"));
   EXPECT_EQ(st["rows_repaired"], corrupt.keys.size());
@@ -195,14 +147,9 @@ TEST(VerifyRepairTest, WithoutVerifyingWorkersTheVersionIsNotBumped) {
   testing::MakeDemoStore(legacy, 2000);
   zmq::context_t ctx;
   SystemClock clock;
-  CoordinatorOptions o;
-  o.source_uri = "sqlite:" + legacy;
-  o.target_uri = "sqlite:" + dir.File("new.db");
-  o.state_path = dir.File("state.db");
-  o.listen = "";
-  o.status_endpoint = "inproc://verify-none-status";
+  CoordinatorOptions o = testing::VerifyingCoordinator(
+      legacy, dir.File("new.db"), dir.File("state.db"), "inproc://verify-none-status");
   o.range_rows = 400;
-  o.verify = true;
   CoordinatorServer c(o, &clock, &ctx);
   ASSERT_TRUE(c.Start().ok());
   WorkerThread a(&ctx, c.inproc_endpoint(), "copier", FEATURE_SPLIT);

@@ -9,26 +9,26 @@
 // with plain sqlite3 (tests/test_util.h), never through ferry's code.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "common/key_codec.h"
 #include "coordinator/coordinator_server.h"
 #include "ferry.capnp.h"
 #include "spec/migration_spec.h"
 #include "tests/test_util.h"
-#include "worker/worker.h"
+#include "tests/verify_fixture.h"
 
 namespace ferry {
 namespace {
 
 using testing::ExecSql;
+using testing::IntKeyBound;
+using testing::KeyName;
 using testing::QueryInt;
 using testing::TempDir;
+using testing::WorkerThread;
 
 constexpr int kUsers = 3000;
 
@@ -69,47 +69,6 @@ void MakeLegacy(const std::string& path) {
   ASSERT_TRUE(ExecSql(path, sql));
 }
 
-class WorkerThread {
- public:
-  WorkerThread(zmq::context_t* ctx, const std::string& endpoint, const std::string& id,
-               uint32_t features) {
-    WorkerOptions o;
-    o.coordinator = endpoint;
-    o.id = id;
-    o.features = features;
-    thread_ = std::thread([this, o, ctx] {
-      SteadyClock steady;
-      Worker w(o, ctx, &stop_, &steady);
-      result_ = w.Run();
-      finished_ = true;
-    });
-  }
-  ~WorkerThread() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  void RequestStop() { stop_ = true; }
-  bool finished() const { return finished_.load(); }
-  const Status& result() const { return result_; }
-
- private:
-  std::atomic<bool> stop_{false}, finished_{false};
-  Status result_;
-  std::thread thread_;
-};
-
-int64_t IntBound(const std::string& encoded, int64_t unbounded) {
-  if (encoded.empty()) return unbounded;
-  auto v = DecodeKey(encoded);
-  EXPECT_TRUE(v.ok() && v->size() == 1);
-  return std::get<int64_t>((*v)[0]);
-}
-
-std::string KeyName(int64_t k) {
-  const Value v{k};
-  return KeyToString(EncodeKey(&v, 1));
-}
-
 TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   TempDir dir;
   const std::string legacy = dir.File("legacy.db");
@@ -117,16 +76,11 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   MakeLegacy(legacy);
   zmq::context_t ctx;
   SystemClock clock;
-  CoordinatorOptions o;
-  o.source_uri = "sqlite:" + legacy;
-  o.target_uri = "sqlite:" + target;
-  o.state_path = dir.File("state.db");
-  o.listen = "";
-  o.status_endpoint = "inproc://verify-spec-status";
+  CoordinatorOptions o = testing::VerifyingCoordinator(legacy, target, dir.File("state.db"),
+                                                       "inproc://verify-spec-status");
   o.range_rows = 400;
   o.batch_rows = 100;
   o.lease_ttl_ms = 5000;
-  o.verify = true;
   o.max_rejects = 1000;
   o.spec.emplace();
   ASSERT_TRUE(ParseSpecText(kSpec, "test.toml", &*o.spec).ok());
@@ -157,8 +111,8 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   for (const RangeRecord& r : c.service().table().ranges()) {
     ASSERT_EQ(r.state, RangeState::kDone);
     ASSERT_FALSE(r.verified);
-    const int64_t lo = std::max<int64_t>(1, IntBound(r.lo, 1));
-    const int64_t hi = std::min<int64_t>(kUsers + 1, IntBound(r.hi, kUsers + 1));
+    const int64_t lo = std::max<int64_t>(1, IntKeyBound(r.lo, 1));
+    const int64_t hi = std::min<int64_t>(kUsers + 1, IntKeyBound(r.hi, kUsers + 1));
     std::vector<int64_t> expected, absent;
     for (int64_t i = lo; i < hi; ++i) {
       if (Expected(static_cast<int>(i))) expected.push_back(i);
@@ -180,15 +134,10 @@ TEST(VerifySpecTest, RepairsThroughTheSpecAndNeverRepairsRejectedRowsIn) {
   corrupted.insert(KeyName(97));
 
   // Workers that verify.
-  {
-    WorkerThread a(&ctx, c.inproc_endpoint(), "verifier-a", FEATURE_VERIFY | FEATURE_SPLIT);
-    WorkerThread b(&ctx, c.inproc_endpoint(), "verifier-b", FEATURE_VERIFY | FEATURE_SPLIT);
-    const int64_t deadline = MonotonicMs() + 60000;
-    while (MonotonicMs() < deadline && !(c.complete() && a.finished() && b.finished())) c.Step(5);
-    ASSERT_TRUE(c.complete()) << c.HandleCommand("status");
-    EXPECT_TRUE(a.result().ok()) << a.result().ToString();
-    EXPECT_TRUE(b.result().ok()) << b.result().ToString();
-  }
+  const std::vector<Status> verifiers = testing::RunVerifiers(c, &ctx);
+  ASSERT_TRUE(c.complete()) << c.HandleCommand("status");
+  EXPECT_TRUE(verifiers[0].ok()) << verifiers[0].ToString();
+  EXPECT_TRUE(verifiers[1].ok()) << verifiers[1].ToString();
 
   // The new store holds exactly the spec's rows.
   std::vector<std::string> want;

@@ -29,9 +29,8 @@ class VerifyTest : public ::testing::Test {
   void Migrate(const std::string& target, const std::string& state) {
     std::string out, err;
     int code = RunCommandSplit(
-        {Bin("ferry-coordinator"), "--source", "sqlite:" + legacy_, "--target", target, "--state",
-         state, "--listen", "tcp://127.0.0.1:0", "--status-endpoint", "tcp://127.0.0.1:0",
-         "--local-workers", "2", "--range-rows", "700", "--batch-rows", "150"},
+        CoordinatorArgs("sqlite:" + legacy_, target, state,
+                        {"--local-workers", "2", "--range-rows", "700", "--batch-rows", "150"}),
         &out, &err, 120000);
     ASSERT_EQ(code, 0) << out << err;
   }

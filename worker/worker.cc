@@ -686,6 +686,71 @@ void Worker::ReportRefusal(const Status& s) {
   SendReportError(/*range=*/0, /*epoch=*/0, /*permanent=*/true, s.message());
 }
 
+Worker::Turn Worker::AwaitTurn(Lease& lease, Throttle* throttle) {
+  if (!DrainReplies(lease, 0)) return Turn::kLost;
+  if (Stopping() || drain_) {
+    FinishRange(lease, /*complete=*/false);
+    return Turn::kStopped;
+  }
+  const int64_t now = clock_->NowMs();
+  if (lease.keeper.HeartbeatDue()) {
+    SendHeartbeat(lease);
+    lease.keeper.HeartbeatSent();
+  }
+  if (client_.endpoint_count() > 1 && now - last_ack_ms_ > policy_.ttl_ms / 2) {
+    // No ack for half a lease: the coordinator may be gone and another
+    // one of the list lead now. Heartbeat that one.
+    client_.Rotate();
+    heartbeat_sent_.clear();
+    last_ack_ms_ = now;
+  }
+  if (!lease.keeper.MayWrite()) {
+    // Our lease may be about to expire: no write until the coordinator confirms it.
+    if (!DrainReplies(lease, 50)) return Turn::kLost;
+    if (lease.keeper.Expired()) {
+      LogEvent(spdlog::level::warn, "lease_expired",
+               {{"worker", opt_.id},
+                {"range", lease.range},
+                {"epoch", lease.epoch},
+                {"check", "no answer from the coordinator within the lease TTL"}});
+      return Turn::kLost;
+    }
+    return Turn::kWait;
+  }
+  if (paused_) {
+    if (!DrainReplies(lease, 50)) return Turn::kLost;
+    return Turn::kWait;
+  }
+  if (rate_limit_ != throttle->limit) {
+    throttle->limit = rate_limit_;
+    throttle->start_ms = now;
+    throttle->rows = 0;
+  }
+  if (throttle->limit > 0) {
+    const int64_t due =
+        throttle->start_ms + static_cast<int64_t>(throttle->rows * 1000 / throttle->limit);
+    if (due > now) {
+      if (!DrainReplies(lease, static_cast<int>(std::min<int64_t>(due - now, 50)))) {
+        return Turn::kLost;
+      }
+      return Turn::kWait;
+    }
+  }
+  return Turn::kGo;
+}
+
+bool Worker::KeepLeaseFor(Lease& lease, int64_t ms) {
+  const int64_t until = clock_->NowMs() + ms;
+  while (clock_->NowMs() < until && !Stopping()) {
+    if (!DrainReplies(lease, 50)) return false;
+    if (lease.keeper.HeartbeatDue()) {
+      SendHeartbeat(lease);
+      lease.keeper.HeartbeatSent();
+    }
+  }
+  return true;
+}
+
 Worker::Outcome Worker::Copy(Lease& lease) {
   auto copier_it = copiers_.find(lease.table);
   if (copier_it == copiers_.end()) {
@@ -698,65 +763,20 @@ Worker::Outcome Worker::Copy(Lease& lease) {
   const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && copier.CanCopyDirect();
-  int64_t throttle_start = clock_->NowMs();
-  uint64_t throttle_rows = 0;
-  uint64_t throttle_limit = 0;
+  Throttle throttle;
+  throttle.start_ms = clock_->NowMs();
 
   for (;;) {
-    if (!DrainReplies(lease, 0)) return Outcome::kLost;
-    if (Stopping() || drain_) {
-      FinishRange(lease, /*complete=*/false);
-      return Outcome::kStopped;
-    }
-    const int64_t now = clock_->NowMs();
-    if (lease.keeper.HeartbeatDue()) {
-      SendHeartbeat(lease);
-      lease.keeper.HeartbeatSent();
-    }
-    if (client_.endpoint_count() > 1 && now - last_ack_ms_ > policy_.ttl_ms / 2) {
-      // No ack for half a lease: the coordinator may be gone and another
-      // one of the list lead now. Heartbeat that one.
-      client_.Rotate();
-      heartbeat_sent_.clear();
-      last_ack_ms_ = now;
-    }
-    if (!lease.keeper.MayWrite()) {
-      // Our lease may be about to expire: no write until the coordinator confirms it.
-      if (!DrainReplies(lease, 50)) return Outcome::kLost;
-      if (lease.keeper.Expired()) {
-        LogEvent(spdlog::level::warn, "lease_expired",
-                 {{"worker", opt_.id},
-                  {"range", lease.range},
-                  {"epoch", lease.epoch},
-                  {"check", "no answer from the coordinator within the lease TTL"}});
-        return Outcome::kLost;
-      }
-      continue;
-    }
-    if (paused_) {
-      if (!DrainReplies(lease, 50)) return Outcome::kLost;
-      continue;
-    }
-    if (rate_limit_ != throttle_limit) {
-      throttle_limit = rate_limit_;
-      throttle_start = now;
-      throttle_rows = 0;
-    }
-    if (throttle_limit > 0) {
-      int64_t due = throttle_start + static_cast<int64_t>(throttle_rows * 1000 / throttle_limit);
-      if (due > now) {
-        if (!DrainReplies(lease, static_cast<int>(std::min<int64_t>(due - now, 50)))) {
-          return Outcome::kLost;
-        }
-        continue;
-      }
-    }
+    const Turn turn = AwaitTurn(lease, &throttle);
+    if (turn == Turn::kLost) return Outcome::kLost;
+    if (turn == Turn::kStopped) return Outcome::kStopped;
+    if (turn == Turn::kWait) continue;
     if (lease.split_keep > 0 && lease.split_key.empty() &&
         clock_->NowMs() >= lease.next_split_try_ms) {
       ProposeSplit(lease, copier.plan().source);
     }
     size_t want = sizer_.Next();
-    if (throttle_limit > 0) want = std::clamp<size_t>(throttle_limit / 10, 1, want);
+    if (throttle.limit > 0) want = std::clamp<size_t>(throttle.limit / 10, 1, want);
     TargetBatch batch;
     CopiedBatch& copied = batch.copied;
     copied.digest = lease.digest;
@@ -808,14 +828,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
                   {"epoch", lease.epoch},
                   {"attempt", backoff.attempt() + 1},
                   {"error", s.message()}});
-        const int64_t until = clock_->NowMs() + backoff.NextDelayMs();
-        while (clock_->NowMs() < until && !Stopping()) {
-          if (!DrainReplies(lease, 50)) return Outcome::kLost;
-          if (lease.keeper.HeartbeatDue()) {
-            SendHeartbeat(lease);
-            lease.keeper.HeartbeatSent();
-          }
-        }
+        if (!KeepLeaseFor(lease, backoff.NextDelayMs())) return Outcome::kLost;
         continue;
       }
       ReportError(lease, s);
@@ -828,7 +841,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     lease.bytes += copied.bytes;
     lease.rejected += batch.rejected;
     rows_written_ += copied.rows;
-    throttle_rows += copied.rows;
+    throttle.rows += copied.rows;
   }
 }
 

@@ -160,6 +160,34 @@ class Worker {
   Outcome Copy(Lease& lease);
   // A verify lease (worker_verify.cc).
   Outcome Verify(Lease& lease);
+  // The throttle of one lease's loop (Copy, Verify): `rows` done since
+  // `start_ms` under the rate limit `limit` (rows/s, 0 = none) then in force.
+  struct Throttle {
+    int64_t start_ms = 0;
+    uint64_t rows = 0;
+    uint64_t limit = 0;
+  };
+  // What the head of a turn of Copy's or Verify's loop says.
+  enum class Turn {
+    kGo,       // do one batch (chunk) now
+    kWait,     // waited for replies (up to 50 ms): start the turn again
+    kLost,     // the lease is lost (lease lost, or expired: logged `lease_expired`)
+    kStopped,  // a stop or drain: the range was released (FinishRange)
+  };
+  // The head of each turn of a lease's loop, in this order: applies the
+  // replies that came (kLost if one lost the lease); on a stop or drain
+  // releases the range (kStopped); sends a heartbeat if one is due; with
+  // several coordinators and no ack for half a lease TTL, rotates to the
+  // next one; while the lease keeper forbids writes, waits up to 50 ms for
+  // replies (kWait), and logs `lease_expired` (kLost) once the lease
+  // expired; while paused, waits up to 50 ms (kWait); restarts `throttle`
+  // (from now, no rows) when the rate limit changed, and while its rows are
+  // ahead of the limit waits until they are due, at most 50 ms (kWait).
+  // The caller adds the rows of each batch to throttle->rows.
+  Turn AwaitTurn(Lease& lease, Throttle* throttle);
+  // Waits `ms` (or until a stop) keeping `lease`: applies the replies and
+  // sends the heartbeats that fall due. False if the lease was lost.
+  bool KeepLeaseFor(Lease& lease, int64_t ms);
   // The fence of `lease`'s writes.
   Fence FenceOf(const Lease& lease) const;
   // Picks a split key (a key of the legacy table `source`) for an asked

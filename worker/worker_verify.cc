@@ -128,58 +128,15 @@ Worker::Outcome Worker::Verify(Lease& lease) {
   // Claim the range in the new store first: from here on no batch of an
   // earlier owner (an older epoch) lands in it.
   bool claimed = false;
-  int64_t throttle_start = clock_->NowMs();
-  uint64_t throttle_rows = 0;
-  uint64_t throttle_limit = 0;
+  Throttle throttle;
+  throttle.start_ms = clock_->NowMs();
   uint64_t chunks = 0, compared = 0;
 
   for (;;) {
-    if (!DrainReplies(lease, 0)) return Outcome::kLost;
-    if (Stopping() || drain_) {
-      FinishRange(lease, /*complete=*/false);
-      return Outcome::kStopped;
-    }
-    const int64_t now = clock_->NowMs();
-    if (lease.keeper.HeartbeatDue()) {
-      SendHeartbeat(lease);
-      lease.keeper.HeartbeatSent();
-    }
-    if (client_.endpoint_count() > 1 && now - last_ack_ms_ > policy_.ttl_ms / 2) {
-      client_.Rotate();
-      heartbeat_sent_.clear();
-      last_ack_ms_ = now;
-    }
-    if (!lease.keeper.MayWrite()) {
-      if (!DrainReplies(lease, 50)) return Outcome::kLost;
-      if (lease.keeper.Expired()) {
-        LogEvent(spdlog::level::warn, "lease_expired",
-                 {{"worker", opt_.id},
-                  {"range", lease.range},
-                  {"epoch", lease.epoch},
-                  {"check", "no answer from the coordinator within the lease TTL"}});
-        return Outcome::kLost;
-      }
-      continue;
-    }
-    if (paused_) {
-      if (!DrainReplies(lease, 50)) return Outcome::kLost;
-      continue;
-    }
-    if (rate_limit_ != throttle_limit) {
-      throttle_limit = rate_limit_;
-      throttle_start = now;
-      throttle_rows = 0;
-    }
-    if (throttle_limit > 0) {
-      const int64_t due =
-          throttle_start + static_cast<int64_t>(throttle_rows * 1000 / throttle_limit);
-      if (due > now) {
-        if (!DrainReplies(lease, static_cast<int>(std::min<int64_t>(due - now, 50)))) {
-          return Outcome::kLost;
-        }
-        continue;
-      }
-    }
+    const Turn turn = AwaitTurn(lease, &throttle);
+    if (turn == Turn::kLost) return Outcome::kLost;
+    if (turn == Turn::kStopped) return Outcome::kStopped;
+    if (turn == Turn::kWait) continue;
     Status s;
     ChunkResult chunk;
     if (!claimed) {
@@ -204,14 +161,7 @@ Worker::Outcome Worker::Verify(Lease& lease) {
                   {"epoch", lease.epoch},
                   {"attempt", backoff.attempt() + 1},
                   {"error", s.message()}});
-        const int64_t until = clock_->NowMs() + backoff.NextDelayMs();
-        while (clock_->NowMs() < until && !Stopping()) {
-          if (!DrainReplies(lease, 50)) return Outcome::kLost;
-          if (lease.keeper.HeartbeatDue()) {
-            SendHeartbeat(lease);
-            lease.keeper.HeartbeatSent();
-          }
-        }
+        if (!KeepLeaseFor(lease, backoff.NextDelayMs())) return Outcome::kLost;
         continue;
       }
       ReportError(lease, s);
@@ -220,7 +170,7 @@ Worker::Outcome Worker::Verify(Lease& lease) {
     backoff.Reset();
     ++chunks;
     compared += chunk.compared_rows;
-    throttle_rows += chunk.legacy_rows;
+    throttle.rows += chunk.legacy_rows;
     if (chunk.repaired > 0) {
       LogEvent(spdlog::level::warn, "repaired",
                {{"worker", opt_.id},

@@ -123,13 +123,11 @@ class PgStore : public Store {
   // kUnavailable on connection loss and other transient failures.
   Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
 
-  // One transaction: the fence as for WriteBatch, then DELETE ... WHERE key
-  // = ANY of the keys (one statement per key, pipelined in the transaction).
+  // One DELETE per key, pipelined in the fenced transaction.
   Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
                     const Fence& fence) override;
 
-  // One keyset query of the chunk in binary format, each row folded from
-  // the wire bytes (no Values built).
+  // One binary-format keyset query, each row folded from the wire bytes.
   Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
                     std::string_view through, size_t max_rows, DigestMode mode,
                     RowsDigest* out) override;
@@ -138,12 +136,10 @@ class PgStore : public Store {
   Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
                                               std::string_view after, uint64_t skip) override;
 
-  // Online migrations (pg_apply.cc): ReadKeys selects the keys with
-  // `(pk) IN (VALUES ...)` in chunks (prepared, binary results);
-  // ApplyChanges is one transaction (fence upserts, the position row locked
-  // and compared, DELETE by key, the staging COPY + upsert of WriteBatch).
+  // pg_apply.cc: `(pk) IN (VALUES ...)` in chunks, prepared, binary results.
   Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
                   RowBatch* out) override;
+  // The rows go through WriteBatch's staging COPY + upsert.
   Status ApplyChanges(const ChangeApply& apply) override;
   Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
 

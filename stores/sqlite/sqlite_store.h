@@ -129,8 +129,7 @@ class SqliteStore : public Store {
   // kPermanent for constraint violations. On any error nothing is written.
   Status WriteBatch(const TableSchema& table, const RowBatch& batch, const Fence& fence) override;
 
-  // One BEGIN IMMEDIATE transaction: the fence as for WriteBatch, then a
-  // DELETE by key for each key.
+  // One DELETE per key, in a BEGIN IMMEDIATE transaction as WriteBatch's.
   Status DeleteRows(const TableSchema& table, const std::vector<std::string>& keys,
                     const Fence& fence) override;
 
@@ -138,8 +137,7 @@ class SqliteStore : public Store {
   Result<std::optional<std::string>> KeyAfter(const TableSchema& table, const KeyRange& range,
                                               std::string_view after, uint64_t skip) override;
 
-  // One SELECT of the rows in key order, each folded straight from the
-  // engine's cells (no Values built).
+  // One SELECT in key order, each row folded from the engine's cells.
   Status DigestRows(const TableSchema& table, const KeyRange& range, std::string_view after,
                     std::string_view through, size_t max_rows, DigestMode mode,
                     RowsDigest* out) override;
@@ -159,12 +157,10 @@ class SqliteStore : public Store {
                    std::string_view after, size_t max_rows, size_t max_bytes, const Fence& fence,
                    CopiedBatch* out) override;
 
-  // Online migrations (sqlite_apply.cc): ReadKeys selects the keys with
-  // `key IN (...)` in chunks of a few hundred; ApplyChanges is one BEGIN
-  // IMMEDIATE transaction (fences, position, DELETE by key, INSERT OR
-  // REPLACE), errors as for WriteBatch.
+  // sqlite_apply.cc: `key IN (...)` in chunks of a few hundred keys.
   Status ReadKeys(const TableSchema& table, const std::vector<std::string>& keys,
                   RowBatch* out) override;
+  // One BEGIN IMMEDIATE transaction; errors as for WriteBatch.
   Status ApplyChanges(const ChangeApply& apply) override;
   Result<ChangePosition> ReadChangePosition(const std::string& plan_id) override;
 
