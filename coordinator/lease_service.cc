@@ -256,13 +256,16 @@ AckReply LeaseService::Ack(uint64_t range, uint64_t epoch, const WorkerInfo* w) 
   if (r && r->state == RangeState::kLeased && r->epoch == epoch && !r->verify_lease) {
     a.hi_valid = true;
     a.hi = r->hi;
-    a.waiting = static_cast<uint32_t>(std::min<size_t>(waiting_.size(), UINT32_MAX));
+    // Only owners of a range the policy could split heartbeat faster.
+    const uint64_t left = r->est_rows > r->rows ? r->est_rows - r->rows : 0;
+    if (left >= settings_.split.min_rows) {
+      a.waiting = static_cast<uint32_t>(std::min<size_t>(waiting_.size(), UINT32_MAX));
+    }
     if (r->split_keep > 0 && w && (w->features & kFeatureSplit)) {
       // The ask reaches the owner a heartbeat after it was made: keep the
       // same share of what is left now, so that the tail still gets its part.
       a.split = true;
       a.split_keep = r->split_keep;
-      const uint64_t left = r->est_rows > r->rows ? r->est_rows - r->rows : 0;
       if (r->split_left > 0 && left < r->split_left) {
         a.split_keep =
             std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(r->split_keep) *

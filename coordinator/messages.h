@@ -149,7 +149,7 @@ struct AckReply {
   // The range's end as the coordinator knows it (hi_valid; "" = table end).
   bool hi_valid = false;
   std::string hi;
-  uint32_t waiting = 0;  // copy leases: workers waiting for work now
+  uint32_t waiting = 0;  // splittable copy leases: workers waiting for work now
 };
 
 // The change applier's lease (online mode).

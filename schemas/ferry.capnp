@@ -204,8 +204,9 @@ struct Ack {
   # table end). Narrower than the grant's hi once a split is committed.
   hi @9 :Data;
   hiValid @10 :Bool;
-  # Copy leases: workers waiting for work right now. While it is not 0 the
-  # owner heartbeats 4 times as often, so that a split ask reaches it soon.
+  # Copy leases the policy could split: workers waiting for work right now.
+  # While it is not 0 the owner heartbeats 8 times as often, so that a split
+  # ask reaches it soon.
   waiting @11 :UInt32;
 }
 

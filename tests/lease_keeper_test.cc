@@ -77,8 +77,8 @@ TEST(LeaseKeeperTest, ZeroTtlInAReplyMeansThePolicyTtl) {
   EXPECT_EQ(k.deadline_ms(), 4000);
 }
 
-// The first heartbeat of a lease after a quarter of the interval, then one
-// every interval; a quarter again while Quick(), until the next lease.
+// The first heartbeat of a lease after an eighth of the interval, then one
+// every interval; an eighth again while Quick(), until the next lease.
 TEST(LeaseKeeperTest, HeartbeatIsDueEveryHeartbeatInterval) {
   FakeClock clock(0);
   const LeasePolicy policy = *LeasePolicy::ForTtl(2000);  // heartbeat every 400 ms
@@ -86,7 +86,7 @@ TEST(LeaseKeeperTest, HeartbeatIsDueEveryHeartbeatInterval) {
   LeaseKeeper k(policy, &clock);
   k.Start(0, 2000);
   EXPECT_FALSE(k.HeartbeatDue());
-  clock.Advance(99);
+  clock.Advance(49);
   EXPECT_FALSE(k.HeartbeatDue());
   clock.Advance(1);
   EXPECT_TRUE(k.HeartbeatDue());
@@ -98,23 +98,23 @@ TEST(LeaseKeeperTest, HeartbeatIsDueEveryHeartbeatInterval) {
   EXPECT_TRUE(k.HeartbeatDue());
   k.HeartbeatSent();
   k.Quick(true);
-  clock.Advance(99);
+  clock.Advance(49);
   EXPECT_FALSE(k.HeartbeatDue());
   clock.Advance(1);
   EXPECT_TRUE(k.HeartbeatDue());
   k.HeartbeatSent();
   k.Quick(false);
-  clock.Advance(100);
+  clock.Advance(50);
   EXPECT_FALSE(k.HeartbeatDue());
-  clock.Advance(policy.heartbeat_ms - 100);
+  clock.Advance(policy.heartbeat_ms - 50);
   EXPECT_TRUE(k.HeartbeatDue());
   k.HeartbeatSent();
   k.Quick(true);
   k.Start(clock.NowMs(), 2000);  // a new lease: quick no more, its first heartbeat early
-  clock.Advance(100);
+  clock.Advance(50);
   EXPECT_TRUE(k.HeartbeatDue());
   k.HeartbeatSent();
-  clock.Advance(100);
+  clock.Advance(50);
   EXPECT_FALSE(k.HeartbeatDue());
 }
 

@@ -32,18 +32,18 @@ class LeaseKeeper {
   void Renewed(int64_t sent_ms, int64_t ttl_ms);
 
   // Time for the next heartbeat: the policy's heartbeat interval since the
-  // last one, a quarter of it for the first one of a lease (the coordinator
+  // last one, an eighth of it for the first one of a lease (the coordinator
   // learns the rate, and can ask for a split, early) and while Quick().
   bool HeartbeatDue() const {
     const int64_t every =
-        first_ || quick_ ? std::max<int64_t>(1, policy_.heartbeat_ms / 4) : policy_.heartbeat_ms;
+        first_ || quick_ ? std::max<int64_t>(1, policy_.heartbeat_ms / 8) : policy_.heartbeat_ms;
     return clock_->NowMs() - last_heartbeat_ms_ >= every;
   }
   void HeartbeatSent() {
     last_heartbeat_ms_ = clock_->NowMs();
     first_ = false;
   }
-  // Heartbeat 4 times as often (the coordinator says workers wait for work).
+  // Heartbeat 8 times as often (the coordinator says workers wait for work).
   void Quick(bool quick) { quick_ = quick; }
 
   // More than the safety margin left before the deadline.
