@@ -149,7 +149,9 @@ void DelayRelay::Loop() {
     poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, next - now)));
     if (fds[0].revents & POLLIN) {
       int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (client >= 0) {
+      if (client >= 0 && cut_) {
+        close(client);
+      } else if (client >= 0) {
         int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in t{};
         t.sin_family = AF_INET;
@@ -172,6 +174,10 @@ void DelayRelay::Loop() {
     }
     const int64_t t = NowMs();
     for (auto& c : conns) {
+      if (cut_) {
+        c->dead = true;
+        continue;
+      }
       for (Pipe* p : {&c->up, &c->down}) {
         ssize_t n = recv(p->from, buf, sizeof buf, MSG_DONTWAIT);
         if (n > 0) {

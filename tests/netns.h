@@ -39,6 +39,9 @@ class DelayRelay {
   int port() const { return port_; }
   bool ok() const { return listen_fd_ >= 0; }
   uint64_t bytes_forwarded() const { return bytes_.load(); }
+  // While cut, every relayed connection is closed and new ones are closed
+  // as soon as they are accepted: the target is gone for the client.
+  void Cut(bool cut) { cut_ = cut; }
 
  private:
   void Loop();
@@ -46,6 +49,7 @@ class DelayRelay {
   std::string target_addr_;
   int target_port_, delay_ms_, jitter_ms_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> cut_{false};
   std::atomic<uint64_t> bytes_{0};
   std::thread thread_;
 };
