@@ -94,14 +94,12 @@ struct KeyRange {
 // Destination-side fencing token: a batch for (plan, range) under `epoch`
 // aborts if the store has recorded a higher epoch for that range.
 //
-// Splits: a range split in flight ends at the split key from then on. A
-// tail's write with parent_end set (parent_id != 0) records in the same
-// transaction that the parent range now ends at `parent_end` (the tail's lo;
-// the smallest end recorded wins), and every batch of a range whose end is
-// recorded aborts with kLeaseLost if it writes a key at or past that end: a
-// late batch of the parent's owner, which missed the split, cannot write
-// into the tail. A worker sets parent_end until its lease's first batch with
-// rows has committed (recording it locks the parent's fence row).
+// Splits: a range split in flight ends at the split key from then on. The
+// tail's writes (parent_id != 0) record in the same transaction that the
+// parent range now ends at `parent_end` (the tail's lo; the smallest end
+// recorded wins), and every batch of a range whose end is recorded aborts
+// with kLeaseLost if it writes a key at or past that end: a late batch of
+// the parent's owner, which missed the split, cannot write into the tail.
 struct Fence {
   std::string plan_id;
   uint64_t range_id = 0;

@@ -760,11 +760,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     return Outcome::kGaveBack;
   }
   TargetCopier& copier = *copier_it->second;
-  // A tail of a split records where its parent now ends with its first
-  // committed rows, then no more: recording locks the parent's fence row
-  // (PostgreSQL) until commit, which would serialize every batch of the
-  // parent and of its tails.
-  Fence fence = FenceOf(lease);
+  const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && copier.CanCopyDirect();
   Throttle throttle;
@@ -839,7 +835,6 @@ Worker::Outcome Worker::Copy(Lease& lease) {
       return Outcome::kGaveBack;
     }
     backoff.Reset();
-    if (copied.rows > 0) fence.parent_end.clear();  // recorded with these rows
     lease.digest = copied.digest;
     lease.cursor = std::move(copied.last_key);
     lease.rows += copied.rows;

@@ -161,14 +161,19 @@ Status PgStore::BeginFenced(const Fence& fence, const std::string& what, PgTxn* 
   }
   if (fence.parent_id != 0 && !fence.parent_end.empty()) {
     // A tail of a split: from now on its parent ends where it starts (the
-    // smallest end wins). Locks the parent's fence row, so a batch of the
-    // parent's owner either commits before this or sees the end.
+    // smallest end wins). Recording locks the parent's fence row, so a batch
+    // of the parent's owner either commits before this or sees the end. An
+    // end already recorded at or before ours is left alone, unlocked, as
+    // SqliteStore does: an upsert locks the row even when it changes nothing,
+    // and every batch of the parent and of each of its tails would then
+    // commit one at a time.
     std::string hex;
     for (unsigned char c : fence.parent_end) hex += fmt::format("{:02x}", c);
     FERRY_RETURN_IF_ERROR(Exec(
         fmt::format(
-            "INSERT INTO {0} AS m (key, value, bytes) VALUES ({1}, 0, "
-            "decode('{2}', 'hex')) ON CONFLICT (key) DO UPDATE SET bytes = "
+            "INSERT INTO {0} AS m (key, value, bytes) SELECT {1}, 0, decode('{2}', 'hex') "
+            "WHERE NOT EXISTS (SELECT 1 FROM {0} WHERE key = {1} AND bytes IS NOT NULL AND "
+            "bytes <= decode('{2}', 'hex')) ON CONFLICT (key) DO UPDATE SET bytes = "
             "EXCLUDED.bytes WHERE m.bytes IS NULL OR m.bytes > EXCLUDED.bytes",
             meta, PgQuoteLiteral(fmt::format("fence/{}/{}", fence.plan_id, fence.parent_id)), hex),
         what));
