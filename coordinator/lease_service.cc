@@ -397,7 +397,6 @@ void LeaseService::MaybeAskSplits() {
   const int64_t cooldown = forced ? settings_.force_split_interval_ms
                                   : std::max<int64_t>(1000, 2 * settings_.policy.heartbeat_ms);
   std::vector<SplitCandidate> candidates;
-  size_t pending = 0;  // asks not answered yet: each tail will take a waiting worker
   for (uint64_t id : table_.leased()) {
     const RangeRecord* r = table_.Find(id);
     if (r->verify_lease) continue;
@@ -407,7 +406,6 @@ void LeaseService::MaybeAskSplits() {
         table_.ClearSplitAsk(id);
         continue;
       }
-      ++pending;
       asked = true;
     } else if (r->split_asked_ms != 0 && now - r->split_asked_ms < cooldown) {
       continue;
@@ -424,11 +422,10 @@ void LeaseService::MaybeAskSplits() {
     }
     candidates.push_back(c);
   }
-  // Idle: workers whose lease requests wait (nothing was grantable), less
-  // the ones the outstanding asks' tails will take.
-  const size_t idle = waiting_.size() > pending ? waiting_.size() - pending : 0;
-  const std::vector<SplitAsk> asks = forced ? ForceSplits(candidates, settings_.split)
-                                            : ChooseSplits(candidates, idle, settings_.split);
+  // Idle: workers whose lease requests wait (nothing was grantable).
+  const std::vector<SplitAsk> asks =
+      forced ? ForceSplits(candidates, settings_.split)
+             : ChooseSplits(candidates, waiting_.size(), settings_.split);
   for (const SplitAsk& a : asks) {
     table_.AskSplit(a.range, a.keep_rows);
     metrics_.split_asks++;

@@ -7,6 +7,10 @@ namespace ferry {
 std::vector<SplitAsk> ChooseSplits(const std::vector<SplitCandidate>& candidates, size_t idle,
                                    const SplitPolicyOptions& options) {
   std::vector<SplitAsk> out;
+  // Each outstanding ask's tail will take one of the idle workers.
+  for (const SplitCandidate& c : candidates) {
+    if (c.asked && idle > 0) --idle;
+  }
   if (idle == 0 || candidates.empty()) return out;
   auto measured = [&](const SplitCandidate& c) {
     return c.leased_ms >= options.min_leased_ms && c.rows_per_second > 0;

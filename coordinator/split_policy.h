@@ -18,9 +18,9 @@
 // `min_finish_ms` away (when a rate stands behind it), and with at least
 // `min_rows` left (`min_rows_unmeasured` without a rate of its own) — the
 // hysteresis that keeps small or nearly finished ranges whole. Longest
-// projected finish first, at most one range per idle worker (the caller
-// counts out the workers outstanding asks will take). The owner keeps about
-// half of what is left.
+// projected finish first, at most one range per idle worker not already
+// promised the tail of an outstanding ask. The owner keeps about half of
+// what is left.
 //
 // Forced mode (--force-split-interval-ms, for chaos tests): every candidate
 // with at least `min_rows` left is asked, whatever the rates.

@@ -95,12 +95,13 @@ TEST(SplitPolicyTest, UnmeasuredTailIsProjectedAtTheMeanRate) {
   EXPECT_TRUE(ChooseSplits(c, 1, o).empty());
 }
 
-// A range with an outstanding ask is not asked again, but its rows still
+// A range with an outstanding ask is not asked again and its tail takes an
+// idle worker, but its rows still
 // count in the fleet's work: a small range beside it is not split.
 TEST(SplitPolicyTest, OutstandingAskCountsButIsNotAskedAgain) {
   SplitCandidate big = Unmeasured(1, 900000);
   big.asked = true;
-  EXPECT_TRUE(ChooseSplits({big, Unmeasured(2, 100000)}, 1, {}).empty());
+  EXPECT_TRUE(ChooseSplits({big, Unmeasured(2, 100000)}, 2, {}).empty());  // one idle left
   // Without the big one's rows, the small one would look far behind.
   EXPECT_EQ(Ranges(ChooseSplits({Unmeasured(2, 100000)}, 1, {})), (std::vector<uint64_t>{2}));
   SplitCandidate asked = Measured(3, 5000, 0);
