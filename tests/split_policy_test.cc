@@ -96,8 +96,8 @@ TEST(SplitPolicyTest, UnmeasuredTailIsProjectedAtTheMeanRate) {
 }
 
 // A range with an outstanding ask is not asked again and its tail takes an
-// idle worker, but its rows still
-// count in the fleet's work: a small range beside it is not split.
+// idle worker, but its rows still count in the fleet's work: a small range
+// beside it is not split.
 TEST(SplitPolicyTest, OutstandingAskCountsButIsNotAskedAgain) {
   SplitCandidate big = Unmeasured(1, 900000);
   big.asked = true;

@@ -117,18 +117,24 @@ bool ChangeApplier::Poll(int timeout_ms) {
   return true;
 }
 
-void ChangeApplier::SendReport(bool release, bool leaving) {
-  capnp::MallocMessageBuilder b;
-  const uint64_t rid = ctx_.client->NextRequestId();
-  auto r = NewEnvelope(b, rid).getBody().initApplyReport();
+ApplyReport::Builder ChangeApplier::StartReport(capnp::MallocMessageBuilder* b, uint64_t rid,
+                                                bool release, bool leaving) const {
+  auto r = NewEnvelope(*b, rid).getBody().initApplyReport();
   SetLeaseRef(r.initLease(), 0, epoch_, ctx_.worker_id);
   r.setPosition(position_);
   r.setCaughtUp(caught_up_);
   r.setApplied(applied_);
-  r.setPending(pending_);
-  r.setOldestPendingMs(oldest_pending_ms_);
   r.setRelease(release);
   r.setLeaving(leaving);
+  return r;
+}
+
+void ChangeApplier::SendReport(bool release, bool leaving) {
+  capnp::MallocMessageBuilder b;
+  const uint64_t rid = ctx_.client->NextRequestId();
+  auto r = StartReport(&b, rid, release, leaving);
+  r.setPending(pending_);
+  r.setOldestPendingMs(oldest_pending_ms_);
   r.setError(error_.substr(0, 1000));
   r.setPermanent(permanent_);
   const int64_t now = ctx_.clock->NowMs();
@@ -142,13 +148,7 @@ void ChangeApplier::SendReport(bool release, bool leaving) {
 bool ChangeApplier::Release() {
   capnp::MallocMessageBuilder b;
   const uint64_t rid = ctx_.client->NextRequestId();
-  auto r = NewEnvelope(b, rid).getBody().initApplyReport();
-  SetLeaseRef(r.initLease(), 0, epoch_, ctx_.worker_id);
-  r.setPosition(position_);
-  r.setCaughtUp(caught_up_);
-  r.setApplied(applied_);
-  r.setRelease(true);
-  r.setLeaving(true);
+  StartReport(&b, rid, /*release=*/true, /*leaving=*/true);
   auto reply = ctx_.client->Call(b, rid, ctx_.request_timeout_ms, ctx_.on_other);
   LogEvent(spdlog::level::info, "applier_released",
            {{"worker", ctx_.worker_id},

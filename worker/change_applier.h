@@ -122,6 +122,10 @@ class ChangeApplier {
   Outcome RunLease(const ApplyLease& lease);
   // Reads replies: false when the lease was lost.
   bool Poll(int timeout_ms);
+  // An ApplyReport in `b` with the lease, position, caught-up and applied
+  // counters and the release/leaving flags; SendReport adds the backlog.
+  ApplyReport::Builder StartReport(capnp::MallocMessageBuilder* b, uint64_t rid, bool release,
+                                   bool leaving) const;
   void SendReport(bool release, bool leaving);
   bool Release();
   void Sleep(int64_t ms);
