@@ -73,6 +73,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-direct-copy", no_direct,
                "local workers always read rows and write them (default: a SQLite new store "
                "copies from a SQLite legacy store itself)");
+  bool no_read_ahead = false;
+  app.add_flag("--no-read-ahead", no_read_ahead,
+               "local workers read each batch only once the previous one is written (default: "
+               "the next batch is read, and transformed, while the previous one is written)");
   int io_threads = 2;
   app.add_option("--io-threads", io_threads, "ZeroMQ I/O threads serving worker connections")
       ->default_val(2)
@@ -238,6 +242,7 @@ int main(int argc, char** argv) {
       wo.coordinator = coord.inproc_endpoint();
       wo.id = fmt::format("{}-local{}", DefaultWorkerId(), i);
       wo.direct_copy = !no_direct;
+      wo.read_ahead = !no_read_ahead;
       Worker w(wo, &ctx, &workers_stop, &steady);
       worker_status[i] = w.Run();
       workers_exited++;

@@ -47,6 +47,14 @@ struct LuaTransformState {
   Value* out = nullptr;
   bool kept = false;
 
+  // The run of rows ApplyRows transforms: row r's cells at rows_in + r *
+  // nin; the kept rows' cells packed from rows_out; next_row the row to run.
+  const Value* rows_in = nullptr;
+  size_t rows_n = 0;
+  size_t next_row = 0;
+  Value* rows_out = nullptr;
+  LuaTransform::AppliedRows* applied = nullptr;  // kept reserved to rows_n
+
   ~LuaTransformState() {
     if (L) lua_close(L);
   }
@@ -383,6 +391,29 @@ int ApplyProtected(lua_State* L) {
   return 0;
 }
 
+// The rows of a run from next_row on, inside one lua_pcall (same
+// arguments as ApplyProtected). A row error raises out of it with next_row
+// at the row; ApplyRows records it and calls again from the row after.
+int ApplyRowsProtected(lua_State* L) {
+  LuaTransformState* impl = ImplOf(L);
+  LuaTransform::AppliedRows* applied = impl->applied;
+  const int top = lua_gettop(L);
+  while (impl->next_row < impl->rows_n) {
+    impl->in = impl->rows_in + impl->next_row * impl->nin;
+    impl->out = impl->rows_out + applied->kept.size() * impl->nout;
+    ArmBudget(impl);
+    ApplyProtected(L);
+    if (impl->kept) {
+      applied->kept.push_back(impl->next_row);  // reserved: never allocates here
+    } else {
+      ++applied->dropped;
+    }
+    ++impl->next_row;
+    lua_settop(L, top);
+  }
+  return 0;
+}
+
 const std::set<std::string>& ForbiddenGlobals() {
   static const std::set<std::string> kForbidden = {
       "io",       "os",     "require",    "package", "debug",          "coroutine", "load",
@@ -626,22 +657,38 @@ Status LuaTransform::Bind(const ColumnNames& input, const std::vector<TargetColu
   return Status::Ok();
 }
 
-Result<bool> LuaTransform::Apply(const Value* in, Value* out) {
+Status LuaTransform::ApplyRows(const Value* in, size_t n, Value* out, AppliedRows* applied) {
   LuaTransformState* impl = impl_.get();
   if (!impl->bound) return FailedPrecondition("LuaTransform::Apply before Bind");
+  applied->kept.clear();
+  applied->kept.reserve(n);
+  applied->failed.clear();
+  applied->dropped = 0;
   lua_State* L = impl->L;
-  impl->in = in;
-  impl->out = out;
+  impl->rows_in = in;
+  impl->rows_n = n;
+  impl->next_row = 0;
+  impl->rows_out = out;
+  impl->applied = applied;
   const int slots = kRowSlot + static_cast<int>(impl->nin + impl->nout);
-  lua_pushcfunction(L, ApplyProtected);
-  for (int i = 1; i <= slots; ++i) lua_pushvalue(L, i);
-  ArmBudget(impl);
-  const int rc = lua_pcall(L, slots, 0, 0);
-  if (rc != LUA_OK) {
+  while (impl->next_row < n) {
+    lua_pushcfunction(L, ApplyRowsProtected);
+    for (int i = 1; i <= slots; ++i) lua_pushvalue(L, i);
+    const int rc = lua_pcall(L, slots, 0, 0);
+    if (rc == LUA_OK) break;
     impl->dirty = true;
-    return Permanent(ErrorReason(impl, rc));
+    applied->failed.emplace_back(impl->next_row, ErrorReason(impl, rc));
+    ++impl->next_row;
   }
-  return impl->kept;
+  impl->applied = nullptr;
+  return Status::Ok();
+}
+
+Result<bool> LuaTransform::Apply(const Value* in, Value* out) {
+  AppliedRows applied;
+  FERRY_RETURN_IF_ERROR(ApplyRows(in, 1, out, &applied));
+  if (!applied.failed.empty()) return Permanent(std::move(applied.failed[0].second));
+  return !applied.kept.empty();
 }
 
 Result<std::optional<Row>> LuaTransform::Apply(const Row& in) {

@@ -50,6 +50,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -119,6 +120,21 @@ class LuaTransform {
   // reason, one line for `__ferry_rejects.reason` ("lua: ..."). The state
   // stays usable after a row error.
   Result<bool> Apply(const Value* in, Value* out);
+
+  // Transforms `n` rows in one go (one protected call into Lua for the run,
+  // not one per row; each row still has its own budget, and a row error
+  // costs one more call): row r's input.size() values at in + r *
+  // input.size(). The rows the function keeps are written packed from
+  // `out` on (output.size() values each, in row order; a Text/Blob already
+  // there reuses its buffer) and listed in applied->kept; a row error is
+  // listed in applied->failed with its reason (as Apply's); the dropped
+  // rows are counted. kFailedPrecondition before Bind; nothing else fails.
+  struct AppliedRows {
+    std::vector<size_t> kept;                            // row indices, ascending
+    std::vector<std::pair<size_t, std::string>> failed;  // row index, reason
+    uint64_t dropped = 0;
+  };
+  Status ApplyRows(const Value* in, size_t n, Value* out, AppliedRows* applied);
 
   // Convenience for tests and one-off calls: the row, or nullopt if
   // dropped. `in` must have input.size() values.

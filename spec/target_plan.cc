@@ -260,31 +260,27 @@ uint64_t TransformBatch(const TargetPlan& plan, LuaTransform* lua, const RowBatc
     return 0;
   }
   const size_t width = plan.write.width();
+  const size_t n = read.rows();
   kept->bytes = 0;
   kept->width = width;
-  kept->cells.resize(read.rows() * width);  // values (and their buffers) reused
-  if (kept->keys.size() < read.rows()) kept->keys.resize(read.rows());
-  uint64_t dropped = 0;
-  size_t n = 0;
-  for (size_t r = 0; r < read.rows(); ++r) {
-    Value* out = kept->cells.data() + n * width;
-    Result<bool> applied = lua->Apply(read.row(r), out);
-    if (!applied.ok()) {
-      rejects->push_back(Reject{plan.entry.target, KeyToFullString(read.keys[r]),
-                                RejectReason(applied.status().message())});
-      continue;
-    }
-    if (!*applied) {
-      ++dropped;
-      continue;
-    }
-    kept->keys[n].assign(read.keys[r]);
-    for (size_t c = 0; c < width; ++c) kept->bytes += PayloadBytes(out[c]);
-    ++n;
+  if (kept->cells.size() < n * width) kept->cells.resize(n * width);  // buffers reused
+  LuaTransform::AppliedRows applied;
+  const Status s = lua->ApplyRows(read.cells.data(), n, kept->cells.data(), &applied);
+  if (!s.ok()) {  // not bound: every row fails alike
+    for (size_t r = 0; r < n; ++r) applied.failed.emplace_back(r, s.message());
   }
-  kept->cells.resize(n * width);
-  kept->keys.resize(n);
-  return dropped;
+  for (const auto& [r, reason] : applied.failed) {
+    rejects->push_back(
+        Reject{plan.entry.target, KeyToFullString(read.keys[r]), RejectReason(reason)});
+  }
+  const size_t k = applied.kept.size();
+  kept->cells.resize(k * width);
+  kept->keys.resize(k);
+  for (size_t i = 0; i < k; ++i) {
+    kept->keys[i].assign(read.keys[applied.kept[i]]);
+    for (size_t c = 0; c < width; ++c) kept->bytes += PayloadBytes(kept->cells[i * width + c]);
+  }
+  return applied.dropped;
 }
 
 Result<std::unique_ptr<LuaTransform>> MakeTransform(const TargetPlan& plan) {

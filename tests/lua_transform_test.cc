@@ -420,6 +420,82 @@ TEST(LuaTransformTest, AnEndlessLoopIsARowErrorAndTheNextRowWorks) {
   for (int i = 0; i < 300; ++i) ASSERT_EQ(Kept(*t, {int64_t{3}}), (Row{int64_t{500500}}));
 }
 
+// ApplyRows runs a batch in one protected call: a row error (a runtime
+// error, an endless loop, a bad return value) costs that row alone, each row
+// has its own budget, the kept rows come out packed and in order, and a
+// row after a failed or dropped one never sees what it left in the row table.
+TEST(LuaTransformTest, ARunOfRowsIsolatesEachRowsErrorAndBudget) {
+  LuaTransform::Limits limits;
+  limits.instructions_per_row = 100000;
+  auto t = Make(R"(return function(row)
+    if row.id < 100 and row.id % 10 == 3 then error("row " .. row.id .. " is bad") end
+    if row.id < 100 and row.id % 10 == 5 then while true do end end
+    if row.id % 10 == 7 then row.extra = 1 return nil end
+    if row.id < 100 and row.id % 10 == 9 then return { id = {} } end
+    local s = 0
+    for i = 1, 2000 do s = s + 1 end  -- the last 100 rows together exceed one row's budget
+    return { id = row.id, twice = row.id * 2, note = row.note, seen = row.extra }
+  end)",
+                limits);
+  ASSERT_TRUE(t);
+  ASSERT_TRUE(t->Bind({"id", "note"},
+                      Out({{"id", kAuto}, {"twice", kAuto}, {"note", kText}, {"seen", kAuto}}))
+                  .ok());
+  const size_t n = 200;
+  std::vector<Value> in;
+  for (size_t i = 0; i < n; ++i) {
+    in.emplace_back(static_cast<int64_t>(i));
+    in.emplace_back(i % 2 ? Value(Null{}) : Value(Text{"n" + std::to_string(i)}));
+  }
+  std::vector<Value> out(n * 4, Value(Text{"stale"}));
+  LuaTransform::AppliedRows applied;
+  ASSERT_TRUE(t->ApplyRows(in.data(), n, out.data(), &applied).ok());
+  std::vector<size_t> want_kept;
+  std::vector<size_t> want_failed;
+  uint64_t want_dropped = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t d = i % 10;
+    if (i < 100 && (d == 3 || d == 5 || d == 9)) {
+      want_failed.push_back(i);
+    } else if (d == 7) {
+      ++want_dropped;
+    } else {
+      want_kept.push_back(i);
+    }
+  }
+  EXPECT_EQ(applied.kept, want_kept);
+  EXPECT_EQ(applied.dropped, want_dropped);
+  ASSERT_EQ(applied.failed.size(), want_failed.size());
+  for (size_t f = 0; f < want_failed.size(); ++f) {
+    const size_t i = want_failed[f];
+    EXPECT_EQ(applied.failed[f].first, i);
+    const std::string& why = applied.failed[f].second;
+    const std::string want = i % 10 == 3   ? "row " + std::to_string(i) + " is bad"
+                             : i % 10 == 5 ? "over the budget"
+                                           : "column 'id' is a table value";
+    EXPECT_NE(why.find(want), std::string::npos) << why;
+  }
+  for (size_t k = 0; k < want_kept.size(); ++k) {
+    const size_t i = want_kept[k];
+    const Value* row = out.data() + k * 4;
+    EXPECT_EQ(row[0], Value(static_cast<int64_t>(i))) << "row " << i;
+    EXPECT_EQ(row[1], Value(static_cast<int64_t>(2 * i))) << "row " << i;
+    EXPECT_EQ(row[2], i % 2 ? Value(Null{}) : Value(Text{"n" + std::to_string(i)})) << "row " << i;
+    EXPECT_EQ(row[3], Value(Null{})) << "row " << i << " saw a dropped row's field";
+  }
+  // The same rows one at a time agree.
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<Value> one(4);
+    auto r = t->Apply(in.data() + 2 * i, one.data());
+    const bool kept = std::find(want_kept.begin(), want_kept.end(), i) != want_kept.end();
+    const bool failed = std::find(want_failed.begin(), want_failed.end(), i) != want_failed.end();
+    EXPECT_EQ(r.ok(), !failed) << "row " << i;
+    if (r.ok()) {
+      EXPECT_EQ(*r, kept) << "row " << i;
+    }
+  }
+}
+
 TEST(LuaTransformTest, AnEndlessLoopWhileTheChunkLoadsIsRefused) {
   LuaTransform::Limits limits;
   limits.instructions_per_row = 100000;

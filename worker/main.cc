@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-direct-copy", no_direct,
                "always read rows into the worker and write them (default: a SQLite new store "
                "copies from a SQLite legacy store itself)");
+  bool no_read_ahead = false;
+  app.add_flag("--no-read-ahead", no_read_ahead,
+               "read each batch only once the previous one is written (default: the next "
+               "batch is read, and transformed, while the previous one is written)");
   std::string curve_server_file, curve_secret_file;
   app.add_option("--curve-server-key-file", curve_server_file,
                  "the coordinator's CURVE public key (the FILE.pub of its `ferryctl keygen FILE`)");
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
     return HandleParseError(app, e);
   }
   o.direct_copy = !no_direct;
+  o.read_ahead = !no_read_ahead;
   o.give_up_after_ms = static_cast<int64_t>(give_up_s * 1000);
   auto curve = LoadCurveClientKeys(curve_server_file, curve_secret_file, "--curve-server-key-file",
                                    "--curve-secret-key-file");

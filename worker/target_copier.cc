@@ -73,38 +73,78 @@ void TargetCopier::RejectNullKeys(RowBatch* rows, std::vector<Reject>* rejects) 
   rows->cells.resize(n * width);
 }
 
+void TargetCopier::Settle() { ahead_.Wait(); }
+
 Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
                                 size_t max_bytes, const Fence& fence, TargetBatch* out) {
+  Settle();
   const KeyRange source_range{plan_->source.name, range.lo, range.hi};
   return target_->CopyProjected(*source_, plan_->source, plan_->projection, plan_->write,
                                 source_range, after, max_rows, max_bytes, fence, &out->copied);
 }
 
+void TargetCopier::Prepare(Prepared* p) {
+  p->rejects.clear();
+  p->dropped = 0;  // (p->kept keeps its cells: TransformBatch reuses their buffers)
+  p->status = source_->ReadProjected(plan_->source, plan_->projection, p->range, p->after,
+                                     p->max_rows, p->max_bytes, &p->read);
+  if (p->status.ok() && lua_ && p->read.rows() > 0) {
+    p->dropped = TransformBatch(*plan_, lua_.get(), p->read, &p->kept, &p->rejects);
+  }
+}
+
+bool TargetCopier::TakeReadAhead(const KeyRange& range, std::string_view after, size_t max_rows,
+                                 size_t max_bytes) {
+  if (!ahead_.busy()) return false;
+  ahead_.Wait();
+  const Prepared& n = *next_;
+  const bool wanted = n.range.lo == range.lo && n.range.hi == range.hi && n.after == after &&
+                      n.max_bytes <= max_bytes && n.max_rows <= max_rows + max_rows / 4;
+  if (wanted) std::swap(cur_, next_);
+  return wanted;
+}
+
 Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after, size_t max_rows,
                                   size_t max_bytes, const Fence& fence, TargetBatch* out) {
   const KeyRange source_range{plan_->source.name, range.lo, range.hi};
-  FERRY_RETURN_IF_ERROR(source_->ReadProjected(plan_->source, plan_->projection, source_range,
-                                               after, max_rows, max_bytes, &read_));
+  if (!TakeReadAhead(source_range, after, max_rows, max_bytes)) {
+    cur_->range = source_range;
+    cur_->after.assign(after);
+    cur_->max_rows = max_rows;
+    cur_->max_bytes = max_bytes;
+    Prepare(cur_.get());
+  }
+  Prepared& p = *cur_;
+  FERRY_RETURN_IF_ERROR(p.status);
   CopiedBatch& c = out->copied;
   c.rows = 0;
-  if (read_.rows() == 0) {
+  if (p.read.rows() == 0) {
     // Nothing left: record our epoch on the range's fence anyway (an empty,
     // fenced transaction), so a stalled older owner can never write into the
     // range after we report it done.
-    kept_.Clear();
-    kept_.width = plan_->write.width();
-    return target_->WriteBatch(plan_->write, kept_, fence);
+    empty_.Clear();
+    empty_.width = plan_->write.width();
+    return target_->WriteBatch(plan_->write, empty_, fence);
   }
-  std::vector<Reject> rejects;
-  RowBatch* rows = &read_;
+  if (read_ahead_) {
+    Prepared& n = *next_;
+    n.range = source_range;
+    n.after = p.read.keys.back();
+    n.max_rows = max_rows;
+    n.max_bytes = max_bytes;
+    // (Without a thread to spare, the next batch is read when asked for.)
+    ahead_.Start([this] { Prepare(next_.get()); });
+  }
+  std::vector<Reject>& rejects = p.rejects;
+  RowBatch* rows = &p.read;
   if (lua_) {
-    out->dropped = TransformBatch(*plan_, lua_.get(), read_, &kept_, &rejects);
-    rows = &kept_;
+    out->dropped = p.dropped;
+    rows = &p.kept;
   }
-  uint64_t read_bytes = read_.bytes;
-  std::string last_key = read_.keys.back();
-  uint64_t digest = FoldDigest(c.digest, read_, &digest_scratch_);
-  RejectNullKeys(rows, &rejects);  // (may compact read_ itself: digest and cursor first)
+  uint64_t read_bytes = p.read.bytes;
+  std::string last_key = p.read.keys.back();
+  uint64_t digest = FoldDigest(c.digest, p.read, &digest_scratch_);
+  RejectNullKeys(rows, &rejects);  // (may compact p.read itself: digest and cursor first)
   uint64_t written = 0;
   if (rows->rows() > 0) {
     Status s = target_->WriteBatch(plan_->write, *rows, fence);

@@ -24,13 +24,34 @@
 // (CanCopyDirect). It rejects nothing: a batch it fails on is
 // redone by ReadAndWrite (the worker turns direct copy off, see worker.h).
 //
+// Read-ahead (set_read_ahead): once ReadAndWrite has read (and
+// transformed) a batch, it starts reading and transforming the next one —
+// after that batch's last key, in the same bounds, with the same limits — on
+// a helper thread, and writes while that runs (the read and the Lua function
+// of batch n + 1 overlap the write and commit of batch n). The next
+// ReadAndWrite takes that batch when it asks for exactly it: the same bounds,
+// the same cursor, and a row limit at least 4/5 of the one it was read with
+// (a batch sizer that shrank the batch a little still gets it; a throttle
+// that cut it to a tenth does not). Anything else drops it and reads anew.
+// Only reads run ahead: every write, reject record and fence check stays on
+// the calling thread, in cursor order, and the digest is folded there in the
+// same order; a read-ahead batch is never written unless a later
+// ReadAndWrite asks for it, so a lost lease, an error or a retry that
+// re-reads from the last committed cursor never sees stale rows. (Online
+// migrations: a row read early is like a row read slowly: its change
+// record follows it, see worker/change_applier.h.)
+//
 // Both return in *out: rows written, rows rejected, rows dropped (by the Lua
 // function), bytes and the last key READ (the cursor: it moves past dropped
 // and rejected rows too; empty when the range has no rows left), and the
 // range digest folded over the rows read (source key + projected cells, as
 // common/digest.h folds them), starting from out->digest.
 //
-// Thread safety: confined to one worker thread, like the stores it uses.
+// Thread safety: confined to one worker thread, like the stores it uses —
+// except that while a read-ahead runs, the source store and the Lua function
+// belong to its helper thread. The owner calls Settle() (which waits for it
+// and drops it) before it uses the source store itself, and at the end of a
+// lease; every other member waits for it first itself.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +65,7 @@
 #include "spec/lua_transform.h"
 #include "spec/target_plan.h"
 #include "stores/store.h"
+#include "worker/job_thread.h"
 
 namespace ferry {
 
@@ -63,7 +85,16 @@ class TargetCopier {
   static Result<std::unique_ptr<TargetCopier>> Create(const TargetPlan* plan, Store* source,
                                                       Store* target, bool isolate_rejects);
 
+  ~TargetCopier() { Settle(); }
+  TargetCopier(const TargetCopier&) = delete;
+  TargetCopier& operator=(const TargetCopier&) = delete;
+
   const TargetPlan& plan() const { return *plan_; }
+  // Read the next batch ahead while writing (see above). Off by default.
+  void set_read_ahead(bool on) { read_ahead_ = on; }
+  // Waits for a read-ahead that runs and drops it: afterwards the source
+  // store is the caller's again.
+  void Settle();
   // True if the target store can copy this target's batches itself.
   bool CanCopyDirect();
   Status CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
@@ -74,6 +105,21 @@ class TargetCopier {
  private:
   TargetCopier(const TargetPlan* plan, Store* source, Store* target, bool isolate_rejects)
       : plan_(plan), source_(source), target_(target), isolate_rejects_(isolate_rejects) {}
+  // A batch read (and transformed), with what it was read for.
+  struct Prepared {
+    KeyRange range;  // in the source table's key space
+    std::string after;
+    size_t max_rows = 0, max_bytes = 0;
+    Status status;
+    RowBatch read, kept;  // kept: the Lua function's rows
+    std::vector<Reject> rejects;
+    uint64_t dropped = 0;
+  };
+  // Reads the batch after p->after and runs the Lua function on it.
+  void Prepare(Prepared* p);
+  // Takes the read-ahead batch into cur_ if it is the one asked for.
+  bool TakeReadAhead(const KeyRange& range, std::string_view after, size_t max_rows,
+                     size_t max_bytes);
   // True if every key column of what a batch writes carries a source key
   // column as it is (so it is never NULL).
   bool KeyCarried() const;
@@ -89,9 +135,14 @@ class TargetCopier {
   Store* source_;
   Store* target_;
   bool isolate_rejects_;
+  bool read_ahead_ = false;
   std::unique_ptr<LuaTransform> lua_;
-  RowBatch read_, kept_;  // reused buffers
+  RowBatch empty_;
   std::string digest_scratch_;
+  // The batch being written, and the one read ahead (buffers reused).
+  std::unique_ptr<Prepared> cur_ = std::make_unique<Prepared>();
+  std::unique_ptr<Prepared> next_ = std::make_unique<Prepared>();
+  JobThread ahead_;  // busy while next_ belongs to the helper thread
 };
 
 }  // namespace ferry

@@ -143,6 +143,7 @@ Status Worker::OpenStores() {
       FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
                              TargetCopier::Create(&p, source_.get(), target_.get(),
                                                   /*isolate_rejects=*/spec.has_value()));
+      copiers_[p.entry.target]->set_read_ahead(opt_.read_ahead);
     }
   }
   return Status::Ok();
@@ -760,6 +761,12 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     return Outcome::kGaveBack;
   }
   TargetCopier& copier = *copier_it->second;
+  // However the lease ends, no read runs ahead past it: the source store is
+  // the worker's again (verify leases, splits, the next lease).
+  struct SettleOnExit {
+    TargetCopier& copier;
+    ~SettleOnExit() { copier.Settle(); }
+  } settle_on_exit{copier};
   const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && copier.CanCopyDirect();
@@ -773,6 +780,7 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     if (turn == Turn::kWait) continue;
     if (lease.split_keep > 0 && lease.split_key.empty() &&
         clock_->NowMs() >= lease.next_split_try_ms) {
+      copier.Settle();  // ProposeSplit reads the source store
       ProposeSplit(lease, copier.plan().source);
     }
     size_t want = sizer_.Next();

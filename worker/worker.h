@@ -98,6 +98,7 @@ struct WorkerOptions {
   int64_t backoff_cap_ms = 5000;
   uint32_t transient_retries = 5;  // per batch, before the range is given back with an error
   bool direct_copy = true;         // use Store::CopyBatch where the target supports it
+  bool read_ahead = true;          // read batch n + 1 while writing batch n (TargetCopier)
   CurveClientKeys curve;           // CURVE to the coordinator; empty = off
   // Hearing from no coordinator for this long (not registered yet, or
   // asking for work) ends Run() with kUnavailable; 0 = never.
