@@ -1,6 +1,7 @@
 // JobThread (worker/job_thread.h): every job handed over runs exactly once,
 // on one helper thread that is not the owner's, and what it wrote is seen
-// after Wait; destroying it while a job runs waits for the job.
+// after Wait; a Start while a job runs waits for it; destroying it while a
+// job runs waits for the job.
 #include "worker/job_thread.h"
 
 #include <gtest/gtest.h>
@@ -33,6 +34,20 @@ TEST(JobThreadTest, EachJobRunsOnceOnOneHelperThreadAndIsSeenAfterWait) {
   }
   ASSERT_EQ(ran_on.size(), 1u);
   EXPECT_NE(*ran_on.begin(), std::this_thread::get_id());
+}
+
+// Copiers of one worker thread share one JobThread: a Start while a job
+// runs waits for it, so jobs never overlap and run in order.
+TEST(JobThreadTest, AStartWhileAJobRunsRunsAfterIt) {
+  JobThread t;
+  std::vector<int> order;
+  ASSERT_TRUE(t.Start([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    order.push_back(1);
+  }));
+  ASSERT_TRUE(t.Start([&] { order.push_back(2); }));
+  t.Wait();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
 TEST(JobThreadTest, DestroyingItWhileAJobRunsWaitsForTheJob) {

@@ -111,7 +111,7 @@ class TargetCopierTest : public ::testing::Test {
     auto c = TargetCopier::Create(&plans_[0], source_.get(), target->get(), true);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     *copier = std::move(c).value();
-    (*copier)->set_read_ahead(read_ahead);
+    if (read_ahead) (*copier)->set_read_ahead(&helper_);
   }
 
   struct Totals {
@@ -143,6 +143,7 @@ class TargetCopierTest : public ::testing::Test {
     }
   }
 
+  JobThread helper_;  // the copiers' read-ahead thread; outlives them
   TempDir dir_;
   std::string legacy_;
   std::unique_ptr<Store> source_;

@@ -16,6 +16,7 @@ JobThread::~JobThread() {
 }
 
 bool JobThread::Start(std::function<void()> job) {
+  Wait();
   if (!thread_.joinable()) {
     try {
       thread_ = std::thread([this] { Loop(); });

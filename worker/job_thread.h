@@ -5,9 +5,9 @@
 // arena) per batch. Wait, and the destructor, make everything the job
 // wrote visible to the owner (the mutex orders it).
 //
-// Thread safety: Start, Wait and busy() are the owner's (one thread); the
-// job runs on the helper thread, and touches nothing the owner uses until
-// Wait returns.
+// Thread safety: Start, Wait and busy() are the owner's (one thread; several
+// objects of that thread may share it, one job at a time); the job runs on
+// the helper thread, and touches nothing the owner uses until Wait returns.
 #pragma once
 
 #include <functional>
@@ -24,9 +24,9 @@ class JobThread {
   JobThread(const JobThread&) = delete;
   JobThread& operator=(const JobThread&) = delete;
 
-  // Runs `job` on the helper thread (started on first use). Only when not
-  // busy(): call Wait first. False if no thread could be started (the
-  // job did not run and will not).
+  // Runs `job` on the helper thread (started on first use), after the job
+  // before it (Start waits for that first). False if no thread could be
+  // started (the job did not run and will not).
   bool Start(std::function<void()> job);
   // Blocks until the job Start handed over has run. At once when none.
   void Wait();

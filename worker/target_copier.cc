@@ -73,7 +73,11 @@ void TargetCopier::RejectNullKeys(RowBatch* rows, std::vector<Reject>* rejects) 
   rows->cells.resize(n * width);
 }
 
-void TargetCopier::Settle() { ahead_.Wait(); }
+void TargetCopier::Settle() {
+  if (!ahead_) return;
+  helper_->Wait();
+  ahead_ = false;
+}
 
 Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
                                 size_t max_bytes, const Fence& fence, TargetBatch* out) {
@@ -95,8 +99,8 @@ void TargetCopier::Prepare(Prepared* p) {
 
 bool TargetCopier::TakeReadAhead(const KeyRange& range, std::string_view after, size_t max_rows,
                                  size_t max_bytes) {
-  if (!ahead_.busy()) return false;
-  ahead_.Wait();
+  if (!ahead_) return false;
+  Settle();
   const Prepared& n = *next_;
   const bool wanted = n.range.lo == range.lo && n.range.hi == range.hi && n.after == after &&
                       n.max_bytes <= max_bytes && n.max_rows <= max_rows + max_rows / 4;
@@ -126,14 +130,14 @@ Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after,
     empty_.width = plan_->write.width();
     return target_->WriteBatch(plan_->write, empty_, fence);
   }
-  if (read_ahead_) {
+  if (helper_) {
     Prepared& n = *next_;
     n.range = source_range;
     n.after = p.read.keys.back();
     n.max_rows = max_rows;
     n.max_bytes = max_bytes;
     // (Without a thread to spare, the next batch is read when asked for.)
-    ahead_.Start([this] { Prepare(next_.get()); });
+    ahead_ = helper_->Start([this] { Prepare(next_.get()); });
   }
   std::vector<Reject>& rejects = p.rejects;
   RowBatch* rows = &p.read;

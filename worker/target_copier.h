@@ -27,7 +27,8 @@
 // Read-ahead (set_read_ahead): once ReadAndWrite has read (and
 // transformed) a batch, it starts reading and transforming the next one —
 // after that batch's last key, in the same bounds, with the same limits — on
-// a helper thread, and writes while that runs (the read and the Lua function
+// a helper thread (a JobThread the worker thread shares among its copiers:
+// it copies one lease at a time), and writes while that runs (the read and the Lua function
 // of batch n + 1 overlap the write and commit of batch n). The next
 // ReadAndWrite takes that batch when it asks for exactly it: the same bounds,
 // the same cursor, and a row limit at least 4/5 of the one it was read with
@@ -90,8 +91,9 @@ class TargetCopier {
   TargetCopier& operator=(const TargetCopier&) = delete;
 
   const TargetPlan& plan() const { return *plan_; }
-  // Read the next batch ahead while writing (see above). Off by default.
-  void set_read_ahead(bool on) { read_ahead_ = on; }
+  // Read the next batch ahead on `helper` while writing (see above); null
+  // (the default) = off. `helper` must outlive the copier.
+  void set_read_ahead(JobThread* helper) { helper_ = helper; }
   // Waits for a read-ahead that runs and drops it: afterwards the source
   // store is the caller's again.
   void Settle();
@@ -135,14 +137,14 @@ class TargetCopier {
   Store* source_;
   Store* target_;
   bool isolate_rejects_;
-  bool read_ahead_ = false;
+  JobThread* helper_ = nullptr;
+  bool ahead_ = false;  // next_ is (being) read ahead, and belongs to helper_ until waited for
   std::unique_ptr<LuaTransform> lua_;
   RowBatch empty_;
   std::string digest_scratch_;
   // The batch being written, and the one read ahead (buffers reused).
   std::unique_ptr<Prepared> cur_ = std::make_unique<Prepared>();
   std::unique_ptr<Prepared> next_ = std::make_unique<Prepared>();
-  JobThread ahead_;  // busy while next_ belongs to the helper thread
 };
 
 }  // namespace ferry

@@ -143,7 +143,7 @@ Status Worker::OpenStores() {
       FERRY_ASSIGN_OR_RETURN(copiers_[p.entry.target],
                              TargetCopier::Create(&p, source_.get(), target_.get(),
                                                   /*isolate_rejects=*/spec.has_value()));
-      copiers_[p.entry.target]->set_read_ahead(opt_.read_ahead);
+      if (opt_.read_ahead) copiers_[p.entry.target]->set_read_ahead(&read_ahead_);
     }
   }
   return Status::Ok();

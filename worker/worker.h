@@ -81,6 +81,7 @@
 #include "worker/batch_sizer.h"
 #include "worker/change_applier.h"
 #include "worker/coordinator_client.h"
+#include "worker/job_thread.h"
 #include "worker/lease_keeper.h"
 #include "worker/target_copier.h"
 
@@ -253,6 +254,9 @@ class Worker {
   // copies each target (range.table names the target): spec/target_plan.h.
   std::string spec_text_;
   std::vector<TargetPlan> plans_;
+  // The copiers' read-ahead thread (one for all: one lease at a time).
+  // Declared before copiers_, so that it outlives them.
+  JobThread read_ahead_;
   std::map<std::string, std::unique_ptr<TargetCopier>> copiers_;
   std::map<std::string, TableSchema> target_schemas_;  // listed on the first verify lease
   BatchSizer sizer_{10000, 0};
