@@ -231,6 +231,29 @@ TEST_F(TargetCopierTest, AReadAheadIsUsedOnlyForTheBatchItWasReadFor) {
   EXPECT_EQ(SqliteCanonicalRows(dir_.File("new.db"), "accounts"), want);
 }
 
+// Two batches are in memory at once with read-ahead: each reads at most
+// half the byte budget (plus the row that crosses it), so wide rows hold
+// no more bytes than one batch did without.
+TEST_F(TargetCopierTest, WithReadAheadEachBatchTakesHalfTheByteBudget) {
+  constexpr size_t kBudget = 4000;  // rows of ~30 bytes: ~130 rows, far below the row limit
+  for (bool ahead : {false, true}) {
+    SCOPED_TRACE(ahead ? "read-ahead" : "in turn");
+    std::unique_ptr<Store> target;
+    std::unique_ptr<TargetCopier> copier;
+    OpenTarget(ahead ? "new-ahead.db" : "new-turn.db", ahead, &target, &copier);
+    const KeyRange all{"accounts", "", ""};
+    std::string cursor;
+    for (int i = 0; i < 3; ++i) {
+      TargetBatch b;
+      ASSERT_TRUE(copier->ReadAndWrite(all, cursor, 1000, kBudget, F(1), &b).ok());
+      const size_t budget = ahead ? kBudget / 2 : kBudget;
+      EXPECT_GE(b.copied.bytes, budget);
+      EXPECT_LT(b.copied.bytes, budget + 100) << "batch " << i;
+      cursor = b.copied.last_key;
+    }
+  }
+}
+
 TEST_F(TargetCopierTest, AFencedOutWriteLandsNothingWhateverWasReadAhead) {
   std::unique_ptr<Store> target;
   std::unique_ptr<TargetCopier> copier;

@@ -79,6 +79,13 @@ void TargetCopier::Settle() {
   ahead_ = false;
 }
 
+void TargetCopier::Idle() {
+  Settle();
+  cur_ = std::make_unique<Prepared>();
+  next_ = std::make_unique<Prepared>();
+  empty_ = RowBatch();
+}
+
 Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
                                 size_t max_bytes, const Fence& fence, TargetBatch* out) {
   Settle();
@@ -110,6 +117,9 @@ bool TargetCopier::TakeReadAhead(const KeyRange& range, std::string_view after, 
 
 Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after, size_t max_rows,
                                   size_t max_bytes, const Fence& fence, TargetBatch* out) {
+  // Two batches are in memory at once with read-ahead: each gets half the
+  // byte budget (the row limit binds first unless rows are wide).
+  if (helper_) max_bytes = std::max<size_t>(1, max_bytes / 2);
   const KeyRange source_range{plan_->source.name, range.lo, range.hi};
   if (!TakeReadAhead(source_range, after, max_rows, max_bytes)) {
     cur_->range = source_range;

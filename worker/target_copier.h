@@ -34,6 +34,8 @@
 // the same cursor, and a row limit at least 4/5 of the one it was read with
 // (a batch sizer that shrank the batch a little still gets it; a throttle
 // that cut it to a tenth does not). Anything else drops it and reads anew.
+// With two batches in memory, each reads at most half of max_bytes (wide
+// rows: the same row bytes in memory as one batch without read-ahead).
 // Only reads run ahead: every write, reject record and fence check stays on
 // the calling thread, in cursor order, and the digest is folded there in the
 // same order; a read-ahead batch is never written unless a later
@@ -97,6 +99,9 @@ class TargetCopier {
   // Waits for a read-ahead that runs and drops it: afterwards the source
   // store is the caller's again.
   void Settle();
+  // Settle, and free the batch buffers: a copier between leases holds no
+  // rows (a worker has a copier per target, and copies one lease at a time).
+  void Idle();
   // True if the target store can copy this target's batches itself.
   bool CanCopyDirect();
   Status CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,

@@ -761,12 +761,13 @@ Worker::Outcome Worker::Copy(Lease& lease) {
     return Outcome::kGaveBack;
   }
   TargetCopier& copier = *copier_it->second;
-  // However the lease ends, no read runs ahead past it: the source store is
-  // the worker's again (verify leases, splits, the next lease).
-  struct SettleOnExit {
+  // However the lease ends, no read runs ahead past it (the source store is
+  // the worker's again: verify leases, splits, the next lease), and the
+  // copier gives back its batch buffers.
+  struct IdleOnExit {
     TargetCopier& copier;
-    ~SettleOnExit() { copier.Settle(); }
-  } settle_on_exit{copier};
+    ~IdleOnExit() { copier.Idle(); }
+  } idle_on_exit{copier};
   const Fence fence = FenceOf(lease);
   Backoff backoff(opt_.backoff_base_ms, opt_.backoff_cap_ms, Seed());
   bool direct = opt_.direct_copy && copier.CanCopyDirect();
