@@ -74,31 +74,12 @@ Status PgStore::ReadKeys(const TableSchema& table, const std::vector<std::string
     return InvalidArgument(fmt::format(
         "table {} has no primary key; ferry needs one to read a PostgreSQL table", table.name));
   }
-  std::vector<size_t> cell_cols;
-  for (const Column& c : table.columns) {
-    auto it = std::find_if(info->cols.begin(), info->cols.end(),
-                           [&](const ColInfo& ci) { return ci.name == c.name; });
-    if (it == info->cols.end()) {
-      return InvalidArgument(fmt::format("table {} has no column {}", table.name, c.name));
-    }
-    cell_cols.push_back(static_cast<size_t>(it - info->cols.begin()));
-  }
-  std::vector<size_t> key_cells;
-  for (size_t p : info->pk) {
-    auto it = std::find(cell_cols.begin(), cell_cols.end(), p);
-    if (it == cell_cols.end()) {
-      return InvalidArgument(fmt::format("table {}: key column {} is not in the schema", table.name,
-                                         info->cols[p].name));
-    }
-    key_cells.push_back(static_cast<size_t>(it - cell_cols.begin()));
-  }
+  FERRY_ASSIGN_OR_RETURN(CellMap map, MapCells(table, *info));
   std::vector<std::string> sel, tup;
-  for (size_t ci : cell_cols) sel.push_back(CellSelect(info->cols[ci]));
+  for (size_t ci : map.cell_cols) sel.push_back(CellSelect(info->cols[ci]));
   for (size_t p : info->pk) tup.push_back(PgQuoteIdent(info->cols[p].name));
   const size_t arity = info->pk.size();
   const std::string tuple = arity == 1 ? tup[0] : "(" + Join(tup) + ")";
-  const size_t width = table.width();
-  std::vector<Value> key_values(arity);
   const std::string what = fmt::format("read changed rows of table {}", table.name);
   for (size_t begin = 0; begin < keys.size(); begin += kKeysPerStatement) {
     const size_t n = std::min(kKeysPerStatement, keys.size() - begin);
@@ -116,24 +97,7 @@ Status PgStore::ReadKeys(const TableSchema& table, const std::vector<std::string
                                        : fmt::format("SELECT {} FROM {} WHERE {} IN (VALUES {})",
                                                      Join(sel), info->qualified, tuple, Join(list));
     FERRY_ASSIGN_OR_RETURN(PgResult r, ExecPrepared(sql, what, params, formats, /*binary=*/true));
-    const int nrows = PQntuples(r.get());
-    for (int row = 0; row < nrows; ++row) {
-      for (size_t c = 0; c < width; ++c) {
-        const int col = static_cast<int>(c);
-        if (PQgetisnull(r.get(), row, col)) {
-          out->cells.emplace_back(Null{});
-          continue;
-        }
-        out->cells.push_back(DecodeCell(info->cols[cell_cols[c]].wire,
-                                        PQgetvalue(r.get(), row, col),
-                                        PQgetlength(r.get(), row, col)));
-        out->bytes += PayloadBytes(out->cells.back());
-      }
-      const Value* cells = out->cells.data() + out->cells.size() - width;
-      for (size_t k = 0; k < arity; ++k) key_values[k] = cells[key_cells[k]];
-      out->keys.push_back(EncodeKey(key_values));
-      out->bytes += out->keys.back().size();
-    }
+    AppendRows(r.get(), *info, map, SIZE_MAX, out);
   }
   return Status::Ok();
 }

@@ -153,6 +153,32 @@ Result<PgStore::CellMap> PgStore::MapCells(const TableSchema& table, const Table
   return m;
 }
 
+void PgStore::AppendRows(const PGresult* r, const TableInfo& info, const CellMap& map,
+                         size_t max_bytes, RowBatch* out) {
+  const size_t width = map.cell_cols.size();
+  const size_t arity = map.key_cells.size();
+  const int nrows = PQntuples(r);
+  out->cells.reserve(out->cells.size() + static_cast<size_t>(nrows) * width);
+  std::vector<Value> key_values(arity);
+  for (int row = 0; row < nrows; ++row) {
+    for (size_t c = 0; c < width; ++c) {
+      const int col = static_cast<int>(c);
+      if (PQgetisnull(r, row, col)) {
+        out->cells.emplace_back(Null{});
+        continue;
+      }
+      out->cells.push_back(DecodeCell(info.cols[map.cell_cols[c]].wire, PQgetvalue(r, row, col),
+                                      PQgetlength(r, row, col)));
+      out->bytes += PayloadBytes(out->cells.back());
+    }
+    const Value* cells = out->cells.data() + out->cells.size() - width;
+    for (size_t k = 0; k < arity; ++k) key_values[k] = cells[map.key_cells[k]];
+    out->keys.push_back(EncodeKey(key_values));
+    out->bytes += out->keys.back().size();
+    if (out->bytes >= max_bytes) break;
+  }
+}
+
 Result<std::string> PgStore::RangeWhere(const TableSchema& table, const TableInfo& info,
                                         const std::string& qualifier, const KeyRange& range,
                                         std::string_view after,
@@ -206,12 +232,8 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
         "table {} has no primary key; ferry needs one to read a PostgreSQL table", table.name));
   }
   FERRY_ASSIGN_OR_RETURN(CellMap map, MapCells(table, *info));
-  const std::vector<size_t>& cell_cols = map.cell_cols;
-  const std::vector<size_t>& key_cells = map.key_cells;
-  const size_t arity = info->pk.size();
-
   std::vector<std::string> sel;
-  for (size_t ci : cell_cols) sel.push_back(CellSelect(info->cols[ci]));
+  for (size_t ci : map.cell_cols) sel.push_back(CellSelect(info->cols[ci]));
   FERRY_ASSIGN_OR_RETURN(KeyBounds kb, Bounds(table, *info, range, after, ""));
   std::vector<std::optional<std::string>>& params = kb.params;
   std::vector<int>& formats = kb.formats;
@@ -226,28 +248,7 @@ Status PgStore::ReadBatch(const TableSchema& table, const KeyRange& range, std::
                                       info->qualified, kb.where, kb.order, params.size());
   FERRY_ASSIGN_OR_RETURN(PgResult r, ExecPrepared(sql, fmt::format("read table {}", table.name),
                                                   params, formats, /*binary=*/true));
-  const size_t width = table.width();
-  const int nrows = PQntuples(r.get());
-  out->cells.reserve(static_cast<size_t>(nrows) * width);
-  std::vector<Value> key_values(arity);
-  for (int row = 0; row < nrows; ++row) {
-    for (size_t c = 0; c < width; ++c) {
-      const int col = static_cast<int>(c);
-      if (PQgetisnull(r.get(), row, col)) {
-        out->cells.emplace_back(Null{});
-        continue;
-      }
-      const char* v = PQgetvalue(r.get(), row, col);
-      const int len = PQgetlength(r.get(), row, col);
-      out->cells.push_back(DecodeCell(info->cols[cell_cols[c]].wire, v, len));
-      out->bytes += PayloadBytes(out->cells.back());
-    }
-    const Value* cells = out->cells.data() + out->cells.size() - width;
-    for (size_t k = 0; k < arity; ++k) key_values[k] = cells[key_cells[k]];
-    out->keys.push_back(EncodeKey(key_values));
-    out->bytes += out->keys.back().size();
-    if (out->bytes >= max_bytes) break;
-  }
+  AppendRows(r.get(), *info, map, max_bytes, out);
   if (out->rows() > 0) {
     double avg = static_cast<double>(out->bytes) / static_cast<double>(out->rows());
     info->avg_row_bytes = info->avg_row_bytes > 0 ? (info->avg_row_bytes + avg) / 2 : avg;

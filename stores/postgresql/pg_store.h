@@ -235,6 +235,11 @@ class PgStore : public Store {
     std::vector<size_t> key_cells;  // per key column: position among the cells
   };
   static Result<CellMap> MapCells(const TableSchema& table, const TableInfo& info);
+  // Appends rows [0, PQntuples) of `r` (binary, the cells of `map` in
+  // order) to *out with their encoded keys, stopping after the row that
+  // takes out->bytes to `max_bytes` (SIZE_MAX: every row).
+  static void AppendRows(const PGresult* r, const TableInfo& info, const CellMap& map,
+                         size_t max_bytes, RowBatch* out);
   // The key predicate of a range (after `after`, through `through` when not
   // empty) as SQL with its parameters: keyset reads, split keys, digests.
   struct KeyBounds {

@@ -60,20 +60,7 @@ Status SqliteStore::ReadKeys(const TableSchema& table, const std::vector<std::st
       }
     }
     int rc;
-    while ((rc = stmt->Step()) == SQLITE_ROW) {
-      for (size_t c = 0; c < width; ++c) {
-        out->cells.push_back(stmt->ColumnValue(static_cast<int>(c)));
-        out->bytes += PayloadBytes(out->cells.back());
-      }
-      const Value* row = out->cells.data() + out->cells.size() - width;
-      std::string& k = out->keys.emplace_back();
-      if (table.rowid_key()) {
-        AppendKeyElement(row[0], &k);
-      } else {
-        for (size_t pos : table.key_columns) AppendKeyElement(row[pos], &k);
-      }
-      out->bytes += k.size();
-    }
+    while ((rc = stmt->Step()) == SQLITE_ROW) AppendStatementRow(*stmt, table, out);
     stmt->Reset();
     if (rc != SQLITE_DONE) {
       out->Clear();

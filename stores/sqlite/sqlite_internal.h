@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/key_codec.h"
 #include "common/mutex.h"
 #include "common/sqlite_util.h"
 #include "common/status.h"
@@ -76,6 +77,27 @@ class SqliteStore::Txn {
   Status status_;
   bool active_ = false;
 };
+
+// ---- reading rows ----
+
+// Appends the current row of `stmt` — the cells of `table`, in CellList
+// order — to *out with its encoded key (the rowid, or the key columns), and
+// counts their bytes.
+inline void AppendStatementRow(const Stmt& stmt, const TableSchema& table, RowBatch* out) {
+  const size_t width = table.width();
+  for (size_t c = 0; c < width; ++c) {
+    out->cells.push_back(stmt.ColumnValue(static_cast<int>(c)));
+    out->bytes += PayloadBytes(out->cells.back());
+  }
+  const Value* row = out->cells.data() + out->cells.size() - width;
+  std::string& k = out->keys.emplace_back();
+  if (table.rowid_key()) {
+    AppendKeyElement(row[0], &k);
+  } else {
+    for (size_t pos : table.key_columns) AppendKeyElement(row[pos], &k);
+  }
+  out->bytes += k.size();
+}
 
 namespace sqlite_sql {
 
