@@ -822,8 +822,10 @@ void CompareSpecStore(const std::string& legacy, const MigrationSpec& spec,
       const std::string list = PgQueryText(
           target,
           fmt::format(
+              // indkey is an int2vector: its subscripts start at 0.
               "SELECT string_agg(a.attname || ':' || coalesce(array_position(i.indkey::int2[], "
-              "a.attnum), 0), ',' ORDER BY a.attnum) FROM pg_attribute a LEFT JOIN "
+              "a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0), ',' ORDER BY a.attnum) "
+              "FROM pg_attribute a LEFT JOIN "
               "pg_index i ON i.indrelid = a.attrelid AND i.indisprimary WHERE a.attrelid "
               "= {}::regclass AND a.attnum > 0 AND NOT a.attisdropped",
               QuoteLiteral(Quote(t))));
