@@ -83,7 +83,6 @@ void TargetCopier::Idle() {
   Settle();
   cur_ = std::make_unique<Prepared>();
   next_ = std::make_unique<Prepared>();
-  empty_ = RowBatch();
 }
 
 Status TargetCopier::CopyDirect(const KeyRange& range, std::string_view after, size_t max_rows,
@@ -136,9 +135,9 @@ Status TargetCopier::ReadAndWrite(const KeyRange& range, std::string_view after,
     // Nothing left: record our epoch on the range's fence anyway (an empty,
     // fenced transaction), so a stalled older owner can never write into the
     // range after we report it done.
-    empty_.Clear();
-    empty_.width = plan_->write.width();
-    return target_->WriteBatch(plan_->write, empty_, fence);
+    RowBatch none;
+    none.width = plan_->write.width();
+    return target_->WriteBatch(plan_->write, none, fence);
   }
   if (helper_) {
     Prepared& n = *next_;

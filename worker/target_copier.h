@@ -28,20 +28,20 @@
 // transformed) a batch, it starts reading and transforming the next one —
 // after that batch's last key, in the same bounds, with the same limits — on
 // a helper thread (a JobThread the worker thread shares among its copiers:
-// it copies one lease at a time), and writes while that runs (the read and the Lua function
-// of batch n + 1 overlap the write and commit of batch n). The next
-// ReadAndWrite takes that batch when it asks for exactly it: the same bounds,
-// the same cursor, and a row limit at least 4/5 of the one it was read with
-// (a batch sizer that shrank the batch a little still gets it; a throttle
-// that cut it to a tenth does not). Anything else drops it and reads anew.
-// With two batches in memory, each reads at most half of max_bytes (wide
-// rows: the same row bytes in memory as one batch without read-ahead).
-// Only reads run ahead: every write, reject record and fence check stays on
-// the calling thread, in cursor order, and the digest is folded there in the
-// same order; a read-ahead batch is never written unless a later
-// ReadAndWrite asks for it, so a lost lease, an error or a retry that
-// re-reads from the last committed cursor never sees stale rows. (Online
-// migrations: a row read early is like a row read slowly: its change
+// it copies one lease at a time), and writes while that runs: the read and
+// the Lua function of batch n + 1 overlap the write and commit of batch n.
+// The next ReadAndWrite takes that batch when it asks for exactly it: the
+// same bounds, the same cursor, and a row limit at least 4/5 of the one it
+// was read with (a batch sizer that shrank the batch a little still gets it;
+// a throttle that cut it to a tenth does not). Anything else drops it and
+// reads anew. With two batches in memory, each reads at most half of
+// max_bytes (wide rows: the same row bytes in memory as one batch without
+// read-ahead). Only reads run ahead: every write, reject record and fence
+// check stays on the calling thread, in cursor order, and the digest is
+// folded there in the same order; a read-ahead batch is never written unless
+// a later ReadAndWrite asks for it, so a lost lease, an error or a retry
+// that re-reads from the last committed cursor never sees stale rows.
+// (Online migrations: a row read early is like a row read slowly: its change
 // record follows it, see worker/change_applier.h.)
 //
 // Both return in *out: rows written, rows rejected, rows dropped (by the Lua
@@ -145,7 +145,6 @@ class TargetCopier {
   JobThread* helper_ = nullptr;
   bool ahead_ = false;  // next_ is (being) read ahead, and belongs to helper_ until waited for
   std::unique_ptr<LuaTransform> lua_;
-  RowBatch empty_;
   std::string digest_scratch_;
   // The batch being written, and the one read ahead (buffers reused).
   std::unique_ptr<Prepared> cur_ = std::make_unique<Prepared>();
